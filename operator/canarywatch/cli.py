@@ -1,0 +1,226 @@
+"""The `canarywatch` command.
+
+Exit codes: 0 ok, 2 bad usage or configuration (the message names the field),
+1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from canarywatch.markers import (
+    Decoder,
+    FrameSpec,
+    ImageLimits,
+    Keyring,
+    KeyringError,
+    encode_image,
+    render_frame,
+)
+from canarywatch.markers.payload import MAX_CAMERA, MAX_SEQ
+from canarywatch.verdicts import ViewerIdentity, judge
+
+__all__ = ["UsageError", "main"]
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2, message names the problem."""
+
+
+def _load_keyring(path: str) -> Keyring:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"--keyring: cannot read {path}: {e.strerror}") from e
+    try:
+        return Keyring.from_json(text)
+    except KeyringError as e:
+        raise UsageError(f"--keyring {path}: {e}") from e
+
+
+def _int_in(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in {lo}..{hi}, got {value}")
+        return value
+
+    return parse
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    tenants = [t.strip() for t in args.tenants.split(",") if t.strip()]
+    try:
+        keyring = Keyring.generate(tenants)
+    except KeyringError as e:
+        raise UsageError(f"--tenants: {e}") from e
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"--out: {out} exists (use --force to overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # keys are secrets: create the file private before writing them
+    out.touch(mode=0o600, exist_ok=True)
+    out.chmod(0o600)
+    out.write_text(keyring.to_json(), encoding="utf-8")
+    print(f"wrote keyring for {len(keyring)} tenants to {out}", file=sys.stderr)
+    return 0
+
+
+# -- frame ---------------------------------------------------------------------------------
+
+
+def cmd_frame_render(args: argparse.Namespace) -> int:
+    keyring = _load_keyring(args.keyring)
+    if args.tenant not in keyring:
+        raise UsageError(f"--tenant: {args.tenant!r} is not in the keyring ({', '.join(keyring)})")
+    suffix = Path(args.out).suffix.lower()
+    fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(suffix)
+    if fmt is None:
+        raise UsageError(f"--out: extension must be .png, .jpg or .jpeg, got {suffix or 'none'!r}")
+    spec = FrameSpec(
+        tenant=args.tenant,
+        camera=args.camera,
+        seq=args.seq,
+        time=time.time() if args.time is None else args.time,
+        width=args.width,
+        height=args.height,
+    )
+    try:
+        frame = render_frame(spec, keyring.key(args.tenant))
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    Path(args.out).write_bytes(encode_image(frame, fmt, quality=args.quality))
+    return 0
+
+
+def cmd_frame_decode(args: argparse.Namespace) -> int:
+    keyring = _load_keyring(args.keyring)
+    if args.tenant is not None and args.tenant not in keyring:
+        raise UsageError(f"--tenant: {args.tenant!r} is not in the keyring")
+    if args.camera is not None and args.tenant is None:
+        raise UsageError("--camera needs --tenant")
+    decoder = Decoder(keyring, limits=ImageLimits(max_bytes=args.max_bytes))
+    viewer = ViewerIdentity(args.tenant, args.camera)
+    for name in args.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as e:
+            raise UsageError(f"{name}: cannot read: {e.strerror}") from e
+        obs = decoder.decode(data)
+        verdict = judge(obs, viewer, now=time.time(), max_age=args.max_age)
+        payload = obs.payload if obs.tenant is not None else None
+        record = {
+            "file": name,
+            "verdict": verdict.verdict.value,
+            "tenant": obs.tenant,
+            "camera": payload.camera if payload else None,
+            "seq": payload.seq if payload else None,
+            "time": payload.time if payload else None,
+            "reason": verdict.reason or obs.reason or None,
+            "confidence": obs.confidence,
+            "age": round(verdict.age, 3) if verdict.age is not None else None,
+        }
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+def cmd_bench_codec(args: argparse.Namespace) -> int:
+    from canarywatch.bench.codec import run_codec_benchmark
+
+    return run_codec_benchmark(samples=args.samples, timing_rounds=args.rounds)
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canarywatch", description=__doc__.split("\n")[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="manage tenant signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    gen = keys.add_parser("generate", help="generate a keyring for a set of synthetic tenants")
+    gen.add_argument("--tenants", required=True, help="comma-separated tenant ids, e.g. acme-7,bravo-2")
+    gen.add_argument("--out", required=True, help="keyring JSON file to write (mode 0600)")
+    gen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    gen.set_defaults(func=cmd_keys_generate)
+
+    frame = sub.add_parser("frame", help="render or decode canary frames").add_subparsers(
+        dest="frame_command", required=True
+    )
+    render = frame.add_parser("render", help="render one signed canary frame")
+    render.add_argument("--keyring", required=True)
+    render.add_argument("--tenant", required=True)
+    render.add_argument("--camera", required=True, type=_int_in("--camera", 0, MAX_CAMERA))
+    render.add_argument("--seq", required=True, type=_int_in("--seq", 0, MAX_SEQ))
+    render.add_argument("--time", type=float, help="capture time, Unix seconds (default: now)")
+    render.add_argument("--width", type=_int_in("--width", 64, 7680), default=1280)
+    render.add_argument("--height", type=_int_in("--height", 36, 4320), default=720)
+    render.add_argument("--quality", type=_int_in("--quality", 1, 100), default=90, help="JPEG quality")
+    render.add_argument("--out", required=True, help="output file, .png or .jpg")
+    render.set_defaults(func=cmd_frame_render)
+
+    decode = frame.add_parser("decode", help="decode frames; one JSON object per file on stdout")
+    decode.add_argument("--keyring", required=True)
+    decode.add_argument("--tenant", help="the viewer's tenant (enables cross_tenant)")
+    decode.add_argument(
+        "--camera",
+        type=_int_in("--camera", 0, MAX_CAMERA),
+        help="the viewer's camera (enables misrouted)",
+    )
+    decode.add_argument("--max-age", type=float, help="freshness bound in seconds (enables stale)")
+    decode.add_argument(
+        "--max-bytes", type=_int_in("--max-bytes", 1, 1 << 30), default=ImageLimits().max_bytes
+    )
+    decode.add_argument("files", nargs="+", metavar="FILE")
+    decode.set_defaults(func=cmd_frame_decode)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(
+        dest="bench_command", required=True
+    )
+    codec = bench.add_parser("codec", help="codec cost ratios vs cv2.imdecode and the robustness table")
+    codec.add_argument(
+        "--samples",
+        type=_int_in("--samples", 10, 100000),
+        default=400,
+        help="frames per degradation",
+    )
+    codec.add_argument(
+        "--rounds", type=_int_in("--rounds", 5, 10000), default=60, help="timing rounds per decoder"
+    )
+    codec.set_defaults(func=cmd_bench_codec)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except UsageError as e:
+        print(f"canarywatch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

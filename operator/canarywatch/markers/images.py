@@ -1,0 +1,161 @@
+"""Turn untrusted bytes into a grayscale image without trusting them.
+
+Every image the viewer receives may be hostile: empty, truncated, not an image,
+a header that claims 60000×60000 pixels, or a 50 MB body. The size checks happen on
+the header *before* any pixel buffer is allocated; anything that fails becomes an
+`ImageRejected` with a reason, which the decoder turns into an `undecodable` verdict.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "ImageLimits",
+    "ImageRejected",
+    "Probe",
+    "load_gray",
+    "probe",
+]
+
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class ImageRejected(Exception):
+    """The bytes are not an image we are willing to decode; `str(e)` is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    format: str
+    width: int
+    height: int
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise ImageRejected("corrupt JPEG: marker expected")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, i + 2)
+        if length < 2:
+            raise ImageRejected("corrupt JPEG: bad segment length")
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                break
+            height, width = struct.unpack_from(">HH", data, i + 5)
+            return width, height
+        if marker == 0xDA:  # scan data before any frame header
+            raise ImageRejected("corrupt JPEG: scan before frame header")
+        i += 2 + length
+    raise ImageRejected("truncated JPEG: no frame header")
+
+
+def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
+    """Identify the format and claimed size from the header; reject before decoding."""
+    if not data:
+        raise ImageRejected("empty body")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"body of {len(data)} bytes exceeds the {limits.max_bytes}-byte cap")
+    if data[:3] == b"\xff\xd8\xff":
+        fmt = "jpeg"
+        width, height = _jpeg_size(data)
+        # libjpeg happily pads a truncated scan with gray; a missing EOI means truncation
+        if not data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
+            raise ImageRejected("truncated JPEG: no end-of-image marker")
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        fmt = "png"
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageRejected("corrupt PNG: no IHDR chunk")
+        width, height = struct.unpack_from(">II", data, 16)
+        if b"IEND" not in data[-16:]:
+            raise ImageRejected("truncated PNG: no IEND chunk")
+    elif data[:6] in (b"GIF87a", b"GIF89a"):
+        fmt = "gif"
+        if len(data) < 10:
+            raise ImageRejected("truncated GIF header")
+        width, height = struct.unpack_from("<HH", data, 6)
+    elif data[:2] == b"BM":
+        fmt = "bmp"
+        if len(data) < 26:
+            raise ImageRejected("truncated BMP header")
+        width, height = struct.unpack_from("<ii", data, 18)
+        width, height = abs(width), abs(height)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "webp"
+        width, height = _webp_size(data)
+    else:
+        raise ImageRejected("not an image (unrecognised format)")
+    if width <= 0 or height <= 0:
+        raise ImageRejected(f"{fmt} header claims an empty {width}x{height} image")
+    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
+        raise ImageRejected(
+            f"{fmt} header claims {width}x{height} pixels, above the cap of {limits.max_pixels} pixels"
+        )
+    return Probe(fmt, width, height)
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        w, h = struct.unpack_from("<HH", data, 26)
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        b = data[21:25]
+        w = 1 + (((b[1] & 0x3F) << 8) | b[0])
+        h = 1 + (((b[3] & 0xF) << 10) | (b[2] << 2) | ((b[1] & 0xC0) >> 6))
+        return w, h
+    if chunk == b"VP8X" and len(data) >= 30:
+        w = 1 + int.from_bytes(data[24:27], "little")
+        h = 1 + int.from_bytes(data[27:30], "little")
+        return w, h
+    raise ImageRejected("corrupt WebP header")
+
+
+_REDUCED = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
+    """Decode to 8-bit grayscale; JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling)."""
+    flag = _REDUCED[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    except cv2.error as e:
+        raise ImageRejected(f"corrupt {info.format}: decoder error") from e
+    if img is None or img.size == 0:
+        raise ImageRejected(f"corrupt or unsupported {info.format} data")
+    if img.ndim != 2:  # 16-bit or alpha PNGs come back in other shapes
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY) if img.ndim == 3 and img.shape[2] == 4 else img
+    if img.dtype != np.uint8:
+        img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+    return np.ascontiguousarray(img)
