@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
+export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec clean
+.PHONY: setup demo test lint unit bench-codec tools test-cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +30,17 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: everything CI runs — lint, then every test tier
-test: lint
+## tools: build pinned kube-apiserver, kube-controller-manager, kubectl, etcd, helm (~10 min cold, then a no-op)
+tools:
+	hack/build-tools.sh
+
+## test: everything CI runs — lint, then every test tier (the cluster tier needs `tools`)
+test: lint tools
 	$(BIN)/pytest -q
+
+## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager
+test-cluster: setup tools
+	$(BIN)/pytest -q tests/cluster
 
 unit: setup
 	$(BIN)/pytest -q tests/unit
@@ -39,5 +49,6 @@ unit: setup
 bench-codec: setup
 	$(BIN)/canarywatch bench codec
 
+## clean: remove the virtualenv and caches (keeps the slow-to-build .cache/tools)
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

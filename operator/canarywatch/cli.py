@@ -7,7 +7,11 @@ Exit codes: 0 ok, 2 bad usage or configuration (the message names the field),
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -135,6 +139,61 @@ def cmd_frame_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- long-running services ------------------------------------------------------------------
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGINT/SIGTERM (what a pod or a terminal sends) without a traceback."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from canarywatch.relay import Fault, RelayConfigError, load_relay_config, run_relay
+
+    try:
+        config = load_relay_config(args.config)
+        if args.fault is not None:
+            config = dataclasses.replace(config, fault=Fault.parse(args.fault, field_name="--fault"))
+    except RelayConfigError as e:
+        raise UsageError(f"--config {args.config}: {e}") from e
+
+    async def serve() -> None:
+        handle = await run_relay(config, args.host, args.port)
+        print(f"relay listening on {handle.base_url} (fault: {config.fault})", file=sys.stderr, flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            await handle.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_pd_receiver(args: argparse.Namespace) -> int:
+    from canarywatch.incidents.receiver import serve
+
+    def ready(receiver: object) -> None:
+        print(f"PagerDuty Events v2 receiver on {getattr(receiver, 'url', '?')}", file=sys.stderr, flush=True)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(
+            serve(host=args.host, port=args.port, record_path=args.record, on_ready=ready)
+        )
+        try:
+            await _until_signalled()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    return 0
+
+
 # -- bench --------------------------------------------------------------------------------
 
 
@@ -206,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=_int_in("--rounds", 5, 10000), default=60, help="timing rounds per decoder"
     )
     codec.set_defaults(func=cmd_bench_codec)
+    relay = sub.add_parser("relay", help="run the reference relay (the bundled integration under test)")
+    relay.add_argument("--config", required=True, help="relay YAML (tenants, admin_token, fault, ...)")
+    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument("--port", type=_int_in("--port", 0, 65535), default=9000)
+    relay.add_argument("--fault", help="override the configured fault: none, xiaomi-2019, wyze-2024, ...")
+    relay.set_defaults(func=cmd_relay)
+
+    receiver = sub.add_parser("pd-receiver", help="run a local PagerDuty Events v2 receiver")
+    receiver.add_argument("--host", default="127.0.0.1")
+    receiver.add_argument("--port", type=_int_in("--port", 0, 65535), default=8765)
+    receiver.add_argument("--record", help="append accepted events to this JSON-lines file")
+    receiver.set_defaults(func=cmd_pd_receiver)
     return parser
 
 

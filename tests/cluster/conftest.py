@@ -1,0 +1,88 @@
+"""Fixtures of the cluster tier: a real etcd + kube-apiserver + kube-controller-manager.
+
+The binaries come from ``hack/build-tools.sh`` (``make tools``) in
+``$CANARYWATCH_TOOLS_DIR/bin`` (default ``<repo>/.cache/tools/bin``).  When they are
+missing the tier is skipped on a developer machine, and fails under CI (``CI`` set) or
+with ``CANARYWATCH_REQUIRE_CLUSTER=1``, so CI can never go green without it.
+
+``CANARYWATCH_CONTROLLER_MANAGER=0`` starts the control plane without the controller
+manager (faster; no Deployment -> ReplicaSet, no garbage collection).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+
+import controlplane
+
+_started: list[controlplane.ControlPlane] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: needs the real control plane (etcd + kube-apiserver)")
+
+
+def _must_run() -> bool:
+    return any(
+        os.environ.get(var, "") not in ("", "0", "false") for var in ("CI", "CANARYWATCH_REQUIRE_CLUSTER")
+    )
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[controlplane.ControlPlane]:
+    """The session's control plane: ``.kubeconfig`` (path), ``.api_client`` (admin),
+    ``.token_api_client(token)``, ``.write_kubeconfig(path, user=, token=)``."""
+    with_kcm = os.environ.get("CANARYWATCH_CONTROLLER_MANAGER", "1") not in ("0", "false")
+    plane = controlplane.ControlPlane(controller_manager=with_kcm)
+    try:
+        plane.start()
+    except controlplane.ToolsMissingError as err:
+        plane.stop()
+        if _must_run():
+            pytest.fail(str(err), pytrace=False)
+        pytest.skip(str(err))
+    _started.append(plane)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: controlplane.ControlPlane) -> Iterator[str]:
+    """A fresh namespace with a random name, deleted afterwards."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(control_plane.api_client)
+    name = f"cw-test-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"canarywatch.test": "true"}))
+    )
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for plane in _started:
+        figures = ", ".join(f"{k} {v:.2f}s" for k, v in plane.timings.items())
+        versions = ", ".join(
+            f"{tool} {controlplane.tool_version(tool)}"
+            for tool in ("etcd", "kube-apiserver", "kube-controller-manager")
+        )
+        terminalreporter.write_line(f"control plane ({versions}) started: {figures}")
