@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
+import os
 import signal
 import sys
 import time
@@ -194,6 +196,56 @@ def cmd_pd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- demo and standalone monitor -------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from canarywatch.demo import main_demo
+    from canarywatch.relay import RelayConfigError
+
+    routing_key = args.routing_key or os.environ.get("CANARYWATCH_PAGERDUTY_ROUTING_KEY") or None
+    try:
+        return main_demo(args.fault, args.duration, args.out, routing_key, args.metrics_port)
+    except RelayConfigError as e:
+        raise UsageError(str(e)) from e
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from canarywatch.standalone import ConfigError, Pipeline, load_config
+    from canarywatch.viewer.http import AdapterConfigError
+
+    try:
+        config = load_config(args.config)
+        keyring = (
+            _load_keyring(config.probe.keyring)
+            if config.probe.keyring
+            else Keyring.generate(t.id for t in config.probe.tenants)
+        )
+        missing = [t.id for t in config.probe.tenants if t.id not in keyring]
+        if missing:
+            raise UsageError(
+                f"probe.keyring: tenants {', '.join(missing)} have no key in {config.probe.keyring}"
+            )
+        for tenant in config.probe.tenants:
+            tenant.token.resolve()  # fail now, naming the field, not inside a viewer
+        pipeline = Pipeline(
+            config,
+            keyring=keyring,
+            out_dir=Path(args.out) if args.out else None,
+            on_event=lambda line: print(line, flush=True),
+        )
+    except (ConfigError, AdapterConfigError) as e:
+        raise UsageError(f"--config {args.config}: {e}") from e
+    result = asyncio.run(pipeline.run(duration=args.duration, linger_after_shutdown=None))
+    summary = result.summary
+    print(
+        f"{summary['frames']} frames {summary['verdicts']}; {len(summary['incidents'])} incident(s); "
+        f"integration {summary['state']}",
+        flush=True,
+    )
+    return 0
+
+
 # -- bench --------------------------------------------------------------------------------
 
 
@@ -265,6 +317,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=_int_in("--rounds", 5, 10000), default=60, help="timing rounds per decoder"
     )
     codec.set_defaults(func=cmd_bench_codec)
+    demo = sub.add_parser("demo", help="run the embedded end-to-end demo against the reference relay")
+    demo.add_argument(
+        "--fault", default="xiaomi-2019", help="none, xiaomi-2019, wyze-2024, stale-cache, idor"
+    )
+    demo.add_argument("--duration", type=float, default=30.0, help="maximum seconds to run")
+    demo.add_argument(
+        "--out", default="canarywatch-demo", help="folder for incidents.jsonl, summary.json, evidence"
+    )
+    demo.add_argument(
+        "--routing-key", help="page the real PagerDuty with this routing key (default: a local receiver)"
+    )
+    demo.add_argument("--metrics-port", type=_int_in("--metrics-port", 0, 65535), default=9464)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="standalone monitor for any HTTP camera integration")
+    run.add_argument("--config", required=True, help="standalone YAML (integration + probe)")
+    run.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: run until stopped)"
+    )
+    run.add_argument("--out", help="folder for incidents.jsonl, summary.json, evidence, PagerDuty outbox")
+    run.set_defaults(func=cmd_run)
+
     relay = sub.add_parser("relay", help="run the reference relay (the bundled integration under test)")
     relay.add_argument("--config", required=True, help="relay YAML (tenants, admin_token, fault, ...)")
     relay.add_argument("--host", default="127.0.0.1")
@@ -283,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="canarywatch: %(levelname)s %(name)s: %(message)s")
     try:
         result: int = args.func(args)
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import NoReturn
 
 from aiohttp import hdrs, web
@@ -99,6 +100,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    _bound_stream_buffers(request)
     sent_ingest_id = 0
     try:
         # Re-checked for every frame: a kill switch must cut open streams too.
@@ -120,6 +122,24 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the viewer went away; nothing left to tell it
     return response
+
+
+# A slow viewer must get fewer, *current* frames, not a queue of old ones: with the
+# kernel's default (auto-tuned, megabytes) send buffer, a poor connection would
+# see MJPEG frames seconds late while the loop above believes they were delivered.
+_STREAM_SEND_BUFFER = 32 * 1024
+
+
+def _bound_stream_buffers(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _STREAM_SEND_BUFFER)
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.set_write_buffer_limits(high=_STREAM_SEND_BUFFER)
 
 
 async def _wait_for_frame(relay: Relay, tenant: str, camera: str) -> None:

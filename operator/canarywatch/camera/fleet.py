@@ -1,0 +1,176 @@
+"""Many canary cameras in one process: render signed frames at a rate, publish them.
+
+Publishing is either *push* (HTTP PUT/POST of each JPEG to the integration's ingest
+URL, like a camera uploading) or *serve* (the integration pulls snapshots or MJPEG from
+us, like a camera with a local web server). Memory is bounded: a camera keeps only
+its latest encoded frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from canarywatch.markers import FrameSpec, encode_image, render_frame
+
+__all__ = ["CameraFleet", "CanaryCamera", "PushTarget"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """Where and how one camera uploads its frames."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # carries tokens
+
+
+@dataclass
+class CanaryCamera:
+    """One synthetic camera of one synthetic tenant."""
+
+    tenant: str
+    camera: int
+    key: bytes = field(repr=False)
+    width: int = 640
+    height: int = 360
+    quality: int = 80
+    seq: int = 0
+    latest: bytes = b""
+    latest_time: float = 0.0
+    published: int = 0
+    failed: int = 0
+    last_status: int | None = None
+
+    def next_frame(self, now: float) -> bytes:
+        """Render and encode the next frame (seq increments), keep it as `latest`."""
+        self.seq += 1
+        spec = FrameSpec(self.tenant, self.camera, self.seq, now, self.width, self.height)
+        self.latest = encode_image(render_frame(spec, self.key), quality=self.quality)
+        self.latest_time = now
+        return self.latest
+
+
+class CameraFleet:
+    """Runs every camera's frame loop; push mode uploads, serve mode answers pulls."""
+
+    def __init__(
+        self,
+        cameras: Sequence[CanaryCamera],
+        *,
+        fps: float,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = 5.0,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.cameras = list(cameras)
+        self.fps = fps
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self._by_key = {(c.tenant, str(c.camera)): c for c in self.cameras}
+        self._new_frame = asyncio.Event()
+
+    def camera(self, tenant: str, camera: str) -> CanaryCamera | None:
+        return self._by_key.get((tenant, camera))
+
+    async def run_push(self, targets: Mapping[tuple[str, int], PushTarget]) -> None:
+        """Upload every camera's frames until cancelled; failures are counted, not raised."""
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            loops = [
+                self._push_loop(session, cam, targets[(cam.tenant, cam.camera)], i)
+                for i, cam in enumerate(self.cameras)
+            ]
+            await asyncio.gather(*loops)
+
+    async def run_render(self) -> None:
+        """Serve mode: keep `latest` fresh for pulls and MJPEG until cancelled."""
+        await asyncio.gather(*(self._render_loop(cam, i) for i, cam in enumerate(self.cameras)))
+
+    async def _tick(self, index: int) -> None:
+        # spread cameras over the frame interval so uploads do not arrive in bursts
+        await asyncio.sleep((index % 16) / 16 / self.fps)
+
+    async def _render_loop(self, cam: CanaryCamera, index: int) -> None:
+        await self._tick(index)
+        interval = 1.0 / self.fps
+        while True:
+            started = time.monotonic()
+            cam.next_frame(self.clock())
+            self._new_frame.set()
+            self._new_frame = asyncio.Event()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _push_loop(
+        self, session: aiohttp.ClientSession, cam: CanaryCamera, target: PushTarget, index: int
+    ) -> None:
+        await self._tick(index)
+        interval = 1.0 / self.fps
+        headers = {"Content-Type": "image/jpeg", **target.headers}
+        while True:
+            started = time.monotonic()
+            body = cam.next_frame(self.clock())
+            try:
+                async with session.request(target.method, target.url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    cam.last_status = resp.status
+                    if 200 <= resp.status < 300:
+                        cam.published += 1
+                    else:
+                        cam.failed += 1
+            except (aiohttp.ClientError, TimeoutError) as e:
+                cam.failed += 1
+                cam.last_status = None
+                log.debug("camera %s/%s push failed: %s", cam.tenant, cam.camera, type(e).__name__)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    # -- serve mode ------------------------------------------------------------------
+    def app(self) -> web.Application:
+        """`GET /cameras/{tenant}/{camera}/snapshot.jpg` and `/stream.mjpg`."""
+        app = web.Application()
+        app.router.add_get("/cameras/{tenant}/{camera}/snapshot.jpg", self._snapshot)
+        app.router.add_get("/cameras/{tenant}/{camera}/stream.mjpg", self._mjpeg)
+        app.router.add_get("/healthz", _healthz)
+        return app
+
+    def _lookup(self, request: web.Request) -> CanaryCamera:
+        cam = self.camera(request.match_info["tenant"], request.match_info["camera"])
+        if cam is None or not cam.latest:
+            raise web.HTTPNotFound(text="no such camera or no frame yet")
+        return cam
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        cam = self._lookup(request)
+        cam.published += 1
+        return web.Response(body=cam.latest, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+        cam = self._lookup(request)
+        boundary = "canarywatchframe"
+        resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={boundary}"})
+        await resp.prepare(request)
+        last = -1
+        with contextlib.suppress(ConnectionResetError):
+            while True:
+                if cam.seq != last:
+                    last, body = cam.seq, cam.latest
+                    head = f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                    part = head.encode() + body + b"\r\n"
+                    await resp.write(part)
+                    cam.published += 1
+                await self._new_frame.wait()
+        return resp
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")

@@ -1,0 +1,278 @@
+"""Privacy-preserving evidence of a received frame.
+
+Two kinds of frame reach an incident, and they must be treated differently:
+
+* A verified canary frame (``cross_tenant``, ``misrouted``, ``stale``, ``ok``) is
+  synthetic: canarywatch rendered it for a synthetic tenant. It may be kept whole; it is
+  the proof an engineer needs to reproduce the leak.
+* Anything else (``foreign``, ``forged``, ``degraded``, ``undecodable``) is not known to
+  be ours. A ``foreign`` frame is, by definition, real content from somewhere else:
+  possibly a stranger's bedroom, as in the Xiaomi/Nest Hub incident. Of such a frame
+  canarywatch keeps only its SHA-256, size, dimensions, time, and a grayscale thumbnail
+  pixelated to at most 16×9 cells, enough to tell "a dark room" from "a bright
+  street", and to match the hash against the integration's own logs, not enough to
+  recognise anyone.
+
+The rule is enforced where it cannot be bypassed by accident: ``Evidence`` refuses to
+hold frame bytes for a verdict outside ``KEEP_WHOLE_VERDICTS``, so no later code path
+(files, PagerDuty, logs, CR status) can find pixels that were never kept. ``Evidence``'s
+repr carries no pixels either.
+
+Each thumbnail cell is exactly one 8×8 JPEG block. A flat block encodes to its DC
+coefficient alone, so the JPEG adds no edges or ringing inside a cell: what is stored
+has at most 144 distinct flat cells and no high-frequency content to "enhance".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, probe
+from canarywatch.verdicts import Verdict
+
+__all__ = [
+    "KEEP_WHOLE_VERDICTS",
+    "THUMBNAIL_CELLS",
+    "THUMBNAIL_CELL_PIXELS",
+    "Evidence",
+    "EvidenceError",
+    "EvidenceFiles",
+    "EvidencePrivacyError",
+    "collect_evidence",
+    "pixelate",
+    "write_evidence",
+]
+
+# Verdicts whose frame carries a verified canary signature: synthetic content only.
+KEEP_WHOLE_VERDICTS = frozenset({Verdict.CROSS_TENANT, Verdict.MISROUTED, Verdict.STALE, Verdict.OK})
+
+THUMBNAIL_CELLS = (16, 9)  # columns, rows
+# One JPEG block per cell (see the module docstring); changing this breaks that property.
+THUMBNAIL_CELL_PIXELS = 8
+_THUMBNAIL_QUALITY = 90
+# Decoding a 4K frame at full size only to average it into 144 cells wastes time;
+# JPEG DCT scaling gets within a few pixels per cell of the same averages.
+_MIN_PIXELS_PER_CELL = 4
+
+_FILE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "gif": "gif", "bmp": "bmp", "webp": "webp"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class EvidenceError(Exception):
+    """Evidence could not be written (the ``OSError`` is the cause) or a name is invalid."""
+
+
+class EvidencePrivacyError(EvidenceError, ValueError):
+    """Someone tried to keep the pixels of a frame that may show a real person's home."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What canarywatch keeps of one received frame.
+
+    ``frame`` (the received bytes) is present only for ``KEEP_WHOLE_VERDICTS``;
+    ``thumbnail`` is the pixelated grayscale JPEG, absent when the bytes are not a
+    decodable image (``note`` says why). Dimensions come from the image header.
+    """
+
+    verdict: Verdict
+    sha256: str
+    size: int
+    received_at: float
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frame: bytes | None = field(default=None, repr=False)
+    thumbnail: bytes | None = field(default=None, repr=False)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        verdict = Verdict(self.verdict)
+        object.__setattr__(self, "verdict", verdict)
+        if self.frame is not None and verdict not in KEEP_WHOLE_VERDICTS:
+            raise EvidencePrivacyError(
+                f"a {verdict} frame is not a verified canary and may show a real person's home: "
+                "keep its hash and pixelated thumbnail only (frame=None)"
+            )
+
+    @property
+    def kept_whole(self) -> bool:
+        return self.frame is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as JSON-ready data: never any pixels, thumbnail included."""
+        return {
+            "verdict": self.verdict.value,
+            "sha256": self.sha256,
+            "size": self.size,
+            "received_at": self.received_at,
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "kept": "whole" if self.kept_whole else "hash-and-pixelated-thumbnail",
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class EvidenceFiles:
+    """Where ``write_evidence`` put things, as POSIX paths relative to its ``base``."""
+
+    metadata: str
+    frame: str | None
+    thumbnail: str | None
+
+
+def collect_evidence(
+    data: bytes,
+    *,
+    verdict: Verdict,
+    received_at: float,
+    limits: ImageLimits | None = None,
+) -> Evidence:
+    """The evidence of one received frame; never raises on the bytes' content.
+
+    ``limits`` bounds what is decoded for the thumbnail (the viewer's decoder limits).
+    """
+    verdict = Verdict(verdict)
+    digest = hashlib.sha256(data).hexdigest()
+    keep = data if verdict in KEEP_WHOLE_VERDICTS else None
+    limits = limits if limits is not None else ImageLimits()
+    try:
+        info = probe(data, limits)
+    except ImageRejected as error:
+        return Evidence(verdict, digest, len(data), received_at, frame=keep, note=f"not an image: {error}")
+    try:
+        reduce = _reduction(info.width, info.height) if info.format == "jpeg" else 1
+        thumbnail: bytes | None = _encode_thumbnail(pixelate(load_gray(data, info, reduce=reduce)))
+        note = ""
+    except (ImageRejected, cv2.error) as error:
+        thumbnail, note = None, f"no thumbnail: {error}"
+    return Evidence(
+        verdict,
+        digest,
+        len(data),
+        received_at,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        frame=keep,
+        thumbnail=thumbnail,
+        note=note,
+    )
+
+
+def pixelate(
+    gray: np.ndarray,
+    *,
+    cells: tuple[int, int] = THUMBNAIL_CELLS,
+    cell_pixels: int = THUMBNAIL_CELL_PIXELS,
+) -> np.ndarray:
+    """``gray`` averaged into ``cells`` (columns, rows), each cell a flat square block.
+
+    Area averaging, not sampling: a sampled pixel would be a real pixel of the frame.
+    """
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError(f"pixelate needs a non-empty 2-D grayscale image, got shape {gray.shape}")
+    columns, rows = cells
+    if columns < 1 or rows < 1 or cell_pixels < 1:
+        raise ValueError(f"cells and cell_pixels must be positive, got {cells} and {cell_pixels}")
+    averaged = cv2.resize(gray, (columns, rows), interpolation=cv2.INTER_AREA)
+    blocks = np.repeat(np.repeat(averaged, cell_pixels, axis=0), cell_pixels, axis=1)
+    return np.ascontiguousarray(blocks, dtype=np.uint8)
+
+
+def write_evidence(
+    evidence: Evidence,
+    directory: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    base: str | os.PathLike[str] | None = None,
+) -> EvidenceFiles:
+    """Write ``<name>.json``, the thumbnail and (if kept) the frame into ``directory``.
+
+    ``name`` defaults to ``<verdict>-<first 16 hex of the hash>``, so a frame seen twice
+    is stored once. References are relative to ``base`` (default: ``directory``), which
+    must contain ``directory``: an incident record or summary stores them and stays
+    valid when the whole folder is moved. Each file is written to a temporary sibling
+    and renamed, so a reader never sees half a file; files are created 0600 (evidence
+    of a leak is sensitive even when pixelated).
+    """
+    stem = name if name is not None else f"{evidence.verdict.value}-{evidence.sha256[:16]}"
+    if not _NAME.match(stem):
+        raise EvidenceError(
+            f"evidence name {stem[:40]!r} must be 1-128 characters of letters, digits, '.', '_', '-'"
+        )
+    folder = Path(directory)
+    root = Path(base) if base is not None else folder
+    try:
+        prefix = folder.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise EvidenceError(f"base {root} must contain the evidence directory {folder}") from None
+    frame_ref = thumbnail_ref = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if evidence.frame is not None:
+            extension = _FILE_EXTENSIONS.get(evidence.format or "", "bin")
+            frame_ref = _write(folder, f"{stem}.frame.{extension}", evidence.frame)
+        if evidence.thumbnail is not None:
+            thumbnail_ref = _write(folder, f"{stem}.thumb.jpg", evidence.thumbnail)
+        refs = {
+            "frame": _relative(prefix, frame_ref),
+            "thumbnail": _relative(prefix, thumbnail_ref),
+        }
+        document = {**evidence.to_dict(), "files": refs}
+        metadata_ref = _write(folder, f"{stem}.json", json.dumps(document, indent=2).encode() + b"\n")
+    except OSError as error:
+        raise EvidenceError(f"cannot write evidence into {folder}: {error}") from error
+    return EvidenceFiles(
+        metadata=_relative(prefix, metadata_ref) or "",
+        frame=refs["frame"],
+        thumbnail=refs["thumbnail"],
+    )
+
+
+def _reduction(width: int, height: int) -> int:
+    columns, rows = THUMBNAIL_CELLS
+    for factor in (8, 4, 2):
+        if (
+            width // factor >= columns * _MIN_PIXELS_PER_CELL
+            and height // factor >= rows * _MIN_PIXELS_PER_CELL
+        ):
+            return factor
+    return 1
+
+
+def _encode_thumbnail(blocks: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", blocks, [cv2.IMWRITE_JPEG_QUALITY, _THUMBNAIL_QUALITY])
+    if not ok:
+        raise ImageRejected("thumbnail could not be encoded")
+    return encoded.tobytes()
+
+
+def _write(folder: Path, filename: str, data: bytes) -> str:
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, folder / filename)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return filename
+
+
+def _relative(prefix: Path, filename: str | None) -> str | None:
+    return None if filename is None else (prefix / filename).as_posix()

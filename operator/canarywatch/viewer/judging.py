@@ -1,0 +1,119 @@
+"""Per-stream judging: decode a received frame, give it a verdict, track sequence state.
+
+A viewer stream is one (tenant, camera, transport, network profile) view through the
+integration. Beyond the codec's verdict, the stream remembers the newest sequence
+number it has seen of its own camera, so a cache that serves an *older* frame after a
+newer one (a replay) is reported as `stale` even while the frame is still young.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from canarywatch.markers import Decoder, Observation, Status
+from canarywatch.verdicts import Judgement, Verdict, ViewerIdentity, judge
+
+__all__ = ["FrameResult", "StreamJudge", "ViewerStream"]
+
+# Snapshot polls and MJPEG parts may repeat the current frame; only going *back* by
+# more than this many frames counts as a replay.
+REPLAY_TOLERANCE = 2
+
+
+@dataclass(frozen=True)
+class ViewerStream:
+    """Who is looking, through which path, under which network profile."""
+
+    integration: str
+    probe: str
+    tenant: str
+    camera: int | None
+    kind: str  # snapshot | mjpeg | thumbnail | probe
+    profile: str
+
+    @property
+    def key(self) -> str:
+        camera = "*" if self.camera is None else str(self.camera)
+        return f"{self.integration}/{self.probe}/{self.tenant}/{camera}/{self.kind}/{self.profile}"
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    stream: ViewerStream
+    verdict: Verdict
+    reason: str
+    observation: Observation
+    received_at: float
+    judged_at: float
+    decode_seconds: float
+    age: float | None
+    source: str
+    body: bytes = field(repr=False)  # transient: evidence is derived from it, then it is dropped
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+class StreamJudge:
+    """Turns one stream's received frames into verdicts."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        stream: ViewerStream,
+        *,
+        max_age: float | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.decoder = decoder
+        self.stream = stream
+        self.max_age = max_age
+        self.clock = clock
+        self.newest: dict[int, tuple[int, float]] = {}  # camera → (seq, capture time)
+
+    def judge(
+        self,
+        body: bytes,
+        *,
+        received_at: float,
+        source: str = "",
+        camera: int | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> FrameResult:
+        """Verdict for one frame. `camera` overrides the stream's (event feeds name it per event)."""
+        started = time.perf_counter()
+        obs = self.decoder.decode(body)
+        decode_seconds = time.perf_counter() - started
+        identity = ViewerIdentity(self.stream.tenant, self.stream.camera if camera is None else camera)
+        judgement = judge(obs, identity, now=received_at, max_age=self.max_age)
+        judgement = self._replay_check(obs, judgement)
+        return FrameResult(
+            stream=self.stream,
+            verdict=judgement.verdict,
+            reason=judgement.reason,
+            observation=obs,
+            received_at=received_at,
+            judged_at=self.clock(),
+            decode_seconds=decode_seconds,
+            age=judgement.age,
+            source=source,
+            body=body,
+            meta=dict(meta or {}),
+        )
+
+    def _replay_check(self, obs: Observation, judgement: Judgement) -> Judgement:
+        if judgement.verdict is not Verdict.OK or obs.status is not Status.VERIFIED or obs.payload is None:
+            return judgement
+        camera, seq, captured = obs.payload.camera, obs.payload.seq, obs.payload.time
+        newest = self.newest.get(camera)
+        # older seq *and* older capture time: a replay; a lower seq with a newer time
+        # is a camera that restarted its counter
+        if newest is not None and seq + REPLAY_TOLERANCE < newest[0] and captured < newest[1]:
+            return Judgement(
+                Verdict.STALE,
+                f"replayed frame: seq {seq} after seq {newest[0]} was already shown",
+                judgement.age,
+            )
+        if newest is None or captured >= newest[1]:
+            self.newest[camera] = (seq, captured)
+        return judgement

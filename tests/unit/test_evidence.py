@@ -1,0 +1,177 @@
+"""Evidence: synthetic canary frames may be kept; anything else never leaves as pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from canarywatch.incidents.evidence import (
+    KEEP_WHOLE_VERDICTS,
+    THUMBNAIL_CELL_PIXELS,
+    THUMBNAIL_CELLS,
+    Evidence,
+    EvidenceError,
+    EvidencePrivacyError,
+    collect_evidence,
+    pixelate,
+    write_evidence,
+)
+from canarywatch.markers import FrameSpec, Keyring, encode_image, render_frame
+from canarywatch.verdicts import Verdict
+
+NOT_VERIFIED = [Verdict.FOREIGN, Verdict.FORGED, Verdict.DEGRADED, Verdict.UNDECODABLE]
+COLUMNS, ROWS = THUMBNAIL_CELLS
+
+
+def photo_jpeg(name: str = "astronaut", quality: int = 95) -> bytes:
+    """A real photograph (a person's face) standing in for a stranger's home."""
+    image = getattr(skimage.data, name)()
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return encoded.tobytes()
+
+
+def canary_jpeg(keyring: Keyring, seq: int = 1) -> bytes:
+    spec = FrameSpec(tenant="acme-7", camera=1, seq=seq, time=100.0)
+    return encode_image(render_frame(spec, keyring.key("acme-7")))
+
+
+def decoded(thumbnail: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(thumbnail, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None and image.ndim == 2, "thumbnails are single-channel grayscale"
+    return image
+
+
+def cells_of(image: np.ndarray) -> np.ndarray:
+    """(rows, columns, cell, cell) view of a thumbnail."""
+    size = THUMBNAIL_CELL_PIXELS
+    return image.reshape(ROWS, size, COLUMNS, size).swapaxes(1, 2)
+
+
+def test_verdict_split_is_exactly_verified_versus_not() -> None:
+    assert frozenset(Verdict) - KEEP_WHOLE_VERDICTS == frozenset(NOT_VERIFIED)
+
+
+@pytest.mark.parametrize("verdict", NOT_VERIFIED)
+def test_unverified_frames_are_never_kept_whole(verdict: Verdict, tmp_path: Path) -> None:
+    data = photo_jpeg()
+    evidence = collect_evidence(data, verdict=verdict, received_at=1_700_000_000.0)
+    assert evidence.frame is None and not evidence.kept_whole
+    assert evidence.thumbnail is not None and len(evidence.thumbnail) < len(data) // 20
+    files = write_evidence(evidence, tmp_path)
+    assert files.frame is None
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(written) == {files.metadata, files.thumbnail}
+    # No file holds the original bytes, or even a recognisable slice of them.
+    for content in written.values():
+        assert data[1000:1064] not in content
+    assert evidence.to_dict()["kept"] == "hash-and-pixelated-thumbnail"
+
+
+def test_privacy_rule_cannot_be_bypassed_by_constructing_evidence() -> None:
+    with pytest.raises(EvidencePrivacyError, match="real person's home"):
+        Evidence(Verdict.FOREIGN, "0" * 64, 3, 0.0, frame=b"abc")
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee", "camera"])
+def test_pixelated_thumbnail_has_no_recoverable_detail(name: str) -> None:
+    evidence = collect_evidence(photo_jpeg(name), verdict=Verdict.FOREIGN, received_at=0.0)
+    assert evidence.thumbnail is not None
+    image = decoded(evidence.thumbnail)
+    assert image.shape == (ROWS * THUMBNAIL_CELL_PIXELS, COLUMNS * THUMBNAIL_CELL_PIXELS)
+    cells = cells_of(image.astype(np.float64))
+    # Every cell is flat: nothing inside a cell for a super-resolution model to work on.
+    assert float(cells.std(axis=(2, 3)).max()) <= 1.0
+    # So the whole image carries at most 16×9 values.
+    means = np.round(cells.mean(axis=(2, 3)))
+    assert len(np.unique(means)) <= COLUMNS * ROWS
+    # High-frequency energy: what a Laplacian sees inside the cells (away from cell edges).
+    laplacian = cv2.Laplacian(image.astype(np.float64), cv2.CV_64F)
+    interior = cells_of(laplacian)[:, :, 1:-1, 1:-1]
+    assert float(np.abs(interior).mean()) < 0.5
+    # And it still says something: a photo is not one flat gray.
+    assert len(np.unique(means)) > 8
+
+
+def test_thumbnail_equals_its_own_pixelation() -> None:
+    evidence = collect_evidence(photo_jpeg(), verdict=Verdict.FOREIGN, received_at=0.0)
+    assert evidence.thumbnail is not None
+    image = decoded(evidence.thumbnail)
+    again = pixelate(image)
+    assert np.abs(again.astype(int) - image.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("verdict", sorted(KEEP_WHOLE_VERDICTS))
+def test_synthetic_canary_frames_are_kept_whole(verdict: Verdict, tmp_path: Path, keyring: Keyring) -> None:
+    frame = canary_jpeg(keyring, seq=7)
+    evidence = collect_evidence(frame, verdict=verdict, received_at=105.0)
+    assert evidence.frame == frame and evidence.kept_whole
+    files = write_evidence(evidence, tmp_path, name="inc-1-occ-1")
+    assert files.frame == "inc-1-occ-1.frame.jpg"
+    assert (tmp_path / files.frame).read_bytes() == frame
+    metadata = json.loads((tmp_path / files.metadata).read_text())
+    assert metadata["kept"] == "whole"
+    assert metadata["files"] == {"frame": files.frame, "thumbnail": files.thumbnail}
+
+
+def test_hash_size_and_dimensions_are_stable() -> None:
+    data = photo_jpeg()
+    first = collect_evidence(data, verdict=Verdict.FOREIGN, received_at=5.0)
+    second = collect_evidence(bytes(data), verdict=Verdict.FOREIGN, received_at=5.0)
+    assert first.sha256 == hashlib.sha256(data).hexdigest()
+    assert first == second
+    assert (first.size, first.width, first.height, first.format) == (len(data), 512, 512, "jpeg")
+
+
+def test_undecodable_bytes_keep_only_hash_and_size(tmp_path: Path) -> None:
+    data = b"<html>502 Bad Gateway</html>"
+    evidence = collect_evidence(data, verdict=Verdict.UNDECODABLE, received_at=1.0)
+    assert evidence.thumbnail is None and evidence.frame is None
+    assert evidence.width is None and evidence.note.startswith("not an image")
+    files = write_evidence(evidence, tmp_path)
+    assert files.thumbnail is None and files.frame is None
+    assert [p.name for p in tmp_path.iterdir()] == [files.metadata]
+
+
+def test_repr_carries_no_pixels(keyring: Keyring) -> None:
+    frame = canary_jpeg(keyring)
+    text = repr(collect_evidence(frame, verdict=Verdict.CROSS_TENANT, received_at=1.0))
+    assert "frame=" not in text and "thumbnail=" not in text and len(text) < 400
+
+
+def test_references_are_relative_to_base(tmp_path: Path) -> None:
+    evidence = collect_evidence(photo_jpeg(), verdict=Verdict.FOREIGN, received_at=0.0)
+    files = write_evidence(evidence, tmp_path / "evidence" / "relay", base=tmp_path)
+    assert files.metadata == f"evidence/relay/foreign-{evidence.sha256[:16]}.json"
+    assert (tmp_path / files.metadata).is_file()
+    assert files.thumbnail is not None and (tmp_path / files.thumbnail).is_file()
+    with pytest.raises(EvidenceError, match="must contain"):
+        write_evidence(evidence, tmp_path / "a", base=tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x" * 200])
+def test_names_cannot_escape_the_directory(name: str, tmp_path: Path) -> None:
+    evidence = collect_evidence(b"junk", verdict=Verdict.UNDECODABLE, received_at=0.0)
+    with pytest.raises(EvidenceError, match="evidence name"):
+        write_evidence(evidence, tmp_path, name=name)
+
+
+def test_unwritable_directory_is_an_evidence_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    evidence = collect_evidence(b"junk", verdict=Verdict.UNDECODABLE, received_at=0.0)
+    with pytest.raises(EvidenceError, match="cannot write evidence") as caught:
+        write_evidence(evidence, blocker / "evidence")
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_pixelate_rejects_colour_input() -> None:
+    with pytest.raises(ValueError, match="grayscale"):
+        pixelate(np.zeros((90, 160, 3), np.uint8))
