@@ -206,8 +206,8 @@ def _conclude(options: DemoOptions, summary: dict[str, Any], progress: _Progress
     first = caught[0]
     progress.event(
         f"caught {options.fault.value}: {first['verdict']} detected in "
-        f"{first['detection_seconds'] * 1000:.0f} ms, switched off {first['shutdown']['seconds']:.2f} s later "
-        "(the incidents it reproduces took days)"
+        f"{first['detection_seconds'] * 1000:.0f} ms, switched off "
+        f"{first['shutdown']['seconds']:.2f} s later (the incidents it reproduces took days)"
     )
     return 0
 

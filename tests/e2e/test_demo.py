@@ -1,0 +1,63 @@
+"""The demo scenario with each fault: detected, paged, switched off; nothing raised without a fault."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from canarywatch.demo import DemoOptions, run_demo
+from canarywatch.relay import Fault
+
+
+@pytest.mark.parametrize(
+    ("fault", "verdicts"),
+    [
+        (Fault.XIAOMI_2019, {"cross_tenant"}),
+        (Fault.WYZE_2024, {"cross_tenant", "misrouted"}),
+        (Fault.IDOR, {"cross_tenant"}),
+        (Fault.STALE_CACHE, {"stale"}),
+    ],
+    ids=lambda v: v.value if isinstance(v, Fault) else None,
+)
+async def test_each_fault_is_detected_paged_and_switched_off(
+    fault: Fault, verdicts: set[str], tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    code = await run_demo(DemoOptions(fault=fault, duration=45, out=tmp_path), write=lines.append)
+    assert code == 0, "\n".join(lines)
+    incidents = [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+    first = incidents[0]
+    assert first["verdict"] in verdicts
+    assert first["paged_at"] is not None and first["shutdown"]["done"]
+    for field in (
+        "verdict",
+        "viewer_tenant",
+        "observed_tenant",
+        "frame_received_at",
+        "recorded_at",
+        "detection_seconds",
+        "shutdown",
+    ):
+        assert field in first
+    if first["verdict"] == "cross_tenant":
+        assert first["observed_tenant"] != first["viewer_tenant"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["state"] == "Suspended" and summary["fault"] == fault.value
+    assert summary["pagerduty_receiver"]["events"] >= 1
+    events = [json.loads(line) for line in (tmp_path / "pagerduty-events.jsonl").read_text().splitlines()]
+    triggers = [e["event"] for e in events if e["event"]["event_action"] == "trigger"]
+    # exactly one page per incident: a leak storm never pages twice
+    paged = [i["pagerduty"]["dedup_key"] for i in incidents if i["paged_at"] is not None]
+    assert sorted(t["dedup_key"] for t in triggers) == sorted(paged)
+
+
+async def test_no_fault_raises_no_incident(tmp_path: Path) -> None:
+    lines: list[str] = []
+    code = await run_demo(DemoOptions(fault=Fault.NONE, duration=20, out=tmp_path), write=lines.append)
+    assert code == 0, "\n".join(lines)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["incident_records"] == [] and summary["state"] == "Active"
+    assert summary["verdicts"].get("ok", 0) > 200
+    assert set(summary["verdicts"]) == {"ok"}

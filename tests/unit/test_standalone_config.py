@@ -1,0 +1,92 @@
+"""The standalone configuration: the issue's example works as written; errors name the field."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canarywatch.standalone import ConfigError, StandaloneConfig, load_config
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "standalone.yaml"
+
+
+def example() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    return doc
+
+
+def test_the_documented_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(EXAMPLE)
+    assert config.integration.name == "acme-cloud"
+    assert [t.id for t in config.probe.tenants] == ["acme-7", "bravo-2"]
+    assert [p.name for p in config.probe.network_profiles] == ["good", "poor"]
+    assert config.probe.cameras_per_tenant == 2 and config.probe.fps == 2
+    assert config.integration.policy.mode.value == "enforce"
+    assert len(config.integration.kill_actions) == 1
+    monkeypatch.setenv("BRAVO_TOKEN", "t-bravo")
+    assert config.probe.tenants[1].token.resolve() == "t-bravo"
+    push = config.integration.camera.push
+    assert push is not None
+    rendered = push.render(tenant="acme-7", camera="1", token="t-acme")
+    assert rendered.url == "http://127.0.0.1:9000/v3/devices/acme-7/1/frame"
+    assert rendered.headers["Authorization"] == "Bearer t-acme"
+
+
+def _broken(path: str, value: object) -> dict[str, Any]:
+    doc = example()
+    node: Any = doc
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node[key]
+    last = keys[-1]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return doc
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("probe.tenants.1.tokenFrom", {"vault": "x"}, "probe.tenants[1].tokenFrom"),
+        ("probe.tenants.1.tokenFrom", _DELETE, "probe.tenants[1].token"),
+        ("probe.tenants.0.token", 42, "probe.tenants[0].token"),
+        ("probe.tenants.0.id", "not ok!", "probe.tenants[0].id"),
+        ("probe.camerasPerTenant", 0, "probe.camerasPerTenant"),
+        ("probe.fps", "fast", "probe.fps"),
+        ("probe.networkProfiles", ["good", "awful"], "probe.networkProfiles[1]"),
+        ("probe.colour", "yellow", "probe.colour"),
+        ("integration.policy.mode", "panic", "integration.policy.mode"),
+        ("integration.camera.push.url", "ftp://x/{tenant}", "integration.camera.push.url"),
+        ("integration.viewer.snapshot.url", "http://h/{tenantt}", "integration.viewer.snapshot.url"),
+        ("integration.killSwitch", _DELETE, "integration.killSwitch"),
+        ("integration.killSwitch.webhook.url", "not a url", "integration.killSwitch.webhook.url"),
+        ("integration.name", None, "integration.name"),
+        ("integration.viewer", {}, "integration.viewer"),
+    ],
+)
+def test_errors_name_the_field(path: str, value: object, field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        StandaloneConfig.from_mapping(_broken(path, value))
+    assert e.value.field == field, str(e.value)
+    assert str(e.value).startswith(field)
+
+
+def test_unset_token_env_is_named_when_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRAVO_TOKEN", raising=False)
+    config = StandaloneConfig.from_mapping(example())
+    with pytest.raises(
+        ValueError, match=r"probe\.tenants\[1\]\.tokenFrom\.env: environment variable BRAVO_TOKEN"
+    ):
+        config.probe.tenants[1].token.resolve()
+
+
+def test_alert_only_needs_no_kill_switch() -> None:
+    doc = _broken("integration.killSwitch", _DELETE)
+    doc["integration"]["policy"] = {"mode": "alert-only"}
+    assert StandaloneConfig.from_mapping(doc).integration.kill_actions == ()
