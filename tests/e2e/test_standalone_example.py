@@ -76,6 +76,7 @@ def _run(
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     return result, summary
