@@ -104,7 +104,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text((EXAMPLES / "standalone.yaml").read_text().replace("fps: 2", "fps: -1"))
     result = subprocess.run(
-        [*CLI, "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+        [*CLI, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 2
     assert "probe.fps" in result.stderr
@@ -118,6 +118,7 @@ def test_missing_token_env_exits_2_naming_the_field(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         env=env,
+        check=False,
     )
     assert result.returncode == 2
     assert "probe.tenants[1].tokenFrom.env" in result.stderr

@@ -186,7 +186,11 @@ class Pipeline:
         cfg = self.config
         integration = cfg.integration
         tokens = {t.id: t.token.resolve() for t in cfg.probe.tenants}
-        metrics_server = await serve_metrics(self.metrics, port=cfg.metrics_port or 0)
+        try:
+            metrics_server = await serve_metrics(self.metrics, port=cfg.metrics_port or 0)
+        except OSError as e:  # the configured port is taken: serve anyway, on a free one
+            self.on_event(f"metrics port {cfg.metrics_port} unavailable ({e.strerror}); using a free port")
+            metrics_server = await serve_metrics(self.metrics, port=0)
         self.metrics_url = metrics_server.url
         pagerduty = None
         if self.routing_key:
