@@ -1,0 +1,620 @@
+"""Manifest builders: deterministic output, security defaults, NET_ADMIN only for tc,
+labels and owner references, config hashes that follow the spec, probe status."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canarywatch.controller import builders as b
+from canarywatch.markers import Keyring
+from canarywatch.viewer.network import POOR, NetworkProfile, netem_commands
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "registry.example/canarywatch:0.1.0"
+PROBE_UID = "3f1c2a9e-5b7d-4e21-9c0a-7d4b2e6f8a10"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _example(kind: str) -> dict[str, Any]:
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == kind:
+                return dict(doc)
+    raise LookupError(kind)
+
+
+@pytest.fixture
+def probe() -> dict[str, Any]:
+    """examples/canaryprobe.yaml as the API server hands it to the operator."""
+    obj = _example("CanaryProbe")
+    obj["metadata"] = {**obj["metadata"], "namespace": "cameras", "uid": PROBE_UID, "generation": 1}
+    return obj
+
+
+@pytest.fixture
+def integration() -> dict[str, Any]:
+    obj = _example("CameraIntegration")
+    obj["metadata"] = {**obj["metadata"], "namespace": "cameras"}
+    return obj
+
+
+def build_all(probe: dict[str, Any], integration: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = [
+        b.build_keyring_secret(probe, t["id"], bytes([i + 1]) * 32)
+        for i, t in enumerate(probe["spec"]["tenants"])
+    ]
+    return keys + b.build_probe_workloads(probe, integration, image=IMAGE)
+
+
+def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+
+
+def hashes(objects: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    return {
+        (o["kind"], o["metadata"]["name"]): o["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION]
+        for o in objects
+    }
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, deployment in deployments(objects).items():
+        yield name, deployment["spec"]["template"]["spec"]
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def reversed_keys(value: Any) -> Any:
+    """The same data with every mapping's insertion order reversed."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(v) for v in value]
+    return value
+
+
+# -- what gets built ---------------------------------------------------------------------
+
+
+def test_the_example_probe_builds_one_camera_per_tenant_and_one_viewer_per_tenant_and_profile(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    objects = build_all(probe, integration)
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    p = "reference-relay-canaries"
+    assert kinds == [
+        ("Secret", f"{p}-keyring-acme-7"),
+        ("Secret", f"{p}-keyring-bravo-2"),
+        ("ServiceAccount", f"{p}-camera"),
+        ("ServiceAccount", f"{p}-viewer"),
+        ("Role", f"{p}-viewer"),
+        ("RoleBinding", f"{p}-viewer"),
+        ("Deployment", f"{p}-camera-acme-7"),
+        ("Deployment", f"{p}-viewer-acme-7-good"),
+        ("Deployment", f"{p}-viewer-acme-7-poor"),
+        ("Deployment", f"{p}-viewer-acme-7-hub-wifi"),
+        ("Deployment", f"{p}-camera-bravo-2"),
+        ("Deployment", f"{p}-viewer-bravo-2-good"),
+        ("Deployment", f"{p}-viewer-bravo-2-poor"),
+        ("Deployment", f"{p}-viewer-bravo-2-hub-wifi"),
+    ]
+    assert set(b.expected_workload_names(probe)) == set(deployments(objects))
+    built = deployments(objects)
+    assert built[f"{p}-camera-acme-7"]["spec"]["replicas"] == 1
+    assert built[f"{p}-camera-acme-7"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert built[f"{p}-viewer-bravo-2-poor"]["spec"]["replicas"] == probe["spec"]["viewersPerProfile"]
+    assert built[f"{p}-viewer-bravo-2-poor"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_output_is_deterministic_and_independent_of_key_order(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    first = build_all(probe, integration)
+    again = build_all(copy.deepcopy(probe), copy.deepcopy(integration))
+    shuffled = build_all(reversed_keys(probe), reversed_keys(integration))
+    assert json.dumps(first) == json.dumps(again)
+    assert first == shuffled
+    assert hashes(first) == hashes(shuffled)
+
+
+def test_builders_do_not_modify_their_inputs(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    before = (copy.deepcopy(probe), copy.deepcopy(integration))
+    objects = build_all(probe, integration)
+    objects[6]["spec"]["template"]["metadata"]["labels"]["edited"] = "yes"  # results share nothing
+    assert (probe, integration) == before
+    assert "edited" not in objects[6]["metadata"]["labels"]
+
+
+def test_defaults_match_the_crd(probe: dict[str, Any]) -> None:
+    crd = yaml.safe_load((REPO / "crds" / "canaryprobes.yaml").read_text())
+    props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for key, value in b.PROBE_DEFAULTS.items():
+        if isinstance(value, dict):
+            assert {k: props[key]["properties"][k]["default"] for k in value} == value, key
+        else:
+            assert props[key]["default"] == value, key
+    # A spec the API server has not defaulted builds exactly what a defaulted one does.
+    minimal = {
+        "metadata": probe["metadata"],
+        "spec": {"integrationRef": {"name": "r"}, "tenants": [{"id": "a"}]},
+    }
+    defaulted = copy.deepcopy(minimal)
+    defaulted["spec"].update(copy.deepcopy(dict(b.PROBE_DEFAULTS)))
+    assert b.parse_probe(minimal) == b.parse_probe(defaulted)
+
+
+# -- security ----------------------------------------------------------------------------
+
+
+def test_every_agent_runs_non_root_read_only_without_capabilities(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    objects = build_all(probe, integration)
+    for name, pod in pod_specs(objects):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert "initContainers" not in pod, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+        assert pod["automountServiceAccountToken"] is ("-viewer-" in name), name
+    assert "NET_ADMIN" not in json.dumps(objects)
+
+
+def test_net_admin_only_for_viewers_whose_profile_asks_for_tc(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    probe["spec"]["networkProfiles"] = ["good", "poor", "hub-wifi", "poor-tc"]
+    probe["spec"]["customNetworkProfiles"][0]["shaper"] = "tc"
+    probe["spec"]["customNetworkProfiles"].append({"name": "poor-tc", "preset": "poor", "shaper": "tc"})
+    objects = build_all(probe, integration)
+
+    privileged = {}
+    for name, pod in pod_specs(objects):
+        for container in pod["containers"]:  # the agents themselves never get a capability
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, name
+        if "initContainers" in pod:
+            (init,) = pod["initContainers"]
+            assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+            assert init["securityContext"]["allowPrivilegeEscalation"] is False
+            privileged[name] = init["command"][-1]
+    p = "reference-relay-canaries"
+    assert set(privileged) == {
+        f"{p}-viewer-{tenant}-{profile}"
+        for tenant in ("acme-7", "bravo-2")
+        for profile in ("hub-wifi", "poor-tc")
+    }
+    # The init container runs exactly the commands netem_commands gives for the profile.
+    poor_script = privileged[f"{p}-viewer-acme-7-poor-tc"]
+    for argv in netem_commands(POOR):
+        assert " ".join(argv) in poor_script
+    assert "delay 400ms 200ms loss 3%" in privileged[f"{p}-viewer-acme-7-hub-wifi"]
+    built = deployments(objects)
+    assert env_of(built[f"{p}-viewer-acme-7-poor-tc"])["CANARYWATCH_NETWORK_SHAPER"] == "tc"
+    assert env_of(built[f"{p}-viewer-acme-7-poor"])["CANARYWATCH_NETWORK_SHAPER"] == "application"
+
+
+def test_tc_with_nothing_for_netem_to_impose_stays_unprivileged(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    probe["spec"]["networkProfiles"] = ["stalls"]
+    probe["spec"]["customNetworkProfiles"] = [
+        {"name": "stalls", "stall": {"probability": 0.1, "seconds": "2s"}, "shaper": "tc"}
+    ]
+    assert "NET_ADMIN" not in json.dumps(build_all(probe, integration))
+
+
+def test_viewers_may_create_leak_incidents_and_nothing_more(probe: dict[str, Any]) -> None:
+    rbac = {o["kind"]: o for o in b.build_agent_rbac(probe) if o["kind"] != "ServiceAccount"}
+    assert rbac["Role"]["rules"] == [
+        {"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}
+    ]
+    assert rbac["RoleBinding"]["roleRef"]["name"] == rbac["Role"]["metadata"]["name"]
+    assert rbac["RoleBinding"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "reference-relay-canaries-viewer", "namespace": "cameras"}
+    ]
+
+
+# -- labels, owners, names ----------------------------------------------------------------
+
+
+def test_labels_selectors_and_owner_references(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    objects = build_all(probe, integration)
+    for obj in objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "cameras"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "canarywatch.io/v1alpha1",
+                "kind": "CanaryProbe",
+                "name": "reference-relay-canaries",
+                "uid": PROBE_UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/name"] == "canarywatch"
+        assert labels["app.kubernetes.io/managed-by"] == "canarywatch-operator"
+        assert labels["app.kubernetes.io/instance"] == labels[b.LABEL_PROBE] == "reference-relay-canaries"
+        assert labels[b.LABEL_INTEGRATION] == "reference-relay"
+        assert DNS_LABEL.match(meta["name"]), meta["name"]
+    for name, deployment in deployments(objects).items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= template_labels.items(), name
+        # Selectors are immutable: nothing in them may change for one Deployment name.
+        assert b.LABEL_INTEGRATION not in selector
+        role = selector[b.LABEL_ROLE]
+        assert name.startswith(f"reference-relay-canaries-{role}-{selector[b.LABEL_TENANT]}")
+        if role == "viewer":
+            assert name.endswith(f"-{selector[b.LABEL_NETWORK_PROFILE]}")
+
+
+def test_names_and_labels_stay_valid_for_any_probe_or_tenant_name(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    probe["metadata"]["name"] = "a-very-long-probe-name-" + "x" * 200
+    probe["spec"]["tenants"] = [{"id": "Acme_7"}, {"id": "acme-7"}, {"id": "9." + "t" * 58}]
+    objects = build_all(probe, integration)
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names))  # Acme_7 and acme-7 never share an object
+    # Shortened names still say what they are.
+    assert any(
+        name.startswith("a-very-long-probe-name-") and "-viewer-acme-7-hub-wifi-" in name for _, name in names
+    )
+    for obj in objects:
+        assert DNS_LABEL.match(obj["metadata"]["name"]), obj["metadata"]["name"]
+        for value in obj["metadata"]["labels"].values():
+            assert len(value) <= 63 and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value), (
+                value
+            )
+
+
+# -- config hash --------------------------------------------------------------------------
+
+
+def test_hash_is_on_the_object_and_its_pod_template(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    for obj in build_all(probe, integration):
+        digest = obj["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION]
+        assert digest == b.config_hash(obj)
+        if obj["kind"] == "Deployment":
+            assert obj["spec"]["template"]["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION] == digest
+
+
+def test_hash_ignores_what_is_not_spec(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    before = hashes(build_all(probe, integration))
+    probe["metadata"].update(resourceVersion="981", generation=7, annotations={"note": "x"})
+    probe["status"] = {"ready": "3/8", "verdictCounts": {"ok": 12}}
+    integration["status"] = {"phase": "Suspended"}
+    integration["spec"]["suspended"] = True
+    # The response to a leak is the operator's business, not the agents'.
+    integration["spec"]["policy"] = {"mode": "dry-run"}
+    integration["spec"]["killSwitch"]["actions"].pop()
+    integration["spec"]["pagerduty"]["severity"] = {"stale": "info"}
+    assert hashes(build_all(probe, integration)) == before
+
+
+def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    p = "reference-relay-canaries"
+    before = hashes(build_all(probe, integration))
+
+    def changed(mutate: Any) -> set[str]:
+        probe2, integration2 = copy.deepcopy(probe), copy.deepcopy(integration)
+        mutate(probe2["spec"], integration2["spec"])
+        after = hashes(build_all(probe2, integration2))
+        return {name for (kind, name), digest in after.items() if before.get((kind, name)) != digest}
+
+    every_deployment = set(b.expected_workload_names(probe))
+    cameras = {f"{p}-camera-acme-7", f"{p}-camera-bravo-2"}
+    viewers = every_deployment - cameras
+
+    assert changed(lambda s, i: s.update(fps=5)) == every_deployment
+    assert changed(lambda s, i: s.update(frameSize={"width": 1280, "height": 720})) == cameras
+    assert changed(lambda s, i: s.update(freshnessSeconds=30)) == viewers
+    assert (
+        changed(lambda s, i: i["viewer"]["snapshot"].update(url="http://relay:9000/{tenant}/{camera}.jpg"))
+        == viewers
+    )
+    assert changed(lambda s, i: i["camera"]["push"].update(method="POST")) == cameras
+    assert changed(lambda s, i: s["customNetworkProfiles"][0].update(latency="900ms")) == {
+        f"{p}-viewer-acme-7-hub-wifi",
+        f"{p}-viewer-bravo-2-hub-wifi",
+    }
+    # A new profile adds viewers and leaves every existing workload alone.
+    assert changed(lambda s, i: s["networkProfiles"].append("extreme")) == {
+        f"{p}-viewer-acme-7-extreme",
+        f"{p}-viewer-bravo-2-extreme",
+    }
+    # A new tenant: its own workloads and keyring, plus every viewer (they need its key
+    # to tell its frames from forgeries); the other cameras keep running untouched.
+    charlie = {f"{p}-camera-charlie-3", f"{p}-keyring-charlie-3"} | {
+        f"{p}-viewer-charlie-3-{profile}" for profile in ("good", "poor", "hub-wifi")
+    }
+    assert changed(lambda s, i: s["tenants"].append({"id": "charlie-3"})) == viewers | charlie
+
+
+# -- agents' configuration ---------------------------------------------------------------
+
+
+def test_keyring_secret_holds_exactly_the_tenants_key(probe: dict[str, Any]) -> None:
+    key = bytes(range(32))
+    secret = b.build_keyring_secret(probe, "bravo-2", key)
+    assert secret["immutable"] is True
+    assert secret["metadata"]["labels"][b.LABEL_TENANT] == "bravo-2"
+    keyring = Keyring.from_json(base64.b64decode(secret["data"][b.KEYRING_SECRET_KEY]).decode())
+    assert dict(keyring.keys) == {"bravo-2": key}
+    with pytest.raises(b.BuildError, match="at least 16 bytes"):
+        b.build_keyring_secret(probe, "bravo-2", b"short")
+    with pytest.raises(b.BuildError, match="no tenant 'zulu'"):
+        b.build_keyring_secret(probe, "zulu", key)
+
+
+def test_cameras_mount_their_own_key_and_viewers_every_tenants(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    built = deployments(build_all(probe, integration))
+
+    def keyring_files(name: str) -> list[str]:
+        volumes = {v["name"]: v for v in built[name]["spec"]["template"]["spec"]["volumes"]}
+        return [s["secret"]["items"][0]["path"] for s in volumes["keyring"]["projected"]["sources"]]
+
+    assert keyring_files("reference-relay-canaries-camera-acme-7") == ["acme-7.json"]
+    assert keyring_files("reference-relay-canaries-viewer-acme-7-poor") == ["acme-7.json", "bravo-2.json"]
+
+
+def test_agent_environment(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    built = deployments(build_all(probe, integration))
+    camera = env_of(built["reference-relay-canaries-camera-bravo-2"])
+    viewer = env_of(built["reference-relay-canaries-viewer-bravo-2-hub-wifi"])
+    for env, role in ((camera, "camera"), (viewer, "viewer")):
+        assert env["CANARYWATCH_ROLE"] == role
+        assert env["CANARYWATCH_INTEGRATION"] == "reference-relay"
+        assert env["CANARYWATCH_PROBE"] == "reference-relay-canaries"
+        assert env["CANARYWATCH_TENANT"] == "bravo-2"
+        assert env["CANARYWATCH_CAMERAS"] == "2"
+        assert env["CANARYWATCH_FPS"] == "2"
+        assert env["CANARYWATCH_KEYRING_DIR"] == b.KEYRING_DIR
+        assert env["CANARYWATCH_TOKEN_FILE"] == b.TOKEN_FILE
+        assert env["CANARYWATCH_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert (camera["CANARYWATCH_FRAME_WIDTH"], camera["CANARYWATCH_FRAME_HEIGHT"]) == ("640", "360")
+    assert json.loads(camera["CANARYWATCH_ADAPTER"]) == {
+        "push": {
+            "method": "PUT",
+            "url": "http://canarywatch-relay:9000/v3/devices/{tenant}/{camera}/frame",
+            "headers": {"Authorization": "Bearer {token}"},
+        }
+    }
+    # The standalone config's integration.viewer block, limited to the probe's transports.
+    viewer_adapter = json.loads(viewer["CANARYWATCH_ADAPTER"])
+    assert set(viewer_adapter) == {"snapshot", "mjpeg", "events", "authzProbe", "pollInterval"}
+    assert viewer_adapter["pollInterval"] == 0.5
+    assert viewer_adapter["authzProbe"]["url"].endswith("/v3/devices/{tenant}/{camera}/live.jpg")
+    assert viewer["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
+    assert viewer["CANARYWATCH_TRANSPORTS"] == "snapshot,mjpeg,events,authz"
+    assert viewer["CANARYWATCH_FRESHNESS_SECONDS"] == "10"
+    assert viewer["CANARYWATCH_NETWORK_PROFILE_NAME"] == "hub-wifi"
+    # The profile JSON is what the viewer hands to NetworkProfile.from_spec.
+    profile = NetworkProfile.from_spec(json.loads(viewer["CANARYWATCH_NETWORK_PROFILE"]), where="env")
+    assert (profile.name, profile.bandwidth_bps, profile.latency_s, profile.loss) == (
+        "hub-wifi",
+        300_000,
+        0.4,
+        0.03,
+    )
+    poor = env_of(built["reference-relay-canaries-viewer-bravo-2-poor"])
+    assert NetworkProfile.from_spec(json.loads(poor["CANARYWATCH_NETWORK_PROFILE"]), where="env") == POOR
+    # The token is a mounted file, so TokenSource re-reads a rotated Secret.
+    volumes = built["reference-relay-canaries-camera-bravo-2"]["spec"]["template"]["spec"]["volumes"]
+    token = next(v for v in volumes if v["name"] == "token")
+    assert token["secret"]["secretName"] == "canary-tokens"
+    assert token["secret"]["items"] == [{"key": "bravo-2", "path": "token"}]
+
+
+def test_secret_headers_become_env_references_never_values(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    api_key = {"header": "X-Api-Key", "secretKeyRef": {"name": "vendor-api", "key": "key"}}
+    integration["spec"]["viewer"]["snapshot"]["headersFrom"] = [api_key]
+    integration["spec"]["viewer"]["mjpeg"]["headersFrom"] = [api_key]
+    del probe["spec"]["tenants"][1]["tokenSecretRef"]
+    built = deployments(build_all(probe, integration))
+    viewer = built["reference-relay-canaries-viewer-bravo-2-poor"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    env = {e["name"]: e for e in viewer["env"]}
+    assert env["CANARYWATCH_SECRET_0"] == {
+        "name": "CANARYWATCH_SECRET_0",
+        "valueFrom": {"secretKeyRef": {"name": "vendor-api", "key": "key"}},
+    }
+    assert "CANARYWATCH_SECRET_1" not in env  # one Secret key, one variable
+    adapter = json.loads(env["CANARYWATCH_ADAPTER"]["value"])
+    assert adapter["snapshot"]["headersFrom"] == {"X-Api-Key": {"env": "CANARYWATCH_SECRET_0"}}
+    assert adapter["mjpeg"]["headersFrom"] == {"X-Api-Key": {"env": "CANARYWATCH_SECRET_0"}}
+    # bravo-2 has no token Secret: no token file, no token volume.
+    assert "CANARYWATCH_TOKEN_FILE" not in env
+    assert all(m["name"] != "token" for m in viewer["volumeMounts"])
+
+
+def test_a_transport_the_integration_lacks_is_a_build_error(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    del integration["spec"]["viewer"]["events"]
+    with pytest.raises(b.BuildError) as error:
+        b.build_probe_workloads(probe, integration, image=IMAGE)
+    assert error.value.field == "spec.transports[2]"
+    assert "viewer.events" in error.value.message
+    probe["spec"]["transports"] = ["snapshot", "authz"]
+    viewer = deployments(b.build_probe_workloads(probe, integration, image=IMAGE))[
+        "reference-relay-canaries-viewer-acme-7-good"
+    ]
+    assert set(json.loads(env_of(viewer)["CANARYWATCH_ADAPTER"])) == {
+        "snapshot",
+        "authzProbe",
+        "pollInterval",
+    }
+    del integration["spec"]["viewer"]["authzProbe"]
+    with pytest.raises(b.BuildError, match=r"transport authz needs viewer\.authzProbe"):
+        b.build_probe_workloads(probe, integration, image=IMAGE)
+
+
+def test_pulled_cameras_get_a_service(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    assert b.build_camera_service(probe, integration, "acme-7") is None
+    integration["spec"]["camera"] = {"serve": {"port": 8081}}
+    service = b.build_camera_service(probe, integration, "acme-7")
+    assert service is not None
+    camera = deployments(build_all(probe, integration))["reference-relay-canaries-camera-acme-7"]
+    assert service["spec"]["selector"] == camera["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "camera-http", "port": 8081, "targetPort": "camera-http", "protocol": "TCP"}
+    ]
+    ports = camera["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "camera-http", "containerPort": 8081, "protocol": "TCP"} in ports
+    assert json.loads(env_of(camera)["CANARYWATCH_ADAPTER"]) == {"serve": {"host": "0.0.0.0", "port": 8081}}
+
+
+def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    probe["spec"]["placement"] = {
+        "spreadAcross": "zones",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "nodeSelector": {"kubernetes.io/arch": "arm64"},
+    }
+    built = deployments(build_all(probe, integration))
+    viewer = built["reference-relay-canaries-viewer-acme-7-good"]["spec"]["template"]["spec"]
+    (spread,) = viewer["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+    # Spread every viewer of the probe (all tenants and profiles), not one Deployment's.
+    assert spread["labelSelector"]["matchLabels"] == {
+        b.LABEL_PROBE: "reference-relay-canaries",
+        b.LABEL_ROLE: "viewer",
+    }
+    (anti,) = viewer["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti["podAffinityTerm"]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert (
+        anti["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == (built["reference-relay-canaries-viewer-acme-7-good"]["spec"]["selector"]["matchLabels"])
+    )
+    assert viewer["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    assert "tolerations" not in viewer
+    # The example overrides viewer requests/limits; cameras keep the defaults.
+    assert viewer["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+    camera = built["reference-relay-canaries-camera-acme-7"]["spec"]["template"]["spec"]
+    assert camera["containers"][0]["resources"] == b.DEFAULT_RESOURCES["camera"]
+
+
+def test_a_bad_profile_is_reported_on_the_probe(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    probe["spec"]["customNetworkProfiles"][0]["bandwidth"] = "0bit"
+    with pytest.raises(b.BuildError) as error:
+        b.build_probe_workloads(probe, integration, image=IMAGE)
+    assert error.value.field == "spec.customNetworkProfiles[hub-wifi].bandwidth"
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
+
+
+def live(deployment: dict[str, Any], *, ready: bool) -> dict[str, Any]:
+    wanted = deployment["spec"]["replicas"]
+    obj = copy.deepcopy(deployment)
+    obj["metadata"]["generation"] = 2
+    obj["status"] = {
+        "observedGeneration": 2,
+        "replicas": wanted,
+        "updatedReplicas": wanted,
+        "availableReplicas": wanted if ready else 0,
+    }
+    return obj
+
+
+def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[str, Any]) -> None:
+    built = list(deployments(build_all(probe, integration)).values())
+    stale = live(built[0], ready=True)
+    stale["metadata"]["name"] = "reference-relay-canaries-viewer-acme-7-removed-profile"
+    observed = [live(d, ready=i != 3) for i, d in enumerate(built)] + [stale]
+    status = b.build_probe_status(
+        probe,
+        deployments=observed,
+        keyring_tenants={"acme-7", "bravo-2"},
+        verdict_counts={"ok": 1200, "stale": 3},
+        last_frame_time=NOW - timedelta(seconds=2),
+        now=NOW,
+    )
+    assert status["workloads"] == {"desired": 8, "ready": 7}
+    assert status["ready"] == "7/8"
+    assert status["tenants"] == 2
+    assert status["verdictCounts"] == {"ok": 1200, "stale": 3}
+    assert status["lastFrameTime"] == "2026-03-14T09:29:58Z"
+    assert status["observedGeneration"] == 1
+    ready, degraded = status["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "WorkloadsNotReady")
+    assert built[3]["metadata"]["name"] in ready["message"]
+    assert (degraded["type"], degraded["status"]) == ("Degraded", "False")
+
+    later = NOW + timedelta(minutes=5)
+    healed = b.build_probe_status(
+        probe,
+        deployments=[live(d, ready=True) for d in built],
+        keyring_tenants={"acme-7", "bravo-2"},
+        now=later,
+        previous=status,
+    )
+    ready2, degraded2 = healed["conditions"]
+    assert (ready2["status"], ready2["reason"], ready2["lastTransitionTime"]) == (
+        "True",
+        "WorkloadsReady",
+        "2026-03-14T09:35:00Z",
+    )
+    assert (
+        degraded2["lastTransitionTime"] == degraded["lastTransitionTime"]
+    )  # unchanged status keeps its time
+    assert healed["verdictCounts"] == {"ok": 1200, "stale": 3}  # no new counts: previous ones kept
+    assert healed["lastFrameTime"] == status["lastFrameTime"]  # never moves backwards
+
+
+def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
+    status = b.build_probe_status(
+        probe,
+        deployments=[],
+        keyring_tenants=set(),
+        problems=["spec.integrationRef.name: CameraIntegration 'reference-relay' not found"],
+        now=NOW,
+    )
+    ready, degraded = status["conditions"]
+    assert (ready["status"], degraded["status"], degraded["reason"]) == (
+        "False",
+        "True",
+        "ConfigurationProblem",
+    )
+    assert "not found" in degraded["message"]
+    assert status["ready"] == "0/8" and status["tenants"] == 0
+    with pytest.raises(ValueError, match="unknown verdicts"):
+        b.build_probe_status(probe, deployments=[], keyring_tenants=(), verdict_counts={"leaky": 1}, now=NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        b.build_probe_status(probe, deployments=[], keyring_tenants=(), now=datetime(2026, 1, 1))
