@@ -90,3 +90,29 @@ def test_alert_only_needs_no_kill_switch() -> None:
     doc = _broken("integration.killSwitch", _DELETE)
     doc["integration"]["policy"] = {"mode": "alert-only"}
     assert StandaloneConfig.from_mapping(doc).integration.kill_actions == ()
+
+
+def test_kill_switch_accepts_the_crd_action_list() -> None:
+    doc = example()
+    doc["integration"]["killSwitch"] = {
+        "actions": [
+            {
+                "name": "relay-admin",
+                "type": "webhook",
+                "webhook": {"url": "http://127.0.0.1:9000/v3/admin/kill"},
+            },
+            {"name": "flag", "type": "command", "command": {"argv": ["/bin/true"]}},
+        ]
+    }
+    actions = StandaloneConfig.from_mapping(doc).integration.kill_actions
+    assert [a.name for a in actions] == ["relay-admin", "flag"]
+    doc["integration"]["killSwitch"]["actions"][1]["type"] = "scale"
+    with pytest.raises(ConfigError) as e:
+        StandaloneConfig.from_mapping(doc)
+    assert e.value.field == "integration.killSwitch.actions[1].type"
+
+
+def test_poor_network_viewers_are_on_by_default() -> None:
+    doc = example()
+    del doc["probe"]["networkProfiles"]
+    assert [p.name for p in StandaloneConfig.from_mapping(doc).probe.network_profiles] == ["good", "poor"]

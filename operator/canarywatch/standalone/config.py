@@ -182,18 +182,36 @@ def _viewer(obj: object, where: str) -> ViewerPaths:
 
 
 def _kill_switch(obj: object, where: str) -> tuple[WebhookAction | CommandAction, ...]:
+    """`{webhook: …, command: …}` shorthand, or the CRD's `{actions: [{name, type, <type>: …}]}`."""
     if obj is None:
         return ()
-    raw = _mapping(obj, where, {"webhook", "command"})
+    raw = _mapping(obj, where, {"webhook", "command", "actions"})
     actions: list[WebhookAction | CommandAction] = []
     if "webhook" in raw:
-        actions.append(_webhook(raw["webhook"], f"{where}.webhook"))
+        actions.append(_webhook(raw["webhook"], f"{where}.webhook", "webhook"))
     if "command" in raw:
-        actions.append(_command(raw["command"], f"{where}.command"))
+        actions.append(_command(raw["command"], f"{where}.command", "command"))
+    listed = raw.get("actions", [])
+    if not isinstance(listed, list):
+        raise ConfigError(f"{where}.actions", "expected a list of {name, type, webhook | command}")
+    for i, entry in enumerate(listed):
+        at = f"{where}.actions[{i}]"
+        item = _mapping(entry, at, {"name", "type", "webhook", "command"})
+        name = _name(item.get("name"), f"{at}.name")
+        kind = item.get("type")
+        if kind not in ("webhook", "command") or kind not in item:
+            raise ConfigError(
+                f"{at}.type", "standalone mode runs webhook or command actions, with a matching block"
+            )
+        parse = _webhook if kind == "webhook" else _command
+        actions.append(parse(item[kind], f"{at}.{kind}", name))
+    names = [a.name for a in actions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.actions", f"action names must be unique, got {names}")
     return tuple(actions)
 
 
-def _webhook(obj: object, where: str) -> WebhookAction:
+def _webhook(obj: object, where: str, name: str) -> WebhookAction:
     raw = _mapping(
         obj, where, {"method", "url", "headers", "body", "secret", "secretFrom", "resume", "timeout"}
     )
@@ -220,7 +238,7 @@ def _webhook(obj: object, where: str) -> WebhookAction:
     secret = raw.get("secret", raw.get("secretFrom"))
     try:
         return WebhookAction(
-            name="webhook",
+            name=name,
             request=request(raw, where),
             resume_request=resume,
             secret=None if secret is None else _token(secret, f"{where}.secret").resolve(),
@@ -232,11 +250,11 @@ def _webhook(obj: object, where: str) -> WebhookAction:
         raise ConfigError(f"{where}.{e.field}", str(e).split(": ", 1)[-1]) from e
 
 
-def _command(obj: object, where: str) -> CommandAction:
+def _command(obj: object, where: str, name: str) -> CommandAction:
     raw = _mapping(obj, where, {"argv", "resumeArgv", "timeout"})
     try:
         return CommandAction(
-            name="command",
+            name=name,
             argv=_str_list(raw.get("argv"), f"{where}.argv"),
             resume_argv=None
             if raw.get("resumeArgv") is None
@@ -282,7 +300,8 @@ def _probe(obj: object, where: str) -> ProbeConfig:
             raise ConfigError(field_name, "expected a string (use tokenFrom for env or file)")
         tenants.append(TenantConfig(tenant_id, _token(source, field_name)))
     size = _mapping(raw.get("frameSize", {}), f"{where}.frameSize", {"width", "height"})
-    profiles_raw = raw.get("networkProfiles", ["good"])
+    # poor is in the default on purpose: the 2019 leak only reached hubs on weak links
+    profiles_raw = raw.get("networkProfiles", ["good", "poor"])
     if not isinstance(profiles_raw, list) or not profiles_raw:
         raise ConfigError(
             f"{where}.networkProfiles", "expected a non-empty list of good|poor|extreme or {...}"
