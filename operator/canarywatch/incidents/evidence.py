@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from canarywatch.files import atomic_write
 from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, probe
 from canarywatch.verdicts import Verdict
 
@@ -261,16 +261,7 @@ def _encode_thumbnail(blocks: np.ndarray) -> bytes:
 
 
 def _write(folder: Path, filename: str, data: bytes) -> str:
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, folder / filename)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(folder / filename, data)
     return filename
 
 

@@ -26,7 +26,6 @@ in validation messages and never part of a ``DeliveryResult``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +45,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from canarywatch import __version__
+from canarywatch.files import atomic_write
 from canarywatch.verdicts import Verdict
 
 __all__ = [
@@ -539,19 +539,10 @@ class Outbox(_EntryList):
         return entries
 
     def _rewrite(self, entries: Sequence[OutboxEntry]) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(b"".join(_entry_line(entry) for entry in entries))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            atomic_write(self.path, b"".join(_entry_line(entry) for entry in entries))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
             raise OutboxError(f"cannot rewrite outbox {self.path}: {exc}") from exc
-        _fsync_directory(self.path.parent)
 
 
 def _entry_line(entry: OutboxEntry) -> bytes:
@@ -568,17 +559,6 @@ def _entry_from_line(line: bytes) -> OutboxEntry:
     ):
         raise ValueError("not an outbox record")
     return OutboxEntry(id=record["id"], event=record["event"])
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; some filesystems cannot fsync a directory, and
-    # the data is already safe in the file, so failure here is not worth an error.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------

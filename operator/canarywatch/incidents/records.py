@@ -8,11 +8,11 @@ file always tells the latest state: paged or not, switched off or not, how fast.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from canarywatch.files import atomic_write
 
 __all__ = ["IncidentLog", "IncidentRecord", "Shutdown"]
 
@@ -82,11 +82,4 @@ class IncidentLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in self._records.values())
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".incidents.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(lines)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, lines.encode())

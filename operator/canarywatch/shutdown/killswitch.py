@@ -26,13 +26,13 @@ import enum
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from canarywatch.files import atomic_write
 from canarywatch.shutdown.actions import Action, ActionContext, ActionOutcome, Step
 
 __all__ = [
@@ -452,16 +452,7 @@ class KillSwitch:
         document = {"version": STATE_VERSION, "record": record.to_dict()}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(document, handle, indent=2)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            atomic_write(path, json.dumps(document, indent=2).encode())
         except OSError as error:
             raise KillSwitchStateError(f"cannot write kill-switch state {path}: {error}") from error
 
