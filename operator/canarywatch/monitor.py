@@ -32,7 +32,7 @@ from canarywatch.incidents.pagerduty import (
 from canarywatch.incidents.policy import Decision, Policy, PolicyEngine
 from canarywatch.incidents.records import IncidentLog, IncidentRecord
 from canarywatch.metrics import Metrics
-from canarywatch.shutdown import ActionStatus, KillSwitch
+from canarywatch.shutdown import ActionStatus, KillSwitch, KillSwitchStateError
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 
@@ -240,7 +240,15 @@ class Monitor:
 
     async def _switch_off(self, record: IncidentRecord) -> None:
         assert self.kill_switch is not None
-        ks = await self.kill_switch.engage(record.id, f"{record.verdict}: {record.reason}"[:500])
+        try:
+            ks = await self.kill_switch.engage(record.id, f"{record.verdict}: {record.reason}"[:500])
+        except KillSwitchStateError:
+            # every action ran; only persisting the state failed (disk full?): report
+            # what happened rather than lose the switch-off
+            log.exception("kill-switch state for %s not saved", self.integration)
+            if self.kill_switch.record is None:
+                return
+            ks = self.kill_switch.record
         done = all(r.status is ActionStatus.SUCCEEDED for r in ks.engage_results)
         finished = self.clock()
         record.shutdown.done = done
