@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec tools test-cluster clean
+.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus test-chart test-cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,17 @@ lint: setup
 tools:
 	hack/build-tools.sh
 
-## test: everything CI runs — lint, then every test tier (the cluster tier needs `tools`)
-test: lint tools
+## prometheus: promtool + prometheus from the Debian package, for the chart tier (root or sudo; no-op when present)
+prometheus:
+	hack/install-prometheus.sh
+
+## test: everything CI runs — lint, then every test tier (cluster tier needs `tools`, chart tier `prometheus`)
+test: lint tools prometheus
 	$(BIN)/pytest -q
+
+## test-chart: alert rules (promtool) and dashboards against a real Prometheus scraping canarywatch
+test-chart: setup tools prometheus
+	$(BIN)/pytest -q tests/chart
 
 ## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager
 test-cluster: setup tools

@@ -20,7 +20,7 @@ isolated counters, and two monitors in one process never collide on registration
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from aiohttp import web
@@ -159,6 +159,22 @@ class Metrics:
             ["integration", "action", "result"],
             registry=r,
         )
+
+    def prime(self, *, integration: str, probe: str, tenants: Iterable[str]) -> None:
+        """Create every verdict series at 0 before the first frame.
+
+        A counter series that first appears at 1 is invisible to `increase()`, and for a
+        leak the first frame is the one that matters; primed series make the first leaked
+        frame a visible step from 0.
+        """
+        for verdict in _VERDICTS:
+            self._incidents.labels(integration, verdict)
+            for tenant in tenants:
+                self._frames.labels(integration, probe, tenant, verdict)
+        self._suspended.labels(integration).set(0)
+        for step in KILLSWITCH_STEPS:
+            for result in KILLSWITCH_RESULTS:
+                self._killswitch.labels(integration, step, result)
 
     def record_frame(
         self,

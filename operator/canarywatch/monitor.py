@@ -78,6 +78,7 @@ class Monitor:
         self._open: dict[Verdict, str] = {}  # verdict → open incident id
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = itertools.count(1)
+        self._last_storm_save = 0.0
         self.metrics.record_suspended(integration=integration, suspended=self.suspended)
 
     # -- frames ---------------------------------------------------------------------
@@ -111,7 +112,12 @@ class Monitor:
             record = self.incidents.get(incident_id) if incident_id else None
             if record is not None:
                 record.occurrences = decision.occurrences
-                self.incidents.save(record)
+                # a leak storm must not rewrite the log for every frame: at most once a
+                # second here, and always on drain()
+                now = time.monotonic()
+                if now - self._last_storm_save >= 1.0:
+                    self._last_storm_save = now
+                    self.incidents.save(record)
         return None
 
     def _warn(self, result: FrameResult, decision: Decision) -> None:
@@ -132,6 +138,7 @@ class Monitor:
         incident_id = (
             f"{result.verdict.value.replace('_', '-')}-{stamp}-{next(self._serial)}-{secrets.token_hex(2)}"
         )
+        evidence = self._evidence(result, incident_id)
         recorded_at = self.clock()
         record = IncidentRecord(
             id=incident_id,
@@ -153,7 +160,7 @@ class Monitor:
             detection_seconds=round(recorded_at - result.received_at, 6),
             mode=decision.mode.value,
         )
-        record.evidence = self._evidence(result, incident_id)
+        record.evidence = evidence
         self._open[result.verdict] = incident_id
         self.incidents.save(record)
         self.metrics.record_incident(
@@ -165,14 +172,15 @@ class Monitor:
             f"({result.stream.kind}, {result.stream.profile} network) was shown {who}; "
             f"detected in {record.detection_seconds * 1000:.1f} ms [{decision.mode.value}]"
         )
-        if decision.page and self.pagerduty is not None:
-            self._spawn(self._page(record))
-        elif decision.would_page:
-            record.pagerduty = {"skipped": decision.reason}
+        # the switch-off is scheduled first: it protects users, the page informs people
         if decision.kill and self.kill_switch is not None:
             self._spawn(self._switch_off(record))
         else:
             record.shutdown.skipped = decision.reason if decision.would_kill else "policy does not switch off"
+        if decision.page and self.pagerduty is not None:
+            self._spawn(self._page(record))
+        elif decision.would_page:
+            record.pagerduty = {"skipped": decision.reason}
         self.incidents.save(record)
         return record
 
@@ -268,9 +276,39 @@ class Monitor:
         self.incidents.save(record)
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait for pages and kill switches in flight (bounded)."""
+        """Wait for pages and kill switches in flight (bounded), then persist everything."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        self.incidents.flush()
+
+    async def resume(self, *, reason: str = "resumed") -> list[IncidentRecord]:
+        """Switch the integration back on and resolve every open incident.
+
+        Runs the kill switch's resume steps (restoring what it changed), closes the
+        incidents in the policy engine so the next leak opens a new one, and sends the
+        PagerDuty `resolve` for each page. Returns the incidents it resolved.
+        """
+        if self.kill_switch is not None and self.kill_switch.engaged:
+            await self.kill_switch.resume()
+        self.suspended = self.kill_switch is not None and self.kill_switch.engaged
+        self.metrics.record_suspended(integration=self.integration, suspended=self.suspended)
+        resolved: list[IncidentRecord] = []
+        for verdict, incident_id in list(self._open.items()):
+            self.engine.resolve(verdict)
+            del self._open[verdict]
+            record = self.incidents.get(incident_id)
+            if record is None:
+                continue
+            record.state = "Resolved"
+            dedup_key = record.pagerduty.get("dedup_key")
+            if self.pagerduty is not None and self.routing_key and dedup_key:
+                event = build_event(action="resolve", routing_key=self.routing_key, dedup_key=dedup_key)
+                outcome = await self.pagerduty.send(event)
+                record.pagerduty["resolve"] = outcome.outcome.value
+            self.incidents.save(record)
+            resolved.append(record)
+            self.on_event(f"RESOLVED {record.id} ({reason})")
+        return resolved
 
     # -- reporting ------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -157,3 +157,27 @@ async def test_page_survives_receiver_errors(
         record is not None and record.pagerduty["attempts"] == 3 and record.pagerduty["result"] == "delivered"
     )
     assert len(receiver.events) == 1
+
+
+async def test_resume_restores_the_relay_and_resolves_the_page(
+    relay: RelayHandle, receiver: EventsReceiver, keyring: Keyring, decoder: Decoder, tmp_path: Path
+) -> None:
+    metrics = Metrics()
+    monitor, client = await _monitor(relay, receiver, tmp_path, Policy(), metrics)
+    judge = StreamJudge(decoder, ViewerStream("relay", "p", "acme-7", 0, "snapshot", "good"), max_age=10)
+    now = relay.relay.clock()
+    first = await monitor.handle(judge.judge(_canary(keyring, "bravo-2", 1, now), received_at=now))
+    await monitor.drain()
+    assert not relay.relay.state.enabled and monitor.suspended
+    [resolved] = await monitor.resume(reason="fix deployed")
+    assert first is not None and resolved.id == first.id and resolved.state == "Resolved"
+    assert relay.relay.state.enabled and not monitor.suspended
+    assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 0
+    assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve"]
+    assert receiver.events[1]["dedup_key"] == receiver.events[0]["dedup_key"]
+    # the next leak is a new incident, paged again
+    second = await monitor.handle(judge.judge(_canary(keyring, "bravo-2", 2, now), received_at=now))
+    await monitor.drain()
+    await client.close()
+    assert second is not None and second.id != first.id
+    assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve", "trigger"]

@@ -244,3 +244,15 @@ def test_metrics_app_routes() -> None:
     app = metrics_app(Metrics(), health=None)
     paths = {resource.canonical for resource in app.router.resources()}
     assert paths == {"/metrics", "/healthz"}
+
+
+def test_prime_creates_every_verdict_series_at_zero() -> None:
+    from canarywatch.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.prime(integration="i", probe="p", tenants=["a", "b"])
+    labels = {"integration": "i", "probe": "p", "tenant": "b", "verdict": "cross_tenant"}
+    assert metrics.sample("canarywatch_frames_total", labels) == 0
+    assert metrics.sample("canarywatch_incidents_total", {"integration": "i", "verdict": "foreign"}) == 0
+    metrics.record_frame(integration="i", probe="p", tenant="b", verdict="cross_tenant")
+    assert metrics.sample("canarywatch_frames_total", labels) == 1

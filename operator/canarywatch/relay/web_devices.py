@@ -119,7 +119,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await response.write(_mjpeg_part(served))
             relay.state.counters.stream_parts_served += 1
         await response.write(f"--{_BOUNDARY}--\r\n".encode())
-    except ConnectionResetError:
+    except ConnectionError:  # reset, or aiohttp's "Connection lost" mid-write
         pass  # the viewer went away; nothing left to tell it
     return response
 

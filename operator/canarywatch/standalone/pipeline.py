@@ -60,6 +60,18 @@ class _Stream:
 
 
 _STREAM_RECEIVE_BUFFER = 64 * 1024
+_MEASURE_WAIT_S = 10.0
+
+
+async def _after_first_measurement(
+    shaper: Shaper, frames: AsyncIterator[ReceivedFrame]
+) -> AsyncIterator[ReceivedFrame]:
+    """Open a stream only once the hub has measured its link (bounded wait)."""
+    deadline = time.monotonic() + _MEASURE_WAIT_S
+    while shaper.estimate.rtt_s is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    async for frame in frames:
+        yield frame
 
 
 def _small_receive_buffer(addr_info: Any) -> socket.socket:
@@ -126,6 +138,11 @@ class Pipeline:
         interval = viewer.poll_interval
         streams: list[_Stream] = []
 
+        # One shaper per (tenant, profile): a hub has one link and one estimate of it,
+        # shared by all its streams, so a long-lived MJPEG stream asks for the variant
+        # its link can carry (the snapshots it polls measure the link first).
+        shapers: dict[tuple[str, str], Shaper] = {}
+
         def add(tenant: str, camera: int | None, kind: str, profile: NetworkProfile, build: Any) -> None:
             # one session per stream: a hub holds its own connections; streams get a
             # hub-sized receive buffer so a slow link shows late frames as late
@@ -133,10 +150,13 @@ class Pipeline:
                 aiohttp.TCPConnector(socket_factory=_small_receive_buffer) if kind == "mjpeg" else None
             )
             session = aiohttp.ClientSession(connector=connector)
-            shaper = Shaper(profile)
+            shaper = shapers.setdefault((tenant, profile.name), Shaper(profile))
             transport = build(session, shaper)
             stream = ViewerStream(cfg.integration.name, probe.name, tenant, camera, kind, profile.name)
-            streams.append(_Stream(stream, transport.frames(), session, lambda: transport.errors))
+            frames = transport.frames()
+            if kind == "mjpeg" and profile.shapes_anything:
+                frames = _after_first_measurement(shaper, frames)
+            streams.append(_Stream(stream, frames, session, lambda: transport.errors))
 
         for t in probe.tenants:
             token = tokens[t.id]
@@ -192,6 +212,9 @@ class Pipeline:
             self.on_event(f"metrics port {cfg.metrics_port} unavailable ({e.strerror}); using a free port")
             metrics_server = await serve_metrics(self.metrics, port=0)
         self.metrics_url = metrics_server.url
+        self.metrics.prime(
+            integration=integration.name, probe=cfg.probe.name, tenants=[t.id for t in cfg.probe.tenants]
+        )
         pagerduty = None
         if self.routing_key:
             outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
