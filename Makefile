@@ -57,6 +57,10 @@ unit: setup
 bench-codec: setup
 	$(BIN)/canarywatch bench codec
 
+## bench-pipeline: detect/switch-off p50/p99 over 20 leaks, verdicts/s/core, memory, no-fault soak
+bench-pipeline: setup
+	$(BIN)/canarywatch bench pipeline
+
 ## clean: remove the virtualenv and caches (keeps the slow-to-build .cache/tools)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -255,6 +255,15 @@ def cmd_bench_codec(args: argparse.Namespace) -> int:
     return run_codec_benchmark(samples=args.samples, timing_rounds=args.rounds)
 
 
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from canarywatch.bench.pipeline import run_pipeline_benchmark
+
+    streams = tuple(int(n) for n in args.streams.split(","))
+    return run_pipeline_benchmark(
+        leaks=args.leaks, streams=streams, seconds=args.seconds, soak_seconds=args.soak_seconds
+    )
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
@@ -317,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=_int_in("--rounds", 5, 10000), default=60, help="timing rounds per decoder"
     )
     codec.set_defaults(func=cmd_bench_codec)
+    pipe = bench.add_parser("pipeline", help="time to detect/switch off, viewer throughput, no-fault soak")
+    pipe.add_argument("--leaks", type=_int_in("--leaks", 1, 1000), default=20)
+    pipe.add_argument("--streams", default="100,500", help="viewer stream counts for the throughput table")
+    pipe.add_argument("--seconds", type=float, default=10.0, help="seconds per throughput measurement")
+    pipe.add_argument("--soak-seconds", type=float, default=60.0, help="length of the no-fault soak")
+    pipe.set_defaults(func=cmd_bench_pipeline)
     demo = sub.add_parser("demo", help="run the embedded end-to-end demo against the reference relay")
     demo.add_argument(
         "--fault", default="xiaomi-2019", help="none, xiaomi-2019, wyze-2024, stale-cache, idor"
