@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus test-chart test-cluster clean
+.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus prometheus-crds test-chart test-cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +38,16 @@ tools:
 prometheus:
 	hack/install-prometheus.sh
 
-## test: everything CI runs — lint, then every test tier (cluster tier needs `tools`, chart tier `prometheus`)
-test: lint tools prometheus
+## prometheus-crds: ServiceMonitor/PodMonitor/PrometheusRule CRDs from the pinned prometheus-operator Go module
+prometheus-crds:
+	hack/fetch-prometheus-operator-crds.sh >/dev/null
+
+## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs)
+test: lint tools prometheus prometheus-crds
 	$(BIN)/pytest -q
 
-## test-chart: alert rules (promtool) and dashboards against a real Prometheus scraping canarywatch
-test-chart: setup tools prometheus
+## test-chart: helm lint/template + server-side dry-run, promtool rule tests, dashboards against a real Prometheus
+test-chart: setup tools prometheus prometheus-crds
 	$(BIN)/pytest -q tests/chart
 
 ## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager

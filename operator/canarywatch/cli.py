@@ -246,6 +246,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- Kubernetes: operator and the agents its pods run ----------------------------------------
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from canarywatch.controller.main import run_operator
+    from canarywatch.controller.settings import SettingsError
+
+    namespaces = [n for n in args.namespace or [] if n] or None
+    try:
+        return run_operator(
+            namespaces=namespaces,
+            liveness_port=args.liveness_port,
+            metrics_port=args.metrics_port,
+            standalone=True if args.standalone else None,
+        )
+    except SettingsError as e:
+        raise UsageError(str(e)) from e
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    from canarywatch.agents.camera import run_camera_agent
+
+    return run_camera_agent(os.environ)
+
+
+def cmd_viewer(args: argparse.Namespace) -> int:
+    from canarywatch.agents.viewer import run_viewer_agent
+
+    return run_viewer_agent(os.environ)
+
+
 # -- bench --------------------------------------------------------------------------------
 
 
@@ -353,6 +384,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="folder for incidents.jsonl, summary.json, evidence, PagerDuty outbox")
     run.set_defaults(func=cmd_run)
+
+    operator = sub.add_parser(
+        "operator", help="run the Kubernetes operator (configured by CANARYWATCH_* env)"
+    )
+    operator.add_argument(
+        "--namespace", action="append", help="namespace to watch (repeatable; default: env)"
+    )
+    operator.add_argument("--liveness-port", type=_int_in("--liveness-port", 1, 65535))
+    operator.add_argument("--metrics-port", type=_int_in("--metrics-port", 1, 65535))
+    operator.add_argument(
+        "--standalone", action="store_true", help="no leader election (exactly one replica)"
+    )
+    operator.set_defaults(func=cmd_operator)
+
+    camera = sub.add_parser("camera", help="canary camera agent of a CanaryProbe pod (configured by env)")
+    camera.set_defaults(func=cmd_camera)
+    viewer = sub.add_parser("viewer", help="hub viewer agent of a CanaryProbe pod (configured by env)")
+    viewer.set_defaults(func=cmd_viewer)
 
     relay = sub.add_parser("relay", help="run the reference relay (the bundled integration under test)")
     relay.add_argument("--config", required=True, help="relay YAML (tenants, admin_token, fault, ...)")

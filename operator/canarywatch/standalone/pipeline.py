@@ -30,6 +30,7 @@ from canarywatch.monitor import Monitor
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
 from canarywatch.viewer.judging import StreamJudge, ViewerStream
+from canarywatch.viewer.loop import judge_frames
 from canarywatch.viewer.network import NetworkProfile, Shaper
 from canarywatch.viewer.transports import (
     AuthzProber,
@@ -74,7 +75,7 @@ async def _after_first_measurement(
         yield frame
 
 
-def _small_receive_buffer(addr_info: Any) -> socket.socket:
+def small_receive_buffer(addr_info: Any) -> socket.socket:
     family, type_, proto, _, _ = addr_info
     sock = socket.socket(family=family, type=type_, proto=proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STREAM_RECEIVE_BUFFER)
@@ -147,7 +148,7 @@ class Pipeline:
             # one session per stream: a hub holds its own connections; streams get a
             # hub-sized receive buffer so a slow link shows late frames as late
             connector = (
-                aiohttp.TCPConnector(socket_factory=_small_receive_buffer) if kind == "mjpeg" else None
+                aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
             )
             session = aiohttp.ClientSession(connector=connector)
             shaper = shapers.setdefault((tenant, profile.name), Shaper(profile))
@@ -312,27 +313,7 @@ class Pipeline:
                 return
 
     async def _view(self, s: _Stream, judge: StreamJudge, monitor: Monitor) -> None:
-        stream = s.stream
-        async for frame in s.frames:
-            if frame.status != 200 or not frame.body:
-                kind = "disabled" if frame.status == 503 else f"http_{frame.status // 100}xx"
-                self.metrics.record_viewer_error(
-                    integration=stream.integration, probe=stream.probe, tenant=stream.tenant, kind=kind
-                )
-                continue
-            camera_text = frame.meta.get("camera", "")
-            camera = int(camera_text) if camera_text.isdigit() else None
-            try:
-                result = judge.judge(
-                    frame.body,
-                    received_at=frame.received_at,
-                    source=frame.source,
-                    camera=camera,
-                    meta=frame.meta,
-                )
-                await monitor.handle(result)
-            except Exception:  # one bad frame must never stop a viewer
-                log.exception("viewer %s failed to handle a frame", stream.key)
+        await judge_frames(s.frames, judge, metrics=self.metrics, handle=monitor.handle)
 
     def _summary(self, monitor: Monitor, elapsed: float) -> dict[str, Any]:
         summary = monitor.summary()

@@ -1,0 +1,142 @@
+"""``canarywatch camera``: one synthetic tenant's canary cameras, in a pod.
+
+Cameras ``0..CANARYWATCH_CAMERAS-1`` of ``CANARYWATCH_TENANT`` render signed canary
+frames at ``CANARYWATCH_FPS`` (``camera.CameraFleet``) and publish them the way the
+integration takes them: pushed to its ingest URL, or served on
+``/cameras/<tenant>/<camera>/snapshot.jpg`` and ``stream.mjpg`` for it to pull (behind
+the probe's Service). ``/metrics`` and ``/healthz`` are on ``CANARYWATCH_METRICS_PORT``;
+publish counts go to the log's periodic summary. The camera never talks to the
+Kubernetes API (its ServiceAccount has no token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from canarywatch.agents.env import (
+    CameraSettings,
+    EnvError,
+    configure_logging,
+    load_keyring,
+    run_until_signalled,
+)
+from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
+from canarywatch.markers import Keyring
+from canarywatch.metrics import Metrics, serve_metrics
+
+__all__ = ["CameraAgent", "main", "run_camera_agent"]
+
+log = logging.getLogger(__name__)
+
+
+class CameraAgent:
+    """The camera pod's work; ``run(stop)`` until ``stop`` is set."""
+
+    def __init__(self, settings: CameraSettings, *, keyring: Keyring, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        key = keyring.key(settings.tenant)
+        self.fleet = CameraFleet(
+            [
+                CanaryCamera(settings.tenant, camera, key, width=settings.width, height=settings.height)
+                for camera in range(settings.cameras)
+            ],
+            fps=settings.fps,
+        )
+        self.metrics_url: str | None = None
+        self.serve_url: str | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def healthy(self) -> bool:
+        """Alive while the frame loops run (a failing upload is counted, not fatal)."""
+        return not any(task.done() for task in self._tasks)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        server = await serve_metrics(self.metrics, s.metrics_host, s.metrics_port, health=self.healthy)
+        self.metrics_url = server.url
+        runner: web.AppRunner | None = None
+        try:
+            if s.push is not None:
+                targets = {}
+                for camera in self.fleet.cameras:
+                    request = s.push.render(tenant=s.tenant, camera=str(camera.camera), token=s.token)
+                    targets[(camera.tenant, camera.camera)] = PushTarget(
+                        request.method, request.url, dict(request.headers)
+                    )
+                self._tasks.append(asyncio.create_task(self.fleet.run_push(targets)))
+                how = f"pushing to {s.push.template!r}"
+            else:
+                runner = web.AppRunner(self.fleet.app(), access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, s.serve_host, s.serve_port).start()
+                self.serve_url = f"http://{s.serve_host}:{runner.addresses[0][1]}"
+                self._tasks.append(asyncio.create_task(self.fleet.run_render()))
+                how = f"serving on {self.serve_url}"
+            self._tasks.append(asyncio.create_task(self._summaries()))
+            log.info(
+                "camera %s: tenant %s, %d camera(s) at %g fps, %s; metrics on %s",
+                s.pod_name,
+                s.tenant,
+                len(self.fleet.cameras),
+                s.fps,
+                how,
+                server.url,
+            )
+            await stop.wait()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+            await server.stop()
+            self._summary()
+
+    async def _summaries(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.summary_seconds)
+            self._summary()
+
+    def _summary(self) -> None:
+        cameras = self.fleet.cameras
+        statuses = sorted({str(c.last_status) for c in cameras})
+        log.info(
+            "summary: frames published %d, failed %d; last status %s",
+            sum(c.published for c in cameras),
+            sum(c.failed for c in cameras),
+            ", ".join(statuses),
+        )
+
+
+def run_camera_agent(environ: Mapping[str, str]) -> int:
+    """Run the cameras until SIGTERM/SIGINT: 0 when stopped, 2 on bad configuration, 1 on failure."""
+    try:
+        settings = CameraSettings.from_environ(environ)
+        keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+    except EnvError as error:
+        log.error("bad configuration: %s", error)
+        return 2
+    try:
+        asyncio.run(run_until_signalled(CameraAgent(settings, keyring=keyring).run))
+    except Exception:
+        log.exception("camera failed")
+        return 1
+    return 0
+
+
+def main() -> None:
+    """``python -m canarywatch.agents.camera``: the cameras with this process's environment."""
+    configure_logging(os.environ)
+    sys.exit(run_camera_agent(os.environ))
+
+
+if __name__ == "__main__":
+    main()

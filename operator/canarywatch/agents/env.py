@@ -1,0 +1,429 @@
+"""The agents' process environment: ``CANARYWATCH_*`` settings parsed once, signals, logging.
+
+``controller.builders`` writes the contract (its module docstring lists every variable)
+and this module reads it. Everything is checked at startup and an error names the
+variable to fix (``CANARYWATCH_FPS: expected a number > 0, got 'fast'``), so a pod
+with a bad spec crash-loops with a message that says why instead of starting half an
+agent. Secret values (tokens, ``headersFrom`` headers) never appear in a message or
+a repr.
+
+Besides the builders' contract, a few optional variables tune the agents; their
+defaults are what a pod wants:
+
+    CANARYWATCH_METRICS_HOST            address /metrics listens on (default 0.0.0.0)
+    CANARYWATCH_POLICY                  JSON: the CameraIntegration's spec.policy, for the
+                                        viewer's confirmation and de-duplication (default:
+                                        the built-in policy)
+    CANARYWATCH_INCIDENT_QUIET_SECONDS  a viewer's open incident is closed locally after this
+                                        long without a frame of its verdict, so a leak that
+                                        comes back later is a new LeakIncident (default 60)
+    CANARYWATCH_INCIDENT_REPEAT_SECONDS ... and after this long open, so a leak that goes on
+                                        is reported again: the operator attaches it to its
+                                        open incident and does not take the integration for
+                                        clean. Keep it below resolveAfterCleanSeconds
+                                        (default 120)
+    CANARYWATCH_SUMMARY_SECONDS         interval of the status summary in the log (default 60)
+    CANARYWATCH_LOG_LEVEL               DEBUG, INFO (default), WARNING, ERROR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canarywatch.controller.builders import _TRANSPORT_ENDPOINTS, AgentRole
+from canarywatch.incidents.policy import Policy, PolicyError
+from canarywatch.markers.keyring import Keyring, KeyringError, validate_tenant_id
+from canarywatch.viewer.http import AdapterConfigError, RenderedRequest, RequestTemplate, TokenSource
+from canarywatch.viewer.network import NetworkProfile, ProfileError
+
+__all__ = [
+    "TRANSPORT_ENDPOINTS",
+    "AgentSettings",
+    "CameraSettings",
+    "Endpoint",
+    "EnvError",
+    "ViewerSettings",
+    "configure_logging",
+    "load_keyring",
+    "run_until_signalled",
+]
+
+#: A probe's transport -> the viewer endpoint of the adapter it fetches through (the
+#: builders' mapping: one source of truth for what the adapter holds).
+TRANSPORT_ENDPOINTS: Mapping[str, str] = _TRANSPORT_ENDPOINTS
+_SHAPERS = ("application", "tc")
+
+
+class EnvError(ValueError):
+    """A variable is missing or invalid; ``variable`` names it. Never carries a secret."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One request template of the adapter, with its ``headersFrom`` resolved."""
+
+    template: RequestTemplate
+    #: header -> value from a Secret (``headersFrom``); added after rendering, so a
+    #: secret is never mistaken for a template with placeholders.
+    secret_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def render(self, *, tenant: str, camera: str, token: str) -> RenderedRequest:
+        request = self.template.render(tenant=tenant, camera=camera, token=token)
+        if not self.secret_headers:
+            return request
+        return dataclasses.replace(request, headers={**request.headers, **self.secret_headers})
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What both agents read."""
+
+    role: AgentRole
+    namespace: str
+    pod_name: str
+    node_name: str | None
+    integration: str
+    probe: str
+    tenant: str
+    cameras: int
+    fps: float
+    keyring_dir: Path
+    #: the tenant's token, or "" when the integration needs none (no tokenSecretRef).
+    token: str = field(repr=False)
+    metrics_host: str
+    metrics_port: int
+    summary_seconds: float
+
+
+@dataclass(frozen=True)
+class CameraSettings(AgentSettings):
+    width: int
+    height: int
+    #: set when cameras upload their frames; otherwise the integration pulls from
+    #: ``serve_host:serve_port``.
+    push: Endpoint | None
+    serve_host: str
+    serve_port: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> CameraSettings:
+        common = _common(environ, AgentRole.CAMERA)
+        adapter = _adapter(environ)
+        push: Endpoint | None = None
+        serve_host, serve_port = "0.0.0.0", 0
+        if ("push" in adapter) == ("serve" in adapter):
+            raise EnvError(_ADAPTER, "expected exactly one of push or serve (the integration's camera block)")
+        if "push" in adapter:
+            push = _endpoint(adapter["push"], "push", environ)
+        else:
+            serve = _object(adapter["serve"], f"{_ADAPTER}.serve")
+            serve_host = str(serve.get("host", "0.0.0.0"))
+            serve_port = _ranged_int(serve.get("port"), f"{_ADAPTER}.serve.port", 1, 65535)
+            if serve_port == common["metrics_port"]:
+                raise EnvError(
+                    _ADAPTER, f"serve.port {serve_port} is CANARYWATCH_METRICS_PORT too; they must differ"
+                )
+        return cls(
+            **common,
+            # The CanaryProbe CRD's ranges.
+            width=_int(environ, "CANARYWATCH_FRAME_WIDTH", 64, 3840),
+            height=_int(environ, "CANARYWATCH_FRAME_HEIGHT", 36, 2160),
+            push=push,
+            serve_host=serve_host,
+            serve_port=serve_port,
+        )
+
+
+@dataclass(frozen=True)
+class ViewerSettings(AgentSettings):
+    #: every tenant of the probe, this one included.
+    tenants: tuple[str, ...]
+    #: the profile's name in the probe (labels, incidents).
+    profile_name: str
+    #: what the viewer's own ``Shaper`` applies: the whole profile, or with ``tc`` only
+    #: what netem cannot do (stalls), the kernel having imposed the rest.
+    profile: NetworkProfile
+    shaper: str
+    transports: tuple[str, ...]
+    freshness_seconds: float
+    #: adapter endpoint name (``snapshot``, ``authzProbe``...) -> endpoint.
+    endpoints: Mapping[str, Endpoint]
+    poll_interval: float
+    policy: Policy
+    incident_quiet_seconds: float
+    incident_repeat_seconds: float
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ViewerSettings:
+        common = _common(environ, AgentRole.VIEWER)
+        tenants = _list(environ, "CANARYWATCH_TENANTS")
+        for tenant in tenants:
+            _tenant_id(tenant, "CANARYWATCH_TENANTS")
+        if common["tenant"] not in tenants:
+            raise EnvError("CANARYWATCH_TENANTS", f"does not list this viewer's tenant {common['tenant']!r}")
+        shaper = _required(environ, "CANARYWATCH_NETWORK_SHAPER")
+        if shaper not in _SHAPERS:
+            raise EnvError(
+                "CANARYWATCH_NETWORK_SHAPER", f"expected one of {', '.join(_SHAPERS)}, got {shaper!r}"
+            )
+        transports = _list(environ, "CANARYWATCH_TRANSPORTS")
+        adapter = _adapter(environ)
+        endpoints: dict[str, Endpoint] = {}
+        for transport in transports:
+            endpoint = TRANSPORT_ENDPOINTS.get(transport)
+            if endpoint is None:
+                raise EnvError(
+                    "CANARYWATCH_TRANSPORTS",
+                    f"unknown transport {transport!r}; accepted: {', '.join(TRANSPORT_ENDPOINTS)}",
+                )
+            if endpoint not in adapter:
+                raise EnvError(_ADAPTER, f"transport {transport} needs the {endpoint} endpoint")
+            endpoints[endpoint] = _endpoint(adapter[endpoint], endpoint, environ)
+        if not endpoints.keys() & {"snapshot", "mjpeg", "events"}:
+            raise EnvError("CANARYWATCH_TRANSPORTS", "needs at least one of snapshot, mjpeg, events")
+        return cls(
+            **common,
+            tenants=tenants,
+            profile_name=_required(environ, "CANARYWATCH_NETWORK_PROFILE_NAME"),
+            profile=_profile(environ, shaper),
+            shaper=shaper,
+            transports=transports,
+            freshness_seconds=_number(environ, "CANARYWATCH_FRESHNESS_SECONDS"),
+            endpoints=endpoints,
+            poll_interval=_number_value(
+                adapter.get("pollInterval", 0.5), f"{_ADAPTER}.pollInterval", low=0.05, high=3600
+            ),
+            policy=_policy(environ),
+            incident_quiet_seconds=_number(environ, "CANARYWATCH_INCIDENT_QUIET_SECONDS", default=60.0),
+            incident_repeat_seconds=_number(environ, "CANARYWATCH_INCIDENT_REPEAT_SECONDS", default=120.0),
+        )
+
+
+def load_keyring(
+    directory: Path, *, require: tuple[str, ...], variable: str = "CANARYWATCH_KEYRING_DIR"
+) -> Keyring:
+    """Every ``<tenant>.json`` keyring in ``directory`` merged into one; each tenant of
+    ``require`` must be in it. A tenant in two files must have the same key in both."""
+    try:
+        files = sorted(path for path in directory.glob("*.json") if path.is_file())
+    except OSError as error:
+        raise EnvError(variable, f"cannot list {directory}: {error.strerror}") from None
+    keys: dict[str, bytes] = {}
+    for path in files:
+        try:
+            keyring = Keyring.from_json(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise EnvError(variable, f"cannot read {path.name}: {error.strerror}") from None
+        except (KeyringError, UnicodeDecodeError) as error:
+            raise EnvError(variable, f"{path.name} is not a keyring: {error}") from None
+        for tenant in keyring:
+            key = keyring.key(tenant)
+            if keys.setdefault(tenant, key) != key:
+                raise EnvError(variable, f"{path.name} holds a different key for tenant {tenant!r}")
+    missing = [tenant for tenant in require if tenant not in keys]
+    if missing:
+        found = ", ".join(sorted(keys)) or "no keyring files"
+        raise EnvError(variable, f"no key for {', '.join(missing)} in {directory} (found {found})")
+    return Keyring(keys)
+
+
+async def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """``run(stop)`` with ``stop`` set on SIGTERM (the kubelet stopping the pod) or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signum, stop.set)
+    await run(stop)
+
+
+def configure_logging(environ: Mapping[str, str]) -> None:
+    """Log lines to stderr (the container log) at ``CANARYWATCH_LOG_LEVEL``."""
+    level = environ.get("CANARYWATCH_LOG_LEVEL", "INFO").strip().upper()
+    logging.basicConfig(
+        level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+_ADAPTER = "CANARYWATCH_ADAPTER"
+
+
+def _common(environ: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
+    """The fields of ``AgentSettings``, as keyword arguments."""
+    declared = _required(environ, "CANARYWATCH_ROLE")
+    if declared != role.value:
+        raise EnvError("CANARYWATCH_ROLE", f"this is the {role.value} agent, but the role is {declared!r}")
+    token = ""
+    token_file = environ.get("CANARYWATCH_TOKEN_FILE", "")
+    if token_file:
+        try:
+            token = TokenSource(file=token_file).resolve()
+        except AdapterConfigError as error:
+            raise EnvError("CANARYWATCH_TOKEN_FILE", str(error).split(": ", 1)[-1]) from None
+    return {
+        "role": role,
+        "namespace": _required(environ, "CANARYWATCH_NAMESPACE"),
+        "pod_name": _required(environ, "CANARYWATCH_POD_NAME"),
+        # Empty until the pod is scheduled, and in local runs.
+        "node_name": environ.get("CANARYWATCH_NODE_NAME") or None,
+        "integration": _required(environ, "CANARYWATCH_INTEGRATION"),
+        "probe": _required(environ, "CANARYWATCH_PROBE"),
+        "tenant": _tenant_id(_required(environ, "CANARYWATCH_TENANT"), "CANARYWATCH_TENANT"),
+        "cameras": _int(environ, "CANARYWATCH_CAMERAS", 1, 16),
+        "fps": _number(environ, "CANARYWATCH_FPS"),
+        "keyring_dir": Path(_required(environ, "CANARYWATCH_KEYRING_DIR")),
+        "token": token,
+        "metrics_host": environ.get("CANARYWATCH_METRICS_HOST") or "0.0.0.0",
+        "metrics_port": _int(environ, "CANARYWATCH_METRICS_PORT", 0, 65535),
+        "summary_seconds": _number(environ, "CANARYWATCH_SUMMARY_SECONDS", default=60.0),
+    }
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise EnvError(name, "required (set by the Deployment canarywatch builds)")
+    return value
+
+
+def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in _required(environ, name).split(","))
+    if not all(items):
+        raise EnvError(name, "expected a comma-separated list without empty items")
+    if len(set(items)) != len(items):
+        raise EnvError(name, "lists an item twice")
+    return items
+
+
+def _tenant_id(value: str, name: str) -> str:
+    try:
+        return validate_tenant_id(value)
+    except KeyringError as error:
+        raise EnvError(name, str(error).split(": ", 1)[-1]) from None
+
+
+def _int(environ: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = _required(environ, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise EnvError(name, f"expected an integer, got {raw!r}") from None
+    return _ranged_int(value, name, low, high)
+
+
+def _ranged_int(value: object, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise EnvError(where, f"expected an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _number(environ: Mapping[str, str], name: str, *, default: float | None = None) -> float:
+    if default is not None and not environ.get(name, "").strip():
+        return default
+    raw = _required(environ, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EnvError(name, f"expected a number > 0, got {raw!r}") from None
+    return _number_value(value, name)
+
+
+def _number_value(value: object, where: str, *, low: float = 0.0, high: float = math.inf) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+        or not low <= value <= high
+    ):
+        bound = f"from {low:g} to {high:g}" if low > 0 else "> 0"
+        raise EnvError(where, f"expected a number {bound}, got {value!r}")
+    return float(value)
+
+
+def _json(environ: Mapping[str, str], name: str) -> Any:
+    raw = _required(environ, name)
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise EnvError(name, f"not valid JSON: {error}") from None
+
+
+def _object(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise EnvError(where, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _adapter(environ: Mapping[str, str]) -> Mapping[str, Any]:
+    return _object(_json(environ, _ADAPTER), _ADAPTER)
+
+
+def _endpoint(raw: object, name: str, environ: Mapping[str, str]) -> Endpoint:
+    where = f"{_ADAPTER}.{name}"
+    spec = dict(_object(raw, where))
+    headers_from = _object(spec.pop("headersFrom", {}), f"{where}.headersFrom")
+    try:
+        template = RequestTemplate.from_mapping(spec, where=where)
+    except AdapterConfigError as error:
+        raise EnvError(error.field, str(error).split(": ", 1)[-1]) from None
+    secret_headers: dict[str, str] = {}
+    for header, source in headers_from.items():
+        try:
+            secret_headers[str(header)] = TokenSource.from_value(
+                source, where=f"{where}.headersFrom.{header}"
+            ).resolve(environ)
+        except AdapterConfigError as error:
+            # "...headersFrom.X-Key.env: environment variable CANARYWATCH_SECRET_0 is not set"
+            variable = source.get("env") if isinstance(source, Mapping) else None
+            raise EnvError(
+                str(variable) if isinstance(variable, str) else error.field, str(error).split(": ", 1)[-1]
+            ) from None
+    return Endpoint(template, secret_headers)
+
+
+def _profile(environ: Mapping[str, str], shaper: str) -> NetworkProfile:
+    name = "CANARYWATCH_NETWORK_PROFILE"
+    spec = _json(environ, name)
+    if not isinstance(spec, str | Mapping):
+        raise EnvError(name, "expected a preset name or a JSON object (NetworkProfile.from_spec)")
+    try:
+        profile = NetworkProfile.from_spec(spec, where=name)
+    except ProfileError as error:
+        raise EnvError(name, str(error).removeprefix(f"{name}: ")) from None
+    if shaper == "tc":
+        # netem has imposed bandwidth, latency, jitter and loss on the pod's interface.
+        return NetworkProfile(
+            profile.name, stall_probability=profile.stall_probability, stall_s=profile.stall_s
+        )
+    return profile
+
+
+def _policy(environ: Mapping[str, str]) -> Policy:
+    name = "CANARYWATCH_POLICY"
+    if not environ.get(name, "").strip():
+        return Policy()
+    try:
+        return Policy.from_mapping(_json(environ, name), where=name)
+    except PolicyError as error:
+        raise EnvError(error.field, error.message) from None

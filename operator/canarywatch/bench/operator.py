@@ -1,0 +1,565 @@
+"""The operator benchmark (``run_operator_benchmark``, for ``make bench-operator``): how
+fast a LeakIncident switches its integration off, and what reconciling many probes costs.
+
+Against a real etcd + kube-apiserver started here (``tests/support/controlplane.py``,
+the binaries of ``make tools``; no controller manager, so the figures are the
+operator's and the API server's alone), with the operator as a subprocess running
+exactly as in a cluster: leader election on, a ServiceAccount bound to
+``controller.permissions``, PagerDuty at a local Events v2 receiver.
+
+1. **Cold start.** ``probes`` CanaryProbes (2 tenants, 2 network profiles each: 2
+   keyring Secrets, 4 RBAC objects and 6 Deployments per probe) exist before the
+   operator starts; the clock runs from its process start until every probe's status
+   says all its workloads exist. Peak RSS is the process's ``VmHWM``; API requests are
+   the operator account's, counted in the API server's audit log.
+2. **Leak → switched off.** ``incidents`` times, one after another: a LeakIncident is
+   created (the clock starts before the request is sent) and a watch on the
+   integration's target Deployment sees ``spec.replicas`` reach 0; then the
+   integration is resumed (replicas back) and the incident resolved before the next.
+
+Figures only; nothing here asserts a threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from canarywatch.controller import permissions
+from canarywatch.incidents.receiver import EventsReceiver
+
+__all__ = ["run_operator_benchmark"]
+
+_REPO = Path(__file__).resolve().parents[3]
+_NAMESPACE = "bench"
+_ACCOUNT = "canarywatch-operator"
+_INTEGRATION = "bench-relay"
+_TARGET = "bench-relay-ingest"
+_GROUP = "/apis/canarywatch.io/v1alpha1"
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def run_operator_benchmark(*, incidents: int = 20, probes: int = 200) -> int:
+    """Run both measurements and print them; 0, or 1 if the control plane cannot start."""
+    if incidents < 1 or probes < 1:
+        print("incidents and probes must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        controlplane = _controlplane_module()
+    except ImportError as error:
+        print(f"cannot load tests/support/controlplane.py: {error}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="canarywatch-bench-operator-") as scratch:
+        work = Path(scratch)
+        (work / "audit-policy.yaml").write_text(_AUDIT_POLICY)
+        audit_log = work / "audit.log"
+        plane = controlplane.ControlPlane(
+            controller_manager=False,
+            extra_apiserver_args=[
+                f"--audit-policy-file={work / 'audit-policy.yaml'}",
+                f"--audit-log-path={audit_log}",
+            ],
+        )
+        try:
+            plane.start()
+        except controlplane.ControlPlaneError as error:
+            print(f"control plane: {error}", file=sys.stderr)
+            return 1
+        try:
+            versions = ", ".join(
+                f"{tool} {controlplane.tool_version(tool)}" for tool in ("kube-apiserver", "etcd")
+            )
+            print(f"canarywatch operator benchmark: {versions} on loopback, {os.cpu_count()} CPUs")
+            return _run(plane, work, audit_log, incidents=incidents, probes=probes)
+        except (RuntimeError, TimeoutError) as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
+        finally:
+            plane.stop()
+
+
+def _run(plane: Any, work: Path, audit_log: Path, *, incidents: int, probes: int) -> int:
+    api = _Api(plane.api_client)
+    _install_crds(api)
+    api.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": _NAMESPACE}}
+    )
+    kubeconfig = _operator_kubeconfig(plane, api, work)
+    with _receiver() as pagerduty_url:
+        _setup_integration(api, pagerduty_url)
+        example = _example("CanaryProbe")
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: _create_probe(api, example, i), range(probes)))
+        created_in = time.monotonic() - started
+
+        user = f"system:serviceaccount:{_NAMESPACE}:{_ACCOUNT}"
+        operator = _Operator(kubeconfig, work, pagerduty_url)
+        started = time.monotonic()
+        operator.start()
+        ready_after = operator.wait_ready()
+        reconciled_after = _wait_reconciled(api, probes, operator)
+        rss = operator.peak_rss_mib()
+        cold = _audit_counts(audit_log, user)
+
+        latencies = _leak_to_zero(api, incidents, operator)
+        operator.stop()
+
+    print()
+    print(f"Cold start: {probes} CanaryProbes (2 tenants x 2 network profiles: 12 objects each),")
+    print(f"created before the operator started (in {created_in:.1f} s)")
+    print(f"  operator ready (leader, kopf up)     {ready_after:8.2f} s after process start")
+    print(f"  every probe reconciled              {reconciled_after:8.2f} s after process start")
+    rate = probes / max(reconciled_after - ready_after, 1e-9)
+    print(f"  throughput                          {rate:8.1f} probes/s")
+    print(f"  peak RSS of the operator process    {rss:8.1f} MiB")
+    total = sum(cold.values())
+    print(f"  API requests (audit log)            {total:8d}   = {total / probes:.1f} per probe")
+    for (verb, resource), count in cold.most_common(8):
+        print(f"    {verb:>7} {resource:<32} {count:6d}   {count / probes:5.2f}/probe")
+    print()
+    p50 = _percentile(latencies, 50)
+    p99 = _percentile(latencies, 99)
+    print(f"LeakIncident created -> target Deployment at 0 replicas, {len(latencies)} incidents")
+    print(
+        f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "
+        f"min {min(latencies) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms   "
+        f"mean {statistics.fmean(latencies) * 1000:.1f} ms"
+    )
+    print(f"  target p99 <= 1 s: {'met' if p99 <= 1.0 else 'NOT met'}")
+    return 0
+
+
+# -- control plane and API ---------------------------------------------------------------
+
+
+def _controlplane_module() -> ModuleType:
+    support = _REPO / "tests" / "support"
+    if not (support / "controlplane.py").is_file():
+        raise ImportError(f"{support / 'controlplane.py'} not found (run from a source checkout)")
+    if str(support) not in sys.path:
+        sys.path.insert(0, str(support))
+    import importlib
+
+    return importlib.import_module("controlplane")
+
+
+class _Api:
+    """Plain-dict calls as the admin user (thread-safe: the client pools connections)."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.client = api_client
+
+    def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **query: str
+    ) -> Any:
+        serialized = self.client.param_serialize(
+            method,
+            path,
+            query_params=list(query.items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.client.call_api(*serialized)
+        response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status} {response.data[:300]!r}")
+        return json.loads(response.data) if response.data else None
+
+    def create(self, path: str, body: Any) -> Any:
+        return self.call("POST", path, body)
+
+    def apply(self, path: str, body: Any) -> Any:
+        return self.call(
+            "PATCH", path, body, "application/apply-patch+yaml", fieldManager="bench", force="true"
+        )
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.call("PATCH", path, body, "application/merge-patch+json")
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+
+def _install_crds(api: _Api) -> None:
+    names = []
+    for path in sorted((_REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        names.append(crd["metadata"]["name"])
+        api.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}", crd)
+
+    def established() -> bool:
+        for name in names:
+            crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+            if conditions.get("Established") != "True":
+                return False
+        try:
+            api.get(f"{_GROUP}/canaryprobes")
+        except RuntimeError:
+            return False
+        return True
+
+    _until(established, 30, "the CRDs to be established")
+
+
+def _operator_kubeconfig(plane: Any, api: _Api, work: Path) -> Path:
+    ns = f"/api/v1/namespaces/{_NAMESPACE}"
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{_NAMESPACE}"
+    api.create(
+        f"{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": _ACCOUNT}},
+    )
+    api.create(
+        f"{rbac}/roles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": _ACCOUNT},
+            "rules": permissions.role_rules(kill_switch=True, leader_election=True),
+        },
+    )
+    api.create(
+        f"{rbac}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": _ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": _ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": _ACCOUNT, "namespace": _NAMESPACE}],
+        },
+    )
+    token = api.create(
+        f"{ns}/serviceaccounts/{_ACCOUNT}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 7200},
+        },
+    )["status"]["token"]
+    time.sleep(1)  # the RBAC authorizer's cache catches up
+    path: Path = plane.write_kubeconfig(work / "operator.kubeconfig", user=_ACCOUNT, token=token)
+    return path
+
+
+def _example(kind: str) -> dict[str, Any]:
+    for path in sorted((_REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == kind:
+                return dict(doc)
+    raise LookupError(kind)
+
+
+def _setup_integration(api: _Api, pagerduty_url: str) -> None:
+    ns = f"/api/v1/namespaces/{_NAMESPACE}"
+    api.create(
+        f"{ns}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pagerduty"},
+            "stringData": {"routing-key": "R" * 32},
+        },
+    )
+    api.create(
+        f"{ns}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "canary-tokens"},
+            "stringData": {"a": "t"},
+        },
+    )
+    labels = {"app": _TARGET}
+    api.create(
+        f"/apis/apps/v1/namespaces/{_NAMESPACE}/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": _TARGET},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "r", "image": "r:1"}]},
+                },
+            },
+        },
+    )
+    integration = _example("CameraIntegration")
+    integration["metadata"] = {"name": _INTEGRATION}
+    integration["spec"]["killSwitch"] = {
+        "actions": [
+            {"name": "scale-ingest", "type": "scale", "scale": {"kind": "Deployment", "name": _TARGET}}
+        ]
+    }
+    integration["spec"]["policy"] = {"mode": "enforce", "killCap": {"maxKills": 1000, "windowSeconds": 3600}}
+    integration["spec"]["pagerduty"] = {
+        "routingKeySecretRef": {"name": "pagerduty", "key": "routing-key"},
+        "url": pagerduty_url,
+    }
+    integration["spec"]["resolveAfterCleanSeconds"] = 0
+    api.create(f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations", integration)
+
+
+def _create_probe(api: _Api, example: dict[str, Any], index: int) -> None:
+    probe = json.loads(json.dumps(example))
+    probe["metadata"] = {"name": f"probe-{index:04d}"}
+    spec = probe["spec"]
+    spec["integrationRef"] = {"name": _INTEGRATION}
+    spec["networkProfiles"] = ["good", "poor"]
+    spec.pop("customNetworkProfiles", None)
+    spec["transports"] = ["snapshot"]
+    api.create(f"{_GROUP}/namespaces/{_NAMESPACE}/canaryprobes", probe)
+
+
+@contextmanager
+def _receiver() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> EventsReceiver:
+        receiver = EventsReceiver()
+        await receiver.start()
+        return receiver
+
+    receiver = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield receiver.url
+    finally:
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+# -- the operator -----------------------------------------------------------------------
+
+
+class _Operator:
+    def __init__(self, kubeconfig: Path, work: Path, pagerduty_url: str) -> None:
+        self.log_path = work / "operator.log"
+        self.liveness_port = _free_port()
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "CANARYWATCH_NAMESPACES": _NAMESPACE,
+            "CANARYWATCH_OPERATOR_NAMESPACE": _NAMESPACE,
+            "CANARYWATCH_POD_NAME": "bench-operator",
+            "CANARYWATCH_LISTEN_HOST": "127.0.0.1",
+            "CANARYWATCH_METRICS_PORT": str(_free_port()),
+            "CANARYWATCH_LIVENESS_PORT": str(self.liveness_port),
+            "CANARYWATCH_PAGERDUTY_EVENTS_URL": pagerduty_url,
+            "CANARYWATCH_RESOLVE_CHECK_SECONDS": "0.5",
+            "CANARYWATCH_LOG_LEVEL": "WARNING",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        code = "from canarywatch.controller.main import run_operator; raise SystemExit(run_operator())"
+        with self.log_path.open("ab") as log:
+            self.started = time.monotonic()
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def check(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"the operator exited; log:\n{self.log_path.read_text()[-3000:]}")
+
+    def wait_ready(self) -> float:
+        def ready() -> bool:
+            self.check()
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2
+                ) as answer:
+                    return "standby" not in json.loads(answer.read())
+            except OSError:
+                return False
+
+        _until(ready, 60, "the operator to lead", interval=0.02)
+        return time.monotonic() - self.started
+
+    def peak_rss_mib(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> float:
+    def reconciled() -> bool:
+        operator.check()
+        items = api.get(f"{_GROUP}/namespaces/{_NAMESPACE}/canaryprobes")["items"]
+        done = [
+            p
+            for p in items
+            if (p.get("status") or {}).get("observedGeneration") == p["metadata"]["generation"]
+            and (p.get("status") or {}).get("tenants") == 2
+            and ((p.get("status") or {}).get("workloads") or {}).get("desired") == 6
+        ]
+        return len(done) == probes
+
+    _until(reconciled, 600, f"{probes} probes to be reconciled", interval=0.5)
+    return time.monotonic() - operator.started
+
+
+def _audit_counts(audit_log: Path, user: str) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef")
+        if event["user"]["username"] != user:
+            continue
+        if ref is None:
+            counts[(event["verb"], "(discovery)")] += 1
+            continue
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        counts[(event["verb"], resource)] += 1
+    return counts
+
+
+# -- leak to zero -----------------------------------------------------------------------
+
+
+def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]:
+    from kubernetes import watch
+
+    seen: queue.Queue[tuple[float, int]] = queue.Queue()
+    stop = threading.Event()
+
+    def follow() -> None:
+        from kubernetes import client
+
+        apps = client.AppsV1Api(api.client)
+        while not stop.is_set():
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                apps.list_namespaced_deployment,
+                _NAMESPACE,
+                field_selector=f"metadata.name={_TARGET}",
+                timeout_seconds=30,
+            )
+            try:
+                for event in stream:
+                    seen.put((time.monotonic(), int(event["object"].spec.replicas or 0)))
+                    if stop.is_set():
+                        return
+            except Exception:
+                if stop.is_set():
+                    return  # the control plane is going away
+                raise
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    integration = f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations/{_INTEGRATION}"
+    incidents_path = f"{_GROUP}/namespaces/{_NAMESPACE}/leakincidents"
+    example = _example("LeakIncident")
+    latencies: list[float] = []
+    time.sleep(1)  # the watch is established
+    for index in range(incidents):
+        while not seen.empty():
+            seen.get_nowait()
+        incident = json.loads(json.dumps(example))
+        incident["metadata"] = {"name": f"leak-{index:03d}"}
+        incident["spec"]["integrationRef"]["name"] = _INTEGRATION
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        incident["spec"]["times"] = {"frameReceived": now, "recorded": now}
+        started = time.monotonic()
+        api.create(incidents_path, incident)
+        while True:
+            operator.check()
+            at, replicas = seen.get(timeout=30)
+            if replicas == 0:
+                latencies.append(at - started)
+                break
+        # Switch it back on, and let the incident resolve before the next one.
+        _until(
+            lambda: api.get(integration)["status"].get("killSwitch", {}).get("state") == "Engaged",
+            30,
+            "engaged",
+        )
+        api.patch(integration, {"spec": {"suspended": False}})
+        _until(partial(_back_on, api, f"{incidents_path}/leak-{index:03d}"), 30, "resume and resolution")
+    stop.set()
+    return latencies
+
+
+def _back_on(api: _Api, incident: str) -> bool:
+    integration = f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations/{_INTEGRATION}"
+    return bool(
+        api.get(incident).get("status", {}).get("state") == "Resolved"
+        and api.get(f"/apis/apps/v1/namespaces/{_NAMESPACE}/deployments/{_TARGET}")["spec"]["replicas"] == 1
+        and api.get(integration)["status"].get("phase") == "Active"
+    )
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def _until(check: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    """Nearest-rank percentile: with 20 samples, p99 is the slowest one."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return ordered[int(rank) - 1]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

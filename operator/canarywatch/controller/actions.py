@@ -1,0 +1,812 @@
+"""Kill-switch actions in a cluster, and the kill switch that records them in status.
+
+The four action types of ``CameraIntegration.spec.killSwitch.actions`` implement the
+``shutdown.Action`` protocol (``engage``/``resume`` with an ``ActionContext``, an
+``ActionOutcome`` back, nothing raised for an expected failure)::
+
+    scale          a Deployment/StatefulSet to 0 replicas; resume restores the count
+    networkPolicy  a deny-all NetworkPolicy for the selected pods; resume deletes exactly it
+    patch          a JSON merge patch of any namespaced object; resume restores the values
+                   of exactly the keys it changed (those nobody changed since)
+    webhook        shutdown.WebhookAction, its credentials read from Secrets
+
+What an action replaces is read *before* it acts (``snapshot``) and recorded in
+``status.killSwitch.actions[].previous`` before the change is made. A restarted
+operator therefore never mistakes its own change for the original (a Deployment it
+already scaled to 0 still resumes to 3), and resume works from that record alone for
+the Kubernetes actions, even when the action was since removed from the spec.
+
+``engage_actions`` / ``resume_actions`` run a list of actions the way
+``shutdown.KillSwitch`` does (engage in order, resume in reverse; what succeeded is not
+run again; every action whose engage step ran is resumed), with an async ``checkpoint``
+that persists the records instead of a state file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from canarywatch.controller.builders import LABEL_INTEGRATION
+from canarywatch.controller.kube import (
+    DEPLOYMENTS,
+    NETWORK_POLICIES,
+    STATEFUL_SETS,
+    Kube,
+    KubeError,
+    NotFound,
+    Resource,
+)
+from canarywatch.shutdown import (
+    Action,
+    ActionConfigError,
+    ActionContext,
+    ActionOutcome,
+    Step,
+    WebhookAction,
+    WebhookRequest,
+)
+
+__all__ = [
+    "LABEL_KILL_SWITCH_ACTION",
+    "ActionRecord",
+    "ActionSpecError",
+    "KubeAction",
+    "NetworkPolicyAction",
+    "PatchAction",
+    "Result",
+    "ScaleAction",
+    "WebhookKillAction",
+    "build_actions",
+    "engage_actions",
+    "resume_action",
+    "resume_actions",
+    "resume_hint",
+]
+
+log = logging.getLogger(__name__)
+
+LABEL_KILL_SWITCH_ACTION = "canarywatch.io/kill-switch-action"
+_OWNER_ANNOTATION = "canarywatch.io/kill-switch-of"
+_WORKLOADS: Mapping[str, Resource] = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFUL_SETS}
+_DETAIL_LIMIT = 1024  # status.killSwitch.actions[].detail maxLength
+
+
+class ActionSpecError(ValueError):
+    """A kill-switch action cannot be built; ``field`` is its path in the spec."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+class Result(StrEnum):
+    """``status.killSwitch.actions[].result``."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"  # nothing to run: no resume step, or the action is gone
+    PENDING = "Pending"  # recorded, not finished (its effect is unknown after a crash)
+
+
+class KubeAction(Action, Protocol):
+    """A kill-switch action whose engage step can be recorded before it acts."""
+
+    @property
+    def target(self) -> str:
+        """What it acts on, without secrets (``Deployment shop/relay-ingest``)."""
+        ...
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What ``engage`` will replace (and ``resume`` needs), read before acting."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One entry of ``status.killSwitch.actions``: the latest step of one action."""
+
+    name: str
+    type: str
+    target: str
+    step: Step
+    result: Result
+    detail: str = ""
+    attempts: int = 0
+    at: str = ""
+    previous: Mapping[str, Any] | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "target": self.target[:512],
+            "step": self.step.value,
+            "result": self.result.value,
+            "detail": self.detail[:_DETAIL_LIMIT],
+            "attempts": self.attempts,
+            "at": self.at or _now(),
+        }
+        if self.previous is not None:
+            entry["previous"] = dict(self.previous)
+        return entry
+
+    @classmethod
+    def from_status(cls, entry: Mapping[str, Any]) -> ActionRecord:
+        previous = entry.get("previous")
+        return cls(
+            name=str(entry.get("name", "")),
+            type=str(entry.get("type", "")),
+            target=str(entry.get("target", "")),
+            step=Step(entry.get("step", Step.ENGAGE.value)),
+            result=Result(entry.get("result", Result.PENDING.value)),
+            detail=str(entry.get("detail", "")),
+            attempts=int(entry.get("attempts") or 0),
+            at=str(entry.get("at", "")),
+            previous=dict(previous) if isinstance(previous, Mapping) else None,
+        )
+
+
+Checkpoint = Callable[[Sequence[ActionRecord]], Awaitable[None]]
+OnResult = Callable[[ActionRecord], None]
+
+
+# ---------------------------------------------------------------------------------------
+# The actions
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleAction:
+    """Scale a Deployment or StatefulSet to 0; resume restores the recorded replicas."""
+
+    name: str
+    kube: Kube = field(repr=False)
+    workload_kind: str
+    namespace: str
+    workload: str
+    previous: Mapping[str, Any] | None = None
+
+    kind = "scale"
+    reversible = True
+
+    @property
+    def target(self) -> str:
+        return f"{self.workload_kind} {self.namespace}/{self.workload}"
+
+    @property
+    def _resource(self) -> Resource:
+        return _WORKLOADS[self.workload_kind]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "target": self.target}
+
+    async def snapshot(self) -> dict[str, Any]:
+        replicas = await self.kube.replicas(self._resource, self.namespace, self.workload)
+        found = {"kind": self.workload_kind, "namespace": self.namespace, "name": self.workload}
+        return found if replicas is None else {**found, "replicas": replicas}
+
+    async def engage(self, context: ActionContext) -> ActionOutcome:
+        # One request: the count it replaces was read by snapshot() (and recorded).
+        try:
+            await self.kube.scale(self._resource, self.namespace, self.workload, 0)
+        except NotFound:
+            return ActionOutcome(False, f"{self.target} not found")
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        return ActionOutcome(True, f"scaled {self.target} to 0 replicas")
+
+    async def resume(self, context: ActionContext) -> ActionOutcome:
+        wanted = (self.previous or {}).get("replicas")
+        if not isinstance(wanted, int):
+            return ActionOutcome(False, f"no replica count was recorded for {self.target}; scale it by hand")
+        try:
+            replicas = await self.kube.replicas(self._resource, self.namespace, self.workload)
+            if replicas is None:
+                return ActionOutcome(False, f"{self.target} not found")
+            if replicas != 0:
+                # Someone scaled it since the kill: theirs is the newer decision.
+                return ActionOutcome(
+                    True, f"{self.target} left at {replicas} replicas (changed since the kill)"
+                )
+            await self.kube.scale(self._resource, self.namespace, self.workload, wanted)
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        return ActionOutcome(True, f"restored {self.target} to {wanted} replicas")
+
+
+@dataclass(frozen=True)
+class NetworkPolicyAction:
+    """Create a NetworkPolicy that denies all traffic to/from the selected pods; resume
+    deletes that very object (found by name, checked by its kill-switch labels)."""
+
+    name: str
+    kube: Kube = field(repr=False)
+    integration: Mapping[str, Any] = field(repr=False)  # the CameraIntegration's metadata
+    namespace: str
+    pod_selector: Mapping[str, Any]
+    direction: str = "Both"
+    previous: Mapping[str, Any] | None = None
+
+    kind = "networkPolicy"
+    reversible = True
+
+    @property
+    def policy_name(self) -> str:
+        recorded = (self.previous or {}).get("name")
+        if isinstance(recorded, str) and recorded:
+            return recorded
+        return _dns_name("canarywatch-kill", str(self.integration.get("name")), self.name)
+
+    @property
+    def target(self) -> str:
+        return f"NetworkPolicy {self.namespace}/{self.policy_name}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "target": self.target, "direction": self.direction}
+
+    async def snapshot(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.policy_name}
+
+    def manifest(self) -> dict[str, Any]:
+        types = ["Ingress", "Egress"] if self.direction == "Both" else [self.direction]
+        meta: dict[str, Any] = {
+            "name": self.policy_name,
+            "namespace": self.namespace,
+            "labels": self._labels(),
+            "annotations": {_OWNER_ANNOTATION: self._owner()},
+        }
+        if self.namespace == self.integration.get("namespace") and self.integration.get("uid"):
+            # Same namespace: deleting the integration takes its switch-off with it.
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "canarywatch.io/v1alpha1",
+                    "kind": "CameraIntegration",
+                    "name": self.integration["name"],
+                    "uid": self.integration["uid"],
+                }
+            ]
+        # No ingress/egress rules with these policyTypes: nothing is allowed.
+        return {
+            "apiVersion": NETWORK_POLICIES.api_version,
+            "kind": NETWORK_POLICIES.kind,
+            "metadata": meta,
+            "spec": {"podSelector": dict(self.pod_selector), "policyTypes": types},
+        }
+
+    async def engage(self, context: ActionContext) -> ActionOutcome:
+        try:
+            if await self.kube.create_if_absent(self.manifest()):
+                return ActionOutcome(True, f"created {self.target} ({self.direction.lower()} traffic denied)")
+            existing = await self.kube.get(NETWORK_POLICIES, self.namespace, self.policy_name)
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        if existing is not None and self._ours(existing):
+            return ActionOutcome(True, f"{self.target} already in place")
+        return ActionOutcome(False, f"{self.target} exists and was not made by this kill switch; left alone")
+
+    async def resume(self, context: ActionContext) -> ActionOutcome:
+        try:
+            existing = await self.kube.get(NETWORK_POLICIES, self.namespace, self.policy_name)
+            if existing is None:
+                return ActionOutcome(True, f"{self.target} already gone")
+            if not self._ours(existing):
+                return ActionOutcome(False, f"{self.target} was not made by this kill switch; left alone")
+            await self.kube.delete(
+                NETWORK_POLICIES, self.namespace, self.policy_name, uid=existing["metadata"]["uid"]
+            )
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        return ActionOutcome(True, f"deleted {self.target}")
+
+    def _labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/managed-by": "canarywatch-operator",
+            LABEL_INTEGRATION: _label(str(self.integration.get("name"))),
+            LABEL_KILL_SWITCH_ACTION: _label(self.name),
+        }
+
+    def _owner(self) -> str:
+        return f"{self.integration.get('namespace')}/{self.integration.get('name')}/{self.name}"
+
+    def _ours(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        return (meta.get("annotations") or {}).get(_OWNER_ANNOTATION) == self._owner()
+
+
+@dataclass(frozen=True)
+class PatchAction:
+    """JSON merge-patch a namespaced object; resume restores the replaced values.
+
+    ``previous`` lists every leaf key the patch sets, with the value it had (or that it
+    was absent) and the value the patch gave it. Resume puts back the old value of each
+    key that still holds the patched value, and leaves keys changed since then alone.
+    """
+
+    name: str
+    kube: Kube = field(repr=False)
+    api_version: str
+    object_kind: str
+    namespace: str
+    object_name: str
+    merge_patch: Mapping[str, Any] = field(default_factory=dict)
+    previous: Mapping[str, Any] | None = None
+
+    kind = "patch"
+    reversible = True
+
+    @property
+    def target(self) -> str:
+        return f"{self.object_kind} {self.namespace}/{self.object_name}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "target": self.target, "keys": _paths(self.merge_patch)}
+
+    async def snapshot(self) -> dict[str, Any]:
+        found = {
+            "apiVersion": self.api_version,
+            "kind": self.object_kind,
+            "namespace": self.namespace,
+            "name": self.object_name,
+        }
+        resource = await self.kube.resource(self.api_version, self.object_kind)
+        current = await self.kube.get(resource, self.namespace, self.object_name)
+        if current is None:
+            return found
+        keys = []
+        for path, was, now in _leaves(self.merge_patch, current):
+            entry: dict[str, Any] = {"path": list(path)}
+            entry |= {"wasAbsent": True} if was is _ABSENT else {"was": was}
+            entry |= {"setAbsent": True} if now is _ABSENT else {"set": now}
+            keys.append(entry)
+        return {**found, "keys": keys}
+
+    async def engage(self, context: ActionContext) -> ActionOutcome:
+        try:
+            resource = await self.kube.resource(self.api_version, self.object_kind)
+            if await self.kube.get(resource, self.namespace, self.object_name) is None:
+                return ActionOutcome(False, f"{self.target} not found")
+            await self.kube.merge_patch(resource, self.namespace, self.object_name, self.merge_patch)
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        return ActionOutcome(True, f"patched {', '.join(_paths(self.merge_patch))} of {self.target}")
+
+    async def resume(self, context: ActionContext) -> ActionOutcome:
+        keys = (self.previous or {}).get("keys")
+        if not isinstance(keys, list):
+            return ActionOutcome(
+                False, f"no previous values were recorded for {self.target}; restore by hand"
+            )
+        try:
+            resource = await self.kube.resource(self.api_version, self.object_kind)
+            current = await self.kube.get(resource, self.namespace, self.object_name)
+            if current is None:
+                return ActionOutcome(False, f"{self.target} not found")
+            restore: dict[str, Any] = {}
+            kept: list[str] = []
+            for entry in keys:
+                path = [str(p) for p in entry.get("path", [])]
+                applied = _ABSENT if entry.get("setAbsent") else entry.get("set")
+                if _lookup(current, path) != applied:
+                    kept.append(".".join(path))  # changed since the kill: not ours to undo
+                    continue
+                _assign(restore, path, None if entry.get("wasAbsent") else entry.get("was"))
+            if restore:
+                await self.kube.merge_patch(resource, self.namespace, self.object_name, restore)
+        except KubeError as error:
+            return ActionOutcome(False, str(error))
+        detail = f"restored {', '.join(_paths(restore)) or 'nothing'} of {self.target}"
+        if kept:
+            detail += f"; left {', '.join(kept)} (changed since the kill)"
+        return ActionOutcome(True, detail)
+
+
+@dataclass(frozen=True)
+class WebhookKillAction:
+    """``shutdown.WebhookAction`` as a recorded kill-switch action."""
+
+    webhook: WebhookAction
+    host: str  # scheme://host, for status; the URL itself may be a credential
+
+    kind = "webhook"
+
+    @property
+    def name(self) -> str:
+        return self.webhook.name
+
+    @property
+    def reversible(self) -> bool:
+        return self.webhook.reversible
+
+    @property
+    def target(self) -> str:
+        return f"{self.webhook.request.method} {self.host}"
+
+    def describe(self) -> dict[str, Any]:
+        return self.webhook.describe()
+
+    async def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    async def engage(self, context: ActionContext) -> ActionOutcome:
+        return await self.webhook.engage(context)
+
+    async def resume(self, context: ActionContext) -> ActionOutcome:
+        return await self.webhook.resume(context)
+
+
+# ---------------------------------------------------------------------------------------
+# Building actions from the spec
+# ---------------------------------------------------------------------------------------
+
+
+async def build_actions(integration: Mapping[str, Any], kube: Kube) -> list[KubeAction]:
+    """The integration's ``spec.killSwitch.actions``, ready to run.
+
+    Reads the Secrets webhooks refer to. Raises ``ActionSpecError`` naming the field for
+    anything that cannot run (a missing Secret, a webhook URL that is not absolute).
+    """
+    meta = integration.get("metadata") or {}
+    namespace = str(meta.get("namespace"))
+    entries = ((integration.get("spec") or {}).get("killSwitch") or {}).get("actions") or []
+    actions: list[KubeAction] = []
+    for index, entry in enumerate(entries):
+        where = f"spec.killSwitch.actions[{index}]"
+        name, kind = str(entry.get("name", "")), str(entry.get("type", ""))
+        settings = entry.get(kind)
+        if not name or not isinstance(settings, Mapping):
+            raise ActionSpecError(where, f"needs a name and its {kind or 'type'} settings")
+        where = f"{where}.{kind}"
+        target_namespace = str(settings.get("namespace") or namespace)
+        if kind == "scale":
+            workload_kind = str(settings.get("kind", "Deployment"))
+            if workload_kind not in _WORKLOADS:
+                raise ActionSpecError(f"{where}.kind", f"expected one of {', '.join(_WORKLOADS)}")
+            actions.append(ScaleAction(name, kube, workload_kind, target_namespace, str(settings["name"])))
+        elif kind == "networkPolicy":
+            actions.append(
+                NetworkPolicyAction(
+                    name,
+                    kube,
+                    meta,
+                    target_namespace,
+                    dict(settings.get("podSelector") or {}),
+                    str(settings.get("direction", "Both")),
+                )
+            )
+        elif kind == "patch":
+            actions.append(
+                PatchAction(
+                    name,
+                    kube,
+                    str(settings["apiVersion"]),
+                    str(settings["kind"]),
+                    target_namespace,
+                    str(settings["name"]),
+                    dict(settings.get("mergePatch") or {}),
+                )
+            )
+        elif kind == "webhook":
+            actions.append(await _webhook(name, settings, where, namespace, kube))
+        else:
+            raise ActionSpecError(f"spec.killSwitch.actions[{index}].type", f"unknown action type {kind!r}")
+    return actions
+
+
+async def _webhook(
+    name: str, settings: Mapping[str, Any], where: str, namespace: str, kube: Kube
+) -> WebhookKillAction:
+    async def secret(ref: object, at: str) -> str:
+        if not isinstance(ref, Mapping):
+            raise ActionSpecError(at, "expected {name, key}")
+        try:
+            return await kube.secret_value(namespace, str(ref.get("name")), str(ref.get("key")))
+        except KubeError as error:
+            raise ActionSpecError(at, error.message) from error
+
+    headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
+    for index, item in enumerate(settings.get("headersFrom") or []):
+        headers[str(item["header"])] = await secret(item.get("secretKeyRef"), f"{where}.headersFrom[{index}]")
+
+    async def request(spec: Mapping[str, Any], at: str) -> WebhookRequest:
+        url = spec.get("url")
+        if url is None:
+            url = await secret(spec.get("urlSecretRef"), f"{at}.urlSecretRef")
+        try:
+            return WebhookRequest(
+                url=str(url),
+                method=str(spec.get("method", "POST")),
+                # The resume call goes to the same service: same credentials.
+                headers=headers,
+                body=None if spec.get("body") is None else str(spec["body"]),
+                content_type=str(spec.get("contentType", "application/json")),
+            )
+        except ActionConfigError as error:
+            raise ActionSpecError(f"{at}.{error.field}", str(error).split(": ", 1)[-1]) from error
+
+    engage = await request(settings, where)
+    resume = None
+    if isinstance(settings.get("resume"), Mapping):
+        resume = await request(settings["resume"], f"{where}.resume")
+    signing = None
+    if settings.get("signingSecretRef") is not None:
+        signing = await secret(settings["signingSecretRef"], f"{where}.signingSecretRef")
+    try:
+        webhook = WebhookAction(
+            name=name,
+            request=engage,
+            resume_request=resume,
+            secret=signing,
+            timeout=float(settings.get("timeout", 10)),
+            max_attempts=int(settings.get("maxAttempts", 4)),
+        )
+    except ActionConfigError as error:
+        raise ActionSpecError(f"{where}.{error.field}", str(error).split(": ", 1)[-1]) from error
+    return WebhookKillAction(webhook, str(engage.describe()["target"]))
+
+
+def resume_action(
+    record: ActionRecord, configured: KubeAction | None, kube: Kube, integration: Mapping[str, Any]
+) -> KubeAction | None:
+    """The action that undoes ``record``: the Kubernetes ones rebuilt from what was
+    recorded (so a changed or removed spec entry still resumes), a webhook from the
+    current spec (its Secrets are not recorded). None: nobody knows how to undo it.
+    ``integration`` is the CameraIntegration (its metadata names the NetworkPolicy owner)."""
+    previous = record.previous or {}
+    if record.type == "scale" and previous.get("kind") in _WORKLOADS:
+        return ScaleAction(
+            record.name,
+            kube,
+            str(previous["kind"]),
+            str(previous.get("namespace")),
+            str(previous.get("name")),
+            previous=previous,
+        )
+    if record.type == "networkPolicy" and previous.get("name"):
+        return NetworkPolicyAction(
+            record.name,
+            kube,
+            integration.get("metadata") or {},
+            str(previous.get("namespace")),
+            {},
+            previous=previous,
+        )
+    if record.type == "patch" and previous.get("kind"):
+        return PatchAction(
+            record.name,
+            kube,
+            str(previous.get("apiVersion")),
+            str(previous["kind"]),
+            str(previous.get("namespace")),
+            str(previous.get("name")),
+            previous=previous,
+        )
+    return configured
+
+
+# ---------------------------------------------------------------------------------------
+# Running them
+# ---------------------------------------------------------------------------------------
+
+
+async def engage_actions(
+    actions: Sequence[KubeAction],
+    records: Sequence[ActionRecord],
+    context: ActionContext,
+    checkpoint: Checkpoint,
+    on_result: OnResult | None = None,
+) -> list[ActionRecord]:
+    """Engage ``actions`` in order, continuing an engagement recorded in ``records``.
+
+    An action whose engage step already succeeded is not run again; a recorded
+    ``previous`` is kept (never re-read: the first reading is the original). Each action
+    is checkpointed as Pending with its snapshot before it acts, and again after.
+    """
+    known = {r.name: r for r in records if r.step is Step.ENGAGE}
+    done: list[ActionRecord] = []
+    for action in actions:
+        record = known.get(action.name)
+        if record is not None and record.result is Result.SUCCEEDED:
+            done.append(record)
+            continue
+        attempts = record.attempts if record is not None else 0
+        previous = record.previous if record is not None else None
+        if previous is None:
+            try:
+                previous = await action.snapshot()
+            except Exception as error:
+                log.warning("kill-switch action %r: snapshot failed: %s", action.name, error)
+                previous = None
+            pending = _record(action, Step.ENGAGE, Result.PENDING, "recorded; acting", attempts, previous)
+            await checkpoint([*done, pending])
+        outcome = await _run(action, Step.ENGAGE, context)
+        result = Result.SUCCEEDED if outcome.ok else Result.FAILED
+        done.append(
+            _record(action, Step.ENGAGE, result, outcome.detail, attempts + outcome.attempts, previous)
+        )
+        if on_result is not None:
+            on_result(done[-1])
+        await checkpoint(done)
+    return done
+
+
+async def resume_actions(
+    records: Sequence[ActionRecord],
+    resumers: Mapping[str, KubeAction | None],
+    context: ActionContext,
+    checkpoint: Checkpoint,
+    on_result: OnResult | None = None,
+) -> list[ActionRecord]:
+    """Resume every recorded action, in reverse order of engagement.
+
+    Failed and Pending engage steps are resumed too (a call that timed out may still
+    have switched the integration off); resume steps that succeeded or were skipped are
+    not run again. ``resumers`` maps action names to what undoes them (see
+    ``resume_action``); None means "restore by hand" (Skipped).
+    """
+    current = list(records)
+    for position in reversed(range(len(current))):
+        record = current[position]
+        if record.step is Step.RESUME and record.result in (Result.SUCCEEDED, Result.SKIPPED):
+            continue
+        action = resumers.get(record.name)
+        if action is None:
+            updated = replace(
+                record,
+                step=Step.RESUME,
+                result=Result.SKIPPED,
+                detail="action no longer configured; restore by hand",
+                at=_now(),
+            )
+        elif not action.reversible:
+            updated = replace(
+                record,
+                step=Step.RESUME,
+                result=Result.SKIPPED,
+                detail="no resume step configured; restore by hand",
+                at=_now(),
+            )
+        else:
+            outcome = await _run(action, Step.RESUME, context)
+            updated = replace(
+                record,
+                step=Step.RESUME,
+                result=Result.SUCCEEDED if outcome.ok else Result.FAILED,
+                detail=outcome.detail,
+                attempts=outcome.attempts,
+                at=_now(),
+            )
+        current[position] = updated
+        if on_result is not None:
+            on_result(updated)
+        await checkpoint(current)
+    return current
+
+
+def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord]) -> str:
+    """How to resume, and what a human must undo (for ``status.killSwitch.resumeHint``)."""
+    meta = integration.get("metadata") or {}
+    command = (
+        f"kubectl -n {meta.get('namespace')} patch cameraintegration {meta.get('name')} "
+        """--type merge -p '{"spec":{"suspended":false}}'"""
+    )
+    manual = [r.name for r in records if r.type == "webhook" and "no resume" in r.detail]
+    hint = f"to resume, run: {command}"
+    if manual:
+        hint += f"; undo by hand: {', '.join(manual)}"
+    return hint[:1024]
+
+
+async def _run(action: KubeAction, step: Step, context: ActionContext) -> ActionOutcome:
+    try:
+        if step is Step.ENGAGE:
+            return await action.engage(context)
+        return await action.resume(context)
+    except Exception as error:
+        # A bug in one action must not keep the others from switching the integration off.
+        log.exception("kill-switch action %r raised during %s", action.name, step)
+        return ActionOutcome(False, f"action raised {type(error).__name__}")
+
+
+def _record(
+    action: KubeAction,
+    step: Step,
+    result: Result,
+    detail: str,
+    attempts: int,
+    previous: Mapping[str, Any] | None,
+) -> ActionRecord:
+    return ActionRecord(
+        action.name, action.kind, action.target, step, result, detail, attempts, _now(), previous
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Merge-patch helpers
+# ---------------------------------------------------------------------------------------
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Any = _Absent()
+
+
+def _leaves(
+    patch: Mapping[str, Any], current: object, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
+    """(path, value before, value after) of every key ``patch`` sets in ``current``.
+
+    RFC 7386: an object merges into an object key by key; anything else (or an object
+    landing on a non-object) replaces the value, with its nulls dropped.
+    """
+    for key, value in patch.items():
+        here = (*path, str(key))
+        existing = current.get(key, _ABSENT) if isinstance(current, Mapping) else _ABSENT
+        if isinstance(value, Mapping) and isinstance(existing, Mapping):
+            yield from _leaves(value, existing, here)
+        else:
+            yield here, existing, _applied(value)
+
+
+def _applied(value: Any) -> Any:
+    if value is None:
+        return _ABSENT
+    if isinstance(value, Mapping):
+        return {k: _applied(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _lookup(obj: object, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(obj, Mapping) or part not in obj:
+            return _ABSENT
+        obj = obj[part]
+    return obj
+
+
+def _assign(target: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
+
+
+def _paths(patch: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for key, value in patch.items():
+        here = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            paths.extend(_paths(value, f"{here}."))
+        else:
+            paths.append(here)
+    return paths
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dns_name(*parts: str) -> str:
+    """``parts`` joined as a DNS-1123 label, shortened with a hash when too long."""
+    joined = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")
+    if len(joined) <= 63:
+        return joined
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8]
+    return f"{joined[:54].rstrip('-')}-{digest}"
+
+
+def _label(value: str) -> str:
+    if len(value) <= 63:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[:54].rstrip('-._')}-{digest}"

@@ -1,0 +1,123 @@
+"""The operator's RBAC: exactly the API calls it makes, as Role/ClusterRole rules.
+
+Three groups, so an install can grant each where it is needed:
+
+- ``NAMESPACE_RULES`` in every namespace the operator watches (a Role per namespace, or
+  a ClusterRole bound cluster-wide when it watches all of them): the canarywatch
+  resources (watched and patched by kopf, status written by the handlers) and what a
+  CanaryProbe runs on (keyring Secrets, RBAC of the agents, Deployments, Services).
+- ``KILL_SWITCH_RULES`` in every namespace a kill-switch action targets (by default the
+  integration's own): scale, NetworkPolicy, and merge-patch of ConfigMaps. A ``patch``
+  action on another kind needs ``get`` and ``patch`` on it added here.
+- ``LEADER_ELECTION_RULES`` in the operator's own namespace: its Lease.
+
+Discovery (``/api``, ``/apis/...``) is allowed to every authenticated client by the
+default ``system:discovery`` ClusterRole, and nothing cluster-scoped is called.
+
+The cluster tier runs the operator with a ServiceAccount bound to these rules only,
+and compares them with the calls the API server's audit log saw; ``GRANTED_NOT_CALLED``
+lists the exceptions, each with the reason it cannot show up in a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "GRANTED_NOT_CALLED",
+    "KILL_SWITCH_RULES",
+    "LEADER_ELECTION_RULES",
+    "NAMESPACE_RULES",
+    "Rule",
+    "expand",
+    "role_rules",
+]
+
+Rule = Mapping[str, Sequence[str]]
+
+_GROUP = "canarywatch.io"
+
+NAMESPACE_RULES: tuple[Rule, ...] = (
+    # kopf: list+watch, annotations (progress, last-handled configuration); handlers:
+    # get the integration fresh under its lock, set spec.suspended, list incidents.
+    {"apiGroups": [_GROUP], "resources": ["cameraintegrations"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [_GROUP], "resources": ["canaryprobes"], "verbs": ["list", "watch", "patch"]},
+    # create: not called; RBAC lets the operator grant it to the viewers' Role only if
+    # it holds it itself (the escalation check).
+    {"apiGroups": [_GROUP], "resources": ["leakincidents"], "verbs": ["list", "watch", "patch", "create"]},
+    {
+        "apiGroups": [_GROUP],
+        "resources": ["cameraintegrations/status", "canaryprobes/status", "leakincidents/status"],
+        "verbs": ["patch"],
+    },
+    # Keyring Secrets: created once (never updated: immutable), deleted with a tenant;
+    # get: PagerDuty routing keys and webhook credentials, by name.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
+    # Server-side apply of the agents' objects: a PATCH, which RBAC also checks as a
+    # create when the object does not exist yet.
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch", "delete"]},
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["create", "patch"],
+    },
+    # The probes' Deployments: indexed (list+watch), applied, deleted when stale.
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["list", "watch", "create", "patch", "delete"],
+    },
+    # Ready viewer pods, whose /metrics feed the probe's verdict counts.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+)
+
+KILL_SWITCH_RULES: tuple[Rule, ...] = (
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments/scale", "statefulsets/scale"],
+        "verbs": ["get", "patch"],
+    },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["get", "create", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]},
+)
+
+LEADER_ELECTION_RULES: tuple[Rule, ...] = (
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+)
+
+#: (group, resource, verb) granted but never called, and why no test can see it.
+GRANTED_NOT_CALLED: Mapping[tuple[str, str, str], str] = {
+    (
+        _GROUP,
+        "leakincidents",
+        "create",
+    ): "held so the operator may grant it to the viewers' Role (RBAC escalation check)",
+    ("", "pods", "list"): "only for ready viewer pods, which need a kubelet (the cluster tier has none)",
+}
+
+
+def role_rules(*, kill_switch: bool = True, leader_election: bool = False) -> list[dict[str, list[str]]]:
+    """Rules of one Role, as plain dicts (``rules:`` of a Role or ClusterRole manifest)."""
+    groups: list[Rule] = list(NAMESPACE_RULES)
+    if kill_switch:
+        groups.extend(KILL_SWITCH_RULES)
+    if leader_election:
+        groups.extend(LEADER_ELECTION_RULES)
+    return [{key: list(values) for key, values in rule.items()} for rule in groups]
+
+
+def expand(rules: Iterable[Rule]) -> set[tuple[str, str, str]]:
+    """Every (apiGroup, resource, verb) the rules allow (``deployments/scale`` stays whole)."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }

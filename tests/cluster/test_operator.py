@@ -1,0 +1,981 @@
+"""The operator against the real API server: probes, leaks, pages, kill switch, restarts.
+
+Every test runs ``canarywatch operator`` as a subprocess (``run_operator()`` from
+``controller.main``) in a fresh namespace, authenticated as a ServiceAccount bound to
+``controller.permissions``' rules only, so each test also proves those rules suffice.
+PagerDuty is ``incidents.receiver.EventsReceiver`` (scriptable: 500, hang) and the
+kill-switch webhook a local sink, both on an event loop in a thread. Resources start
+from ``examples/`` and point their URLs at those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import controlplane
+import pytest
+from aiohttp import web
+from kubernetes.client.exceptions import ApiException
+from test_crds import crds, documents, eventually, example, request  # noqa: F401
+
+from canarywatch.controller import builders, permissions
+from canarywatch.controller.kube import (
+    CAMERA_INTEGRATIONS,
+    CANARY_PROBES,
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    LEAK_INCIDENTS,
+    LEASES,
+    NETWORK_POLICIES,
+    SECRETS,
+    Resource,
+)
+from canarywatch.incidents.pagerduty import make_dedup_key
+from canarywatch.incidents.receiver import EventsReceiver
+from canarywatch.markers.keyring import Keyring
+from canarywatch.shutdown import SIGNATURE_HEADER, verify_signature
+
+# crds: test_crds' fixture, installing crds/ once per module.
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_ACCOUNT = "canarywatch-operator"
+AGENT_IMAGE = "registry.example/canarywatch:test"
+TARGET = "canarywatch-relay-ingest"  # the examples' scale target
+SIGNING_SECRET = "replace-me-with-a-long-random-string"  # examples/cameraintegration.yaml
+
+T = TypeVar("T")
+
+
+# -- the API, as the tests' admin ------------------------------------------------------------
+
+
+class Api:
+    """Plain-dict calls as the admin user (``kube.Resource`` builds the paths)."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        self.client = api_client
+        self.namespace = namespace
+
+    def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **query: str
+    ) -> Any:
+        return request(
+            self.client, method, path, body=body, query=list(query.items()), content_type=content_type
+        )
+
+    def apply(self, obj: dict[str, Any]) -> Any:
+        resource = _resource(obj)
+        path = resource.path(self.namespace, obj["metadata"]["name"])
+        body = copy.deepcopy(obj)
+        body["metadata"]["namespace"] = self.namespace
+        return self.call(
+            "PATCH", path, body, "application/apply-patch+yaml", fieldManager="tests", force="true"
+        )
+
+    def create(self, obj: dict[str, Any]) -> Any:
+        return self.call("POST", _resource(obj).path(self.namespace), obj)
+
+    def get(self, resource: Resource, name: str) -> Any:
+        try:
+            return self.call("GET", resource.path(self.namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, resource: Resource, **query: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", resource.path(self.namespace), **query)["items"])
+
+    def patch(
+        self, resource: Resource, name: str, patch: dict[str, Any], subresource: str | None = None
+    ) -> Any:
+        path = resource.path(self.namespace, name, subresource)
+        return self.call("PATCH", path, patch, "application/merge-patch+json")
+
+    def delete(self, resource: Resource, name: str) -> None:
+        self.call("DELETE", resource.path(self.namespace, name), {"propagationPolicy": "Background"})
+
+    def replicas(self, name: str = TARGET) -> int:
+        return int(self.get(DEPLOYMENTS, name)["spec"]["replicas"])
+
+    def status(self, resource: Resource, name: str) -> dict[str, Any]:
+        return dict((self.get(resource, name) or {}).get("status") or {})
+
+    def events(self, name: str) -> list[str]:
+        items = self.call("GET", f"/api/v1/namespaces/{self.namespace}/events")["items"]
+        return [e["reason"] for e in items if e["involvedObject"].get("name") == name]
+
+
+_KINDS = {
+    "Secret": SECRETS,
+    "ConfigMap": CONFIG_MAPS,
+    "Deployment": DEPLOYMENTS,
+    "CameraIntegration": CAMERA_INTEGRATIONS,
+    "CanaryProbe": CANARY_PROBES,
+    "LeakIncident": LEAK_INCIDENTS,
+    "StatefulSet": Resource("apps", "v1", "statefulsets", "StatefulSet"),
+    "ServiceAccount": Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+    "Role": Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    "RoleBinding": Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+}
+
+
+def _resource(obj: dict[str, Any]) -> Resource:
+    return _KINDS[obj["kind"]]
+
+
+# -- local servers on a loop in a thread ----------------------------------------------------
+
+
+class Loop:
+    """An asyncio loop in a daemon thread, for servers the blocking tests talk to."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+class WebhookSink:
+    """The kill-switch webhook: records each call; ``hold()`` makes calls hang until
+    ``release()``."""
+
+    def __init__(self, loop: Loop) -> None:
+        self._loop = loop
+        self.calls: list[dict[str, Any]] = []
+        self._open: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _start(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.calls.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        assert self._open is not None
+        await self._open.wait()
+        return web.json_response({"ok": True})
+
+    def start(self) -> WebhookSink:
+        self._loop.run(self._start())
+        return self
+
+    def hold(self) -> None:
+        assert self._open is not None
+        self._loop.loop.call_soon_threadsafe(self._open.clear)
+
+    def release(self) -> None:
+        assert self._open is not None
+        self._loop.loop.call_soon_threadsafe(self._open.set)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def paths(self) -> list[str]:
+        return [c["path"] for c in self.calls]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self.release()
+            self._loop.run(self._runner.cleanup())
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    running = Loop()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def pagerduty(loop: Loop) -> Iterator[EventsReceiver]:
+    async def start() -> EventsReceiver:
+        receiver = EventsReceiver(hang_seconds=60)
+        await receiver.start()
+        return receiver
+
+    receiver = loop.run(start())
+    yield receiver
+    loop.run(receiver.stop())
+
+
+@pytest.fixture
+def webhook(loop: Loop) -> Iterator[WebhookSink]:
+    sink = WebhookSink(loop).start()
+    yield sink
+    sink.stop()
+
+
+def triggers(receiver: EventsReceiver) -> list[dict[str, Any]]:
+    return [e for e in receiver.events if e["event_action"] == "trigger"]
+
+
+# -- the operator as a subprocess -----------------------------------------------------------
+
+
+def operator_kubeconfig(plane: controlplane.ControlPlane, namespace: str, directory: Path) -> Path:
+    """A kubeconfig for a ServiceAccount bound to ``controller.permissions`` and nothing else."""
+    api = Api(plane.api_client, namespace)
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_ACCOUNT}})
+    rules = permissions.role_rules(kill_switch=True, leader_election=True)
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": OPERATOR_ACCOUNT},
+            "rules": rules,
+        }
+    )
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": OPERATOR_ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": namespace}],
+        }
+    )
+    token = api.call(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{OPERATOR_ACCOUNT}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )["status"]["token"]
+    sa_client = plane.token_api_client(token)
+    try:
+
+        def bound() -> bool:  # the authorizer's cache catches up within moments
+            review = request(
+                sa_client,
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                body={
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectAccessReview",
+                    "spec": {
+                        "resourceAttributes": {
+                            "namespace": namespace,
+                            "group": "coordination.k8s.io",
+                            "resource": "leases",
+                            "verb": "update",
+                        }
+                    },
+                },
+            )
+            return bool(review["status"].get("allowed"))
+
+        eventually(bound, timeout=30, what="the operator's RoleBinding to take effect")
+    finally:
+        sa_client.close()
+    return plane.write_kubeconfig(
+        directory / f"operator-{namespace}.kubeconfig", user=OPERATOR_ACCOUNT, token=token
+    )
+
+
+class Operator:
+    """``canarywatch operator`` in a subprocess (own process group), its log in a file."""
+
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log_dir: Path, name: str, env: dict[str, str]
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.metrics_port = controlplane.free_port()
+        self.liveness_port = controlplane.free_port()
+        self.log_path = log_dir / f"{name}.log"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "CANARYWATCH_NAMESPACES": namespace,
+            "CANARYWATCH_OPERATOR_NAMESPACE": namespace,
+            "CANARYWATCH_POD_NAME": name,
+            "CANARYWATCH_LISTEN_HOST": "127.0.0.1",
+            "CANARYWATCH_METRICS_PORT": str(self.metrics_port),
+            "CANARYWATCH_LIVENESS_PORT": str(self.liveness_port),
+            "CANARYWATCH_AGENT_IMAGE": AGENT_IMAGE,
+            "CANARYWATCH_STATUS_INTERVAL_SECONDS": "2",
+            "CANARYWATCH_RESOLVE_CHECK_SECONDS": "0.5",
+            "CANARYWATCH_PAGERDUTY_RETRY_SECONDS": "0.2",
+            "CANARYWATCH_PAGERDUTY_TIMEOUT_SECONDS": "30",
+            "CANARYWATCH_LEASE_DURATION_SECONDS": "3",
+            "CANARYWATCH_LEASE_RENEW_DEADLINE_SECONDS": "2",
+            "CANARYWATCH_LEASE_RETRY_SECONDS": "0.5",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        code = "from canarywatch.controller.main import run_operator; raise SystemExit(run_operator())"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2
+            ) as answer:
+                return dict(json.loads(answer.read()))
+        except OSError:
+            return None
+
+    def wait_leading(self, timeout: float = 30) -> None:
+        def leading() -> bool:
+            self.assert_running()
+            health = self.health()
+            return health is not None and "standby" not in health
+
+        eventually(leading, timeout=timeout, what=f"operator {self.name} to lead")
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                    return float(sample.value)
+        return None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def assert_running(self) -> None:
+        assert self.process is not None and self.process.poll() is None, (
+            f"{self.name} exited:\n{self.log()[-3000:]}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or OOM kill would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return int(self.process.returncode)
+
+
+@pytest.fixture
+def start_operator(
+    control_plane: controlplane.ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    pagerduty: EventsReceiver,
+) -> Iterator[Callable[..., Operator]]:
+    """``start_operator(name="op", **env)``: an operator watching the test's namespace,
+    leading (or standing by, with ``wait=False``)."""
+    kubeconfig = operator_kubeconfig(control_plane, namespace, tmp_path)
+    started: list[Operator] = []
+
+    def start(name: str = "operator", wait: bool = True, **env: str) -> Operator:
+        env.setdefault("CANARYWATCH_PAGERDUTY_EVENTS_URL", pagerduty.url)
+        operator = Operator(kubeconfig, namespace, tmp_path, name, env).start()
+        started.append(operator)
+        if wait:
+            operator.wait_leading()
+        return operator
+
+    yield start
+    for operator in started:
+        operator.kill()
+        text = operator.log()
+        assert "Forbidden" not in text and " 403 " not in text, (
+            f"{operator.name} was denied a call:\n{text[-3000:]}"
+        )
+        assert "Traceback" not in text, f"{operator.name} logged a traceback:\n{text[-5000:]}"
+
+
+# -- resources from examples/ ---------------------------------------------------------------
+
+
+def secrets_of(kind: str) -> list[dict[str, Any]]:
+    """The Secrets an example file ships next to its ``kind``."""
+    path = next(
+        p for p in (REPO / "examples").glob("*.yaml") if any(d.get("kind") == kind for d in documents(p))
+    )
+    return [d for d in documents(path) if d["kind"] == "Secret"]
+
+
+def integration(name: str, webhook: WebhookSink | None = None, **spec: Any) -> dict[str, Any]:
+    """examples/cameraintegration.yaml renamed, webhooks pointed at ``webhook`` (or
+    dropped), ``spec`` keys replaced."""
+    body = copy.deepcopy(example("CameraIntegration"))
+    body["metadata"] = {"name": name}
+    actions = []
+    for action in body["spec"]["killSwitch"]["actions"]:
+        if action["type"] == "webhook":
+            if webhook is None:
+                continue
+            action["webhook"]["url"] = webhook.url("/v3/admin/kill")
+            action["webhook"]["resume"]["url"] = webhook.url("/v3/admin/resume")
+            action["webhook"]["timeout"] = 30
+        if action["type"] == "scale":
+            action["scale"]["name"] = f"{name}-ingest"
+        actions.append(action)
+    body["spec"]["killSwitch"]["actions"] = actions
+    body["spec"]["resolveAfterCleanSeconds"] = 1
+    body["spec"].update(spec)
+    return body
+
+
+def target(api: Api, name: str, replicas: int = 3) -> None:
+    """The workload a scale action switches off: ``<integration>-ingest``."""
+    labels = {"app": name}
+    api.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "relay", "image": "relay:1"}]},
+                },
+            },
+        }
+    )
+
+
+def leak(name: str, integration_name: str, *, verdict: str = "cross_tenant") -> dict[str, Any]:
+    """examples/leakincident.yaml for ``integration_name``, received just now."""
+    body = copy.deepcopy(example("LeakIncident"))
+    body["metadata"] = {"name": name}
+    body["spec"]["integrationRef"]["name"] = integration_name
+    now = datetime.now(UTC)
+    body["spec"]["times"] = {
+        "frameReceived": now.isoformat().replace("+00:00", "Z"),
+        "recorded": now.isoformat().replace("+00:00", "Z"),
+    }
+    if verdict != "cross_tenant":
+        body["spec"]["observed"] = {"verdict": verdict}
+        body["spec"]["evidence"]["kept"] = "hash-and-pixelated-thumbnail"
+    return body
+
+
+@pytest.fixture
+def api(control_plane: controlplane.ControlPlane, namespace: str) -> Api:
+    cluster = Api(control_plane.api_client, namespace)
+    for secret in secrets_of("CameraIntegration") + secrets_of("CanaryProbe"):
+        cluster.apply(secret)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "relay-feature-flags"},
+            "data": {"hub-integration": "enabled"},
+        }
+    )
+    return cluster
+
+
+def incident_status(api: Api, name: str) -> dict[str, Any]:
+    return api.status(LEAK_INCIDENTS, name)
+
+
+def settled(api: Api, name: str) -> dict[str, Any] | None:
+    """The incident's status once paged (or not) and shut down (or not), else None."""
+    status = incident_status(api, name)
+    paged = (status.get("paged") or {}).get("result")
+    shutdown = status.get("shutdown") or {}
+    if paged in ("Accepted", "Skipped", "Resolved") and (shutdown.get("done") or shutdown.get("skipped")):
+        return status
+    return None
+
+
+# -- CanaryProbe ------------------------------------------------------------------------------
+
+
+def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
+    api: Api, start_operator: Callable[..., Operator]
+) -> None:
+    probe = example("CanaryProbe")
+    ci = integration("reference-relay")
+    operator = start_operator()
+
+    # Before its integration exists the probe says so, instead of building half of it.
+    api.apply(probe)
+    status = eventually(
+        lambda: (s := api.status(CANARY_PROBES, probe["metadata"]["name"])).get("conditions") and s,
+        what="the probe's status",
+    )
+    degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
+    assert (
+        degraded["status"] == "True"
+        and "CameraIntegration" in degraded["message"]
+        and "not found" in degraded["message"]
+    )
+    assert api.list(DEPLOYMENTS) == []
+
+    api.apply(ci)
+    name = probe["metadata"]["name"]
+    tenants, profiles = ["acme-7", "bravo-2"], ["good", "poor", "hub-wifi"]
+    cameras = [f"{name}-camera-{t}" for t in tenants]
+    viewers = [f"{name}-viewer-{t}-{p}" for t in tenants for p in profiles]
+    deployments = eventually(
+        lambda: (
+            (d := {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)})
+            and set(d) == {*cameras, *viewers}
+            and d
+        ),
+        what="the camera and viewer Deployments",
+    )
+    live_probe = api.get(CANARY_PROBES, name)
+    live_ci = api.get(CAMERA_INTEGRATIONS, "reference-relay")
+    for tenant in tenants:
+        built = builders.build_camera_deployment(live_probe, live_ci, tenant, image=AGENT_IMAGE)
+        live = deployments[f"{name}-camera-{tenant}"]
+        # Same builder output to the byte: the hashes agree.
+        assert (
+            live["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+            == built["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+        )
+        assert live["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
+        container = live["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == AGENT_IMAGE
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env["CANARYWATCH_TENANT"], env["CANARYWATCH_FPS"]) == (tenant, "2")
+
+    # One keyring per tenant: a real key, immutable, owned by the probe, never logged.
+    keys = {}
+    for tenant in tenants:
+        secret = api.get(SECRETS, builders.keyring_secret_name(name, tenant))
+        assert secret["immutable"] is True
+        assert secret["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
+        keyring = Keyring.from_json(base64.b64decode(secret["data"][builders.KEYRING_SECRET_KEY]).decode())
+        keys[tenant] = keyring.key(tenant)
+        assert len(keys[tenant]) == 32
+    assert keys["acme-7"] != keys["bravo-2"]
+    for key in keys.values():
+        assert key.hex() not in operator.log() and base64.b64encode(key).decode() not in operator.log()
+    viewer_role = api.get(_KINDS["Role"], f"{name}-viewer")
+    assert viewer_role["rules"] == [
+        {"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}
+    ]
+
+    status = eventually(
+        lambda: (s := api.status(CANARY_PROBES, name)).get("tenants") == 2 and s,
+        what="the probe's status summary",
+    )
+    assert status["ready"] == "0/8"  # no kubelet: nothing ever becomes ready here
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Degraded": "False"}
+
+    # A spec change rolls what it touches: faster cameras, one profile fewer.
+    camera_hash = deployments[cameras[0]]["spec"]["template"]["metadata"]["annotations"][
+        builders.CONFIG_HASH_ANNOTATION
+    ]
+    api.patch(CANARY_PROBES, name, {"spec": {"fps": 4, "networkProfiles": ["good", "poor"]}})
+
+    def rolled() -> dict[str, Any] | None:
+        current = {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)}
+        camera = current.get(cameras[0])
+        if set(current) != {*cameras, *(v for v in viewers if not v.endswith("hub-wifi"))} or camera is None:
+            return None
+        annotations = camera["spec"]["template"]["metadata"]["annotations"]
+        return current if annotations[builders.CONFIG_HASH_ANNOTATION] != camera_hash else None
+
+    current = eventually(rolled, what="the cameras to roll and the hub-wifi viewers to go")
+    env = {
+        e["name"]: e.get("value")
+        for e in current[cameras[0]]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["CANARYWATCH_FPS"] == "4"
+    # The Deployment controller rolls it: a second ReplicaSet for the new pod template.
+    eventually(
+        lambda: (
+            len(
+                [
+                    rs
+                    for rs in api.list(Resource("apps", "v1", "replicasets", "ReplicaSet"))
+                    if rs["metadata"]["name"].startswith(cameras[0])
+                ]
+            )
+            == 2
+        ),
+        what="a new ReplicaSet for the rolled camera",
+    )
+    for tenant in tenants:  # keys are generated once: an update never replaces them
+        secret = api.get(SECRETS, builders.keyring_secret_name(name, tenant))
+        assert (
+            Keyring.from_json(base64.b64decode(secret["data"][builders.KEYRING_SECRET_KEY]).decode()).key(
+                tenant
+            )
+            == keys[tenant]
+        )
+
+    # A tenant removed takes its keyring and workloads with it.
+    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
+    eventually(
+        lambda: (
+            api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is None
+            and not [d for d in api.list(DEPLOYMENTS) if "bravo-2" in d["metadata"]["name"]]
+        ),
+        what="bravo-2's keyring and Deployments to be removed",
+    )
+
+    # Deleting the probe garbage-collects everything it owns (kube-controller-manager).
+    api.delete(CANARY_PROBES, name)
+    eventually(
+        lambda: (
+            not [d for d in api.list(DEPLOYMENTS) if d["metadata"]["name"].startswith(name)]
+            and not [s for s in api.list(SECRETS) if s["metadata"]["name"].startswith(name)]
+        ),
+        what="the probe's Deployments and Secrets to be garbage-collected",
+    )
+
+
+# -- LeakIncident → page → kill switch → resume ------------------------------------------------
+
+
+def test_a_leak_pages_once_switches_the_integration_off_and_resume_restores_it(
+    api: Api, start_operator: Callable[..., Operator], pagerduty: EventsReceiver, webhook: WebhookSink
+) -> None:
+    ci = integration("relay", webhook)
+    target(api, "relay-ingest", replicas=3)
+    api.apply(ci)
+    operator = start_operator()
+    api.create(leak("relay-leak-1", "relay"))
+
+    status = eventually(lambda: settled(api, "relay-leak-1"), what="the incident to be paged and shut down")
+    dedup_key = make_dedup_key(integration="relay", incident="relay-leak-1")
+    assert status["state"] == "Open"
+    assert status["paged"] == status["paged"] | {"result": "Accepted", "attempts": 1, "dedupKey": dedup_key}
+    assert status["shutdown"]["done"] is True and status["shutdown"]["seconds"] >= 0
+    [trigger] = triggers(pagerduty)
+    assert trigger["dedup_key"] == dedup_key and trigger["payload"]["severity"] == "critical"
+    assert "thumbnail" not in json.dumps(trigger)  # hashes, never pixels
+
+    # Every action took effect...
+    assert api.replicas("relay-ingest") == 0
+    [policy] = api.list(NETWORK_POLICIES)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "canarywatch-relay"}}
+    assert api.get(CONFIG_MAPS, "relay-feature-flags")["data"] == {"hub-integration": "disabled"}
+    [kill] = webhook.calls
+    assert kill["path"] == "/v3/admin/kill"
+    verify_signature(SIGNING_SECRET, kill["headers"][SIGNATURE_HEADER], kill["body"], now=time.time())
+    assert kill["headers"]["Authorization"] == "Bearer ADMIN"  # from the Secret
+
+    # ...and the integration says so, with what to restore.
+    ci_status = api.status(CAMERA_INTEGRATIONS, "relay")
+    assert ci_status["phase"] == "Suspended"
+    switch = ci_status["killSwitch"]
+    assert (switch["state"], switch["incident"]) == ("Engaged", "relay-leak-1")
+    records = {a["name"]: a for a in switch["actions"]}
+    assert {r["result"] for r in records.values()} == {"Succeeded"}
+    assert records["scale-relay-ingest"]["previous"]["replicas"] == 3
+    assert records["hub-integration-flag"]["previous"]["keys"] == [
+        {"path": ["data", "hub-integration"], "was": "enabled", "set": "disabled"}
+    ]
+    assert "suspended" in switch["resumeHint"]
+    assert api.get(CAMERA_INTEGRATIONS, "relay")["spec"]["suspended"] is True
+    assert (ci_status["incidents"], ci_status["openIncidents"], len(ci_status["recentKills"])) == (1, 1, 1)
+    eventually(
+        lambda: {"LeakDetected", "Paged"} <= set(api.events("relay-leak-1")), what="the incident's Events"
+    )
+    eventually(
+        lambda: {"LeakDetected", "KillSwitchEngaged"} <= set(api.events("relay")),
+        what="the integration's Events",
+    )
+
+    labels = {"integration": "relay"}
+    assert operator.metric("canarywatch_incidents_total", labels | {"verdict": "cross_tenant"}) == 1
+    assert operator.metric("canarywatch_integration_suspended", labels) == 1
+    assert operator.metric("canarywatch_shutdown_seconds_count", labels) == 1
+    assert operator.metric("canarywatch_detection_seconds_count", labels) == 1
+    assert (
+        operator.metric("canarywatch_pagerduty_events_total", {"action": "trigger", "result": "delivered"})
+        == 1
+    )
+    assert operator.health() is not None and "canarywatch" in operator.health()  # kopf's probe endpoint
+
+    # Resume: everything restored, and the page resolved once the integration ran clean.
+    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    eventually(
+        lambda: incident_status(api, "relay-leak-1").get("state") == "Resolved",
+        what="the incident to resolve",
+    )
+    assert api.replicas("relay-ingest") == 3
+    assert api.list(NETWORK_POLICIES) == []
+    assert api.get(CONFIG_MAPS, "relay-feature-flags")["data"] == {"hub-integration": "enabled"}
+    assert webhook.paths() == ["/v3/admin/kill", "/v3/admin/resume"]
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve"]
+    assert pagerduty.open_alert(dedup_key) is None
+    ci_status = api.status(CAMERA_INTEGRATIONS, "relay")
+    assert (ci_status["phase"], ci_status["killSwitch"]["state"], ci_status["openIncidents"]) == (
+        "Active",
+        "Resumed",
+        0,
+    )
+    assert incident_status(api, "relay-leak-1")["paged"]["result"] == "Resolved"
+    assert operator.metric("canarywatch_integration_suspended", labels) == 0
+
+
+def test_an_operator_killed_mid_incident_finishes_the_job_after_restart_and_pages_once(
+    api: Api, start_operator: Callable[..., Operator], pagerduty: EventsReceiver, webhook: WebhookSink
+) -> None:
+    ci = integration("relay", webhook)
+    by_type = {a["type"]: a for a in ci["spec"]["killSwitch"]["actions"]}
+    # Scale first, then a webhook that hangs: the kill lands between the two.
+    ci["spec"]["killSwitch"]["actions"] = [by_type["scale"], by_type["webhook"], by_type["networkPolicy"]]
+    target(api, "relay-ingest", replicas=3)
+    api.apply(ci)
+    pagerduty.script("timeout")  # the first trigger hangs too: the page is in flight
+    webhook.hold()
+    first = start_operator("first")
+    api.create(leak("relay-leak-1", "relay"))
+
+    def mid_incident() -> bool:
+        status = incident_status(api, "relay-leak-1")
+        switch = api.status(CAMERA_INTEGRATIONS, "relay").get("killSwitch") or {}
+        records = {a["name"]: a["result"] for a in switch.get("actions", [])}
+        return (
+            (status.get("paged") or {}).get("result") == "Pending"
+            and len(pagerduty.requests) == 1
+            and records.get("scale-relay-ingest") == "Succeeded"
+            and records.get("relay-admin-kill") == "Pending"
+            and len(webhook.calls) == 1
+        )
+
+    eventually(mid_incident, what="the page and the webhook to hang mid-incident")
+    first.kill()
+    assert api.replicas("relay-ingest") == 0 and api.list(NETWORK_POLICIES) == []
+    webhook.release()
+
+    second = start_operator("second")
+    status = eventually(
+        lambda: settled(api, "relay-leak-1"), what="the restarted operator to finish the response"
+    )
+    assert status["paged"]["result"] == "Accepted" and status["paged"]["attempts"] == 2
+    assert status["shutdown"]["done"] is True
+    # The page was sent twice (at least once), and PagerDuty folded it into one alert.
+    assert [r.answer for r in pagerduty.requests] == ["timeout", 202]
+    assert len(pagerduty.alerts) == 1
+    switch = api.status(CAMERA_INTEGRATIONS, "relay")["killSwitch"]
+    assert switch["state"] == "Engaged"
+    records = {a["name"]: a for a in switch["actions"]}
+    assert records["scale-relay-ingest"]["previous"]["replicas"] == 3  # not the 0 it found on restart
+    assert len(api.list(NETWORK_POLICIES)) == 1
+    assert len(webhook.calls) == 2 and len({c["headers"]["Idempotency-Key"] for c in webhook.calls}) == 1
+
+    # Once delivered, never again: a third operator start re-reads everything, sends nothing.
+    second.kill()
+    third = start_operator("third")
+    eventually(lambda: "respond_to_incident" in third.log(), what="the third operator to resume the incident")
+    time.sleep(1)
+    assert len(pagerduty.requests) == 2 and len(webhook.calls) == 2
+
+    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    eventually(lambda: api.replicas("relay-ingest") == 3, what="resume to restore the recorded 3 replicas")
+    eventually(lambda: api.list(NETWORK_POLICIES) == [], what="resume to delete the NetworkPolicy")
+
+
+def test_pagerduty_answering_500_then_202_is_delivered_once(
+    api: Api, start_operator: Callable[..., Operator], pagerduty: EventsReceiver
+) -> None:
+    target(api, "relay-ingest")
+    api.apply(integration("relay"))
+    pagerduty.script(500)
+    operator = start_operator()
+    api.create(leak("relay-leak-1", "relay"))
+    status = eventually(lambda: settled(api, "relay-leak-1"), what="the page to get through")
+    assert status["paged"]["result"] == "Accepted" and status["paged"]["attempts"] == 2
+    assert [r.answer for r in pagerduty.requests] == [500, 202]
+    assert len(triggers(pagerduty)) == 1
+    assert (
+        operator.metric("canarywatch_pagerduty_events_total", {"action": "trigger", "result": "retry"}) == 1
+    )
+    assert (
+        operator.metric("canarywatch_pagerduty_events_total", {"action": "trigger", "result": "delivered"})
+        == 1
+    )
+
+
+# -- policy: modes, de-duplication, kill cap -------------------------------------------------
+
+
+def test_dry_run_alert_only_and_the_kill_cap(
+    api: Api, start_operator: Callable[..., Operator], pagerduty: EventsReceiver
+) -> None:
+    for name in ("dry", "alert", "capped"):
+        target(api, f"{name}-ingest")
+    api.apply(integration("dry", policy={"mode": "dry-run"}))
+    api.apply(integration("alert", policy={"mode": "alert-only"}))
+    api.apply(
+        integration(
+            "capped",
+            policy={"mode": "enforce", "killCap": {"maxKills": 1, "windowSeconds": 3600}},
+            resolveAfterCleanSeconds=0,
+        )
+    )
+    start_operator()
+
+    # dry-run: recorded, nothing else.
+    api.create(leak("dry-1", "dry"))
+    status = eventually(lambda: settled(api, "dry-1"), what="the dry-run decision")
+    assert status["decision"].startswith("dry-run:") and "engage the kill switch" in status["decision"]
+    assert status["paged"]["result"] == "Skipped" and status["shutdown"] == {
+        "done": False,
+        "skipped": "dry-run: recorded only",
+    }
+
+    # alert-only: paged, never switched off; a second leak of the kind joins the first.
+    api.create(leak("alert-1", "alert"))
+    status = eventually(lambda: settled(api, "alert-1"), what="the alert-only decision")
+    assert status["paged"]["result"] == "Accepted"
+    assert status["shutdown"]["skipped"] == "alert-only: the kill switch is left alone"
+    api.create(leak("alert-2", "alert"))
+    second = eventually(lambda: settled(api, "alert-2"), what="the second alert-only incident")
+    assert second["paged"]["result"] == "Skipped"
+    assert second["paged"]["dedupKey"] == make_dedup_key(integration="alert", incident="alert-1")
+    eventually(
+        lambda: incident_status(api, "alert-1").get("occurrences") == 2, what="the occurrence to attach"
+    )
+
+    # The cap: one automatic kill per hour here; the second leak pages and leaves it on.
+    api.create(leak("capped-1", "capped"))
+    eventually(lambda: settled(api, "capped-1"), what="the first capped kill")
+    assert api.replicas("capped-ingest") == 0
+    api.patch(CAMERA_INTEGRATIONS, "capped", {"spec": {"suspended": False}})
+    eventually(
+        lambda: incident_status(api, "capped-1").get("state") == "Resolved", what="resume and resolution"
+    )
+    assert api.replicas("capped-ingest") == 3
+    api.create(leak("capped-2", "capped"))
+    status = eventually(lambda: settled(api, "capped-2"), what="the capped decision")
+    # Paged; and with resolveAfterCleanSeconds 0 and nothing switched off, maybe resolved already.
+    assert status["paged"]["result"] in ("Accepted", "Resolved") and status["paged"]["attempts"] == 1
+    assert "kill cap reached" in status["shutdown"]["skipped"]
+    assert api.replicas("capped-ingest") == 3
+    capped = api.status(CAMERA_INTEGRATIONS, "capped")
+    assert capped["phase"] == "Active" and len(capped["recentKills"]) == 1
+
+    # Nothing was switched off in the other two modes, and each page was one trigger.
+    assert api.replicas("dry-ingest") == 3 and api.replicas("alert-ingest") == 3
+    assert sorted(t["dedup_key"] for t in triggers(pagerduty)) == sorted(
+        make_dedup_key(integration=i, incident=n)
+        for i, n in (("alert", "alert-1"), ("capped", "capped-1"), ("capped", "capped-2"))
+    )
+    assert api.status(CAMERA_INTEGRATIONS, "dry")["phase"] == "Active"
+
+
+def test_an_integration_whose_kill_switch_cannot_run_is_degraded(
+    api: Api, start_operator: Callable[..., Operator]
+) -> None:
+    broken = integration("broken")
+    broken["spec"]["pagerduty"]["routingKeySecretRef"] = {"name": "missing", "key": "routing-key"}
+    api.apply(broken)
+    start_operator()
+    status = eventually(
+        lambda: (s := api.status(CAMERA_INTEGRATIONS, "broken")).get("phase") and s, what="a phase"
+    )
+    assert status["phase"] == "Degraded"
+    degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
+    assert "spec.pagerduty.routingKeySecretRef" in degraded["message"] and "missing" in degraded["message"]
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "missing"},
+            "stringData": {"routing-key": "R" * 32},
+        }
+    )
+    api.patch(
+        CAMERA_INTEGRATIONS, "broken", {"spec": {"resolveAfterCleanSeconds": 2}}
+    )  # a spec change re-validates
+    eventually(
+        lambda: api.status(CAMERA_INTEGRATIONS, "broken").get("phase") == "Active", what="the fix to be seen"
+    )
+
+
+# -- high availability -------------------------------------------------------------------------
+
+
+def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over(
+    api: Api, start_operator: Callable[..., Operator], pagerduty: EventsReceiver
+) -> None:
+    for name in ("one", "two"):
+        target(api, f"{name}-ingest")
+        api.apply(integration(name))
+    first = start_operator("replica-a")
+    second = start_operator("replica-b", wait=False)
+    eventually(lambda: second.health() == {"standby": True}, what="the second replica to stand by")
+    assert api.get(LEASES, "canarywatch-operator")["spec"]["holderIdentity"] == "replica-a"
+
+    api.create(leak("one-1", "one"))
+    eventually(lambda: settled(api, "one-1"), what="the leader to respond")
+    assert api.replicas("one-ingest") == 0 and len(triggers(pagerduty)) == 1
+    assert "one-1" in first.log() and "one-1" not in second.log()
+
+    first.kill()  # no goodbye: the lease has to expire
+    second.wait_leading(timeout=20)
+    assert api.get(LEASES, "canarywatch-operator")["spec"]["holderIdentity"] == "replica-b"
+    api.create(leak("two-1", "two"))
+    eventually(lambda: settled(api, "two-1"), what="the new leader to respond")
+    assert api.replicas("two-ingest") == 0
+    assert sorted(t["dedup_key"] for t in triggers(pagerduty)) == [
+        make_dedup_key(integration="one", incident="one-1"),
+        make_dedup_key(integration="two", incident="two-1"),
+    ]
+
+
+def test_a_stopped_operator_hands_the_lease_over_at_once(
+    api: Api, start_operator: Callable[..., Operator]
+) -> None:
+    first = start_operator("replica-a")
+    second = start_operator("replica-b", wait=False)
+    eventually(lambda: second.health() == {"standby": True}, what="the second replica to stand by")
+    assert first.stop() == 0
+    # Released on the way out (not left to expire): free or already taken over.
+    assert api.get(LEASES, "canarywatch-operator")["spec"]["holderIdentity"] in ("", "replica-b")
+    second.wait_leading(timeout=10)

@@ -1,0 +1,167 @@
+"""RBAC is exactly what the operator calls: ``controller.permissions`` against the audit log.
+
+Every operator test runs with a ServiceAccount bound to ``permissions``' rules only, so
+those rules are enough. This module checks the other direction on an API server of its
+own with an audit log: one scenario exercises every path (a probe built, changed and
+shrunk; a leak answered by every kill-switch action kind; resume; resolution; leader
+election), and each (group, resource, verb) the rules grant must show up in the log as
+a call of the operator's account, except the few ``GRANTED_NOT_CALLED`` explains.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import controlplane
+import pytest
+from test_crds import crds, eventually, example  # noqa: F401
+from test_operator import (  # noqa: F401  (fixtures)
+    OPERATOR_ACCOUNT,
+    Api,
+    Operator,
+    WebhookSink,
+    api,
+    integration,
+    leak,
+    loop,
+    pagerduty,
+    settled,
+    start_operator,
+    target,
+    webhook,
+)
+
+from canarywatch.controller import builders, permissions
+from canarywatch.controller.kube import CAMERA_INTEGRATIONS, CANARY_PROBES, LEAK_INCIDENTS, SECRETS
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
+
+_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
+    """This module's own API server (no controller manager needed), with an audit log."""
+    directory = tmp_path_factory.mktemp("audit")
+    policy = directory / "policy.yaml"
+    policy.write_text(_POLICY)
+    plane = controlplane.ControlPlane(
+        controller_manager=False,
+        extra_apiserver_args=[f"--audit-policy-file={policy}", f"--audit-log-path={directory / 'audit.log'}"],
+    )
+    try:
+        plane.start()
+    except controlplane.ToolsMissingError as error:
+        plane.stop()
+        pytest.skip(str(error))
+    plane.audit_log = directory / "audit.log"  # type: ignore[attr-defined]
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def calls_of(audit_log: Path, user: str) -> tuple[set[tuple[str, str, str]], list[str]]:
+    """(group, resource[/subresource], verb) of every resource request ``user`` made, and
+    the ones refused. A server-side apply that created its object (201) was also
+    authorized as a create, so it counts as both."""
+    calls: set[tuple[str, str, str]] = set()
+    denied: list[str] = []
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef")
+        if event["user"]["username"] != user or ref is None:
+            continue  # discovery (/api, /apis/...) has no objectRef
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        call = (ref.get("apiGroup", ""), resource, event["verb"])
+        calls.add(call)
+        code = (event.get("responseStatus") or {}).get("code")
+        if event["verb"] == "patch" and code == 201:
+            calls.add((call[0], resource, "create"))
+        if code == 403:
+            denied.append(f"{event['verb']} {event['requestURI']}")
+    return calls, denied
+
+
+def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
+    control_plane: controlplane.ControlPlane,
+    namespace: str,
+    api: Api,  # noqa: F811
+    start_operator: Callable[..., Operator],  # noqa: F811
+    webhook: WebhookSink,  # noqa: F811
+) -> None:
+    # An integration that pulls from the cameras (so probes get Services), answered by
+    # every kind of kill-switch action, on a Deployment and a StatefulSet.
+    ci = integration("relay", webhook, camera={"serve": {"port": 8080}})
+    actions = ci["spec"]["killSwitch"]["actions"]
+    scale_set = copy.deepcopy(next(a for a in actions if a["type"] == "scale"))
+    scale_set["name"] = "scale-relay-store"
+    scale_set["scale"] = {"kind": "StatefulSet", "name": "relay-store"}
+    actions.append(scale_set)
+    target(api, "relay-ingest")
+    api.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "relay-store"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "relay-store",
+                "selector": {"matchLabels": {"app": "relay-store"}},
+                "template": {
+                    "metadata": {"labels": {"app": "relay-store"}},
+                    "spec": {"containers": [{"name": "store", "image": "store:1"}]},
+                },
+            },
+        }
+    )
+    probe = example("CanaryProbe")
+    probe["spec"]["integrationRef"]["name"] = "relay"
+    api.apply(ci)
+    api.apply(probe)
+    start_operator()
+
+    name = probe["metadata"]["name"]
+    eventually(
+        lambda: (
+            api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is not None
+            and api.status(CANARY_PROBES, name).get("tenants") == 2
+        ),
+        what="the probe to be built",
+    )
+    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
+    eventually(
+        lambda: api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is None,
+        what="the removed tenant's objects to go",
+    )
+
+    api.create(leak("relay-leak-1", "relay"))
+    eventually(lambda: settled(api, "relay-leak-1"), what="the leak to be answered")
+    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    eventually(
+        lambda: api.status(LEAK_INCIDENTS, "relay-leak-1").get("state") == "Resolved",
+        what="resume and resolution",
+    )
+    assert api.replicas("relay-ingest") == 3
+
+    user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
+    calls, denied = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]
+    assert denied == []
+    # The test's own check that the binding is in effect, made with the operator's token.
+    calls.discard(("authorization.k8s.io", "selfsubjectaccessreviews", "create"))
+    granted = permissions.expand(permissions.role_rules(kill_switch=True, leader_election=True))
+    assert calls - granted == set(), "called without being granted"
+    unused = granted - calls - set(permissions.GRANTED_NOT_CALLED)
+    assert unused == set(), "granted but never called (remove, or explain in GRANTED_NOT_CALLED)"
+    assert not set(permissions.GRANTED_NOT_CALLED) & calls, "GRANTED_NOT_CALLED lists a call that is made"

@@ -1,0 +1,358 @@
+"""The agents read exactly the environment ``controller.builders`` gives their containers,
+and a bad value stops them with a message naming the variable (never a secret)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canarywatch.agents.camera import run_camera_agent
+from canarywatch.agents.env import CameraSettings, EnvError, ViewerSettings, load_keyring
+from canarywatch.agents.viewer import run_viewer_agent
+from canarywatch.controller import builders
+from canarywatch.incidents.policy import Confirmation, Policy
+from canarywatch.markers import Keyring
+from canarywatch.verdicts import Verdict
+from canarywatch.viewer.network import POOR
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "registry.example/canarywatch:0.1.0"
+TOKEN = "t-acme-secret-token"
+API_KEY = "k-relay-api-key-value"
+
+
+def _example(kind: str) -> dict[str, Any]:
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == kind:
+                return dict(doc)
+    raise LookupError(kind)
+
+
+@pytest.fixture
+def probe() -> dict[str, Any]:
+    obj = _example("CanaryProbe")
+    obj["metadata"] = {
+        **obj["metadata"],
+        "namespace": "cameras",
+        "uid": "0f0e0d0c-0000-4000-8000-000000000001",
+    }
+    obj["spec"]["customNetworkProfiles"].append({"name": "poor-tc", "preset": "poor", "shaper": "tc"})
+    obj["spec"]["networkProfiles"].append("poor-tc")
+    return obj
+
+
+@pytest.fixture
+def integration() -> dict[str, Any]:
+    """The example integration, its snapshot and push endpoints also carrying an API key
+    from a Secret (``headersFrom``)."""
+    obj = _example("CameraIntegration")
+    api_key = {"header": "X-Api-Key", "secretKeyRef": {"name": "relay-api", "key": "key"}}
+    obj["spec"]["viewer"]["snapshot"]["headersFrom"] = [api_key]
+    obj["spec"]["camera"]["push"]["headersFrom"] = [api_key]
+    return obj
+
+
+def pod_environment(deployment: dict[str, Any], files: dict[str, Path]) -> dict[str, str]:
+    """The container's environment as a kubelet would give it, with the mounted
+    directories moved to ``files`` (mount path -> local directory)."""
+    secrets = {("relay-api", "key"): API_KEY}
+    fields = {"metadata.namespace": "cameras", "metadata.name": "pod-abc12", "spec.nodeName": "node-1"}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    environ: dict[str, str] = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            value = entry["value"]
+            for mount, local in files.items():
+                if value == mount or value.startswith(mount + "/"):
+                    value = str(local) + value[len(mount) :]
+        elif "fieldRef" in entry["valueFrom"]:
+            value = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            value = secrets[(ref["name"], ref["key"])]
+        environ[entry["name"]] = value
+    return environ
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> dict[str, Path]:
+    keyring_dir = tmp_path / "keyring"
+    keyring_dir.mkdir()
+    for tenant, key in Keyring.generate(["acme-7", "bravo-2"]).keys.items():
+        (keyring_dir / f"{tenant}.json").write_text(Keyring({tenant: key}).to_json())
+    token_dir = tmp_path / "token"
+    token_dir.mkdir()
+    (token_dir / "token").write_text(TOKEN + "\n")  # Secret files often end in a newline
+    return {builders.KEYRING_DIR: keyring_dir, str(Path(builders.TOKEN_FILE).parent): token_dir}
+
+
+def viewer_env(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path], profile: str = "hub-wifi"
+) -> dict[str, str]:
+    deployment = builders.build_viewer_deployment(probe, integration, "acme-7", profile, image=IMAGE)
+    return pod_environment(deployment, mounts)
+
+
+def camera_env(probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
+    deployment = builders.build_camera_deployment(probe, integration, "acme-7", image=IMAGE)
+    return pod_environment(deployment, mounts)
+
+
+# -- what the agents read ---------------------------------------------------------------------
+
+
+def test_viewer_reads_the_environment_builders_give_it(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts))
+    assert (settings.namespace, settings.pod_name, settings.node_name) == ("cameras", "pod-abc12", "node-1")
+    assert (settings.integration, settings.probe) == ("reference-relay", "reference-relay-canaries")
+    assert (settings.tenant, settings.tenants, settings.cameras) == ("acme-7", ("acme-7", "bravo-2"), 2)
+    assert settings.token == TOKEN
+    assert settings.metrics_port == builders.METRICS_PORT and settings.metrics_host == "0.0.0.0"
+    assert settings.transports == ("snapshot", "mjpeg", "events", "authz")
+    assert set(settings.endpoints) == {"snapshot", "mjpeg", "events", "authzProbe"}
+    assert (settings.poll_interval, settings.freshness_seconds) == (0.5, 10.0)
+    # the custom "hub-wifi" profile of examples/canaryprobe.yaml, applied by the viewer itself
+    assert (settings.profile_name, settings.shaper) == ("hub-wifi", "application")
+    profile = settings.profile
+    assert (profile.bandwidth_bps, profile.latency_s, profile.loss) == (300_000, 0.4, 0.03)
+    assert (profile.stall_probability, profile.stall_s, profile.loss_timeout_s) == (0.05, 2.0, 10.0)
+    # No CANARYWATCH_POLICY from builders (yet): the built-in policy confirms and de-duplicates.
+    assert settings.policy == Policy()
+    keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+    assert set(keyring) == {"acme-7", "bravo-2"}  # a viewer holds every tenant's key
+
+    snapshot = settings.endpoints["snapshot"].render(tenant="acme-7", camera="1", token=settings.token)
+    assert snapshot.url == "http://canarywatch-relay:9000/v3/devices/acme-7/1/live.jpg"
+    assert snapshot.headers == {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": API_KEY}
+    mjpeg = settings.endpoints["mjpeg"].render(tenant="acme-7", camera="0", token=settings.token)
+    assert mjpeg.headers == {"Authorization": f"Bearer {TOKEN}"}  # headersFrom only where configured
+
+
+def test_camera_reads_the_environment_builders_give_it(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    settings = CameraSettings.from_environ(camera_env(probe, integration, mounts))
+    assert (settings.tenant, settings.cameras, settings.fps) == ("acme-7", 2, 2.0)
+    assert (settings.width, settings.height) == (640, 360)
+    assert settings.push is not None
+    push = settings.push.render(tenant="acme-7", camera="1", token=settings.token)
+    assert (push.method, push.url) == ("PUT", "http://canarywatch-relay:9000/v3/devices/acme-7/1/frame")
+    assert push.headers == {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": API_KEY}
+    keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+    assert "acme-7" in keyring
+
+
+def test_a_camera_the_integration_pulls_from_serves_on_every_interface(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    integration["spec"]["camera"] = {"serve": {"port": 8081}}
+    settings = CameraSettings.from_environ(camera_env(probe, integration, mounts))
+    assert settings.push is None
+    assert (settings.serve_host, settings.serve_port) == ("0.0.0.0", 8081)
+
+
+def test_with_a_tc_shaper_the_viewer_adds_only_what_netem_cannot(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts, profile="poor-tc"))
+    assert (settings.profile_name, settings.shaper) == ("poor-tc", "tc")
+    profile = settings.profile
+    assert (profile.bandwidth_bps, profile.latency_s, profile.jitter_s, profile.loss) == (None, 0.0, 0.0, 0.0)
+    assert (profile.stall_probability, profile.stall_s) == (POOR.stall_probability, POOR.stall_s)
+
+
+def test_the_integrations_policy_is_applied_when_given(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    environ = viewer_env(probe, integration, mounts)
+    environ["CANARYWATCH_POLICY"] = json.dumps(integration["spec"]["policy"])
+    policy = ViewerSettings.from_environ(environ).policy
+    stale = policy.rule(Verdict.STALE)
+    assert stale.incident and stale.confirmation == Confirmation(frames=5, of_last=10)
+
+
+def test_without_a_token_secret_the_token_is_empty(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    for tenant in probe["spec"]["tenants"]:
+        del tenant["tokenSecretRef"]
+    environ = viewer_env(probe, integration, mounts)
+    assert "CANARYWATCH_TOKEN_FILE" not in environ
+    assert ViewerSettings.from_environ(environ).token == ""
+
+
+# -- what stops them ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named", "says"),
+    [
+        ("CANARYWATCH_TENANT", None, "CANARYWATCH_TENANT", "required"),
+        ("CANARYWATCH_TENANT", "acme 7", "CANARYWATCH_TENANT", "not a valid tenant id"),
+        ("CANARYWATCH_ROLE", "camera", "CANARYWATCH_ROLE", "this is the viewer agent"),
+        ("CANARYWATCH_FPS", "fast", "CANARYWATCH_FPS", "expected a number"),
+        ("CANARYWATCH_FPS", "-2", "CANARYWATCH_FPS", "expected a number > 0"),
+        ("CANARYWATCH_CAMERAS", "0", "CANARYWATCH_CAMERAS", "from 1 to 16"),
+        ("CANARYWATCH_METRICS_PORT", "70000", "CANARYWATCH_METRICS_PORT", "from 0 to 65535"),
+        ("CANARYWATCH_ADAPTER", "{not json", "CANARYWATCH_ADAPTER", "not valid JSON"),
+        ("CANARYWATCH_ADAPTER", "[]", "CANARYWATCH_ADAPTER", "expected a JSON object"),
+        ("CANARYWATCH_NETWORK_PROFILE", '"wifi-7"', "CANARYWATCH_NETWORK_PROFILE", "good, poor, extreme"),
+        ("CANARYWATCH_NETWORK_SHAPER", "iptables", "CANARYWATCH_NETWORK_SHAPER", "application, tc"),
+        ("CANARYWATCH_TRANSPORTS", "snapshot,hls", "CANARYWATCH_TRANSPORTS", "unknown transport 'hls'"),
+        ("CANARYWATCH_TENANTS", "bravo-2", "CANARYWATCH_TENANTS", "does not list this viewer's tenant"),
+        ("CANARYWATCH_FRESHNESS_SECONDS", "0", "CANARYWATCH_FRESHNESS_SECONDS", "> 0"),
+        ("CANARYWATCH_SECRET_0", None, "CANARYWATCH_SECRET_0", "not set"),
+        ("CANARYWATCH_TOKEN_FILE", "/nonexistent/token", "CANARYWATCH_TOKEN_FILE", "cannot read"),
+        ("CANARYWATCH_POLICY", '{"mode": "yolo"}', "CANARYWATCH_POLICY.mode", "accepted: enforce"),
+        ("CANARYWATCH_INCIDENT_QUIET_SECONDS", "soon", "CANARYWATCH_INCIDENT_QUIET_SECONDS", "a number"),
+        ("CANARYWATCH_INCIDENT_REPEAT_SECONDS", "0", "CANARYWATCH_INCIDENT_REPEAT_SECONDS", "> 0"),
+    ],
+)
+def test_a_bad_viewer_variable_is_named(
+    probe: dict[str, Any],
+    integration: dict[str, Any],
+    mounts: dict[str, Path],
+    variable: str,
+    value: str | None,
+    named: str,
+    says: str,
+) -> None:
+    environ = viewer_env(probe, integration, mounts)
+    if value is None:
+        del environ[variable]
+    else:
+        environ[variable] = value
+    with pytest.raises(EnvError) as raised:
+        ViewerSettings.from_environ(environ)
+    assert raised.value.variable == named
+    assert str(raised.value).startswith(f"{named}: ") and says in str(raised.value)
+
+
+def test_an_adapter_without_the_endpoint_of_a_transport_is_named(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    environ = viewer_env(probe, integration, mounts)
+    adapter = json.loads(environ["CANARYWATCH_ADAPTER"])
+    del adapter["events"]
+    environ["CANARYWATCH_ADAPTER"] = json.dumps(adapter)
+    with pytest.raises(EnvError, match=r"^CANARYWATCH_ADAPTER: transport events needs the events endpoint"):
+        ViewerSettings.from_environ(environ)
+    adapter["events"] = {"url": "ftp://relay/{tenant}"}
+    environ["CANARYWATCH_ADAPTER"] = json.dumps(adapter)
+    with pytest.raises(EnvError) as raised:
+        ViewerSettings.from_environ(environ)
+    assert raised.value.variable == "CANARYWATCH_ADAPTER.events.url"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CANARYWATCH_FRAME_WIDTH", "32", "from 64 to 3840"),
+        ("CANARYWATCH_FRAME_HEIGHT", None, "required"),
+        (
+            "CANARYWATCH_ADAPTER",
+            '{"push": {"url": "http://x/{tenant}"}, "serve": {"port": 8080}}',
+            "exactly one",
+        ),
+        ("CANARYWATCH_ADAPTER", '{"serve": {"port": 9100}}', "must differ"),
+        ("CANARYWATCH_ROLE", "viewer", "this is the camera agent"),
+    ],
+)
+def test_a_bad_camera_variable_is_named(
+    probe: dict[str, Any],
+    integration: dict[str, Any],
+    mounts: dict[str, Path],
+    variable: str,
+    value: str | None,
+    says: str,
+) -> None:
+    environ = camera_env(probe, integration, mounts)
+    if value is None:
+        del environ[variable]
+    else:
+        environ[variable] = value
+    with pytest.raises(EnvError) as raised:
+        CameraSettings.from_environ(environ)
+    assert raised.value.variable.startswith(variable) and says in str(raised.value)
+
+
+def test_secrets_stay_out_of_reprs_and_messages(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    environ = viewer_env(probe, integration, mounts)
+    settings = ViewerSettings.from_environ(environ)
+    shown = repr(settings) + repr(settings.endpoints)
+    assert TOKEN not in shown and API_KEY not in shown
+    environ["CANARYWATCH_ADAPTER"] = environ["CANARYWATCH_ADAPTER"].replace('"url":', '"uri":', 1)
+    with pytest.raises(EnvError) as raised:
+        ViewerSettings.from_environ(environ)
+    assert TOKEN not in str(raised.value) and API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize("run", [run_viewer_agent, run_camera_agent], ids=["viewer", "camera"])
+def test_the_agents_exit_2_naming_the_variable(
+    probe: dict[str, Any],
+    integration: dict[str, Any],
+    mounts: dict[str, Path],
+    run: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = (viewer_env if run is run_viewer_agent else camera_env)(probe, integration, mounts)
+    environ["CANARYWATCH_FPS"] = "0"
+    with caplog.at_level(logging.ERROR):
+        assert run(environ) == 2
+    assert "CANARYWATCH_FPS: expected a number > 0" in caplog.text
+
+
+# -- keyrings -------------------------------------------------------------------------------
+
+
+def _projected_volume(directory: Path, files: dict[str, str]) -> Path:
+    """A directory laid out like a kubelet's projected Secret volume: the files are
+    symlinks through ``..data`` into a timestamped directory."""
+    directory.mkdir()
+    payload = directory / "..2026_03_14_09_26_53.000000001"
+    payload.mkdir()
+    for name, text in files.items():
+        (payload / name).write_text(text)
+    (directory / "..data").symlink_to(payload.name)
+    for name in files:
+        (directory / name).symlink_to(f"..data/{name}")
+    return directory
+
+
+def test_keyrings_of_a_projected_volume_are_merged(tmp_path: Path) -> None:
+    keys = Keyring.generate(["acme-7", "bravo-2", "charlie-3"])
+    directory = _projected_volume(
+        tmp_path / "keyring",
+        {f"{t}.json": Keyring({t: keys.key(t)}).to_json() for t in keys},
+    )
+    merged = load_keyring(directory, require=("acme-7",))
+    assert {t: merged.key(t) for t in merged} == {t: keys.key(t) for t in keys}
+
+
+def test_keyring_problems_name_the_directory_variable(tmp_path: Path) -> None:
+    keys = Keyring.generate(["acme-7", "bravo-2"])
+    directory = tmp_path / "keyring"
+    directory.mkdir()
+    (directory / "bravo-2.json").write_text(Keyring({"bravo-2": keys.key("bravo-2")}).to_json())
+    with pytest.raises(EnvError, match=r"^CANARYWATCH_KEYRING_DIR: no key for acme-7 .*found bravo-2"):
+        load_keyring(directory, require=("acme-7",))
+    other = Keyring.generate(["bravo-2"])
+    (directory / "again.json").write_text(other.to_json())
+    with pytest.raises(EnvError, match="holds a different key for tenant 'bravo-2'"):
+        load_keyring(directory, require=("bravo-2",))
+    (directory / "again.json").write_text('{"version": 1}')
+    with pytest.raises(EnvError, match=r"again.json is not a keyring") as raised:
+        load_keyring(directory, require=("bravo-2",))
+    assert keys.keys["bravo-2"].hex() not in str(raised.value)
+    with pytest.raises(EnvError, match=r"no key for acme-7 .*no keyring files"):
+        load_keyring(tmp_path / "missing", require=("acme-7",))
