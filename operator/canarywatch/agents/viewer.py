@@ -303,9 +303,7 @@ class ViewerAgent:
         ) -> None:
             # As in the standalone pipeline: one session per stream, and a hub-sized
             # receive buffer for streams so a slow link shows late frames as late.
-            connector = (
-                aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
-            )
+            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
             session = aiohttp.ClientSession(connector=connector)
             frames = transport(session, *args, shaper=Shaper(s.profile), **kw).frames()
             stream = ViewerStream(s.integration, s.probe, s.tenant, camera, kind, s.profile_name)

@@ -147,9 +147,7 @@ class Pipeline:
         def add(tenant: str, camera: int | None, kind: str, profile: NetworkProfile, build: Any) -> None:
             # one session per stream: a hub holds its own connections; streams get a
             # hub-sized receive buffer so a slow link shows late frames as late
-            connector = (
-                aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
-            )
+            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
             session = aiohttp.ClientSession(connector=connector)
             shaper = shapers.setdefault((tenant, profile.name), Shaper(profile))
             transport = build(session, shaper)
