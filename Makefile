@@ -61,6 +61,10 @@ unit: setup
 bench-codec: setup
 	$(BIN)/canarywatch bench codec
 
+## bench-operator: LeakIncident -> integration scaled to zero (p50/p99), 200 probes from cold start
+bench-operator: setup tools
+	$(BIN)/canarywatch bench operator
+
 ## bench-pipeline: detect/switch-off p50/p99 over 20 leaks, verdicts/s/core, memory, no-fault soak
 bench-pipeline: setup
 	$(BIN)/canarywatch bench pipeline

@@ -261,7 +261,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             standalone=True if args.standalone else None,
         )
-    except SettingsError as e:
+    except SettingsError as e:  # run_operator reports bad settings itself (exit 2); kept for safety
         raise UsageError(str(e)) from e
 
 
@@ -293,6 +293,12 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return run_pipeline_benchmark(
         leaks=args.leaks, streams=streams, seconds=args.seconds, soak_seconds=args.soak_seconds
     )
+
+
+def cmd_bench_operator(args: argparse.Namespace) -> int:
+    from canarywatch.bench.operator import run_operator_benchmark
+
+    return run_operator_benchmark(incidents=args.incidents, probes=args.probes)
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -363,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--seconds", type=float, default=10.0, help="seconds per throughput measurement")
     pipe.add_argument("--soak-seconds", type=float, default=60.0, help="length of the no-fault soak")
     pipe.set_defaults(func=cmd_bench_pipeline)
+    op = bench.add_parser("operator", help="LeakIncident -> scaled to zero p50/p99; cold start of N probes")
+    op.add_argument("--incidents", type=_int_in("--incidents", 1, 1000), default=20)
+    op.add_argument("--probes", type=_int_in("--probes", 1, 5000), default=200)
+    op.set_defaults(func=cmd_bench_operator)
     demo = sub.add_parser("demo", help="run the embedded end-to-end demo against the reference relay")
     demo.add_argument(
         "--fault", default="xiaomi-2019", help="none, xiaomi-2019, wyze-2024, stale-cache, idor"

@@ -183,7 +183,7 @@ def crds(control_plane: controlplane.ControlPlane) -> list[dict[str, Any]]:
             for c in installed
         ]
         for crd in current:
-            conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+            conditions = {c["type"]: c["status"] for c in ((crd.get("status") or {}).get("conditions") or [])}
             if conditions.get("Established") != "True":
                 return None
         try:  # discovery has caught up when the resources can be listed

@@ -30,7 +30,7 @@ import controlplane
 import pytest
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
-from test_crds import crds, documents, eventually, example, request  # noqa: F401
+from test_crds import CRD_FILES, GROUP_VERSION, documents, eventually, example, request
 
 from canarywatch.controller import builders, permissions
 from canarywatch.controller.kube import (
@@ -49,8 +49,7 @@ from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers.keyring import Keyring
 from canarywatch.shutdown import SIGNATURE_HEADER, verify_signature
 
-# crds: test_crds' fixture, installing crds/ once per module.
-pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_ACCOUNT = "canarywatch-operator"
@@ -59,6 +58,40 @@ TARGET = "canarywatch-relay-ingest"  # the examples' scale target
 SIGNING_SECRET = "replace-me-with-a-long-random-string"  # examples/cameraintegration.yaml
 
 T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def operator_crds(control_plane: controlplane.ControlPlane) -> None:
+    """crds/ installed and served. (test_crds' ``crds`` fixture, tolerant of a CRD whose
+    status has no conditions yet: it reads ``status.conditions`` of null as an error.)"""
+    api = control_plane.api_client
+    names = []
+    for path in CRD_FILES:
+        crd = documents(path)[0]
+        names.append(crd["metadata"]["name"])
+        request(
+            api,
+            "PATCH",
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+            body=crd,
+            query=[("fieldManager", "tests"), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def served() -> bool:
+        for name in names:
+            crd = request(api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+            if conditions.get("Established") != "True":
+                return False
+        try:
+            for plural in ("cameraintegrations", "canaryprobes", "leakincidents"):
+                request(api, "GET", f"/apis/{GROUP_VERSION}/{plural}")
+        except ApiException:
+            return False
+        return True
+
+    eventually(served, timeout=30, what="the CRDs to be served")
 
 
 # -- the API, as the tests' admin ------------------------------------------------------------

@@ -17,16 +17,18 @@ from pathlib import Path
 
 import controlplane
 import pytest
-from test_crds import crds, eventually, example  # noqa: F401
+from test_crds import eventually, example
 from test_operator import (  # noqa: F401  (fixtures)
     OPERATOR_ACCOUNT,
     Api,
+    Loop,
     Operator,
     WebhookSink,
     api,
     integration,
     leak,
     loop,
+    operator_crds,
     pagerduty,
     settled,
     start_operator,
@@ -35,9 +37,16 @@ from test_operator import (  # noqa: F401  (fixtures)
 )
 
 from canarywatch.controller import builders, permissions
-from canarywatch.controller.kube import CAMERA_INTEGRATIONS, CANARY_PROBES, LEAK_INCIDENTS, SECRETS
+from canarywatch.controller.kube import (
+    CAMERA_INTEGRATIONS,
+    CANARY_PROBES,
+    DEPLOYMENTS,
+    LEAK_INCIDENTS,
+    SECRETS,
+)
+from canarywatch.metrics import Metrics, serve_metrics
 
-pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("crds")]
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
 
 _POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -72,6 +81,42 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
         plane.stop()
 
 
+def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, profile: str) -> None:
+    """Make the viewer Deployment of ``tenant``/``profile`` look ready with one Running
+    pod on 127.0.0.1, whose /metrics (on the agents' port) report six frames."""
+    metrics = Metrics()
+    for verdict in ["ok"] * 5 + ["cross_tenant"]:
+        metrics.record_frame(integration="relay", probe=probe, tenant=tenant, verdict=verdict)
+    metrics.record_last_frame(integration="relay", probe=probe, tenant=tenant, camera="0", at=1773480413.0)
+    try:
+        servers.run(serve_metrics(metrics, "127.0.0.1", builders.METRICS_PORT))
+    except OSError as error:
+        pytest.skip(f"port {builders.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
+    deployment_name = f"{probe}-viewer-{tenant}-{profile}"
+    deployment = cluster.get(DEPLOYMENTS, deployment_name)
+    ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+    cluster.patch(
+        DEPLOYMENTS,
+        deployment_name,
+        {"status": ready | {"observedGeneration": deployment["metadata"]["generation"]}},
+        subresource="status",
+    )
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{deployment_name}-pod", "labels": labels},
+        "spec": {"containers": [{"name": "viewer", "image": "viewer:1"}]},
+    }
+    cluster.call("POST", f"/api/v1/namespaces/{cluster.namespace}/pods", pod)
+    cluster.call(
+        "PATCH",
+        f"/api/v1/namespaces/{cluster.namespace}/pods/{pod['metadata']['name']}/status",
+        {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
+        "application/merge-patch+json",
+    )
+
+
 def calls_of(audit_log: Path, user: str) -> tuple[set[tuple[str, str, str]], list[str]]:
     """(group, resource[/subresource], verb) of every resource request ``user`` made, and
     the ones refused. A server-side apply that created its object (201) was also
@@ -100,6 +145,7 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     api: Api,  # noqa: F811
     start_operator: Callable[..., Operator],  # noqa: F811
     webhook: WebhookSink,  # noqa: F811
+    loop: Loop,  # noqa: F811
 ) -> None:
     # An integration that pulls from the cameras (so probes get Services), answered by
     # every kind of kill-switch action, on a Deployment and a StatefulSet.
@@ -140,6 +186,16 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
         ),
         what="the probe to be built",
     )
+    # A ready viewer pod (what a kubelet and the Deployment controller would report) whose
+    # /metrics the status summary aggregates.
+    scrape_ready_viewer(api, loop, name, "acme-7", "good")
+    status = eventually(
+        lambda: (s := api.status(CANARY_PROBES, name)).get("verdictCounts") and s,
+        what="the verdict counts scraped from the viewer",
+    )
+    assert status["verdictCounts"] == {"ok": 5, "cross_tenant": 1}
+    assert status["lastFrameTime"] == "2026-03-14T09:26:53Z"
+
     api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
     eventually(
         lambda: api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is None,

@@ -149,7 +149,10 @@ def _run(plane: Any, work: Path, audit_log: Path, *, incidents: int, probes: int
     print()
     p50 = _percentile(latencies, 50)
     p99 = _percentile(latencies, 99)
-    print(f"LeakIncident created -> target Deployment at 0 replicas, {len(latencies)} incidents")
+    print(
+        f"LeakIncident created -> target Deployment at 0 replicas, {len(latencies)} incidents "
+        "(enforce; kill switch: one scale action; paged concurrently)"
+    )
     print(
         f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "
         f"min {min(latencies) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms   "

@@ -329,12 +329,14 @@ def _incident_views(
     views = {v["name"]: v for v in _lookup(index, (namespace, integration))}
     now = time.monotonic()
     for (ns, name), (written, view) in list(rt.written.items()):
+        if now - written >= _OVERLAY_SECONDS:
+            del rt.written[(ns, name)]  # the watch has long caught up (or it was deleted)
+            continue
         if ns != namespace or view["integration"] != integration:
             continue
         seen = views.get(name)
         if seen is None:
-            if now - written < _OVERLAY_SECONDS:
-                views[name] = view
+            views[name] = view
             continue
         views[name] = {
             **seen,
@@ -388,7 +390,8 @@ async def reconcile_probe(
         fresh=reason == "create",
     )
     memo.keyring_tenants = frozenset(keyrings)
-    patch.status.update(status)
+    if reason != "resume" or _changed(status, body.get("status") or {}):
+        patch.status.update(status)
 
 
 async def _reconcile_probe(
@@ -570,13 +573,15 @@ async def summarize_probe(
         problems=problems,
         previous=status,
     )
-    unchanged = {k: v for k, v in summary.items() if k != "lastSummaryTime"} == {
-        k: v for k, v in status.items() if k != "lastSummaryTime" and k in summary
-    }
     last = _epoch(status.get("lastSummaryTime"))
-    if unchanged and last is not None and time.time() - last < 10 * memo.settings.status_interval_seconds:
-        return
-    patch.status.update(summary)
+    fresh = last is not None and time.time() - last < 10 * memo.settings.status_interval_seconds
+    if _changed(summary, status) or not fresh:
+        patch.status.update(summary)
+
+
+def _changed(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """Whether writing ``status`` would change more than its summary time."""
+    return any(previous.get(k) != v for k, v in status.items() if k != "lastSummaryTime")
 
 
 async def _agent_counts(

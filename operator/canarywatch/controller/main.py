@@ -120,7 +120,11 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 
 
 async def _operate(settings: OperatorSettings) -> int:
-    kube = Kube.from_environment(concurrency=settings.api_concurrency)
+    try:
+        kube = Kube.from_environment(concurrency=settings.api_concurrency)
+    except Exception as error:  # the client's ConfigException, or a file it cannot read
+        log.error("no Kubernetes credentials (in-cluster ServiceAccount or $KUBECONFIG): %s", error)
+        return 1
     metrics = Metrics()
     server = await serve_metrics(metrics, settings.listen_host, settings.metrics_port)
     log.info("metrics on %s", server.url)

@@ -98,7 +98,6 @@ GRANTED_NOT_CALLED: Mapping[tuple[str, str, str], str] = {
         "leakincidents",
         "create",
     ): "held so the operator may grant it to the viewers' Role (RBAC escalation check)",
-    ("", "pods", "list"): "only for ready viewer pods, which need a kubelet (the cluster tier has none)",
 }
 
 
