@@ -125,3 +125,10 @@ def test_corrupt_scan_data_never_raises(keyring: Keyring, decoder: Decoder) -> N
             broken[pos] = int(rng.integers(0, 256))
         obs = decoder.decode(bytes(broken))
         assert obs.status is not Status.VERIFIED or obs.tenant == "acme-7"
+
+
+def test_forged_reason_says_whether_the_claimed_tenant_is_known(keyring: Keyring, decoder: Decoder) -> None:
+    impostor = Keyring.generate(["nobody-9"])
+    obs = decoder.decode(encode_image(frame(impostor, "nobody-9")))
+    assert obs.status is Status.FORGED and "is unknown" in obs.reason
+    assert keyring.knows_tag(obs.payload.tenant_tag if obs.payload else b"") is False

@@ -192,7 +192,7 @@ class Decoder:
                 height=info.height,
             )
         if corr.budget_used <= _FORGED_MAX_BUDGET:
-            known = "known" if self.keyring._by_tag.get(fields[1:4]) else "unknown"
+            known = "known" if self.keyring.knows_tag(fields[1:4]) else "unknown"
             return Observation(
                 Status.FORGED,
                 payload=payload,

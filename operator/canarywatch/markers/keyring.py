@@ -81,6 +81,10 @@ class Keyring:
         except KeyError:
             raise KeyringError(f"tenant {tenant!r} is not in the keyring") from None
 
+    def knows_tag(self, tag: bytes) -> bool:
+        """Whether any tenant in the keyring has this public tag (for error messages only)."""
+        return tag in self._by_tag
+
     def candidates(self, tag: bytes) -> Iterator[tuple[str, bytes]]:
         """Tenants whose tag matches first (the usual case), then every other tenant.
 
