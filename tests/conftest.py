@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# tests/support holds helpers shared by the tiers (control plane, tool availability)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 from canarywatch.markers import Decoder, Keyring
 

@@ -51,6 +51,7 @@ from canarywatch.relay import RelayConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 import controlplane
+from availability import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canarywatch"
@@ -73,16 +74,8 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition
 DEFAULT_IMAGE = f"ghcr.io/canarywatch/canarywatch:{canarywatch.__version__}"
 
 
-def _must_run() -> bool:
-    return any(
-        os.environ.get(var, "") not in ("", "0", "false") for var in ("CI", "CANARYWATCH_REQUIRE_CHART_TOOLS")
-    )
-
-
 def _missing(message: str) -> NoReturn:
-    if _must_run():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def tool(name: str) -> Path:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import controlplane
 import pytest
+from availability import unavailable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -188,7 +189,7 @@ def test_controller_manager_reconciles_deployments(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:
     if not control_plane.controller_manager:
-        pytest.skip("control plane started without kube-controller-manager")
+        unavailable("control plane started without kube-controller-manager")
     core = client.CoreV1Api(control_plane.api_client)
     apps = client.AppsV1Api(control_plane.api_client)
 

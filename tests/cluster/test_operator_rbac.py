@@ -17,6 +17,7 @@ from pathlib import Path
 
 import controlplane
 import pytest
+from availability import unavailable
 from test_crds import eventually, example
 from test_operator import (  # noqa: F401  (fixtures)
     OPERATOR_ACCOUNT,
@@ -73,7 +74,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
         plane.start()
     except controlplane.ToolsMissingError as error:
         plane.stop()
-        pytest.skip(str(error))
+        unavailable(str(error))
     plane.audit_log = directory / "audit.log"  # type: ignore[attr-defined]
     try:
         yield plane
@@ -91,7 +92,7 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
     try:
         servers.run(serve_metrics(metrics, "127.0.0.1", builders.METRICS_PORT))
     except OSError as error:
-        pytest.skip(f"port {builders.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
+        unavailable(f"port {builders.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
     deployment_name = f"{probe}-viewer-{tenant}-{profile}"
     deployment = cluster.get(DEPLOYMENTS, deployment_name)
     ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
