@@ -883,7 +883,9 @@ def test_dry_run_alert_only_and_the_kill_cap(
     for name in ("dry", "alert", "capped"):
         target(api, f"{name}-ingest")
     api.apply(integration("dry", policy={"mode": "dry-run"}))
-    api.apply(integration("alert", policy={"mode": "alert-only"}))
+    # alert-only switches nothing off, so a 1 s clean period could resolve alert-1 before
+    # the test looks at it (or before alert-2 joins it): keep it open for the test.
+    api.apply(integration("alert", policy={"mode": "alert-only"}, resolveAfterCleanSeconds=3600))
     api.apply(
         integration(
             "capped",
