@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from types import TracebackType
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from canarywatch.incidents.pagerduty import EVENT_ACTIONS, Outcome
+from canarywatch.serving import ServedApp
 from canarywatch.verdicts import Verdict
 
 __all__ = [
@@ -307,34 +307,13 @@ async def _health_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if healthy else "unhealthy"}, status=status)
 
 
-class MetricsServer:
+class MetricsServer(ServedApp):
     """A running ``metrics_app``: ``host``, ``port``, ``url`` and ``stop()``."""
-
-    def __init__(self, runner: web.AppRunner, *, host: str, port: int) -> None:
-        self._runner = runner
-        self.host = host
-        self.port = port
 
     @property
     def url(self) -> str:
         """The ``/metrics`` URL."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    async def stop(self) -> None:
-        """Release the port; safe to call twice."""
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> MetricsServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        return f"{self.base_url}/metrics"
 
 
 async def serve_metrics(
@@ -346,13 +325,4 @@ async def serve_metrics(
 ) -> MetricsServer:
     """Serve ``metrics_app`` on ``host:port`` (0 picks a free port; read it from the handle)."""
     # No access log: a scrape every few seconds would bury the lines that matter.
-    runner = web.AppRunner(metrics_app(metrics, health=health), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound_port = int(runner.addresses[0][1])
-    return MetricsServer(runner, host=host, port=bound_port)
+    return await MetricsServer.start(metrics_app(metrics, health=health), host, port, access_log=None)

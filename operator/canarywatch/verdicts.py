@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from canarywatch.markers.decode import Observation, Status
+from canarywatch.markers.observation import Observation, Status
 
 __all__ = ["LEAK_VERDICTS", "Judgement", "Verdict", "ViewerIdentity", "judge"]
 

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 import controlplane
 from availability import unavailable
+from cluster_fixtures import start_control_plane
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canarywatch"
@@ -938,12 +939,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     kubectl = tool("kubectl")
     # No controller manager: nothing here needs Pods or garbage collection (2.5 s start).
-    plane = controlplane.ControlPlane(controller_manager=False)
-    try:
-        plane.start()
-    except controlplane.ToolsMissingError as error:
-        plane.stop()
-        _missing(str(error))
+    plane = start_control_plane(controller_manager=False)
     try:
         result = subprocess.run(
             [str(FETCH_PROMETHEUS_CRDS)], capture_output=True, text=True, timeout=600, check=False
@@ -1080,7 +1076,7 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
     account = f"system:serviceaccount:{namespace}:{RELEASE}-canarywatch-operator"
 
     # As the operator, make what it makes for the installed demo probe (as the API server
-    # stored it) the way controller/handlers.py does: create the keyring Secrets,
+    # stored it) the way controller/probes.py does: create the keyring Secrets,
     # server-side apply the rest (twice: create, then update), delete what goes stale.
     # The viewers' Role and RoleBinding pass RBAC escalation prevention only because the
     # operator holds their rules itself.

@@ -687,6 +687,32 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
             == keys[tenant]
         )
 
+    # The integration's verdict rules reach the viewers, which confirm k of n frames before
+    # they report: changing them rolls the viewers and leaves the cameras alone.
+    confirmation = {"frames": 4, "ofLast": 6}
+    api.patch(
+        CAMERA_INTEGRATIONS,
+        "reference-relay",
+        {"spec": {"policy": {"verdicts": {"foreign": {"confirmation": confirmation}}}}},
+    )
+
+    def viewer_rules() -> dict[str, Any] | None:
+        now = {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)}
+        env = {
+            e["name"]: e.get("value")
+            for e in now[viewers[0]]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        rules = json.loads(env.get("CANARYWATCH_POLICY") or "{}")
+        return (
+            now if rules.get("verdicts", {}).get("foreign", {}).get("confirmation") == confirmation else None
+        )
+
+    after = eventually(viewer_rules, what="the viewers to roll with the integration's new verdict rules")
+    assert (
+        after[cameras[0]]["spec"]["template"]["metadata"]["annotations"]
+        == current[cameras[0]]["spec"]["template"]["metadata"]["annotations"]
+    )
+
     # A tenant removed takes its keyring and workloads with it.
     api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
     eventually(

@@ -124,8 +124,12 @@ def test_viewer_reads_the_environment_builders_give_it(
     profile = settings.profile
     assert (profile.bandwidth_bps, profile.latency_s, profile.loss) == (300_000, 0.4, 0.03)
     assert (profile.stall_probability, profile.stall_s, profile.loss_timeout_s) == (0.05, 2.0, 10.0)
-    # No CANARYWATCH_POLICY from builders (yet): the built-in policy confirms and de-duplicates.
-    assert settings.policy == Policy()
+    # The integration's verdict rules confirm and de-duplicate; mode and cap stay the operator's.
+    foreign, stale = settings.policy.rule(Verdict.FOREIGN), settings.policy.rule(Verdict.STALE)
+    assert (foreign.confirmation.frames, foreign.confirmation.of_last) == (3, 5)
+    assert stale.incident and not stale.warn and stale.confirmation.frames == 5
+    assert settings.policy.rule(Verdict.CROSS_TENANT) == Policy().rule(Verdict.CROSS_TENANT)
+    assert settings.policy.mode == Policy().mode
     keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
     assert set(keyring) == {"acme-7", "bravo-2"}  # a viewer holds every tenant's key
 

@@ -308,7 +308,7 @@ def test_hash_ignores_what_is_not_spec(probe: dict[str, Any], integration: dict[
     integration["status"] = {"phase": "Suspended"}
     integration["spec"]["suspended"] = True
     # The response to a leak is the operator's business, not the agents'.
-    integration["spec"]["policy"] = {"mode": "dry-run"}
+    integration["spec"]["policy"].update(mode="dry-run", killCap={"maxKills": 1, "windowSeconds": 60})
     integration["spec"]["killSwitch"]["actions"].pop()
     integration["spec"]["pagerduty"]["severity"] = {"stale": "info"}
     assert hashes(build_all(probe, integration)) == before
@@ -338,6 +338,11 @@ def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
         == viewers
     )
     assert changed(lambda s, i: i["camera"]["push"].update(method="POST")) == cameras
+    # The viewers confirm with the integration's verdict rules; its mode is not theirs.
+    assert (
+        changed(lambda s, i: i["policy"]["verdicts"]["foreign"].update(confirmation={"frames": 2})) == viewers
+    )
+    assert changed(lambda s, i: i["policy"].update(mode="alert-only", killCap={"maxKills": 1})) == set()
     assert changed(lambda s, i: s["customNetworkProfiles"][0].update(latency="900ms")) == {
         f"{p}-viewer-acme-7-hub-wifi",
         f"{p}-viewer-bravo-2-hub-wifi",
@@ -414,6 +419,8 @@ def test_agent_environment(probe: dict[str, Any], integration: dict[str, Any]) -
     assert viewer["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
     assert viewer["CANARYWATCH_TRANSPORTS"] == "snapshot,mjpeg,events,authz"
     assert viewer["CANARYWATCH_FRESHNESS_SECONDS"] == "10"
+    assert "CANARYWATCH_POLICY" not in camera
+    assert json.loads(viewer["CANARYWATCH_POLICY"]) == {"verdicts": integration["spec"]["policy"]["verdicts"]}
     assert viewer["CANARYWATCH_NETWORK_PROFILE_NAME"] == "hub-wifi"
     # The profile JSON is what the viewer hands to NetworkProfile.from_spec.
     profile = NetworkProfile.from_spec(json.loads(viewer["CANARYWATCH_NETWORK_PROFILE"]), where="env")
@@ -477,6 +484,16 @@ def test_a_transport_the_integration_lacks_is_a_build_error(
     del integration["spec"]["viewer"]["authzProbe"]
     with pytest.raises(b.BuildError, match=r"transport authz needs viewer\.authzProbe"):
         b.build_probe_workloads(probe, integration, image=IMAGE)
+
+
+def test_an_invalid_policy_is_a_build_error_naming_its_field(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    integration["spec"]["policy"]["verdicts"]["foreign"]["confirmation"] = {"frames": 6, "ofLast": 5}
+    with pytest.raises(b.BuildError) as error:
+        b.build_probe_workloads(probe, integration, image=IMAGE)
+    assert error.value.field == "spec.policy.verdicts.foreign.confirmation.frames"
+    assert "CameraIntegration" in error.value.message
 
 
 def test_pulled_cameras_get_a_service(probe: dict[str, Any], integration: dict[str, Any]) -> None:

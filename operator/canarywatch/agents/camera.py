@@ -18,8 +18,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-
 from canarywatch.agents.env import (
     CameraSettings,
     EnvError,
@@ -30,6 +28,7 @@ from canarywatch.agents.env import (
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.markers import Keyring
 from canarywatch.metrics import Metrics, serve_metrics
+from canarywatch.serving import ServedApp
 
 __all__ = ["CameraAgent", "main", "run_camera_agent"]
 
@@ -62,7 +61,7 @@ class CameraAgent:
         s = self.settings
         server = await serve_metrics(self.metrics, s.metrics_host, s.metrics_port, health=self.healthy)
         self.metrics_url = server.url
-        runner: web.AppRunner | None = None
+        fleet_server: ServedApp | None = None
         try:
             if s.push is not None:
                 targets = {}
@@ -74,10 +73,10 @@ class CameraAgent:
                 self._tasks.append(asyncio.create_task(self.fleet.run_push(targets)))
                 how = f"pushing to {s.push.template!r}"
             else:
-                runner = web.AppRunner(self.fleet.app(), access_log=None)
-                await runner.setup()
-                await web.TCPSite(runner, s.serve_host, s.serve_port).start()
-                self.serve_url = f"http://{s.serve_host}:{runner.addresses[0][1]}"
+                fleet_server = await ServedApp.start(
+                    self.fleet.app(), s.serve_host, s.serve_port, access_log=None
+                )
+                self.serve_url = fleet_server.base_url
                 self._tasks.append(asyncio.create_task(self.fleet.run_render()))
                 how = f"serving on {self.serve_url}"
             self._tasks.append(asyncio.create_task(self._summaries()))
@@ -95,8 +94,8 @@ class CameraAgent:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            if runner is not None:
-                await runner.cleanup()
+            if fleet_server is not None:
+                await fleet_server.stop()
             await server.stop()
             self._summary()
 

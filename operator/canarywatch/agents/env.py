@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.controller.builders import _TRANSPORT_ENDPOINTS, AgentRole
+from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError, validate_tenant_id
 from canarywatch.viewer.http import AdapterConfigError, RenderedRequest, RequestTemplate, TokenSource
@@ -65,13 +66,13 @@ TRANSPORT_ENDPOINTS: Mapping[str, str] = _TRANSPORT_ENDPOINTS
 _SHAPERS = ("application", "tc")
 
 
-class EnvError(ValueError):
+class EnvError(FieldError):
     """A variable is missing or invalid; ``variable`` names it. Never carries a secret."""
 
-    def __init__(self, variable: str, message: str) -> None:
-        super().__init__(f"{variable}: {message}")
-        self.variable = variable
-        self.message = message
+    @property
+    def variable(self) -> str:
+        """The variable's name: ``field``, by the name this error's callers use."""
+        return self.field
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def _common(environ: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
         try:
             token = TokenSource(file=token_file).resolve()
         except AdapterConfigError as error:
-            raise EnvError("CANARYWATCH_TOKEN_FILE", str(error).split(": ", 1)[-1]) from None
+            raise EnvError("CANARYWATCH_TOKEN_FILE", error.message) from None
     return {
         "role": role,
         "namespace": _required(environ, "CANARYWATCH_NAMESPACE"),
@@ -386,7 +387,7 @@ def _endpoint(raw: object, name: str, environ: Mapping[str, str]) -> Endpoint:
     try:
         template = RequestTemplate.from_mapping(spec, where=where)
     except AdapterConfigError as error:
-        raise EnvError(error.field, str(error).split(": ", 1)[-1]) from None
+        raise EnvError(error.field, error.message) from None
     secret_headers: dict[str, str] = {}
     for header, source in headers_from.items():
         try:
@@ -397,7 +398,7 @@ def _endpoint(raw: object, name: str, environ: Mapping[str, str]) -> Endpoint:
             # "...headersFrom.X-Key.env: environment variable CANARYWATCH_SECRET_0 is not set"
             variable = source.get("env") if isinstance(source, Mapping) else None
             raise EnvError(
-                str(variable) if isinstance(variable, str) else error.field, str(error).split(": ", 1)[-1]
+                str(variable) if isinstance(variable, str) else error.field, error.message
             ) from None
     return Endpoint(template, secret_headers)
 
@@ -410,7 +411,7 @@ def _profile(environ: Mapping[str, str], shaper: str) -> NetworkProfile:
     try:
         profile = NetworkProfile.from_spec(spec, where=name)
     except ProfileError as error:
-        raise EnvError(name, str(error).removeprefix(f"{name}: ")) from None
+        raise EnvError(error.field, error.message) from None  # the field path under the variable
     if shaper == "tc":
         # netem has imposed bandwidth, latency, jitter and loss on the pod's interface.
         return NetworkProfile(

@@ -44,6 +44,7 @@ from canarywatch.controller.kube import (
     NotFound,
     Resource,
 )
+from canarywatch.errors import FieldError
 from canarywatch.shutdown import (
     Action,
     ActionConfigError,
@@ -79,13 +80,8 @@ _WORKLOADS: Mapping[str, Resource] = {"Deployment": DEPLOYMENTS, "StatefulSet": 
 _DETAIL_LIMIT = 1024  # status.killSwitch.actions[].detail maxLength
 
 
-class ActionSpecError(ValueError):
+class ActionSpecError(FieldError):
     """A kill-switch action cannot be built; ``field`` is its path in the spec."""
-
-    def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {message}")
-        self.field = field_path
-        self.message = message
 
 
 class Result(StrEnum):
@@ -530,7 +526,7 @@ async def _webhook(
                 content_type=str(spec.get("contentType", "application/json")),
             )
         except ActionConfigError as error:
-            raise ActionSpecError(f"{at}.{error.field}", str(error).split(": ", 1)[-1]) from error
+            raise ActionSpecError(f"{at}.{error.field}", error.message) from error
 
     engage = await request(settings, where)
     resume = None
@@ -549,7 +545,7 @@ async def _webhook(
             max_attempts=int(settings.get("maxAttempts", 4)),
         )
     except ActionConfigError as error:
-        raise ActionSpecError(f"{where}.{error.field}", str(error).split(": ", 1)[-1]) from error
+        raise ActionSpecError(f"{where}.{error.field}", error.message) from error
     return WebhookKillAction(webhook, str(engage.describe()["target"]))
 
 

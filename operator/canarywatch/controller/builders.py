@@ -50,6 +50,7 @@ Environment of the agent containers (``canarywatch camera`` / ``canarywatch view
                                      what netem cannot (stalls)
     CANARYWATCH_TRANSPORTS           comma-separated: snapshot, mjpeg, events, authz
     CANARYWATCH_FRESHNESS_SECONDS    the stale bound
+    CANARYWATCH_POLICY               JSON: the integration's spec.policy (absent: built-in)
 
 Security: every agent runs as a non-root user with a read-only root filesystem, no
 privilege escalation, the RuntimeDefault seccomp profile and all capabilities dropped.
@@ -74,6 +75,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from canarywatch.errors import FieldError
+from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.network import PRESETS, NetworkProfile, ProfileError, netem_commands
@@ -156,14 +159,9 @@ _MAX_NAME = 63  # a DNS-1123 label: valid for every kind built here, Services in
 _MAX_LABEL_VALUE = 63
 
 
-class BuildError(ValueError):
+class BuildError(FieldError):
     """The probe (or its integration) cannot be turned into workloads; ``field`` is the
     path of the setting to fix (``spec.transports``), for a condition message."""
-
-    def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {message}")
-        self.field = field_path
-        self.message = message
 
 
 class AgentRole(enum.StrEnum):
@@ -659,6 +657,7 @@ def build_viewer_deployment(
         _env("CANARYWATCH_NETWORK_SHAPER", viewer_profile.shaper),
         _env("CANARYWATCH_TRANSPORTS", ",".join(spec.transports)),
         _env("CANARYWATCH_FRESHNESS_SECONDS", _decimal(spec.freshness_seconds)),
+        *_viewer_policy_env(integration),
         *secret_env,
     ]
     ports = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
@@ -1019,6 +1018,25 @@ def _viewer_adapter(
         adapter[endpoint] = _request_template(_mapping(viewer[endpoint], where), where, secrets, "GET")
     adapter["pollInterval"] = _number(viewer.get("pollInterval", 0.5), "spec.viewer.pollInterval")
     return adapter, secrets.env()
+
+
+def _viewer_policy_env(integration: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``CANARYWATCH_POLICY``: the verdict rules of the integration's ``spec.policy``, so
+    its viewers confirm (k of n frames) and report exactly the verdicts it treats as
+    incidents. Only ``verdicts``: the mode and the kill cap decide the response, which is
+    the operator's business, so changing them does not roll the viewers."""
+    policy = _integration_spec(integration).get("policy")
+    if policy is None:
+        return []
+    try:
+        Policy.from_mapping(policy, where="spec.policy")
+    except PolicyError as error:
+        raise BuildError(error.field, f"{error.message} (CameraIntegration)") from None
+    verdicts = policy.get("verdicts")
+    if not verdicts:
+        return []
+    rules = json.dumps({"verdicts": verdicts}, sort_keys=True, separators=(",", ":"))
+    return [_env("CANARYWATCH_POLICY", rules)]
 
 
 # -- status -----------------------------------------------------------------------------

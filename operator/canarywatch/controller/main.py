@@ -24,8 +24,9 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canarywatch.controller.handlers import Runtime, register
+from canarywatch.controller.handlers import register
 from canarywatch.controller.kube import Kube, LeaderElector
+from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings, SettingsError
 from canarywatch.metrics import Metrics, serve_metrics
 

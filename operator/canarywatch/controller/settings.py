@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from canarywatch import __version__
+from canarywatch.errors import FieldError
 from canarywatch.incidents.pagerduty import EVENTS_URL
 
 __all__ = ["ENV_PREFIX", "OperatorSettings", "SettingsError"]
@@ -73,13 +74,13 @@ _FALSE = ("0", "false", "no", "off")
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(FieldError):
     """A ``CANARYWATCH_*`` variable has a value the operator cannot use."""
 
-    def __init__(self, variable: str, message: str) -> None:
-        super().__init__(f"{variable}: {message}")
-        self.variable = variable
-        self.message = message
+    @property
+    def variable(self) -> str:
+        """The variable's name: ``field``, by the name this error's callers use."""
+        return self.field
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from canarywatch.errors import FieldError
 from canarywatch.verdicts import Verdict
 
 __all__ = [
@@ -58,17 +59,8 @@ __all__ = [
 MAX_CONFIRMATION_FRAMES = 100
 
 
-class PolicyError(ValueError):
+class PolicyError(FieldError):
     """A policy setting is invalid; ``field`` is its dotted path."""
-
-    def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {message}")
-        self.field = field_path
-        self.message = message
-
-    def within(self, prefix: str) -> PolicyError:
-        """The same problem with its path prefixed (``frames`` → ``….confirmation.frames``)."""
-        return PolicyError(f"{prefix}.{self.field}", self.message)
 
 
 def _is_int(value: object) -> bool:

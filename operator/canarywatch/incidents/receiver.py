@@ -34,6 +34,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from canarywatch.incidents.pagerduty import PagerDutyError, validate_event
+from canarywatch.serving import ServedApp, http_base_url
 
 __all__ = [
     "ENQUEUE_PATH",
@@ -122,8 +123,7 @@ class EventsReceiver:
         self.alerts: list[Alert] = []
         self._accepted = asyncio.Condition()
         self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        self._served: ServedApp | None = None
 
     def script(self, *responses: ScriptedResponse) -> None:
         """Queue answers for the next requests: HTTP statuses or ``"timeout"``."""
@@ -134,15 +134,14 @@ class EventsReceiver:
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        if self._served is None:
             raise ReceiverError("the receiver is not running; call start() first")
-        return self._port
+        return self._served.port
 
     @property
     def url(self) -> str:
         """The enqueue URL to hand to ``PagerDutyClient(url=…)``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{ENQUEUE_PATH}"
+        return f"{http_base_url(self.host, self.port)}{ENQUEUE_PATH}"
 
     def open_alert(self, dedup_key: str) -> Alert | None:
         return next((a for a in self.alerts if a.dedup_key == dedup_key and a.is_open), None)
@@ -154,31 +153,27 @@ class EventsReceiver:
         return list(self.events)
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._served is not None:
             raise ReceiverError("the receiver is already running")
         app = web.Application()
         app.router.add_post(ENQUEUE_PATH, self._enqueue)
         # shutdown_timeout: a hanging scripted request is released by _stopping, so
         # nothing legitimate needs long; the 60 s default would stall every test.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self._requested_port).start()
+            self._served = await ServedApp.start(
+                app, self.host, self._requested_port, shutdown_timeout=2.0, access_log=None
+            )
         except OSError as exc:
-            await runner.cleanup()
             raise ReceiverError(f"cannot listen on {self.host}:{self._requested_port}: {exc}") from exc
-        self._runner = runner
         self._stopping.clear()
-        self._port = int(runner.addresses[0][1])
         log.info("PagerDuty Events v2 receiver listening on %s", self.url)
 
     async def stop(self) -> None:
-        if self._runner is None:
+        if self._served is None:
             return
         self._stopping.set()
-        await self._runner.cleanup()
-        self._runner = None
-        self._port = None
+        await self._served.stop()
+        self._served = None
 
     async def __aenter__(self) -> EventsReceiver:
         await self.start()

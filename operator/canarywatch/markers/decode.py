@@ -21,7 +21,6 @@ not even two anchors match). A badly damaged canary must never look foreign.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,6 +31,7 @@ from canarywatch.markers import ecc
 from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
+from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 
 __all__ = ["Decoder", "Observation", "Status"]
@@ -49,26 +49,6 @@ _ANCHOR_ACCEPT = 0.45  # normalised correlation for an anchor to enter the geome
 _ANCHOR_STRONG = 0.6
 _ANCHOR_SURE = 0.75
 _BLANK_STD = 3.0
-
-
-class Status(enum.StrEnum):
-    VERIFIED = "verified"  # MAC verified under `tenant`'s key
-    FORGED = "forged"  # a clean marker whose MAC fails under every known key
-    DEGRADED = "degraded"  # recognisably a canary, payload unreadable
-    NOT_CANARY = "not_canary"  # positive evidence this is not a canary frame
-    UNDECODABLE = "undecodable"  # not an image, corrupt, blank, or over a limit
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    status: Status
-    reason: str = ""
-    tenant: str | None = None
-    payload: Payload | None = None
-    confidence: float = 0.0
-    path: str = ""
-    width: int = 0
-    height: int = 0
 
 
 @dataclass(slots=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from canarywatch.errors import FieldError
+
 __all__ = [
     "Fault",
     "PullSource",
@@ -32,12 +34,8 @@ NAME_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 NAME_PATTERN = re.compile(rf"^{NAME_REGEX}$")
 
 
-class RelayConfigError(ValueError):
+class RelayConfigError(FieldError):
     """A relay configuration value is missing or invalid; ``field`` names it."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 class Fault(enum.StrEnum):

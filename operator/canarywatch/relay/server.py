@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from types import TracebackType
-
-from aiohttp import web
 
 from canarywatch.relay.app import RELAY_KEY, build_app
 from canarywatch.relay.config import RelayConfig
 from canarywatch.relay.service import Relay
+from canarywatch.serving import ServedApp
 
 __all__ = ["RelayHandle", "run_relay"]
 
@@ -19,38 +17,14 @@ __all__ = ["RelayHandle", "run_relay"]
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
-class RelayHandle:
-    """A running relay: where it listens, its in-process state, and ``stop()``."""
-
-    def __init__(self, runner: web.AppRunner, *, host: str, port: int) -> None:
-        self._runner = runner
-        self.host = host
-        self.port = port
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+class RelayHandle(ServedApp):
+    """A running relay: where it listens (``base_url``), its in-process state, and
+    ``stop()``, which closes streams, stops pulling and releases the port."""
 
     @property
     def relay(self) -> Relay:
         """The relay itself, for in-process callers (the demo reads its counters)."""
-        return self._runner.app[RELAY_KEY]
-
-    async def stop(self) -> None:
-        """Close streams, stop pulling and release the port; safe to call twice."""
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> RelayHandle:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        return self.app[RELAY_KEY]
 
 
 async def run_relay(
@@ -61,13 +35,6 @@ async def run_relay(
     clock: Callable[[], float] = time.time,
 ) -> RelayHandle:
     """Start the relay; ``port=0`` picks a free port, read it from the handle."""
-    runner = web.AppRunner(build_app(config, clock=clock), shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound_port = int(runner.addresses[0][1])
-    return RelayHandle(runner, host=host, port=bound_port)
+    return await RelayHandle.start(
+        build_app(config, clock=clock), host, port, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS
+    )

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from canarywatch import __version__
+from canarywatch.errors import FieldError
 from canarywatch.incidents.pagerduty import backoff_delay
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
 
@@ -60,12 +61,8 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _DETAIL_LIMIT = 200
 
 
-class ActionConfigError(ValueError):
+class ActionConfigError(FieldError):
     """An action is misconfigured; ``field`` names the setting."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 class Step(enum.StrEnum):

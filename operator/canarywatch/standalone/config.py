@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
 from canarywatch.viewer.http import AdapterConfigError, RequestTemplate, TokenSource
@@ -35,12 +36,8 @@ __all__ = [
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(FieldError):
     """Invalid configuration; `field` is the path of the offending value."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 @dataclass(frozen=True)
@@ -136,7 +133,7 @@ def _integration(obj: object, where: str) -> IntegrationConfig:
     try:
         policy = Policy.from_mapping(raw.get("policy", {}), where=f"{where}.policy")
     except PolicyError as e:
-        raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(e.field, e.message) from e
     pagerduty = None
     if raw.get("pagerduty") is not None:
         pd = _mapping(raw["pagerduty"], f"{where}.pagerduty", {"routingKey", "routingKeyFrom", "url"})
@@ -227,7 +224,7 @@ def _webhook(obj: object, where: str, name: str) -> WebhookAction:
                 body=spec.get("body"),
             )
         except ActionConfigError as e:
-            raise ConfigError(f"{at}.{e.field}", str(e).split(": ", 1)[-1]) from e
+            raise ConfigError(f"{at}.{e.field}", e.message) from e
 
     resume = None
     if raw.get("resume") is not None:
@@ -245,9 +242,9 @@ def _webhook(obj: object, where: str, name: str) -> WebhookAction:
             timeout=_number(raw.get("timeout", 10), f"{where}.timeout", 0.1, 600),
         )
     except AdapterConfigError as e:
-        raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(e.field, e.message) from e
     except ActionConfigError as e:
-        raise ConfigError(f"{where}.{e.field}", str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(f"{where}.{e.field}", e.message) from e
 
 
 def _command(obj: object, where: str, name: str) -> CommandAction:
@@ -262,7 +259,7 @@ def _command(obj: object, where: str, name: str) -> CommandAction:
             timeout=_number(raw.get("timeout", 30), f"{where}.timeout", 0.1, 3600),
         )
     except ActionConfigError as e:
-        raise ConfigError(f"{where}.{e.field}", str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(f"{where}.{e.field}", e.message) from e
 
 
 def _probe(obj: object, where: str) -> ProbeConfig:
@@ -311,7 +308,7 @@ def _probe(obj: object, where: str) -> ProbeConfig:
         try:
             profiles.append(NetworkProfile.from_spec(spec, where=f"{where}.networkProfiles[{i}]"))
         except ProfileError as e:
-            raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from e
+            raise ConfigError(e.field, e.message) from e
     keyring = raw.get("keyring")
     if keyring is not None and not isinstance(keyring, str):
         raise ConfigError(f"{where}.keyring", "expected a path to a keyring JSON file")
@@ -377,11 +374,11 @@ def _template(obj: object, where: str) -> RequestTemplate:
     try:
         return RequestTemplate.from_mapping(obj, where=where)
     except AdapterConfigError as e:
-        raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(e.field, e.message) from e
 
 
 def _token(value: object, where: str) -> TokenSource:
     try:
         return TokenSource.from_value(value, where=where)
     except AdapterConfigError as e:
-        raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from e
+        raise ConfigError(e.field, e.message) from e

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
+from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
 from canarywatch.viewer.judging import StreamJudge, ViewerStream
@@ -205,89 +205,87 @@ class Pipeline:
         cfg = self.config
         integration = cfg.integration
         tokens = {t.id: t.token.resolve() for t in cfg.probe.tenants}
-        try:
-            metrics_server = await serve_metrics(self.metrics, port=cfg.metrics_port or 0)
-        except OSError as e:  # the configured port is taken: serve anyway, on a free one
-            self.on_event(f"metrics port {cfg.metrics_port} unavailable ({e.strerror}); using a free port")
-            metrics_server = await serve_metrics(self.metrics, port=0)
-        self.metrics_url = metrics_server.url
-        self.metrics.prime(
-            integration=integration.name, probe=cfg.probe.name, tenants=[t.id for t in cfg.probe.tenants]
-        )
-        pagerduty = None
-        if self.routing_key:
-            outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
-            pagerduty = PagerDutyClient(
-                url=self.pagerduty_url,
-                outbox=outbox,
-                on_result=self.metrics.pagerduty_hook(),
-                base_delay=0.2,
-                max_delay=5.0,
+        # Servers stop on the way out however far the start got (LIFO: camera, then metrics).
+        async with contextlib.AsyncExitStack() as servers:
+            try:
+                metrics_server = await serve_metrics(self.metrics, port=cfg.metrics_port or 0)
+            except OSError as e:  # the configured port is taken: serve anyway, on a free one
+                self.on_event(
+                    f"metrics port {cfg.metrics_port} unavailable ({e.strerror}); using a free port"
+                )
+                metrics_server = await serve_metrics(self.metrics, port=0)
+            servers.push_async_callback(metrics_server.stop)
+            self.metrics_url = metrics_server.url
+            self.metrics.prime(
+                integration=integration.name, probe=cfg.probe.name, tenants=[t.id for t in cfg.probe.tenants]
             )
-        kill_switch = None
-        if integration.kill_actions:
-            kill_switch = KillSwitch(
-                integration.kill_actions,
+            pagerduty = None
+            if self.routing_key:
+                outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
+                pagerduty = PagerDutyClient(
+                    url=self.pagerduty_url,
+                    outbox=outbox,
+                    on_result=self.metrics.pagerduty_hook(),
+                    base_delay=0.2,
+                    max_delay=5.0,
+                )
+            kill_switch = None
+            if integration.kill_actions:
+                kill_switch = KillSwitch(
+                    integration.kill_actions,
+                    integration=integration.name,
+                    state_path=self.out_dir / "killswitch.json" if self.out_dir else None,
+                    on_action=self.metrics.killswitch_hook(integration=integration.name),
+                )
+            monitor = self.monitor = Monitor(
                 integration=integration.name,
-                state_path=self.out_dir / "killswitch.json" if self.out_dir else None,
-                on_action=self.metrics.killswitch_hook(integration=integration.name),
-            )
-        monitor = self.monitor = Monitor(
-            integration=integration.name,
-            probe=cfg.probe.name,
-            policy=integration.policy,
-            metrics=self.metrics,
-            pagerduty=pagerduty,
-            routing_key=self.routing_key,
-            kill_switch=kill_switch,
-            out_dir=self.out_dir,
-            on_event=self.on_event,
-            clock=self.clock,
-        )
-        fleet = self.fleet = CameraFleet(self._cameras(), fps=cfg.probe.fps, clock=self.clock)
-        tasks: list[asyncio.Task[Any]] = []
-        camera_runner: web.AppRunner | None = None
-        if integration.camera.push is not None:
-            tasks.append(asyncio.create_task(fleet.run_push(self._push_targets(tokens))))
-        else:
-            camera_runner = web.AppRunner(fleet.app())
-            await camera_runner.setup()
-            site = web.TCPSite(
-                camera_runner, integration.camera.serve_host, integration.camera.serve_port or 0
-            )
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.camera_server_url = f"http://{integration.camera.serve_host}:{port}"
-            tasks.append(asyncio.create_task(fleet.run_render()))
-        decoder = Decoder(self.keyring)
-        self.streams = self._viewer_streams(tokens)
-        if pagerduty is not None:
-            tasks.append(asyncio.create_task(pagerduty.run()))
-        for s in self.streams:
-            judge = StreamJudge(
-                decoder,
-                s.stream,
-                max_age=None if s.stream.kind == "thumbnail" else cfg.probe.freshness_seconds,
+                probe=cfg.probe.name,
+                policy=integration.policy,
+                metrics=self.metrics,
+                pagerduty=pagerduty,
+                routing_key=self.routing_key,
+                kill_switch=kill_switch,
+                out_dir=self.out_dir,
+                on_event=self.on_event,
                 clock=self.clock,
             )
-            tasks.append(asyncio.create_task(self._view(s, judge, monitor)))
-        started = time.monotonic()
-        try:
-            await self._wait(started, duration, linger_after_shutdown, monitor)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await monitor.drain(timeout=15.0)
+            fleet = self.fleet = CameraFleet(self._cameras(), fps=cfg.probe.fps, clock=self.clock)
+            tasks: list[asyncio.Task[Any]] = []
+            if integration.camera.push is not None:
+                tasks.append(asyncio.create_task(fleet.run_push(self._push_targets(tokens))))
+            else:
+                camera_server = await ServedApp.start(
+                    fleet.app(), integration.camera.serve_host, integration.camera.serve_port or 0
+                )
+                servers.push_async_callback(camera_server.stop)
+                self.camera_server_url = camera_server.base_url
+                tasks.append(asyncio.create_task(fleet.run_render()))
+            decoder = Decoder(self.keyring)
+            self.streams = self._viewer_streams(tokens)
             if pagerduty is not None:
-                with contextlib.suppress(Exception):
-                    await pagerduty.flush()
-                await pagerduty.close()
+                tasks.append(asyncio.create_task(pagerduty.run()))
             for s in self.streams:
-                await s.session.close()
-            if camera_runner is not None:
-                await camera_runner.cleanup()
-            await metrics_server.stop()
+                judge = StreamJudge(
+                    decoder,
+                    s.stream,
+                    max_age=None if s.stream.kind == "thumbnail" else cfg.probe.freshness_seconds,
+                    clock=self.clock,
+                )
+                tasks.append(asyncio.create_task(self._view(s, judge, monitor)))
+            started = time.monotonic()
+            try:
+                await self._wait(started, duration, linger_after_shutdown, monitor)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await monitor.drain(timeout=15.0)
+                if pagerduty is not None:
+                    with contextlib.suppress(Exception):
+                        await pagerduty.flush()
+                    await pagerduty.close()
+                for s in self.streams:
+                    await s.session.close()
         summary = self._summary(monitor, time.monotonic() - started)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import quote, urlsplit
 
+from canarywatch.errors import FieldError
+
 __all__ = [
     "PLACEHOLDERS",
     "AdapterConfigError",
@@ -46,13 +48,9 @@ _REDACTED = "***"
 _TEMPLATE_KEYS = ("method", "url", "headers", "body")
 
 
-class AdapterConfigError(ValueError):
+class AdapterConfigError(FieldError):
     """An adapter setting is missing or invalid; ``field`` names it
     (``integration.viewer.snapshot.url``). Never carries a token value."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 @dataclass(frozen=True)

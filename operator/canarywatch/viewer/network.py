@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from canarywatch.errors import FieldError
+
 if TYPE_CHECKING:  # the profile half of this module is pure; only the shaper needs aiohttp
     import aiohttp
 
@@ -69,13 +71,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # -- profiles ---------------------------------------------------------------------
 
 
-class ProfileError(ValueError):
+class ProfileError(FieldError):
     """A network profile value is invalid; ``field`` names it (e.g. ``…[2].latency``)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
 
 
 @dataclass(frozen=True)

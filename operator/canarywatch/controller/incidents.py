@@ -1,0 +1,343 @@
+"""LeakIncident handling: the integration's policy decides (``respond_to_incident``),
+the page and the kill switch run concurrently and are finished after a restart, and
+``resolve_if_clean`` resolves the open incidents (and their pages) once the integration
+has run clean."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kopf
+
+from canarywatch.controller import paging
+from canarywatch.controller.indexes import incident_views, patch_incident
+from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
+from canarywatch.controller.runtime import (
+    ENGAGED_STATES,
+    RETRY_DELAY,
+    IncidentState,
+    PageResult,
+    Runtime,
+    SwitchState,
+    creation_time,
+    epoch,
+    integration_policy,
+    is_open,
+    timestamp,
+)
+from canarywatch.controller.suspension import engage, patch_integration
+from canarywatch.incidents.pagerduty import Outcome, build_event, make_dedup_key
+from canarywatch.incidents.policy import (
+    Confirmation,
+    Decision,
+    IncidentKey,
+    Mode,
+    OpenIncident,
+    PolicyEngine,
+)
+from canarywatch.verdicts import Verdict
+
+__all__ = ["resolve_if_clean", "respond_to_incident"]
+
+log = logging.getLogger(__name__)
+
+
+async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
+    """Apply the integration's policy to a new LeakIncident (or finish doing so)."""
+    incident = dict(body)
+    meta, spec = incident["metadata"], incident["spec"]
+    status = dict(incident.get("status") or {})
+    if status.get("state") == IncidentState.RESOLVED:
+        return
+    namespace, integration_name = meta["namespace"], spec["integrationRef"]["name"]
+    page: asyncio.Task[bool] | None = None
+    try:
+        async with memo.lock(namespace, integration_name):
+            integration = await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+            if integration is None:
+                raise kopf.TemporaryError(
+                    f"CameraIntegration {integration_name} not found; waiting for it", delay=RETRY_DELAY
+                )
+            counters: dict[str, Any] | None = None
+            if not status.get("decision"):
+                views = incident_views(
+                    memo, kwargs.get("incidents_by_integration"), namespace, integration_name
+                )
+                status, counters = await _decide(memo, incident, integration, views)
+            if (status.get("paged") or {}).get("result") in (PageResult.PENDING, PageResult.FAILED):
+                # Concurrently with the kill switch: neither may wait for the other.
+                page = asyncio.ensure_future(paging.trigger(memo, incident, integration, status))
+            shut_down = await _shut_down(memo, incident, integration, status, counters)
+    finally:
+        paged = await page if page is not None else True
+    if not (paged and shut_down):
+        what = " and ".join(w for w, ok in (("page", paged), ("kill switch", shut_down)) if not ok)
+        raise kopf.TemporaryError(f"{what} not complete; retrying", delay=RETRY_DELAY)
+
+
+async def _decide(
+    rt: Runtime, incident: dict[str, Any], integration: dict[str, Any], views: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decide the response and record it in the incident (caller holds the integration's
+    lock); the integration's new counters, for the caller's next write of its status."""
+    meta, spec = incident["metadata"], incident["spec"]
+    namespace, name = meta["namespace"], meta["name"]
+    integration_name = integration["metadata"]["name"]
+    istatus = integration.get("status") or {}
+    switch = istatus.get("killSwitch") or {}
+    verdict = Verdict(spec["observed"]["verdict"])
+    policy, policy_problem = integration_policy(integration, rt.settings)
+    # The viewer confirmed the leak (k of its last n frames) before creating this: here
+    # one LeakIncident is one confirmed leak.
+    policy = dataclasses.replace(
+        policy,
+        rules={v: dataclasses.replace(r, confirmation=Confirmation()) for v, r in policy.rules.items()},
+    )
+    others = [v for v in views if v["name"] != name]
+    # Incidents still open from before the last resume do not absorb a new leak: if the
+    # integration leaks again after being switched back on, it is switched off again.
+    resumed_at = epoch(switch.get("resumedAt")) if switch.get("state") == SwitchState.RESUMED else None
+    primaries: dict[Verdict, Mapping[str, Any]] = {}
+    for other in others:
+        if (
+            is_open(other["state"])
+            and other["dedupKey"] == make_dedup_key(integration=integration_name, incident=other["name"])
+            and (resumed_at is None or other["created"] > resumed_at)
+        ):
+            primaries[Verdict(other["verdict"])] = other
+    engine = PolicyEngine(
+        policy,
+        integration=integration_name,
+        open_incidents=[
+            OpenIncident(IncidentKey(integration_name, v), o["created"], o["occurrences"])
+            for v, o in primaries.items()
+        ],
+        recent_kills=[t for t in (epoch(s) for s in istatus.get("recentKills", [])) if t is not None],
+    )
+    decision = engine.decide(name, verdict, time.time())
+    primary = primaries.get(verdict)
+    status = _incident_status(decision, incident, integration, primary, policy_problem)
+    writes = [patch_incident(rt, incident, status)]
+    if decision.incident is not None and not decision.open_incident and primary is not None:
+        writes.append(patch_incident(rt, _view_body(primary), {"occurrences": primary["occurrences"] + 1}))
+    incident["status"] = (await asyncio.gather(*writes))[0]
+    still_open = sum(1 for o in others if is_open(o["state"]))
+    counters = {
+        "incidents": len(others) + 1,
+        "openIncidents": still_open + is_open(status["state"]),
+        "lastIncident": {"name": name, "verdict": verdict.value, "time": spec["times"]["frameReceived"]},
+    }
+    if decision.open_incident:
+        detection = _seconds_between(spec["times"].get("frameReceived"), spec["times"].get("recorded"))
+        rt.metrics.record_incident(integration=integration_name, verdict=verdict, detection_seconds=detection)
+        who = spec["observed"].get("tenant") or "non-canary content"
+        rt.event(
+            incident,
+            "LeakDetected",
+            f"{verdict} via {spec['viewer']['path']}: viewer {spec['viewer']['tenant']} shown {who}; "
+            f"{status['decision']}",
+            warning=True,
+        )
+        rt.event(
+            integration,
+            "LeakDetected",
+            f"LeakIncident {name} ({verdict}): {status['decision']}",
+            warning=True,
+        )
+    elif decision.warn:
+        rt.event(incident, "LeakWarning", status["decision"], warning=True)
+    log.warning("LeakIncident %s/%s (%s): %s", namespace, name, verdict, status["decision"])
+    return dict(incident["status"]), counters
+
+
+def _view_body(view: Mapping[str, Any]) -> dict[str, Any]:
+    """Enough of a LeakIncident, from its view, to patch it and post Events about it."""
+    return {
+        "apiVersion": LEAK_INCIDENTS.api_version,
+        "kind": LEAK_INCIDENTS.kind,
+        "metadata": {"name": view["name"], "namespace": view["namespace"], "uid": view["uid"]},
+        "spec": {"integrationRef": {"name": view["integration"]}},
+    }
+
+
+def _incident_status(
+    decision: Decision,
+    incident: Mapping[str, Any],
+    integration: Mapping[str, Any],
+    primary: Mapping[str, Any] | None,
+    policy_problem: str | None,
+) -> dict[str, Any]:
+    """The status recording ``decision``; ``primary`` is the view of the open incident
+    of the same verdict that this one attaches to, if any."""
+    now = timestamp(time.time())
+    own_key = _dedup_key(incident)
+    text = decision.reason if policy_problem is None else f"{policy_problem}; {decision.reason}"
+    status: dict[str, Any] = {"decision": text[:1024], "occurrences": 1}
+    if decision.incident is None:
+        # Counted, or a warning: nothing stays open, nothing to page or switch off.
+        why = "a warning only" if decision.warn else "counted only"
+        return status | {
+            "state": IncidentState.RESOLVED,
+            "resolvedAt": now,
+            "paged": {"result": PageResult.SKIPPED, "dedupKey": own_key, "detail": f"policy: {why}"},
+            "shutdown": {"done": False, "skipped": f"policy: {why}"},
+        }
+    if not decision.open_incident and primary is not None:
+        attached = f"attached to the open incident {primary['name']}"
+        return status | {
+            "state": IncidentState.OPEN,
+            "paged": {"result": PageResult.SKIPPED, "dedupKey": primary["dedupKey"], "detail": attached},
+            "shutdown": {"done": False, "skipped": attached},
+        }
+    paged: dict[str, Any] = {"dedupKey": own_key, "attempts": 0}
+    if decision.page and (integration.get("spec") or {}).get("pagerduty"):
+        paged["result"] = PageResult.PENDING
+    elif decision.page:
+        paged |= {"result": PageResult.SKIPPED, "detail": "no spec.pagerduty: recorded and evented only"}
+    else:
+        paged |= {"result": PageResult.SKIPPED, "detail": decision.reason[:1024]}
+    shutdown: dict[str, Any] = {"done": False}
+    if not decision.kill:
+        if decision.mode is Mode.DRY_RUN:
+            shutdown["skipped"] = "dry-run: recorded only"
+        elif decision.mode is Mode.ALERT_ONLY and decision.would_kill:
+            shutdown["skipped"] = "alert-only: the kill switch is left alone"
+        elif decision.kill_capped:
+            shutdown["skipped"] = decision.reason[:1024]
+        else:
+            shutdown["skipped"] = f"the {decision.verdict} rule does not switch off"
+    return status | {"state": IncidentState.OPEN, "paged": paged, "shutdown": shutdown}
+
+
+async def _shut_down(
+    rt: Runtime,
+    incident: dict[str, Any],
+    integration: dict[str, Any],
+    status: Mapping[str, Any],
+    counters: Mapping[str, Any] | None = None,
+) -> bool:
+    """Run the kill switch if the decision says so and it has not run; False: retry
+    later. ``counters`` (a new decision's) are written to the integration's status in
+    the same request that starts the kill switch."""
+    shutdown = status.get("shutdown") or {}
+    name = incident["metadata"]["name"]
+    switch = (integration.get("status") or {}).get("killSwitch") or {}
+    resumed = switch.get("incident") == name and switch.get("state") in (
+        SwitchState.RESUMING,
+        SwitchState.RESUMED,
+        SwitchState.RESUME_FAILED,
+    )
+    if shutdown.get("done") or shutdown.get("skipped") or resumed:
+        if counters:
+            await patch_integration(rt, integration, counters)
+        if resumed and not (shutdown.get("done") or shutdown.get("skipped")):
+            # Resumed by hand before this response finished: that human decision stands.
+            held = {"done": False, "skipped": "resumed before it completed"}
+            await patch_incident(rt, incident, {"shutdown": held})
+        return True
+    reason = f"{incident['spec']['observed']['verdict']}: {status.get('decision', '')}"
+    integration, state = await engage(
+        rt, integration, incident=name, reason=reason, automatic=True, extra=counters
+    )
+    now = time.time()
+    if state == "other":
+        other = ((integration.get("status") or {}).get("killSwitch") or {}).get("incident")
+        skipped = f"already switched off by {other}"
+        await patch_incident(
+            rt, incident, {"shutdown": {"done": True, "at": timestamp(now), "skipped": skipped}}
+        )
+        return True
+    if state != SwitchState.ENGAGED:
+        return False
+    seconds = max(0.0, now - _recorded(incident))
+    await patch_incident(
+        rt, incident, {"shutdown": {"done": True, "at": timestamp(now), "seconds": round(seconds, 3)}}
+    )
+    rt.metrics.record_shutdown(integration=integration["metadata"]["name"], seconds=seconds)
+    return True
+
+
+async def resolve_if_clean(
+    rt: Runtime, index: kopf.Index[Any, Any] | None, namespace: str, integration_name: str
+) -> None:
+    """Resolve the integration's open incidents (and their pages) once it has run clean
+    (no new LeakIncident, not suspended) for ``spec.resolveAfterCleanSeconds``."""
+    async with rt.lock(namespace, integration_name):
+        integration = await rt.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+        if integration is None:
+            return
+        status = integration.get("status") or {}
+        switch = status.get("killSwitch") or {}
+        if switch.get("state") in ENGAGED_STATES:
+            return
+        incidents = incident_views(rt, index, namespace, integration_name)
+        open_incidents = [i for i in incidents if is_open(i["state"])]
+        if not open_incidents:
+            if status.get("openIncidents"):
+                await patch_integration(rt, integration, {"openIncidents": 0})
+            return
+        clean_since = max([i["created"] for i in incidents] + [epoch(switch.get("resumedAt")) or 0.0])
+        clean_for = float((integration.get("spec") or {}).get("resolveAfterCleanSeconds", 300))
+        if time.time() - clean_since < clean_for or not all(i["decided"] for i in open_incidents):
+            return  # not clean long enough, or a new leak is still being answered
+        # Not with a page in flight or still to be retried: resolving under it would leave
+        # the PagerDuty incident that the retry opens open for good.
+        ready = [i for i in open_incidents if not page_outstanding(i)]
+    for incident in ready:
+        await _resolve(rt, incident, integration)
+    async with rt.lock(namespace, integration_name):
+        # Counted afresh: a leak decided while the resolve events were out is open too.
+        still_open = sum(
+            1 for i in incident_views(rt, index, namespace, integration_name) if is_open(i["state"])
+        )
+        fresh = await rt.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+        if fresh is not None:
+            await patch_integration(rt, fresh, {"openIncidents": still_open})
+
+
+def page_outstanding(view: Mapping[str, Any]) -> bool:
+    """The incident's page is being sent, or failed and will be sent again."""
+    paged = view["paged"]
+    return paged == PageResult.PENDING or (paged == PageResult.FAILED and bool(view["pageRetrying"]))
+
+
+async def _resolve(rt: Runtime, incident: Mapping[str, Any], integration: Mapping[str, Any]) -> bool:
+    """Resolve one incident (its view): its page first, if it was delivered."""
+    body = _view_body(incident)
+    changes: dict[str, Any] = {"state": IncidentState.RESOLVED, "resolvedAt": timestamp(time.time())}
+    if incident["paged"] == PageResult.ACCEPTED:
+        try:
+            routing_key = await paging.read_routing_key(rt, integration)
+        except KubeError as error:
+            log.warning("cannot resolve the page of %s: %s", incident["name"], error)
+            return False
+        event = build_event(action="resolve", routing_key=routing_key, dedup_key=str(incident["dedupKey"]))
+        result, _attempts = await paging.deliver(rt, event, paging.events_url(rt, integration), 0)
+        if not result.delivered and result.outcome is not Outcome.REJECTED:
+            return False  # the next check tries again
+        changes["paged"] = {"result": PageResult.RESOLVED}
+    await patch_incident(rt, body, changes)
+    rt.event(body, "Resolved", "the integration ran clean; incident resolved")
+    return True
+
+
+def _dedup_key(incident: Mapping[str, Any]) -> str:
+    return make_dedup_key(
+        integration=str(incident["spec"]["integrationRef"]["name"]),
+        incident=str(incident["metadata"]["name"]),
+    )
+
+
+def _recorded(incident: Mapping[str, Any]) -> float:
+    times = incident["spec"].get("times") or {}
+    return epoch(times.get("recorded")) or creation_time(incident) or time.time()
+
+
+def _seconds_between(start: object, end: object) -> float | None:
+    first, last = epoch(start), epoch(end)
+    return None if first is None or last is None else max(0.0, last - first)

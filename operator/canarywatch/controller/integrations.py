@@ -1,0 +1,126 @@
+"""CameraIntegration handlers: validation of its policy, kill switch and pager (phase
+Active or Degraded, the Degraded condition), ``spec.suspended`` as the switch (engage
+by hand, or resume), and the timer that resolves its incidents once it runs clean."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from canarywatch.controller.actions import ActionSpecError, build_actions
+from canarywatch.controller.incidents import resolve_if_clean
+from canarywatch.controller.kube import CAMERA_INTEGRATIONS, KubeError
+from canarywatch.controller.runtime import (
+    ENGAGED_STATES,
+    RETRY_DELAY,
+    Phase,
+    Runtime,
+    SwitchState,
+    status_condition,
+)
+from canarywatch.controller.suspension import engage, patch_integration, resume
+from canarywatch.incidents.policy import Policy, PolicyError
+
+__all__ = ["configure_integration", "resolve_incidents", "suspend_or_resume"]
+
+
+async def configure_integration(
+    body: kopf.Body, reason: str, diff: kopf.Diff, memo: Runtime, **_: Any
+) -> None:
+    """Check that the policy, kill switch and pager can run; set phase and conditions."""
+    changed = {tuple(d[1]) for d in diff or ()}
+    if reason == "update" and changed and changed <= {("spec", "suspended")}:
+        return  # suspend_or_resume's business; nothing to re-validate
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    problems = await _integration_problems(memo, body)
+    async with memo.lock(namespace, name):
+        fresh = await memo.kube.get(CAMERA_INTEGRATIONS, namespace, name)
+        if fresh is None:
+            return
+        status = fresh.get("status") or {}
+        previous = {c.get("type"): c for c in status.get("conditions", [])}
+        generation = fresh["metadata"].get("generation")
+        if problems:
+            degraded = status_condition(
+                "Degraded", "True", "ConfigurationProblem", "; ".join(problems), previous, generation
+            )
+        else:
+            degraded = status_condition(
+                "Degraded",
+                "False",
+                "AsExpected",
+                "policy, kill switch and pager are usable",
+                previous,
+                generation,
+            )
+        conditions = [c for t, c in previous.items() if t != "Degraded"] + [degraded]
+        await patch_integration(memo, fresh, {"observedGeneration": generation, "conditions": conditions})
+    if problems and (previous.get("Degraded") or {}).get("message") != degraded["message"]:
+        memo.event(body, "ConfigurationProblem", "; ".join(problems), warning=True)
+    memo.metrics.record_suspended(
+        integration=name, suspended=(status.get("killSwitch") or {}).get("state") in ENGAGED_STATES
+    )
+
+
+async def _integration_problems(rt: Runtime, integration: Mapping[str, Any]) -> list[str]:
+    spec = integration.get("spec") or {}
+    problems = []
+    try:
+        Policy.from_mapping(spec.get("policy"), "spec.policy")
+    except PolicyError as error:
+        problems.append(str(error))
+    try:
+        await build_actions(integration, rt.kube)
+    except ActionSpecError as error:
+        problems.append(str(error))
+    pagerduty = spec.get("pagerduty")
+    if pagerduty:
+        ref = pagerduty.get("routingKeySecretRef") or {}
+        try:
+            await rt.kube.secret_value(
+                integration["metadata"]["namespace"], str(ref.get("name")), str(ref.get("key"))
+            )
+        except KubeError as error:
+            problems.append(f"spec.pagerduty.routingKeySecretRef: {error.message}")
+    return problems
+
+
+async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
+    """``spec.suspended`` is the switch: true engages by hand (unless engaged already),
+    false resumes whatever is engaged, then resolves incidents once clean."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    async with memo.lock(namespace, name):
+        integration = await memo.kube.get(CAMERA_INTEGRATIONS, namespace, name)
+        if integration is None:
+            return
+        wanted = bool(integration.get("spec", {}).get("suspended"))
+        state = (integration.get("status") or {}).get("killSwitch", {}).get("state")
+        if wanted and state not in ENGAGED_STATES:
+            integration, state = await engage(
+                memo,
+                integration,
+                incident="manual",
+                reason="spec.suspended set to true by hand",
+                automatic=False,
+            )
+            if state != SwitchState.ENGAGED:
+                raise kopf.TemporaryError(
+                    "kill switch incomplete; retrying the failed actions", delay=RETRY_DELAY
+                )
+            return
+        if wanted or state not in ENGAGED_STATES:
+            return
+        integration, state = await resume(memo, integration)
+    if state != SwitchState.RESUMED:
+        raise kopf.TemporaryError("resume incomplete; retrying the failed steps", delay=RETRY_DELAY)
+    await resolve_if_clean(memo, kwargs.get("incidents_by_integration"), namespace, name)
+
+
+async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **kwargs: Any) -> None:
+    """Timer: an active integration with open incidents is checked for a clean run."""
+    if not status.get("openIncidents") or status.get("phase") == Phase.SUSPENDED:
+        return
+    index = kwargs.get("incidents_by_integration")
+    await resolve_if_clean(memo, index, body["metadata"]["namespace"], body["metadata"]["name"])

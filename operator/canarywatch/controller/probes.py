@@ -1,0 +1,317 @@
+"""CanaryProbe handlers: its keyring Secrets (generated once), RBAC and camera/viewer
+Deployments reconciled from the pure builders, stale ones removed; the periodic status
+summary (verdict counts scraped from ready viewers); and the re-roll of an
+integration's probes when its endpoints change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import kopf
+from prometheus_client.parser import text_string_to_metric_families
+
+from canarywatch.controller import builders
+from canarywatch.controller.indexes import lookup
+from canarywatch.controller.kube import (
+    CAMERA_INTEGRATIONS,
+    CANARY_PROBES,
+    DEPLOYMENTS,
+    PODS,
+    SECRETS,
+    SERVICES,
+)
+from canarywatch.controller.runtime import Runtime, epoch, is_degraded, status_condition
+from canarywatch.verdicts import Verdict
+
+__all__ = ["reconcile_probe", "reroll_probes", "summarize_probe"]
+
+log = logging.getLogger(__name__)
+
+_SCRAPE_TIMEOUT = 2.0
+
+
+async def reconcile_probe(
+    body: kopf.Body,
+    old: Mapping[str, Any] | None,
+    reason: str,
+    patch: kopf.Patch,
+    memo: Runtime,
+    **kwargs: Any,
+) -> None:
+    """Create or update the probe's Secrets, RBAC and Deployments; remove stale ones."""
+    namespace = body["metadata"]["namespace"]
+    integration_name = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
+    found = lookup(kwargs.get("integrations_by_name"), (namespace, integration_name))
+    integration = found[0] if found else await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+    existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
+    status, keyrings = await _reconcile_probe(
+        memo,
+        dict(body),
+        integration,
+        existing,
+        old_spec=(old or {}).get("spec") if reason == "update" else None,
+        known_keyrings=memo.keyring_tenants,
+        fresh=reason == "create",
+    )
+    memo.keyring_tenants = frozenset(keyrings)
+    if reason != "resume" or _changed(status, body.get("status") or {}):
+        patch.status.update(status)
+
+
+async def _reconcile_probe(
+    rt: Runtime,
+    probe: dict[str, Any],
+    integration: Mapping[str, Any] | None,
+    existing: Sequence[Mapping[str, Any]],
+    *,
+    old_spec: Mapping[str, Any] | None = None,
+    known_keyrings: Iterable[str] = (),
+    fresh: bool = False,
+) -> tuple[dict[str, Any], set[str]]:
+    """Bring the probe's objects in line with its spec; its new status and keyring tenants.
+
+    ``existing`` are the live Deployments it owns (from the index): one whose config hash
+    matches what the builders produce now is left alone. ``fresh`` (a creation) skips
+    nothing; otherwise RBAC and Services are re-applied only if some Deployment changed.
+    """
+    namespace, name = probe["metadata"]["namespace"], probe["metadata"]["name"]
+    problems: list[str] = []
+    keyrings: set[str] = set()
+    try:
+        spec = builders.parse_probe(probe)
+    except builders.BuildError as error:
+        return _broken_probe_status(probe, str(error)), keyrings
+    workloads: list[dict[str, Any]] = []
+    if integration is None:
+        problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
+    else:
+        try:
+            workloads = builders.build_probe_workloads(
+                probe,
+                integration,
+                image=rt.settings.agent_image,
+                image_pull_policy=rt.settings.agent_image_pull_policy,
+            )
+        except builders.BuildError as error:
+            problems.append(str(error))
+    live = {str(d["metadata"]["name"]): dict(d) for d in existing}
+    if not problems:
+        keyrings = await _ensure_keyrings(rt, probe, spec.tenant_ids, set(known_keyrings))
+        hashes = {
+            n: d["metadata"].get("annotations", {}).get(builders.CONFIG_HASH_ANNOTATION)
+            for n, d in live.items()
+        }
+        stale_deployments = [
+            obj
+            for obj in workloads
+            if obj["kind"] == "Deployment"
+            and hashes.get(obj["metadata"]["name"])
+            != obj["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+        ]
+        if fresh or stale_deployments:
+            # RBAC first, in order (the RoleBinding names the Role); then the rest at once.
+            rbac = [obj for obj in workloads if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+            for obj in rbac:
+                await rt.kube.apply(obj)
+            others = [obj for obj in workloads if obj["kind"] == "Service"] + stale_deployments
+            for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others)):
+                if applied.get("kind") == "Deployment":
+                    live[str(applied["metadata"]["name"])] = applied
+        expected = set(builders.expected_workload_names(spec))
+        for stale in sorted(set(live) - expected):
+            await rt.kube.delete(DEPLOYMENTS, namespace, stale, uid=live[stale]["metadata"].get("uid"))
+            live.pop(stale)
+        if old_spec is not None and integration is not None:
+            await _remove_tenants(rt, probe, old_spec, integration, set(spec.tenant_ids))
+    status = builders.build_probe_status(
+        probe,
+        deployments=live.values(),
+        keyring_tenants=keyrings,
+        now=datetime.now(UTC),
+        problems=problems,
+        previous=probe.get("status") or {},
+    )
+    if problems and not _has_problem_condition(probe.get("status") or {}, problems):
+        rt.event(probe, "ConfigurationProblem", "; ".join(problems), warning=True)
+    log.info("CanaryProbe %s/%s reconciled: %s workloads ready", namespace, name, status.get("ready"))
+    return status, keyrings
+
+
+async def _ensure_keyrings(
+    rt: Runtime, probe: Mapping[str, Any], tenants: Sequence[str], known: set[str]
+) -> set[str]:
+    """Each tenant's keyring Secret, created with a fresh key only if it does not exist.
+
+    The key is generated here and goes straight into the Secret: it is never logged,
+    kept, or regenerated (an existing Secret is immutable and wins).
+    """
+
+    async def ensure(tenant: str) -> str:
+        secret = builders.build_keyring_secret(probe, tenant, secrets.token_bytes(32))
+        await rt.kube.create_if_absent(secret)
+        return tenant
+
+    missing = [t for t in tenants if t not in known]
+    created = await asyncio.gather(*(ensure(t) for t in missing))
+    return {t for t in tenants if t in known} | set(created)
+
+
+async def _remove_tenants(
+    rt: Runtime,
+    probe: Mapping[str, Any],
+    old_spec: Mapping[str, Any],
+    integration: Mapping[str, Any],
+    current: set[str],
+) -> None:
+    """Keyring Secrets and camera Services of tenants the update removed."""
+    old_probe = {**probe, "spec": dict(old_spec)}
+    try:
+        removed = [t for t in builders.parse_probe(old_probe).tenant_ids if t not in current]
+    except builders.BuildError:
+        return
+    namespace = probe["metadata"]["namespace"]
+    for tenant in removed:
+        await rt.kube.delete(
+            SECRETS, namespace, builders.keyring_secret_name(probe["metadata"]["name"], tenant)
+        )
+        with contextlib.suppress(builders.BuildError):
+            service = builders.build_camera_service(old_probe, integration, tenant)
+            if service is not None:
+                await rt.kube.delete(SERVICES, namespace, service["metadata"]["name"])
+
+
+def _broken_probe_status(probe: Mapping[str, Any], problem: str) -> dict[str, Any]:
+    """The status of a probe the builders cannot even read (the CRD should prevent it)."""
+    previous = {c.get("type"): c for c in (probe.get("status") or {}).get("conditions", [])}
+    generation = probe.get("metadata", {}).get("generation")
+    return {
+        "conditions": [
+            status_condition(
+                "Ready", "False", "ConfigurationProblem", "see the Degraded condition", previous, generation
+            ),
+            status_condition("Degraded", "True", "ConfigurationProblem", problem, previous, generation),
+        ]
+    }
+
+
+def _has_problem_condition(status: Mapping[str, Any], problems: Sequence[str]) -> bool:
+    return any(
+        c.get("type") == "Degraded" and c.get("status") == "True" and c.get("message") == "; ".join(problems)
+        for c in status.get("conditions", [])
+    )
+
+
+async def summarize_probe(
+    body: kopf.Body,
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    memo: Runtime,
+    **kwargs: Any,
+) -> None:
+    """The periodic status summary: at most one write per probe per interval, none when
+    nothing but the summary time would change (and that one is not yet stale)."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    deployments = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
+    try:
+        spec = builders.parse_probe(body)
+    except builders.BuildError:
+        return
+    problems = []
+    if not lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration)):
+        problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
+    counts, last_frame = await _agent_counts(memo, namespace, name, deployments)
+    cameras = {d["metadata"]["labels"].get(builders.LABEL_TENANT) for d in deployments}
+    keyrings = memo.keyring_tenants or {t for t in spec.tenant_ids if t in cameras}
+    summary = builders.build_probe_status(
+        body,
+        deployments=deployments,
+        keyring_tenants=keyrings,
+        now=datetime.now(UTC),
+        verdict_counts=counts,
+        last_frame_time=last_frame,
+        problems=problems,
+        previous=status,
+    )
+    last = epoch(status.get("lastSummaryTime"))
+    fresh = last is not None and time.time() - last < 10 * memo.settings.status_interval_seconds
+    if _changed(summary, status) or not fresh:
+        patch.status.update(summary)
+
+
+def _changed(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """Whether writing ``status`` would change more than its summary time."""
+    return any(previous.get(k) != v for k, v in status.items() if k != "lastSummaryTime")
+
+
+async def _agent_counts(
+    rt: Runtime, namespace: str, probe: str, deployments: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, int] | None, datetime | None]:
+    """Verdict counts and the last frame time, summed over the ready viewer pods'
+    ``/metrics``; (None, None) when no viewer is ready (the previous counts stay)."""
+    ready = [
+        d
+        for d in deployments
+        if d["metadata"]["labels"].get(builders.LABEL_ROLE) == builders.AgentRole.VIEWER
+        and d["status"].get("readyReplicas", 0) > 0
+    ]
+    if not ready:
+        return None, None
+    addresses: list[str] = []
+    for deployment in ready:
+        selector = ",".join(
+            f"{k}={v}" for k, v in (deployment["spec"]["selector"].get("matchLabels") or {}).items()
+        )
+        for pod in await rt.kube.list_objects(PODS, namespace, label_selector=selector):
+            pod_status = pod.get("status") or {}
+            if pod_status.get("phase") == "Running" and pod_status.get("podIP"):
+                addresses.append(str(pod_status["podIP"]))
+    counts: dict[str, int] = {}
+    last_frame: float | None = None
+    timeout = aiohttp.ClientTimeout(total=_SCRAPE_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def scrape(address: str) -> str:
+            host = f"[{address}]" if ":" in address else address
+            async with session.get(f"http://{host}:{builders.METRICS_PORT}/metrics") as response:
+                return await response.text() if response.status == 200 else ""
+
+        pages = await asyncio.gather(*(scrape(a) for a in addresses), return_exceptions=True)
+    for page in pages:
+        if not isinstance(page, str):
+            continue  # a pod that went away mid-scrape: its frames show up next time
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.labels.get("probe") != probe:
+                    continue
+                if sample.name == "canarywatch_frames_total":
+                    verdict = sample.labels.get("verdict", "")
+                    counts[verdict] = counts.get(verdict, 0) + int(sample.value)
+                elif sample.name == "canarywatch_viewer_last_frame_timestamp_seconds":
+                    last_frame = max(last_frame or 0.0, float(sample.value))
+    known = {v.value for v in Verdict}
+    counts = {k: v for k, v in counts.items() if k in known}
+    return counts, (datetime.fromtimestamp(last_frame, UTC) if last_frame else None)
+
+
+async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: Any) -> None:
+    """The integration's endpoints changed: rebuild its probes' workloads. Or it was just
+    created: reconcile the probes that were waiting for it (Degraded); the ones never
+    reconciled yet are their own handlers' business."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    integration = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {})}
+    for probe in await memo.kube.list_objects(CANARY_PROBES, namespace):
+        if (probe.get("spec", {}).get("integrationRef") or {}).get("name") != name:
+            continue
+        if reason == "create" and not is_degraded(probe.get("status") or {}):
+            continue
+        existing = lookup(kwargs.get("deployments_by_probe"), (namespace, probe["metadata"]["uid"]))
+        status, _keyrings = await _reconcile_probe(memo, probe, integration, existing)
+        await memo.kube.patch_status(CANARY_PROBES, namespace, probe["metadata"]["name"], status)

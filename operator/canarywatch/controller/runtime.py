@@ -1,0 +1,185 @@
+"""What every handler module shares: the ``Runtime`` memo, the status enums, and small
+helpers for timestamps, conditions and an integration's effective policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from canarywatch.controller.kube import Kube, LeaderElector
+from canarywatch.controller.settings import OperatorSettings
+from canarywatch.incidents.policy import Mode, Policy, PolicyError
+from canarywatch.metrics import Metrics
+
+__all__ = [
+    "ENGAGED_STATES",
+    "RETRY_DELAY",
+    "IncidentState",
+    "PageResult",
+    "Phase",
+    "Runtime",
+    "SwitchState",
+    "creation_time",
+    "epoch",
+    "integration_policy",
+    "is_degraded",
+    "status_condition",
+    "timestamp",
+]
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = 30.0  # a kopf retry of a response that could not finish (page, kill switch)
+
+
+class Phase(StrEnum):
+    """``CameraIntegration.status.phase``."""
+
+    ACTIVE = "Active"
+    SUSPENDED = "Suspended"
+    DEGRADED = "Degraded"
+
+
+class SwitchState(StrEnum):
+    """``CameraIntegration.status.killSwitch.state``."""
+
+    ENGAGING = "Engaging"
+    ENGAGED = "Engaged"
+    ENGAGE_FAILED = "EngageFailed"
+    RESUMING = "Resuming"
+    RESUMED = "Resumed"
+    RESUME_FAILED = "ResumeFailed"
+
+
+#: The integration may be (partly) switched off in these states: its phase is Suspended.
+ENGAGED_STATES = frozenset(SwitchState) - {SwitchState.RESUMED}
+
+
+class IncidentState(StrEnum):
+    OPEN = "Open"
+    ACKNOWLEDGED = "Acknowledged"
+    RESOLVED = "Resolved"
+
+
+def is_open(state: object) -> bool:
+    """An incident counts as open until resolved; acknowledging it (a human, in the
+    status) does not end it."""
+    return state != IncidentState.RESOLVED
+
+
+class PageResult(StrEnum):
+    """``LeakIncident.status.paged.result``: Pending is "paging" (written before each
+    attempt), Accepted is "delivered" (PagerDuty answered 2xx)."""
+
+    PENDING = "Pending"
+    ACCEPTED = "Accepted"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    RESOLVED = "Resolved"
+
+
+@dataclass
+class Runtime:
+    """What handlers share, passed to kopf as ``memo``.
+
+    kopf gives every object a shallow copy: the client, metrics and locks are shared,
+    while ``keyring_tenants`` (assigned, never mutated) belongs to one CanaryProbe.
+    """
+
+    settings: OperatorSettings
+    kube: Kube
+    metrics: Metrics
+    elector: LeaderElector | None = None
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: LeakIncident views as this process last wrote them (see ``indexes.incident_views``).
+    written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    #: Tenants of this probe whose keyring Secret is known to exist.
+    keyring_tenants: frozenset[str] = frozenset()
+
+    def lock(self, namespace: str, integration: str) -> asyncio.Lock:
+        return self.locks.setdefault((namespace, integration), asyncio.Lock())
+
+    def background(self, coro: Awaitable[Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception as error:
+                log.warning("%s failed: %s", what, error)
+
+        task = asyncio.ensure_future(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def event(self, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        """A Kubernetes Event about ``body``, posted in the background (never delays a kill)."""
+        self.background(
+            self.kube.post_event(body, reason=reason, message=message, warning=warning),
+            f"posting a {reason} Event",
+        )
+
+
+def integration_policy(
+    integration: Mapping[str, Any], settings: OperatorSettings
+) -> tuple[Policy, str | None]:
+    """The integration's policy with the operator's kill-cap defaults, or (when the spec
+    is invalid) alert-only defaults: page, never switch off on a policy nobody can read."""
+    raw = dict((integration.get("spec") or {}).get("policy") or {})
+    cap = {"maxKills": settings.kill_cap_max_kills, "windowSeconds": settings.kill_cap_window_seconds}
+    raw["killCap"] = {**cap, **(raw.get("killCap") or {})}
+    try:
+        return Policy.from_mapping(raw, "spec.policy"), None
+    except PolicyError as error:
+        return Policy(mode=Mode.ALERT_ONLY), f"invalid policy ({error}): paging only"
+
+
+def status_condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    previous: Mapping[Any, Mapping[str, Any]],
+    generation: object,
+) -> dict[str, Any]:
+    """A status condition that keeps its lastTransitionTime while its status holds."""
+    before = previous.get(kind) or {}
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": before.get("lastTransitionTime")
+        if before.get("status") == status and before.get("lastTransitionTime")
+        else timestamp(time.time()),
+    }
+    if isinstance(generation, int):
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def is_degraded(status: Mapping[str, Any]) -> bool:
+    conditions = status.get("conditions", [])
+    return any(c.get("type") == "Degraded" and c.get("status") == "True" for c in conditions)
+
+
+def creation_time(obj: Mapping[str, Any]) -> float:
+    return epoch((obj.get("metadata") or {}).get("creationTimestamp")) or 0.0
+
+
+def timestamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
