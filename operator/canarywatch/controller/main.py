@@ -29,6 +29,7 @@ from canarywatch.controller.kube import Kube, LeaderElector
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings, SettingsError
 from canarywatch.metrics import Metrics, serve_metrics
+from canarywatch.serving import ServedApp
 
 __all__ = ["LIVENESS_PATH", "kopf_settings", "run_operator"]
 
@@ -226,13 +227,10 @@ async def _standby_liveness(settings: OperatorSettings) -> AsyncIterator[None]:
 
     app = web.Application()
     app.router.add_get(LIVENESS_PATH, healthy)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, settings.listen_host, settings.liveness_port).start()
-    try:
+    async with await ServedApp.start(
+        app, settings.listen_host, settings.liveness_port, shutdown_timeout=1.0, access_log=None
+    ):
         yield
-    finally:
-        await runner.cleanup()
 
 
 def _quiet_routine(record: logging.LogRecord) -> bool:

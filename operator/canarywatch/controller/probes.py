@@ -1,7 +1,7 @@
 """CanaryProbe handlers: its keyring Secrets (generated once), RBAC and camera/viewer
 Deployments reconciled from the pure builders, stale ones removed; the periodic status
 summary (verdict counts scraped from ready viewers); and the re-roll of an
-integration's probes when its endpoints change."""
+integration's probes when its endpoints or verdict rules change."""
 
 from __future__ import annotations
 
@@ -302,7 +302,7 @@ async def _agent_counts(
 
 
 async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: Any) -> None:
-    """The integration's endpoints changed: rebuild its probes' workloads. Or it was just
+    """The integration's endpoints or verdict rules changed: rebuild its probes' workloads. Or it was just
     created: reconcile the probes that were waiting for it (Degraded); the ones never
     reconciled yet are their own handlers' business."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
