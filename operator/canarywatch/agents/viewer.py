@@ -54,7 +54,6 @@ from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
-from canarywatch.standalone.pipeline import small_receive_buffer
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
 from canarywatch.viewer.loop import judge_frames
@@ -65,6 +64,7 @@ from canarywatch.viewer.transports import (
     MjpegReader,
     ReceivedFrame,
     SnapshotPoller,
+    viewer_session,
 )
 
 __all__ = [
@@ -301,10 +301,7 @@ class ViewerAgent:
         def add(
             camera: int | None, kind: str, transport: Callable[..., _FrameSource], *args: Any, **kw: Any
         ) -> None:
-            # As in the standalone pipeline: one session per stream, and a hub-sized
-            # receive buffer for streams so a slow link shows late frames as late.
-            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
-            session = aiohttp.ClientSession(connector=connector)
+            session = viewer_session(kind)
             frames = transport(session, *args, shaper=Shaper(s.profile), **kw).frames()
             stream = ViewerStream(s.integration, s.probe, s.tenant, camera, kind, s.profile_name)
             max_age = None if kind == "thumbnail" else s.freshness_seconds

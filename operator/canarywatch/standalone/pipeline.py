@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from canarywatch.viewer.transports import (
     MjpegReader,
     ReceivedFrame,
     SnapshotPoller,
+    viewer_session,
 )
 
 __all__ = ["Pipeline", "RunResult"]
@@ -60,7 +60,6 @@ class _Stream:
     errors: Callable[[], int] = field(default=lambda: 0)
 
 
-_STREAM_RECEIVE_BUFFER = 64 * 1024
 _MEASURE_WAIT_S = 10.0
 
 
@@ -73,13 +72,6 @@ async def _after_first_measurement(
         await asyncio.sleep(0.1)
     async for frame in frames:
         yield frame
-
-
-def small_receive_buffer(addr_info: Any) -> socket.socket:
-    family, type_, proto, _, _ = addr_info
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STREAM_RECEIVE_BUFFER)
-    return sock
 
 
 class Pipeline:
@@ -145,10 +137,7 @@ class Pipeline:
         shapers: dict[tuple[str, str], Shaper] = {}
 
         def add(tenant: str, camera: int | None, kind: str, profile: NetworkProfile, build: Any) -> None:
-            # one session per stream: a hub holds its own connections; streams get a
-            # hub-sized receive buffer so a slow link shows late frames as late
-            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer) if kind == "mjpeg" else None
-            session = aiohttp.ClientSession(connector=connector)
+            session = viewer_session(kind)
             shaper = shapers.setdefault((tenant, profile.name), Shaper(profile))
             transport = build(session, shaper)
             stream = ViewerStream(cfg.integration.name, probe.name, tenant, camera, kind, profile.name)
