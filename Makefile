@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus prometheus-crds test-chart test-cluster clean
+.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus prometheus-crds test-chart test-cluster test-kmock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test-chart: setup tools prometheus prometheus-crds
 ## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager
 test-cluster: setup tools
 	$(BIN)/pytest -q tests/cluster
+
+## test-kmock: the operator against kmock's API emulator with injected faults (429/500/403, dropped watches)
+test-kmock: setup
+	$(BIN)/pytest -q tests/kmock
 
 unit: setup
 	$(BIN)/pytest -q tests/unit

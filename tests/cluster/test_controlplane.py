@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import controlplane
 import pytest
 from availability import unavailable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from polling import eventually
 
 pytestmark = pytest.mark.cluster
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy (an informer-fed cache, a
-    controller), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or probe}")
-        time.sleep(0.25)
 
 
 def test_server_is_the_pinned_release(control_plane: controlplane.ControlPlane) -> None:

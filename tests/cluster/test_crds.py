@@ -9,17 +9,18 @@ import base64
 import itertools
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import controlplane
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from manifests import CRD_FILES, EXAMPLES, REPO, documents, example
+from polling import eventually
 
 from canarywatch.controller import builders
 from canarywatch.incidents.policy import Policy, PolicyError
@@ -27,14 +28,6 @@ from canarywatch.verdicts import Verdict
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
-# Kubernetes manifests only: examples/ also holds standalone configs (`canarywatch run`).
-EXAMPLES = sorted(
-    path
-    for path in (REPO / "examples").glob("*.yaml")
-    if all("apiVersion" in doc and "kind" in doc for doc in yaml.safe_load_all(path.read_text()) if doc)
-)
 INVALID_EXAMPLES = sorted((REPO / "examples" / "invalid").glob("*.yaml"))
 GROUP_VERSION = "canarywatch.io/v1alpha1"
 MANAGER = "canarywatch-tests"
@@ -53,8 +46,6 @@ RESOURCES = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
 }
-
-T = TypeVar("T")
 
 
 # -- talking to the API server -------------------------------------------------------------
@@ -129,29 +120,6 @@ def rejection(call: Callable[[], Any]) -> tuple[int, str]:
     except (TypeError, ValueError, KeyError):
         message = str(error.body)
     return error.status, message
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or probe}")
-        time.sleep(0.25)
-
-
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def example(kind: str) -> dict[str, Any]:
-    for path in EXAMPLES:
-        for doc in documents(path):
-            if doc["kind"] == kind:
-                return doc
-    raise LookupError(kind)
 
 
 # -- fixtures -----------------------------------------------------------------------------

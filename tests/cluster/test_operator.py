@@ -14,15 +14,9 @@ import asyncio
 import base64
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +24,12 @@ import controlplane
 import pytest
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
-from test_crds import CRD_FILES, GROUP_VERSION, documents, eventually, example, request
+from manifests import CRD_FILES, deployment, documents, example, integration, leak, secrets_of
+from operator_process import AGENT_IMAGE, Operator
+from outcomes import settled as settled_status
+from outcomes import triggers
+from polling import eventually
+from test_crds import GROUP_VERSION, request
 
 from canarywatch.controller import builders, permissions
 from canarywatch.controller.kube import (
@@ -51,9 +50,7 @@ from canarywatch.shutdown import SIGNATURE_HEADER, verify_signature
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
 
-REPO = Path(__file__).resolve().parents[2]
 OPERATOR_ACCOUNT = "canarywatch-operator"
-AGENT_IMAGE = "registry.example/canarywatch:test"
 TARGET = "canarywatch-relay-ingest"  # the examples' scale target
 SIGNING_SECRET = "replace-me-with-a-long-random-string"  # examples/cameraintegration.yaml
 
@@ -270,10 +267,6 @@ def webhook(loop: Loop) -> Iterator[WebhookSink]:
     sink.stop()
 
 
-def triggers(receiver: EventsReceiver) -> list[dict[str, Any]]:
-    return [e for e in receiver.events if e["event_action"] == "trigger"]
-
-
 # -- the operator as a subprocess -----------------------------------------------------------
 
 
@@ -339,104 +332,6 @@ def operator_kubeconfig(plane: controlplane.ControlPlane, namespace: str, direct
     )
 
 
-class Operator:
-    """``canarywatch operator`` in a subprocess (own process group), its log in a file."""
-
-    def __init__(
-        self, kubeconfig: Path, namespace: str, log_dir: Path, name: str, env: dict[str, str]
-    ) -> None:
-        self.name = name
-        self.namespace = namespace
-        self.metrics_port = controlplane.free_port()
-        self.liveness_port = controlplane.free_port()
-        self.log_path = log_dir / f"{name}.log"
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "CANARYWATCH_NAMESPACES": namespace,
-            "CANARYWATCH_OPERATOR_NAMESPACE": namespace,
-            "CANARYWATCH_POD_NAME": name,
-            "CANARYWATCH_LISTEN_HOST": "127.0.0.1",
-            "CANARYWATCH_METRICS_PORT": str(self.metrics_port),
-            "CANARYWATCH_LIVENESS_PORT": str(self.liveness_port),
-            "CANARYWATCH_AGENT_IMAGE": AGENT_IMAGE,
-            "CANARYWATCH_STATUS_INTERVAL_SECONDS": "2",
-            "CANARYWATCH_RESOLVE_CHECK_SECONDS": "0.5",
-            "CANARYWATCH_PAGERDUTY_RETRY_SECONDS": "0.2",
-            "CANARYWATCH_PAGERDUTY_TIMEOUT_SECONDS": "30",
-            "CANARYWATCH_LEASE_DURATION_SECONDS": "3",
-            "CANARYWATCH_LEASE_RENEW_DEADLINE_SECONDS": "2",
-            "CANARYWATCH_LEASE_RETRY_SECONDS": "0.5",
-            **env,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Operator:
-        code = "from canarywatch.controller.main import run_operator; raise SystemExit(run_operator())"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2
-            ) as answer:
-                return dict(json.loads(answer.read()))
-        except OSError:
-            return None
-
-    def wait_leading(self, timeout: float = 30) -> None:
-        def leading() -> bool:
-            self.assert_running()
-            health = self.health()
-            return health is not None and "standby" not in health
-
-        eventually(leading, timeout=timeout, what=f"operator {self.name} to lead")
-
-    def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
-                    return float(sample.value)
-        return None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def assert_running(self) -> None:
-        assert self.process is not None and self.process.poll() is None, (
-            f"{self.name} exited:\n{self.log()[-3000:]}"
-        )
-
-    def kill(self) -> None:
-        """SIGKILL, as a node failure or OOM kill would."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return int(self.process.returncode)
-
-
 @pytest.fixture
 def start_operator(
     control_plane: controlplane.ControlPlane,
@@ -470,70 +365,9 @@ def start_operator(
 # -- resources from examples/ ---------------------------------------------------------------
 
 
-def secrets_of(kind: str) -> list[dict[str, Any]]:
-    """The Secrets an example file ships next to its ``kind``."""
-    path = next(
-        p for p in (REPO / "examples").glob("*.yaml") if any(d.get("kind") == kind for d in documents(p))
-    )
-    return [d for d in documents(path) if d["kind"] == "Secret"]
-
-
-def integration(name: str, webhook: WebhookSink | None = None, **spec: Any) -> dict[str, Any]:
-    """examples/cameraintegration.yaml renamed, webhooks pointed at ``webhook`` (or
-    dropped), ``spec`` keys replaced."""
-    body = copy.deepcopy(example("CameraIntegration"))
-    body["metadata"] = {"name": name}
-    actions = []
-    for action in body["spec"]["killSwitch"]["actions"]:
-        if action["type"] == "webhook":
-            if webhook is None:
-                continue
-            action["webhook"]["url"] = webhook.url("/v3/admin/kill")
-            action["webhook"]["resume"]["url"] = webhook.url("/v3/admin/resume")
-            action["webhook"]["timeout"] = 30
-        if action["type"] == "scale":
-            action["scale"]["name"] = f"{name}-ingest"
-        actions.append(action)
-    body["spec"]["killSwitch"]["actions"] = actions
-    body["spec"]["resolveAfterCleanSeconds"] = 1
-    body["spec"].update(spec)
-    return body
-
-
 def target(api: Api, name: str, replicas: int = 3) -> None:
     """The workload a scale action switches off: ``<integration>-ingest``."""
-    labels = {"app": name}
-    api.apply(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "relay", "image": "relay:1"}]},
-                },
-            },
-        }
-    )
-
-
-def leak(name: str, integration_name: str, *, verdict: str = "cross_tenant") -> dict[str, Any]:
-    """examples/leakincident.yaml for ``integration_name``, received just now."""
-    body = copy.deepcopy(example("LeakIncident"))
-    body["metadata"] = {"name": name}
-    body["spec"]["integrationRef"]["name"] = integration_name
-    now = datetime.now(UTC)
-    body["spec"]["times"] = {
-        "frameReceived": now.isoformat().replace("+00:00", "Z"),
-        "recorded": now.isoformat().replace("+00:00", "Z"),
-    }
-    if verdict != "cross_tenant":
-        body["spec"]["observed"] = {"verdict": verdict}
-        body["spec"]["evidence"]["kept"] = "hash-and-pixelated-thumbnail"
-    return body
+    api.apply(deployment(name, replicas))
 
 
 @pytest.fixture
@@ -558,12 +392,7 @@ def incident_status(api: Api, name: str) -> dict[str, Any]:
 
 def settled(api: Api, name: str) -> dict[str, Any] | None:
     """The incident's status once paged (or not) and shut down (or not), else None."""
-    status = incident_status(api, name)
-    paged = (status.get("paged") or {}).get("result")
-    shutdown = status.get("shutdown") or {}
-    if paged in ("Accepted", "Skipped", "Resolved") and (shutdown.get("done") or shutdown.get("skipped")):
-        return status
-    return None
+    return settled_status(incident_status(api, name))
 
 
 # -- CanaryProbe ------------------------------------------------------------------------------

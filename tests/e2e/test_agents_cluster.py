@@ -37,6 +37,7 @@ import pytest
 import yaml
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
+from polling import eventually
 from prometheus_client.parser import text_string_to_metric_families
 
 from canarywatch.agents.camera import CameraAgent
@@ -59,17 +60,6 @@ PROBE = "relay-canaries"
 IMAGE = "registry.example/canarywatch:0.1.0"
 CLI = [sys.executable, "-m", "canarywatch.cli"]
 T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], timeout: float, what: str, *, every: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def free_port() -> int:

@@ -11,7 +11,11 @@ shape ``controller.builders`` produces, without the client's model classes.
 
 Errors are ``KubeError`` (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``) with
 the API server's reason and message; request bodies are never part of a message,
-because some of them carry keys and tokens.
+because some of them carry keys and tokens. An answer that says "try again" (429 or a
+5xx: throttling, an etcd timeout, an API server restarting) is retried a few times
+within seconds, after ``Retry-After`` when the server gives one, as kopf's own client
+does for kopf's calls: otherwise one such answer would hold a kill switch back until
+kopf retries the handler, half a minute later.
 
 ``LeaderElector`` keeps one replica of the operator in charge with a
 ``coordination.k8s.io`` Lease, the way client-go's leader election does: the leader
@@ -37,6 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
+
+import urllib3
 
 __all__ = [
     "CAMERA_INTEGRATIONS",
@@ -69,6 +75,9 @@ FIELD_MANAGER = "canarywatch-operator"
 # to act on, and a misbehaving proxy cannot flood any of them.
 _MESSAGE_LIMIT = 400
 _REQUEST_TIMEOUT = 30.0
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRY_DELAYS = (0.5, 1.0, 2.0)  # then the error is the caller's
+_MAX_RETRY_AFTER = 10.0
 
 
 class KubeError(Exception):
@@ -241,12 +250,29 @@ class Kube:
         url = path + (f"?{urlencode(query)}" if query else "")
         loop = asyncio.get_running_loop()
         call = functools.partial(self._call_blocking, method, url, body, content_type)
-        status, data = await loop.run_in_executor(self._executor, call)
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                status, data, retry_after = await loop.run_in_executor(self._executor, call)
+            except KubeError as error:
+                # Not even connected (an API server restarting): nothing was sent, so
+                # trying again is safe. A timeout is not retried: the call may have landed.
+                if delay is None or not _never_sent(error):
+                    raise
+                log.warning("%s %s: %s; retrying in %.1fs", method, path, error.message, delay)
+                await asyncio.sleep(delay)
+                continue
+            if status not in _RETRIED_STATUSES or delay is None:
+                break
+            wait = min(_MAX_RETRY_AFTER, delay if retry_after is None else retry_after)
+            log.warning("%s %s: answered %d; retrying in %.1fs", method, path, status, wait)
+            await asyncio.sleep(wait)
         if status >= 400:
             raise _error(status, data, f"{method} {path}")
         return json.loads(data) if data else None
 
-    def _call_blocking(self, method: str, url: str, body: Any, content_type: str) -> tuple[int, bytes]:
+    def _call_blocking(
+        self, method: str, url: str, body: Any, content_type: str
+    ) -> tuple[int, bytes, float | None]:
         serialized = self._api.param_serialize(
             method,
             url,
@@ -261,7 +287,7 @@ class Kube:
             # urllib3 and TLS errors: no HTTP answer to classify.
             where = url.split("?", maxsplit=1)[0]
             raise KubeError(0, "Unreachable", f"{method} {where}: {type(error).__name__}: {error}") from error
-        return int(response.status), bytes(response.data or b"")
+        return int(response.status), bytes(response.data or b""), _seconds(response.getheader("Retry-After"))
 
     # -- generic object calls ----------------------------------------------------------------
 
@@ -447,6 +473,22 @@ class Kube:
             "count": 1,
         }
         await self.create(event, resource=EVENTS)
+
+
+def _never_sent(error: KubeError) -> bool:
+    """The call failed to connect (refused, reset while connecting, no route)."""
+    cause = error.__cause__
+    reason = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the cause
+    return error.status == 0 and isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionError)
+
+
+def _seconds(value: object) -> float | None:
+    """A ``Retry-After`` in seconds (the API server never sends the HTTP-date form)."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _error(status: int, data: bytes, what: str) -> KubeError:

@@ -27,8 +27,9 @@ from canarywatch.controller.kube import (
     PODS,
     SECRETS,
     SERVICES,
+    KubeError,
 )
-from canarywatch.controller.runtime import Runtime, epoch, is_degraded, status_condition
+from canarywatch.controller.runtime import RETRY_DELAY, Runtime, epoch, is_degraded, status_condition
 from canarywatch.verdicts import Verdict
 
 __all__ = ["reconcile_probe", "reroll_probes", "summarize_probe"]
@@ -52,15 +53,22 @@ async def reconcile_probe(
     found = lookup(kwargs.get("integrations_by_name"), (namespace, integration_name))
     integration = found[0] if found else await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
     existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
-    status, keyrings = await _reconcile_probe(
-        memo,
-        dict(body),
-        integration,
-        existing,
-        old_spec=(old or {}).get("spec") if reason == "update" else None,
-        known_keyrings=memo.keyring_tenants,
-        fresh=reason == "create",
-    )
+    try:
+        status, keyrings = await _reconcile_probe(
+            memo,
+            dict(body),
+            integration,
+            existing,
+            old_spec=(old or {}).get("spec") if reason == "update" else None,
+            known_keyrings=memo.keyring_tenants,
+            fresh=reason == "create",
+        )
+    except KubeError as error:
+        # The API server refused one of its objects (RBAC, a quota, an admission webhook):
+        # say so where a user looks, and try again later (kopf writes the patch regardless).
+        problem = f"cannot write the probe's objects: {error}"
+        patch.status.update(_broken_probe_status(body, problem))
+        raise kopf.TemporaryError(problem, delay=RETRY_DELAY) from error
     memo.keyring_tenants = frozenset(keyrings)
     if reason != "resume" or _changed(status, body.get("status") or {}):
         patch.status.update(status)
@@ -189,7 +197,8 @@ async def _remove_tenants(
 
 
 def _broken_probe_status(probe: Mapping[str, Any], problem: str) -> dict[str, Any]:
-    """The status of a probe the builders cannot even read (the CRD should prevent it)."""
+    """The status of a probe the builders cannot even read (the CRD should prevent it),
+    or whose objects the API server refuses."""
     previous = {c.get("type"): c for c in (probe.get("status") or {}).get("conditions", [])}
     generation = probe.get("metadata", {}).get("generation")
     return {
@@ -302,16 +311,24 @@ async def _agent_counts(
 
 
 async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: Any) -> None:
-    """The integration's endpoints or verdict rules changed: rebuild its probes' workloads. Or it was just
-    created: reconcile the probes that were waiting for it (Degraded); the ones never
-    reconciled yet are their own handlers' business."""
+    """The integration's endpoints or verdict rules changed: rebuild its probes'
+    workloads. Or it was just created: reconcile the probes that were waiting for it
+    (Degraded); the ones never reconciled yet are their own handlers' business. A probe
+    whose objects the API server refuses says so in its status; the others still roll."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     integration = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {})}
+    refused: list[str] = []
     for probe in await memo.kube.list_objects(CANARY_PROBES, namespace):
         if (probe.get("spec", {}).get("integrationRef") or {}).get("name") != name:
             continue
         if reason == "create" and not is_degraded(probe.get("status") or {}):
             continue
         existing = lookup(kwargs.get("deployments_by_probe"), (namespace, probe["metadata"]["uid"]))
-        status, _keyrings = await _reconcile_probe(memo, probe, integration, existing)
+        try:
+            status, _keyrings = await _reconcile_probe(memo, probe, integration, existing)
+        except KubeError as error:
+            refused.append(probe["metadata"]["name"])
+            status = _broken_probe_status(probe, f"cannot write the probe's objects: {error}")
         await memo.kube.patch_status(CANARY_PROBES, namespace, probe["metadata"]["name"], status)
+    if refused:
+        raise kopf.TemporaryError(f"objects of {', '.join(refused)} refused; retrying", delay=RETRY_DELAY)
