@@ -16,6 +16,8 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
                        spec.camera/viewer,   re-roll the probes that run against it
                        spec.policy.verdicts  (the viewers confirm with those rules)
                        timer                 resolve open incidents once clean
+                       timer                 re-validate a Degraded one (a Secret created
+                                             later heals it without a spec change)
     LeakIncident       create/resume         policy → page (PagerDuty) and kill switch
 
 The handlers live in ``probes``, ``integrations`` and ``incidents``; below them
@@ -45,7 +47,12 @@ from canarywatch.controller.indexes import (
     incidents_by_integration,
     integrations_by_name,
 )
-from canarywatch.controller.integrations import configure_integration, resolve_incidents, suspend_or_resume
+from canarywatch.controller.integrations import (
+    configure_integration,
+    recheck_degraded,
+    resolve_incidents,
+    suspend_or_resume,
+)
 from canarywatch.controller.probes import reconcile_probe, reroll_probes, summarize_probe
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings
@@ -89,6 +96,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for path in ("spec.camera", "spec.viewer", "spec.policy.verdicts"):
         on.update(*_INTEGRATIONS, field=path, registry=registry)(reroll_probes)
     kopf.timer(*_INTEGRATIONS, interval=settings.resolve_check_seconds, registry=registry)(resolve_incidents)
+    kopf.timer(*_INTEGRATIONS, interval=settings.status_interval_seconds, registry=registry)(recheck_degraded)
 
     on.create(*_INCIDENTS, registry=registry)(respond_to_incident)
     on.resume(*_INCIDENTS, registry=registry)(respond_to_incident)

@@ -23,7 +23,7 @@ from canarywatch.controller.runtime import (
 from canarywatch.controller.suspension import engage, patch_integration, resume
 from canarywatch.incidents.policy import Policy, PolicyError
 
-__all__ = ["configure_integration", "resolve_incidents", "suspend_or_resume"]
+__all__ = ["configure_integration", "recheck_degraded", "resolve_incidents", "suspend_or_resume"]
 
 
 async def configure_integration(
@@ -33,6 +33,10 @@ async def configure_integration(
     changed = {tuple(d[1]) for d in diff or ()}
     if reason == "update" and changed and changed <= {("spec", "suspended")}:
         return  # suspend_or_resume's business; nothing to re-validate
+    await _validate(body, memo)
+
+
+async def _validate(body: kopf.Body, memo: Runtime) -> None:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     problems = await _integration_problems(memo, body)
     async with memo.lock(namespace, name):
@@ -124,3 +128,12 @@ async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Ru
         return
     index = kwargs.get("incidents_by_integration")
     await resolve_if_clean(memo, index, body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+async def recheck_degraded(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **_: Any) -> None:
+    """Timer: what made an integration Degraded is often outside it (a Secret not created
+    yet, a ConfigMap its patch action needs), and fixing that changes nothing kopf
+    watches here; so a Degraded integration is validated again now and then."""
+    if status.get("phase") != Phase.DEGRADED:
+        return
+    await _validate(body, memo)
