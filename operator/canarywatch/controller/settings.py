@@ -29,7 +29,8 @@ CANARYWATCH_LISTEN_HOST                     address of /metrics and the liveness
 CANARYWATCH_METRICS_PORT                    port of /metrics (9090)
 CANARYWATCH_LIVENESS_PORT                   port of kopf's /healthz (8080)
 CANARYWATCH_STATUS_INTERVAL_SECONDS         CanaryProbe status summaries, at most one per
-                                            probe per interval (30)
+                                            probe per interval, and re-validation of a
+                                            Degraded CameraIntegration (30)
 CANARYWATCH_RESOLVE_CHECK_SECONDS           how often open incidents are checked for
                                             resolution (10)
 CANARYWATCH_KILL_CAP_MAX_KILLS              default of spec.policy.killCap.maxKills (3)
@@ -103,7 +104,8 @@ class OperatorSettings:
     listen_host: str = "0.0.0.0"
     metrics_port: int = 9090
     liveness_port: int = 8080
-    #: A CanaryProbe's status summary is refreshed at most once per interval.
+    #: A CanaryProbe's status summary is refreshed at most once per interval; a Degraded
+    #: CameraIntegration is validated again this often.
     status_interval_seconds: float = 30.0
     #: Open incidents of an active integration are checked this often for resolution.
     resolve_check_seconds: float = 10.0
