@@ -36,7 +36,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
@@ -145,6 +145,24 @@ class ReceivedFrame:
         return len(self.body)
 
 
+class TransportOptions(TypedDict, total=False):
+    """What every transport takes besides its own settings (keywords of each class).
+
+    ``shaper``: the viewer's network (default: ``good``); ``timeout_s``: per request, or
+    for a stream the longest silence (10 s; MJPEG 30 s); ``max_backoff_s``: the longest
+    wait between retries (30 s); ``max_body_bytes``: the largest body read (snapshots,
+    feeds, probes); ``sleep``, ``wall_clock``, ``rng``: injectable for tests.
+    """
+
+    shaper: Shaper | None
+    timeout_s: float
+    max_backoff_s: float
+    max_body_bytes: int
+    sleep: Sleep
+    wall_clock: Callable[[], float]
+    rng: random.Random | None
+
+
 class _Transport(abc.ABC):
     """What every transport shares: session, shaper, time, and error bookkeeping."""
 
@@ -152,13 +170,13 @@ class _Transport(abc.ABC):
         self,
         session: aiohttp.ClientSession,
         *,
-        shaper: Shaper | None,
-        timeout_s: float,
-        max_backoff_s: float,
-        sleep: Sleep,
-        wall_clock: Callable[[], float],
-        rng: random.Random | None,
+        shaper: Shaper | None = None,
+        timeout_s: float = 10.0,
+        max_backoff_s: float = 30.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        sleep: Sleep = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -277,24 +295,9 @@ class SnapshotPoller(_Transport):
         request: RenderedRequest,
         *,
         interval_s: float,
-        shaper: Shaper | None = None,
-        timeout_s: float = 10.0,
-        max_backoff_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        sleep: Sleep = asyncio.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            session,
-            shaper=shaper,
-            timeout_s=timeout_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            wall_clock=wall_clock,
-            rng=rng,
-            max_body_bytes=max_body_bytes,
-        )
+        super().__init__(session, **options)
         _check_interval(interval_s)
         self.request = request
         self.interval_s = interval_s
@@ -334,24 +337,12 @@ class MjpegReader(_Transport):
         session: aiohttp.ClientSession,
         request: RenderedRequest,
         *,
-        shaper: Shaper | None = None,
-        timeout_s: float = 30.0,
         max_part_bytes: int = 8 * 1024 * 1024,
         reconnect_base_s: float = 0.5,
-        max_backoff_s: float = 30.0,
-        sleep: Sleep = asyncio.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            session,
-            shaper=shaper,
-            timeout_s=timeout_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            wall_clock=wall_clock,
-            rng=rng,
-        )
+        options.setdefault("timeout_s", 30.0)  # a stream's silence, not one request
+        super().__init__(session, **options)
         if max_part_bytes < 1:
             raise ValueError(f"max_part_bytes must be >= 1, got {max_part_bytes}")
         _check_interval(reconnect_base_s, name="reconnect_base_s")
@@ -459,26 +450,11 @@ class EventFeedReader(_Transport):
         feed: RenderedRequest,
         *,
         interval_s: float,
-        shaper: Shaper | None = None,
         base_url: str | None = None,
         since: int = 0,
-        timeout_s: float = 10.0,
-        max_backoff_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        sleep: Sleep = asyncio.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            session,
-            shaper=shaper,
-            timeout_s=timeout_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            wall_clock=wall_clock,
-            rng=rng,
-            max_body_bytes=max_body_bytes,
-        )
+        super().__init__(session, **options)
         _check_interval(interval_s)
         self.feed = feed
         self.interval_s = interval_s
@@ -566,24 +542,9 @@ class AuthzProber(_Transport):
         requests: Sequence[RenderedRequest],
         *,
         interval_s: float,
-        shaper: Shaper | None = None,
-        timeout_s: float = 10.0,
-        max_backoff_s: float = 30.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        sleep: Sleep = asyncio.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            session,
-            shaper=shaper,
-            timeout_s=timeout_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            wall_clock=wall_clock,
-            rng=rng,
-            max_body_bytes=max_body_bytes,
-        )
+        super().__init__(session, **options)
         if not requests:
             raise ValueError("AuthzProber needs at least one request to probe")
         _check_interval(interval_s)
