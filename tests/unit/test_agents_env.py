@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from manifests import example
 
 from canarywatch.agents.camera import run_camera_agent
 from canarywatch.agents.env import CameraSettings, EnvError, ViewerSettings, load_keyring
@@ -26,17 +26,9 @@ TOKEN = "t-acme-secret-token"
 API_KEY = "k-relay-api-key-value"
 
 
-def _example(kind: str) -> dict[str, Any]:
-    for path in sorted((REPO / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == kind:
-                return dict(doc)
-    raise LookupError(kind)
-
-
 @pytest.fixture
 def probe() -> dict[str, Any]:
-    obj = _example("CanaryProbe")
+    obj = example("CanaryProbe")
     obj["metadata"] = {
         **obj["metadata"],
         "namespace": "cameras",
@@ -51,7 +43,7 @@ def probe() -> dict[str, Any]:
 def integration() -> dict[str, Any]:
     """The example integration, its snapshot and push endpoints also carrying an API key
     from a Secret (``headersFrom``)."""
-    obj = _example("CameraIntegration")
+    obj = example("CameraIntegration")
     api_key = {"header": "X-Api-Key", "secretKeyRef": {"name": "relay-api", "key": "key"}}
     obj["spec"]["viewer"]["snapshot"]["headersFrom"] = [api_key]
     obj["spec"]["camera"]["push"]["headersFrom"] = [api_key]

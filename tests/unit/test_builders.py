@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from manifests import example
 
 from canarywatch.controller import builders as b
 from canarywatch.markers import Keyring
@@ -25,25 +26,17 @@ PROBE_UID = "3f1c2a9e-5b7d-4e21-9c0a-7d4b2e6f8a10"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def _example(kind: str) -> dict[str, Any]:
-    for path in sorted((REPO / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == kind:
-                return dict(doc)
-    raise LookupError(kind)
-
-
 @pytest.fixture
 def probe() -> dict[str, Any]:
     """examples/canaryprobe.yaml as the API server hands it to the operator."""
-    obj = _example("CanaryProbe")
+    obj = example("CanaryProbe")
     obj["metadata"] = {**obj["metadata"], "namespace": "cameras", "uid": PROBE_UID, "generation": 1}
     return obj
 
 
 @pytest.fixture
 def integration() -> dict[str, Any]:
-    obj = _example("CameraIntegration")
+    obj = example("CameraIntegration")
     obj["metadata"] = {**obj["metadata"], "namespace": "cameras"}
     return obj
 
