@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from faketime import FakeTime
 
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
 from canarywatch.relay import Fault, RelayConfig, RelayHandle, run_relay
@@ -48,22 +49,6 @@ SNAPSHOT = RequestTemplate(url="http://relay/v3/devices/{tenant}/{camera}/live.j
 
 def token(tenant: str) -> str:
     return f"token-{tenant}"
-
-
-class FakeTime:
-    """Shaped time that moves only when someone sleeps; sleeping yields to the loop."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 class UnixClock:
@@ -163,7 +148,7 @@ def tenant_of(decoder: Decoder, frame: ReceivedFrame) -> str | None:
 async def test_network_profile_decides_the_rendition_through_measured_hints(
     profile: NetworkProfile, session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay() as handle:
         await push(session, handle, ACME, canary(keyring, ACME, 1))
         shaper = shaper_for(profile, fake)
@@ -188,7 +173,7 @@ async def test_network_profile_decides_the_rendition_through_measured_hints(
 async def test_xiaomi_cache_shows_a_poor_hub_another_tenants_camera(
     profile: NetworkProfile, session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay(fault=Fault.XIAOMI_2019) as handle:
         await push(session, handle, ACME, canary(keyring, ACME, 1))
         await push(session, handle, BRAVO, canary(keyring, BRAVO, 1))
@@ -219,7 +204,7 @@ async def test_xiaomi_cache_shows_a_poor_hub_another_tenants_camera(
 async def test_poller_yields_status_frames_for_no_frame_and_kill_switch(
     session: aiohttp.ClientSession, keyring: Keyring
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay() as handle:
         poller = SnapshotPoller(
             session, snapshot_request(handle, viewer=ACME), interval_s=1.0, sleep=fake.sleep
@@ -240,7 +225,7 @@ async def test_poller_yields_status_frames_for_no_frame_and_kill_switch(
 async def test_an_oversized_snapshot_becomes_an_empty_frame_that_says_so(
     session: aiohttp.ClientSession, keyring: Keyring
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay() as handle:
         await push(session, handle, ACME, canary(keyring, ACME, 1))
         poller = SnapshotPoller(
@@ -263,7 +248,7 @@ def closed_port() -> int:
 
 
 async def test_network_errors_are_counted_and_retried_with_backoff(session: aiohttp.ClientSession) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     template = RequestTemplate(url=f"http://127.0.0.1:{closed_port()}/snap/{{camera}}?key={{token}}")
     poller = SnapshotPoller(
         session,
@@ -517,7 +502,7 @@ async def test_mjpeg_reader_reports_oversized_parts_and_reconnects_after_eof(
 
     app = web.Application()
     app.router.add_get("/stream", stream)
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with TestServer(app) as server:
         reader = MjpegReader(session, plain_request(server, "/stream"), max_part_bytes=1000, sleep=fake.sleep)
         frames = await take(reader.frames(), 6)
@@ -534,7 +519,7 @@ async def test_mjpeg_reader_takes_a_single_jpeg_answer_as_one_frame(session: aio
 
     app = web.Application()
     app.router.add_get("/video", snapshot_instead_of_stream)
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with TestServer(app) as server:
         reader = MjpegReader(session, plain_request(server, "/video"), sleep=fake.sleep)
         frames = await take(reader.frames(), 2)
@@ -543,7 +528,7 @@ async def test_mjpeg_reader_takes_a_single_jpeg_answer_as_one_frame(session: aio
 
 async def test_mjpeg_reader_yields_refusals_and_backs_off(session: aiohttp.ClientSession) -> None:
     async with relay() as handle:
-        fake = FakeTime()
+        fake = FakeTime(5000.0)
         reader = MjpegReader(
             session,
             request_for(handle, "/v3/devices/{tenant}/{camera}/stream.mjpg", viewer=ACME, tenant=BRAVO),
@@ -563,7 +548,7 @@ async def test_mjpeg_reader_yields_refusals_and_backs_off(session: aiohttp.Clien
 async def test_event_feed_yields_each_new_events_thumbnail_once(
     session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay(event_every_frames=1) as handle:
         for seq in (1, 2):
             await push(session, handle, ACME, canary(keyring, ACME, seq))
@@ -592,7 +577,7 @@ async def test_event_feed_yields_each_new_events_thumbnail_once(
 async def test_event_feed_catches_the_wyze_owner_mixup_during_recovery(
     session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
 ) -> None:
-    clock, fake = UnixClock(), FakeTime()
+    clock, fake = UnixClock(), FakeTime(5000.0)
     tenants = (ACME, BRAVO, CHARLIE)
     async with relay(tenants, clock=clock, fault=Fault.WYZE_2024, event_every_frames=1) as handle:
         for tenant in tenants:
@@ -644,7 +629,7 @@ async def test_feed_credentials_never_go_to_another_origin(session: aiohttp.Clie
             template = RequestTemplate(
                 url=str(origin.make_url("/api/events?limit=50")), headers={"Authorization": "Bearer {token}"}
             )
-            fake = FakeTime()
+            fake = FakeTime(5000.0)
             reader = EventFeedReader(
                 session, template.render(tenant=ACME, camera="", token="T"), interval_s=1.0, sleep=fake.sleep
             )
@@ -677,7 +662,7 @@ async def test_feed_credentials_never_go_to_another_origin(session: aiohttp.Clie
 async def test_authz_probe_finds_another_tenants_camera_only_when_the_check_is_missing(
     fault: Fault, session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
 ) -> None:
-    fake = FakeTime()
+    fake = FakeTime(5000.0)
     async with relay(fault=fault) as handle:
         await push(session, handle, BRAVO, canary(keyring, BRAVO, 1))
         prober = AuthzProber(

@@ -8,7 +8,6 @@ measurements are exact and no assertion depends on the machine's speed.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shlex
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from faketime import FakeTime
 from multidict import CIMultiDict
 
 from canarywatch.viewer.network import (
@@ -207,22 +207,6 @@ def test_netem_refuses_names_that_are_not_names(kwargs: dict[str, str]) -> None:
 
 
 # -- the shaper over loopback --------------------------------------------------------------
-
-
-class FakeTime:
-    """Shaped time: only moves when the shaper sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 @dataclass
