@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canarywatch.controller.builders import _TRANSPORT_ENDPOINTS, AgentRole
+from canarywatch.api import TRANSPORT_ENDPOINTS
+from canarywatch.controller.builders import AgentRole
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError, validate_tenant_id
@@ -60,9 +61,6 @@ __all__ = [
     "run_until_signalled",
 ]
 
-#: A probe's transport -> the viewer endpoint of the adapter it fetches through (the
-#: builders' mapping: one source of truth for what the adapter holds).
-TRANSPORT_ENDPOINTS: Mapping[str, str] = _TRANSPORT_ENDPOINTS
 _SHAPERS = ("application", "tc")
 
 

@@ -20,13 +20,17 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from canarywatch.controller.builders import (
+from canarywatch.api import (
     API_VERSION,
+    INCIDENT_ID_ANNOTATION,
     LABEL_INTEGRATION,
     LABEL_NETWORK_PROFILE,
     LABEL_PROBE,
     LABEL_TENANT,
-    _label_value,
+    LABEL_VERDICT,
+    PATHS,
+    PLURAL_INCIDENTS,
+    label_value,
 )
 from canarywatch.incidents.evidence import KEEP_WHOLE_VERDICTS, Evidence
 from canarywatch.incidents.records import IncidentRecord
@@ -44,17 +48,13 @@ __all__ = [
     "rfc3339",
 ]
 
-LEAK_INCIDENT_PLURAL = "leakincidents"
-LABEL_VERDICT = "canarywatch.io/verdict"
-#: The viewer's own id of the incident (``Monitor``'s record id), for its logs.
-INCIDENT_ID_ANNOTATION = "canarywatch.io/viewer-incident"
+LEAK_INCIDENT_PLURAL = PLURAL_INCIDENTS
 #: ``evidence.thumbnail`` is base64 of at most this many characters (the CRD's maxLength).
 MAX_THUMBNAIL_BASE64 = 65536
 #: Verdicts whose frame carries a verified signature: the only ones that name a tenant.
 ATTRIBUTED_VERDICTS = frozenset({Verdict.CROSS_TENANT, Verdict.MISROUTED, Verdict.STALE})
 #: The CRD's ``observed.verdict`` enum: everything but ``ok``.
 REPORTABLE_VERDICTS = frozenset(Verdict) - {Verdict.OK}
-_PATHS = ("snapshot", "mjpeg", "thumbnail", "probe")
 _MAX_REASON = 1024
 _MAX_PROFILE = 32
 _NAME_PREFIX = 40  # of the integration's name: room for "-<verdict>-<hash>" in 63
@@ -81,8 +81,8 @@ def build_leak_incident(
     verdict = Verdict(record.verdict)
     if verdict not in REPORTABLE_VERDICTS:
         raise ValueError(f"verdict {verdict} is not a leak: nothing to report")
-    if record.path not in _PATHS:
-        raise ValueError(f"path {record.path!r} is not one of {', '.join(_PATHS)}")
+    if record.path not in PATHS:
+        raise ValueError(f"path {record.path!r} is not one of {', '.join(PATHS)}")
     attributed = verdict in ATTRIBUTED_VERDICTS
     if attributed != (record.observed_tenant is not None):
         raise ValueError(
@@ -122,8 +122,8 @@ def build_leak_incident(
     labels = {
         "app.kubernetes.io/name": "canarywatch",
         "app.kubernetes.io/component": "leak-incident",
-        LABEL_INTEGRATION: _label_value(record.integration),
-        LABEL_PROBE: _label_value(record.probe),
+        LABEL_INTEGRATION: label_value(record.integration),
+        LABEL_PROBE: label_value(record.probe),
         LABEL_TENANT: record.viewer_tenant,
         LABEL_VERDICT: verdict.value,
     }

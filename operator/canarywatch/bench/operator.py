@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from canarywatch.api import API_VERSION
 from canarywatch.controller import permissions
 from canarywatch.incidents.receiver import EventsReceiver
 
@@ -56,7 +57,7 @@ _NAMESPACE = "bench"
 _ACCOUNT = "canarywatch-operator"
 _INTEGRATION = "bench-relay"
 _TARGET = "bench-relay-ingest"
-_GROUP = "/apis/canarywatch.io/v1alpha1"
+_GROUP = f"/apis/{API_VERSION}"
 _AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy

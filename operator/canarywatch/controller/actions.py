@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from canarywatch.api import API_VERSION, KILL_SWITCH_OWNER_ANNOTATION, LABEL_KILL_SWITCH_ACTION
 from canarywatch.controller.builders import LABEL_INTEGRATION
 from canarywatch.controller.kube import (
     DEPLOYMENTS,
@@ -74,8 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LABEL_KILL_SWITCH_ACTION = "canarywatch.io/kill-switch-action"
-_OWNER_ANNOTATION = "canarywatch.io/kill-switch-of"
+_OWNER_ANNOTATION = KILL_SWITCH_OWNER_ANNOTATION
 _WORKLOADS: Mapping[str, Resource] = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFUL_SETS}
 _DETAIL_LIMIT = 1024  # status.killSwitch.actions[].detail maxLength
 
@@ -264,7 +264,7 @@ class NetworkPolicyAction:
             # Same namespace: deleting the integration takes its switch-off with it.
             meta["ownerReferences"] = [
                 {
-                    "apiVersion": "canarywatch.io/v1alpha1",
+                    "apiVersion": API_VERSION,
                     "kind": "CameraIntegration",
                     "name": self.integration["name"],
                     "uid": self.integration["uid"],

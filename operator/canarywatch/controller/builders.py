@@ -75,6 +75,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from canarywatch.api import (
+    API_GROUP,
+    API_VERSION,
+    CONFIG_HASH_ANNOTATION,
+    KIND_PROBE,
+    LABEL_INTEGRATION,
+    LABEL_NETWORK_PROFILE,
+    LABEL_PROBE,
+    LABEL_ROLE,
+    LABEL_TENANT,
+    TRANSPORT_ENDPOINTS,
+    label_value,
+)
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError
@@ -113,17 +126,7 @@ __all__ = [
     "parse_probe",
 ]
 
-API_GROUP = "canarywatch.io"
-API_VERSION = f"{API_GROUP}/v1alpha1"
-PROBE_KIND = "CanaryProbe"
-
-LABEL_PROBE = f"{API_GROUP}/probe"
-LABEL_INTEGRATION = f"{API_GROUP}/integration"
-LABEL_TENANT = f"{API_GROUP}/tenant"
-LABEL_ROLE = f"{API_GROUP}/role"
-LABEL_NETWORK_PROFILE = f"{API_GROUP}/network-profile"
-#: On a built object and its pod template: the hash of everything the builder produced.
-CONFIG_HASH_ANNOTATION = f"{API_GROUP}/config-hash"
+PROBE_KIND = KIND_PROBE
 
 KEYRING_DIR = "/var/run/canarywatch/keyring"
 KEYRING_SECRET_KEY = "keyring.json"
@@ -153,10 +156,7 @@ DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
 }
 
 _TOPOLOGY_KEYS = {"nodes": "kubernetes.io/hostname", "zones": "topology.kubernetes.io/zone"}
-# transport -> the CameraIntegration viewer endpoint it fetches through.
-_TRANSPORT_ENDPOINTS = {"snapshot": "snapshot", "mjpeg": "mjpeg", "events": "events", "authz": "authzProbe"}
 _MAX_NAME = 63  # a DNS-1123 label: valid for every kind built here, Services included
-_MAX_LABEL_VALUE = 63
 
 
 class BuildError(FieldError):
@@ -278,7 +278,7 @@ def parse_probe(probe: Mapping[str, Any]) -> ProbeSpec:
         raise BuildError("spec.placement.spreadAcross", f"expected nodes or zones, got {spread!r}")
     transports = tuple(str(t) for t in _sequence(_default(spec, "transports"), "spec.transports"))
     for index, transport in enumerate(transports):
-        if transport not in _TRANSPORT_ENDPOINTS:
+        if transport not in TRANSPORT_ENDPOINTS:
             raise BuildError(f"spec.transports[{index}]", f"unknown transport {transport!r}")
     return ProbeSpec(
         name=name,
@@ -368,14 +368,6 @@ def _dns_label(*parts: str) -> str:
     return f"{joined[:budget].rstrip('-')}-{suffix}"
 
 
-def _label_value(value: str) -> str:
-    """``value`` as a label value (at most 63 characters), hashed when too long."""
-    if len(value) <= _MAX_LABEL_VALUE:
-        return value
-    suffix = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return f"{value[: _MAX_LABEL_VALUE - len(suffix) - 1].rstrip('-._')}-{suffix}"
-
-
 def keyring_secret_name(probe_name: str, tenant: str) -> str:
     return _dns_label(probe_name, "keyring", tenant)
 
@@ -445,21 +437,21 @@ def _stamp(obj: dict[str, Any]) -> dict[str, Any]:
 def _labels(spec: ProbeSpec, component: str, **extra: str) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": "canarywatch",
-        "app.kubernetes.io/instance": _label_value(spec.name),
+        "app.kubernetes.io/instance": label_value(spec.name),
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": "canarywatch",
         "app.kubernetes.io/managed-by": "canarywatch-operator",
-        LABEL_PROBE: _label_value(spec.name),
-        LABEL_INTEGRATION: _label_value(spec.integration),
+        LABEL_PROBE: label_value(spec.name),
+        LABEL_INTEGRATION: label_value(spec.integration),
     }
-    labels.update({key: _label_value(value) for key, value in extra.items()})
+    labels.update({key: label_value(value) for key, value in extra.items()})
     return labels
 
 
 def _selector(spec: ProbeSpec, role: AgentRole, tenant: str, profile: str | None = None) -> dict[str, str]:
     # Deployment selectors are immutable: only labels that never change for one
     # Deployment name (not the integration, which the probe may be repointed to).
-    selector = {LABEL_PROBE: _label_value(spec.name), LABEL_ROLE: str(role), LABEL_TENANT: tenant}
+    selector = {LABEL_PROBE: label_value(spec.name), LABEL_ROLE: str(role), LABEL_TENANT: tenant}
     if profile is not None:
         selector[LABEL_NETWORK_PROFILE] = profile
     return selector
@@ -827,7 +819,7 @@ def _pod_spec(
                 "topologyKey": topology_key,
                 "whenUnsatisfiable": spec.when_unsatisfiable,
                 "labelSelector": {
-                    "matchLabels": {LABEL_PROBE: _label_value(spec.name), LABEL_ROLE: str(role)}
+                    "matchLabels": {LABEL_PROBE: label_value(spec.name), LABEL_ROLE: str(role)}
                 },
             }
         ],
@@ -1008,7 +1000,7 @@ def _viewer_adapter(
     secrets = _SecretEnv()
     adapter: dict[str, Any] = {}
     for index, transport in enumerate(spec.transports):
-        endpoint = _TRANSPORT_ENDPOINTS[transport]
+        endpoint = TRANSPORT_ENDPOINTS[transport]
         if viewer.get(endpoint) is None:
             raise BuildError(
                 f"spec.transports[{index}]",

@@ -41,6 +41,7 @@ from typing import Any
 
 import kopf
 
+from canarywatch.api import API_GROUP, PLURAL_INCIDENTS, PLURAL_INTEGRATIONS, PLURAL_PROBES, VERSION
 from canarywatch.controller.incidents import respond_to_incident
 from canarywatch.controller.indexes import (
     deployments_by_probe,
@@ -59,10 +60,10 @@ from canarywatch.controller.settings import OperatorSettings
 
 __all__ = ["liveness", "register"]
 
-GROUP, VERSION = "canarywatch.io", "v1alpha1"
-_PROBES = (GROUP, VERSION, "canaryprobes")
-_INTEGRATIONS = (GROUP, VERSION, "cameraintegrations")
-_INCIDENTS = (GROUP, VERSION, "leakincidents")
+GROUP = API_GROUP
+_PROBES = (GROUP, VERSION, PLURAL_PROBES)
+_INTEGRATIONS = (GROUP, VERSION, PLURAL_INTEGRATIONS)
+_INCIDENTS = (GROUP, VERSION, PLURAL_INCIDENTS)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canarywatch-operator"}
 
 

@@ -44,6 +44,17 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 
+from canarywatch.api import (
+    API_GROUP,
+    KIND_INCIDENT,
+    KIND_INTEGRATION,
+    KIND_PROBE,
+    PLURAL_INCIDENTS,
+    PLURAL_INTEGRATIONS,
+    PLURAL_PROBES,
+    VERSION,
+)
+
 __all__ = [
     "CAMERA_INTEGRATIONS",
     "CANARY_PROBES",
@@ -156,9 +167,9 @@ ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
-CAMERA_INTEGRATIONS = Resource("canarywatch.io", "v1alpha1", "cameraintegrations", "CameraIntegration")
-CANARY_PROBES = Resource("canarywatch.io", "v1alpha1", "canaryprobes", "CanaryProbe")
-LEAK_INCIDENTS = Resource("canarywatch.io", "v1alpha1", "leakincidents", "LeakIncident")
+CAMERA_INTEGRATIONS = Resource(API_GROUP, VERSION, PLURAL_INTEGRATIONS, KIND_INTEGRATION)
+CANARY_PROBES = Resource(API_GROUP, VERSION, PLURAL_PROBES, KIND_PROBE)
+LEAK_INCIDENTS = Resource(API_GROUP, VERSION, PLURAL_INCIDENTS, KIND_INCIDENT)
 
 _KNOWN: Mapping[tuple[str, str], Resource] = {
     (r.api_version, r.kind): r

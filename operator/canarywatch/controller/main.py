@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from canarywatch.api import API_GROUP
 from canarywatch.controller.handlers import register
 from canarywatch.controller.kube import Kube, LeaderElector
 from canarywatch.controller.runtime import Runtime
@@ -36,7 +37,7 @@ __all__ = ["LIVENESS_PATH", "kopf_settings", "run_operator"]
 log = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
-_ANNOTATION_PREFIX = "canarywatch.io"
+_ANNOTATION_PREFIX = API_GROUP
 
 
 def run_operator(

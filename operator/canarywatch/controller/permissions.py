@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from canarywatch.api import API_GROUP
+
 __all__ = [
     "GRANTED_NOT_CALLED",
     "KILL_SWITCH_RULES",
@@ -35,7 +37,7 @@ __all__ = [
 
 Rule = Mapping[str, Sequence[str]]
 
-_GROUP = "canarywatch.io"
+_GROUP = API_GROUP
 
 NAMESPACE_RULES: tuple[Rule, ...] = (
     # kopf: list+watch, annotations (progress, last-handled configuration); handlers:
