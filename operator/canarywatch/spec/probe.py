@@ -8,6 +8,7 @@ CEL rules, which JSON Schema cannot express, with the same messages.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ class ViewerProfile:
             profile = NetworkProfile.from_spec(self.spec, where=where)
         except ProfileError as error:
             raise SpecError(error.field, error.message) from error
-        return profile
+        return profile if profile.name == self.name else dataclasses.replace(profile, name=self.name)
 
 
 @dataclass(frozen=True, slots=True)
