@@ -126,3 +126,16 @@ def test_the_crd_cel_rules_are_checked_by_the_reader(extra: dict[str, Any], fiel
     with pytest.raises(SpecError) as error:
         read_probe(minimal_probe(**extra), name="p")
     assert error.value.field == field, str(error.value)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "examples" / "invalid").glob("probe-*.yaml")), ids=lambda path: path.stem
+)
+def test_every_probe_the_api_server_refuses_the_reader_refuses(path: Path) -> None:
+    """examples/invalid: what the cluster tier shows the API server refusing (schema or
+    CEL), the spec model refuses too, at the field the API server names (or inside it)."""
+    text = path.read_text()
+    (expected,) = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("# expect-field:")]
+    with pytest.raises(SpecError) as error:
+        read_probe(yaml.safe_load(text)["spec"], name="p")
+    assert error.value.field.startswith(expected), str(error.value)

@@ -112,6 +112,13 @@ def read_probe(
     if integration is None:
         integration = str(raw["integrationRef"]["name"])
     placement: Mapping[str, Any] = raw["placement"]
+    for index, toleration in enumerate(placement.get("tolerations", [])):
+        # The CRD's CEL rule on a toleration (the Deployment would be refused later).
+        if toleration.get("operator") == "Exists" and toleration.get("value"):
+            raise SpecError(
+                f"{where}.placement.tolerations[{index}].value",
+                "a toleration with operator Exists takes no value",
+            )
     return ProbeSpec(
         name=name,
         namespace=namespace,
