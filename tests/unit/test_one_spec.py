@@ -156,3 +156,16 @@ def test_webhook_retries_and_content_type_of_the_crd_reach_the_cli() -> None:
     (action,) = StandaloneConfig.from_mapping(doc).integration.kill_actions
     assert action.max_attempts == 2  # type: ignore[union-attr]
     assert action.request.content_type == "text/plain"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("endpoint", ["camera.push", "viewer.snapshot"])
+def test_a_shared_camera_endpoint_is_refused_as_the_crd_refuses_it(endpoint: str) -> None:
+    """examples/invalid/integration-shared-camera-endpoint.yaml: the API server refuses a
+    per-camera endpoint without {camera}; the CLI's parser used to take it, and every
+    canary camera of a tenant then published to (or was fetched from) one URL."""
+    doc = config()
+    put(doc["integration"], f"{endpoint}.url", "http://127.0.0.1:9000/v3/devices/{tenant}/frame")
+    with pytest.raises(ConfigError) as error:
+        StandaloneConfig.from_mapping(doc)
+    assert error.value.field == f"integration.{endpoint}.url"
+    assert "{camera}" in error.value.message

@@ -63,6 +63,8 @@ STANDALONE_EXTENSIONS: Mapping[str, str] = {
     "integration.killSwitch.*.webhook.secret | secretFrom": "for signingSecretRef",
     "integration.killSwitch.*.webhook.resume.headers": "the resume call's headers",
     "integration.pagerduty.routingKey | routingKeyFrom": "for routingKeySecretRef",
+    "integration.*.headers": "may hold credentials: the file is the user's, not a cluster object "
+    "(the CRD's CEL rules refuse literal credentials there)",
     "probe.name": "the object's name in a cluster (metadata.name); default probe",
     "probe.keyring": "a keyring file from `keys generate` (default: fresh keys per run)",
     "probe.tenants[].token | tokenFrom": "for tokenSecretRef",
@@ -359,7 +361,7 @@ def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:
 
 def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     paths = {
-        key: _template(raw[key], f"{where}.{key}")
+        key: _template(raw[key], f"{where}.{key}", per_camera=key != "events")
         for key in ("snapshot", "mjpeg", "events", "authzProbe")
         if key in raw
     }
@@ -456,7 +458,17 @@ def _probe(obj: object, integration: str) -> ProbeConfig:
 # -- the core's own readers ------------------------------------------------------------------
 
 
-def _template(obj: object, where: str) -> RequestTemplate:
+def _template(obj: Mapping[str, Any], where: str, *, per_camera: bool = True) -> RequestTemplate:
+    if (
+        per_camera
+        and "{camera}" not in obj["url"]
+        and not any("{camera}" in value for value in obj.get("headers", {}).values())
+    ):
+        # The CRD's CEL rule on camera.push and the per-camera viewer endpoints.
+        raise ConfigError(
+            f"{where}.url",
+            "every canary camera needs its own endpoint: use {camera} in the url (or in a header)",
+        )
     try:
         return RequestTemplate.from_mapping(obj, where=where)
     except AdapterConfigError as e:
