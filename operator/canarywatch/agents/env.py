@@ -134,7 +134,7 @@ class CameraSettings(AgentSettings):
             serve_port = _ranged_int(serve.get("port"), f"{_ADAPTER}.serve.port", 1, 65535)
             if serve_port == common["metrics_port"]:
                 raise EnvError(
-                    _ADAPTER, f"serve.port {serve_port} is CANARYWATCH_METRICS_PORT too; they must differ"
+                    _ADAPTER, f"serve.port {serve_port} is {AgentEnv.METRICS_PORT} too; they must differ"
                 )
         return cls(
             **common,
