@@ -139,3 +139,30 @@ def test_every_probe_the_api_server_refuses_the_reader_refuses(path: Path) -> No
     with pytest.raises(SpecError) as error:
         read_probe(yaml.safe_load(text)["spec"], name="p")
     assert error.value.field.startswith(expected), str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "message"),
+    [
+        ("times.recorded", "2026-03-14 09:26", "spec.times.recorded", "not an RFC 3339 date-time"),
+        ("times.recorded", "2026-13-14T09:26:53Z", "spec.times.recorded", "not an RFC 3339 date-time"),
+        ("evidence.thumbnail", "not base64!", "spec.evidence.thumbnail", "not base64"),
+        ("observed.seq", 2**63, "spec.observed.seq", "int64"),
+        ("observed.colour", "red", "spec.observed.colour", "unknown field"),
+    ],
+)
+def test_formats_are_checked_as_the_api_server_does(
+    path: str, value: object, field: str, message: str
+) -> None:
+    (incident,) = yaml.safe_load_all((REPO / "examples" / "leakincident.yaml").read_text())
+    spec = incident["spec"]
+    Schema.of(KIND_INCIDENT).read(spec, where="spec")  # the example is valid
+    node = spec
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    with pytest.raises(SpecError) as error:
+        Schema.of(KIND_INCIDENT).read(spec, where="spec")
+    assert error.value.field == field, str(error.value)
+    assert message in error.value.message

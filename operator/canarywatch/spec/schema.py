@@ -14,23 +14,27 @@ Reading an OpenAPI v3 schema of a structural CRD with JSON Schema (Draft 4, whos
   ``x-kubernetes-preserve-unknown-fields`` keeps an object open, as on the server;
 - ``x-kubernetes-list-type: set`` and ``map`` (with ``x-kubernetes-list-map-keys``)
   refuse duplicates, as the server does;
-- ``format`` (``int64``, ``date-time``, ``byte``) is not checked: the spec fields read
-  here carry none that the type does not already say;
+- ``format`` is checked for the ones the CRDs use, as the API server does:
+  ``int64`` (its range), ``date-time`` (RFC 3339), ``byte`` (base64);
 - CEL rules (``x-kubernetes-validations``) are not evaluated: the typed readers check
   what the shells rely on, with a message naming the field.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import yaml
-from jsonschema import Draft4Validator, ValidationError, validators
+from jsonschema import Draft4Validator, FormatChecker, ValidationError, validators
 from jsonschema.exceptions import best_match
 
 from canarywatch.api import KIND_INCIDENT, KIND_INTEGRATION, KIND_PROBE
@@ -96,7 +100,7 @@ class Schema:
 
     def __init__(self, openapi: Mapping[str, Any]) -> None:
         self.openapi: Mapping[str, Any] = openapi
-        self._validator = _Validator(_json_schema(openapi))
+        self._validator = _Validator(_json_schema(openapi), format_checker=_FORMATS)
         # The operator reads the same spec for every object it builds: validate once.
         self._read = functools.lru_cache(maxsize=256)(self._read_canonical)
 
@@ -229,6 +233,30 @@ def _list_type(
 _Validator = validators.extend(Draft4Validator, {"x-kubernetes-list-type": _list_type})  # type: ignore[no-untyped-call]
 
 
+_FORMATS = FormatChecker(formats=())
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+@_FORMATS.checks("int64")
+def _int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.match(value):
+        return False
+    dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    return True
+
+
+@_FORMATS.checks("byte", raises=binascii.Error)
+def _byte(value: object) -> bool:
+    return not isinstance(value, str) or base64.b64decode(value, validate=True) is not None
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -265,6 +293,12 @@ def _spec_error(error: ValidationError, where: str) -> SpecError:
         message = "expected a non-empty string" if expected == 1 else message
     elif kind == "maxLength":
         message = f"expected at most {expected} characters, got {len(value)}"
+    elif kind == "format":
+        message = {
+            "date-time": f"{value!r} is not an RFC 3339 date-time",
+            "byte": "not base64",
+            "int64": f"{value!r} is out of the int64 range",
+        }.get(str(expected), message)
     elif kind == "maxProperties":
         message = f"expected at most {expected} entries, got {len(value)}"
     return SpecError(field_path(where, path), message)
