@@ -1,7 +1,8 @@
 """The CRDs in a real API server: examples apply, invalid specs are rejected with
-messages that name the field, defaults, printer columns, the status subresource, the
-policy schema agreeing with ``Policy.from_mapping``, and the builders' manifests
-(RBAC included) accepted and enforced as built."""
+messages that name the field, defaults (the spec model's the same as the server's),
+printer columns, the status subresource, the policy schema agreeing with
+``Policy.from_mapping``, and the builders' manifests (RBAC included) accepted and
+enforced as built."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import FrameSpec, Keyring, encode_image, render_frame
+from canarywatch.spec import Schema
 from canarywatch.verdicts import Verdict
 
 pytestmark = pytest.mark.cluster
@@ -205,6 +207,8 @@ def test_example_applies_server_side(
         stored = get(api, doc["kind"], doc["metadata"]["name"], namespace)
         if doc["kind"] in ("CameraIntegration", "CanaryProbe", "LeakIncident"):
             assert_contains(stored["spec"], doc["spec"])  # nothing pruned, nothing rewritten
+            # The spec model (both shells) defaults exactly as the API server does.
+            assert Schema.of(doc["kind"]).read(doc["spec"], where="spec") == stored["spec"]
 
 
 def assert_contains(actual: Any, expected: Any, where: str = "spec") -> None:
@@ -283,6 +287,7 @@ def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: An
         },
     }
     spec = apply(api, integration, namespace)["spec"]
+    assert Schema.of("CameraIntegration").read(integration["spec"], where="spec") == spec
     assert spec["suspended"] is False
     assert spec["resolveAfterCleanSeconds"] == 300
     assert spec["policy"] == {"mode": "enforce"}
@@ -312,6 +317,7 @@ def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: An
     }
     spec = apply(api, probe, namespace)["spec"]
     # The builders apply the same defaults to a spec the server has not defaulted.
+    assert Schema.of("CanaryProbe").read(probe["spec"], where="spec") == spec
     for key, value in builders.PROBE_DEFAULTS.items():
         assert spec[key] == value, key
     assert spec["customNetworkProfiles"] == [{"name": "hub", "latency": "300ms", "shaper": "application"}]

@@ -47,7 +47,7 @@ from canarywatch.agents.env import (
     run_until_signalled,
 )
 from canarywatch.agents.reporting import LEAK_INCIDENT_PLURAL, build_leak_incident
-from canarywatch.controller.builders import API_VERSION
+from canarywatch.api import API_VERSION
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
