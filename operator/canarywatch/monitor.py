@@ -32,7 +32,7 @@ from canarywatch.incidents.pagerduty import (
 from canarywatch.incidents.policy import Decision, Policy, PolicyEngine
 from canarywatch.incidents.records import IncidentLog, IncidentRecord
 from canarywatch.metrics import Metrics
-from canarywatch.shutdown import ActionStatus, KillSwitch, KillSwitchStateError
+from canarywatch.shutdown import KillSwitch, KillSwitchStateError, SwitchState
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 
@@ -257,12 +257,12 @@ class Monitor:
             if self.kill_switch.record is None:
                 return
             ks = self.kill_switch.record
-        done = all(r.status is ActionStatus.SUCCEEDED for r in ks.engage_results)
+        done = ks.state is SwitchState.ENGAGED
         finished = self.clock()
         record.shutdown.done = done
         record.shutdown.engaged_at = ks.engaged_at
         record.shutdown.seconds = round(finished - record.recorded_at, 6) if done else None
-        record.shutdown.actions = [r.to_dict() for r in ks.engage_results]
+        record.shutdown.actions = [r.to_dict() for r in ks.actions]
         if done:
             self.suspended = True
             self.metrics.record_suspended(integration=self.integration, suspended=True)

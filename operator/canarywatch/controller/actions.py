@@ -1,4 +1,5 @@
-"""Kill-switch actions in a cluster, and the kill switch that records them in status.
+"""Kill-switch actions in a cluster: the Kubernetes implementations that
+``shutdown.KillSwitch`` (the one engine) runs for the operator.
 
 The four action types of ``CameraIntegration.spec.killSwitch.actions`` implement the
 ``shutdown.Action`` protocol (``engage``/``resume`` with an ``ActionContext``, an
@@ -16,10 +17,9 @@ operator therefore never mistakes its own change for the original (a Deployment 
 already scaled to 0 still resumes to 3), and resume works from that record alone for
 the Kubernetes actions, even when the action was since removed from the spec.
 
-``engage_actions`` / ``resume_actions`` run a list of actions the way
-``shutdown.KillSwitch`` does (engage in order, resume in reverse; what succeeded is not
-run again; every action whose engage step ran is resumed), with an async ``checkpoint``
-that persists the records instead of a state file.
+The engine runs them (order, idempotency, crash recovery, resume) and keeps its record
+in ``status.killSwitch`` through ``controller.suspension``'s store; ``resume_action``
+is its resumer.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from canarywatch.api import API_VERSION, KILL_SWITCH_OWNER_ANNOTATION, LABEL_KILL_SWITCH_ACTION
@@ -51,25 +49,21 @@ from canarywatch.shutdown import (
     ActionConfigError,
     ActionContext,
     ActionOutcome,
-    Step,
+    ActionRecord,
     WebhookAction,
     WebhookRequest,
 )
 
 __all__ = [
     "LABEL_KILL_SWITCH_ACTION",
-    "ActionRecord",
     "ActionSpecError",
     "KubeAction",
     "NetworkPolicyAction",
     "PatchAction",
-    "Result",
     "ScaleAction",
     "WebhookKillAction",
     "build_actions",
-    "engage_actions",
     "resume_action",
-    "resume_actions",
     "resume_hint",
 ]
 
@@ -77,20 +71,10 @@ log = logging.getLogger(__name__)
 
 _OWNER_ANNOTATION = KILL_SWITCH_OWNER_ANNOTATION
 _WORKLOADS: Mapping[str, Resource] = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFUL_SETS}
-_DETAIL_LIMIT = 1024  # status.killSwitch.actions[].detail maxLength
 
 
 class ActionSpecError(FieldError):
     """A kill-switch action cannot be built; ``field`` is its path in the spec."""
-
-
-class Result(StrEnum):
-    """``status.killSwitch.actions[].result``."""
-
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"  # nothing to run: no resume step, or the action is gone
-    PENDING = "Pending"  # recorded, not finished (its effect is unknown after a crash)
 
 
 class KubeAction(Action, Protocol):
@@ -104,55 +88,6 @@ class KubeAction(Action, Protocol):
     async def snapshot(self) -> dict[str, Any]:
         """What ``engage`` will replace (and ``resume`` needs), read before acting."""
         ...
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """One entry of ``status.killSwitch.actions``: the latest step of one action."""
-
-    name: str
-    type: str
-    target: str
-    step: Step
-    result: Result
-    detail: str = ""
-    attempts: int = 0
-    at: str = ""
-    previous: Mapping[str, Any] | None = None
-
-    def to_status(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "target": self.target[:512],
-            "step": self.step.value,
-            "result": self.result.value,
-            "detail": self.detail[:_DETAIL_LIMIT],
-            "attempts": self.attempts,
-            "at": self.at or _now(),
-        }
-        if self.previous is not None:
-            entry["previous"] = dict(self.previous)
-        return entry
-
-    @classmethod
-    def from_status(cls, entry: Mapping[str, Any]) -> ActionRecord:
-        previous = entry.get("previous")
-        return cls(
-            name=str(entry.get("name", "")),
-            type=str(entry.get("type", "")),
-            target=str(entry.get("target", "")),
-            step=Step(entry.get("step", Step.ENGAGE.value)),
-            result=Result(entry.get("result", Result.PENDING.value)),
-            detail=str(entry.get("detail", "")),
-            attempts=int(entry.get("attempts") or 0),
-            at=str(entry.get("at", "")),
-            previous=dict(previous) if isinstance(previous, Mapping) else None,
-        )
-
-
-Checkpoint = Callable[[Sequence[ActionRecord]], Awaitable[None]]
-OnResult = Callable[[ActionRecord], None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -550,14 +485,14 @@ async def _webhook(
 
 
 def resume_action(
-    record: ActionRecord, configured: KubeAction | None, kube: Kube, integration: Mapping[str, Any]
-) -> KubeAction | None:
+    record: ActionRecord, configured: Action | None, kube: Kube, integration: Mapping[str, Any]
+) -> Action | None:
     """The action that undoes ``record``: the Kubernetes ones rebuilt from what was
     recorded (so a changed or removed spec entry still resumes), a webhook from the
     current spec (its Secrets are not recorded). None: nobody knows how to undo it.
     ``integration`` is the CameraIntegration (its metadata names the NetworkPolicy owner)."""
     previous = record.previous or {}
-    if record.type == "scale" and previous.get("kind") in _WORKLOADS:
+    if record.kind == "scale" and previous.get("kind") in _WORKLOADS:
         return ScaleAction(
             record.name,
             kube,
@@ -566,7 +501,7 @@ def resume_action(
             str(previous.get("name")),
             previous=previous,
         )
-    if record.type == "networkPolicy" and previous.get("name"):
+    if record.kind == "networkPolicy" and previous.get("name"):
         return NetworkPolicyAction(
             record.name,
             kube,
@@ -575,7 +510,7 @@ def resume_action(
             {},
             previous=previous,
         )
-    if record.type == "patch" and previous.get("kind"):
+    if record.kind == "patch" and previous.get("kind"):
         return PatchAction(
             record.name,
             kube,
@@ -588,105 +523,6 @@ def resume_action(
     return configured
 
 
-# ---------------------------------------------------------------------------------------
-# Running them
-# ---------------------------------------------------------------------------------------
-
-
-async def engage_actions(
-    actions: Sequence[KubeAction],
-    records: Sequence[ActionRecord],
-    context: ActionContext,
-    checkpoint: Checkpoint,
-    on_result: OnResult | None = None,
-) -> list[ActionRecord]:
-    """Engage ``actions`` in order, continuing an engagement recorded in ``records``.
-
-    An action whose engage step already succeeded is not run again; a recorded
-    ``previous`` is kept (never re-read: the first reading is the original). Each action
-    is checkpointed as Pending with its snapshot before it acts, and again after.
-    """
-    known = {r.name: r for r in records if r.step is Step.ENGAGE}
-    done: list[ActionRecord] = []
-    for action in actions:
-        record = known.get(action.name)
-        if record is not None and record.result is Result.SUCCEEDED:
-            done.append(record)
-            continue
-        attempts = record.attempts if record is not None else 0
-        previous = record.previous if record is not None else None
-        if previous is None:
-            try:
-                previous = await action.snapshot()
-            except Exception as error:
-                log.warning("kill-switch action %r: snapshot failed: %s", action.name, error)
-                previous = None
-            pending = _record(action, Step.ENGAGE, Result.PENDING, "recorded; acting", attempts, previous)
-            await checkpoint([*done, pending])
-        outcome = await _run(action, Step.ENGAGE, context)
-        result = Result.SUCCEEDED if outcome.ok else Result.FAILED
-        done.append(
-            _record(action, Step.ENGAGE, result, outcome.detail, attempts + outcome.attempts, previous)
-        )
-        if on_result is not None:
-            on_result(done[-1])
-        await checkpoint(done)
-    return done
-
-
-async def resume_actions(
-    records: Sequence[ActionRecord],
-    resumers: Mapping[str, KubeAction | None],
-    context: ActionContext,
-    checkpoint: Checkpoint,
-    on_result: OnResult | None = None,
-) -> list[ActionRecord]:
-    """Resume every recorded action, in reverse order of engagement.
-
-    Failed and Pending engage steps are resumed too (a call that timed out may still
-    have switched the integration off); resume steps that succeeded or were skipped are
-    not run again. ``resumers`` maps action names to what undoes them (see
-    ``resume_action``); None means "restore by hand" (Skipped).
-    """
-    current = list(records)
-    for position in reversed(range(len(current))):
-        record = current[position]
-        if record.step is Step.RESUME and record.result in (Result.SUCCEEDED, Result.SKIPPED):
-            continue
-        action = resumers.get(record.name)
-        if action is None:
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SKIPPED,
-                detail="action no longer configured; restore by hand",
-                at=_now(),
-            )
-        elif not action.reversible:
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SKIPPED,
-                detail="no resume step configured; restore by hand",
-                at=_now(),
-            )
-        else:
-            outcome = await _run(action, Step.RESUME, context)
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SUCCEEDED if outcome.ok else Result.FAILED,
-                detail=outcome.detail,
-                attempts=outcome.attempts,
-                at=_now(),
-            )
-        current[position] = updated
-        if on_result is not None:
-            on_result(updated)
-        await checkpoint(current)
-    return current
-
-
 def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord]) -> str:
     """How to resume, and what a human must undo (for ``status.killSwitch.resumeHint``)."""
     meta = integration.get("metadata") or {}
@@ -694,35 +530,11 @@ def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord])
         f"kubectl -n {meta.get('namespace')} patch cameraintegration {meta.get('name')} "
         """--type merge -p '{"spec":{"suspended":false}}'"""
     )
-    manual = [r.name for r in records if r.type == "webhook" and "no resume" in r.detail]
+    manual = [r.name for r in records if r.kind == "webhook" and "no resume" in r.detail]
     hint = f"to resume, run: {command}"
     if manual:
         hint += f"; undo by hand: {', '.join(manual)}"
     return hint[:1024]
-
-
-async def _run(action: KubeAction, step: Step, context: ActionContext) -> ActionOutcome:
-    try:
-        if step is Step.ENGAGE:
-            return await action.engage(context)
-        return await action.resume(context)
-    except Exception as error:
-        # A bug in one action must not keep the others from switching the integration off.
-        log.exception("kill-switch action %r raised during %s", action.name, step)
-        return ActionOutcome(False, f"action raised {type(error).__name__}")
-
-
-def _record(
-    action: KubeAction,
-    step: Step,
-    result: Result,
-    detail: str,
-    attempts: int,
-    previous: Mapping[str, Any] | None,
-) -> ActionRecord:
-    return ActionRecord(
-        action.name, action.kind, action.target, step, result, detail, attempts, _now(), previous
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -786,10 +598,6 @@ def _paths(patch: Mapping[str, Any], prefix: str = "") -> list[str]:
         else:
             paths.append(here)
     return paths
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _dns_name(*parts: str) -> str:

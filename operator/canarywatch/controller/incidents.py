@@ -18,12 +18,10 @@ from canarywatch.controller import paging
 from canarywatch.controller.indexes import incident_views, patch_incident
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
 from canarywatch.controller.runtime import (
-    ENGAGED_STATES,
     RETRY_DELAY,
     IncidentState,
     PageResult,
     Runtime,
-    SwitchState,
     creation_time,
     epoch,
     integration_policy,
@@ -40,6 +38,7 @@ from canarywatch.incidents.policy import (
     OpenIncident,
     PolicyEngine,
 )
+from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 from canarywatch.verdicts import Verdict
 
 __all__ = ["resolve_if_clean", "respond_to_incident"]

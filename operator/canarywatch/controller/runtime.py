@@ -18,13 +18,11 @@ from canarywatch.incidents.policy import Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
 
 __all__ = [
-    "ENGAGED_STATES",
     "RETRY_DELAY",
     "IncidentState",
+    "IntegrationPhase",
     "PageResult",
-    "Phase",
     "Runtime",
-    "SwitchState",
     "creation_time",
     "epoch",
     "integration_policy",
@@ -38,27 +36,12 @@ log = logging.getLogger(__name__)
 RETRY_DELAY = 30.0  # a kopf retry of a response that could not finish (page, kill switch)
 
 
-class Phase(StrEnum):
+class IntegrationPhase(StrEnum):
     """``CameraIntegration.status.phase``."""
 
     ACTIVE = "Active"
     SUSPENDED = "Suspended"
     DEGRADED = "Degraded"
-
-
-class SwitchState(StrEnum):
-    """``CameraIntegration.status.killSwitch.state``."""
-
-    ENGAGING = "Engaging"
-    ENGAGED = "Engaged"
-    ENGAGE_FAILED = "EngageFailed"
-    RESUMING = "Resuming"
-    RESUMED = "Resumed"
-    RESUME_FAILED = "ResumeFailed"
-
-
-#: The integration may be (partly) switched off in these states: its phase is Suspended.
-ENGAGED_STATES = frozenset(SwitchState) - {SwitchState.RESUMED}
 
 
 class IncidentState(StrEnum):
