@@ -29,7 +29,9 @@ from canarywatch.controller.runtime import (
     timestamp,
 )
 from canarywatch.controller.suspension import engage, patch_integration
-from canarywatch.incidents.pagerduty import Outcome, build_event, make_dedup_key
+from canarywatch.incidents.client import Outcome
+from canarywatch.incidents.events import make_dedup_key
+from canarywatch.incidents.pages import resolve_event
 from canarywatch.incidents.policy import (
     Confirmation,
     Decision,
@@ -315,8 +317,8 @@ async def _resolve(rt: Runtime, incident: Mapping[str, Any], integration: Mappin
         except KubeError as error:
             log.warning("cannot resolve the page of %s: %s", incident["name"], error)
             return False
-        event = build_event(action="resolve", routing_key=routing_key, dedup_key=str(incident["dedupKey"]))
-        result, _attempts = await paging.deliver(rt, event, paging.events_url(rt, integration), 0)
+        event = resolve_event(routing_key=routing_key, dedup_key=str(incident["dedupKey"]))
+        result = await paging.deliver(rt, event, paging.events_url(rt, integration))
         if not result.delivered and result.outcome is not Outcome.REJECTED:
             return False  # the next check tries again
         changes["paged"] = {"result": PageResult.RESOLVED}
