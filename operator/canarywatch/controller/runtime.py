@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from canarywatch.controller.kube import Kube, LeaderElector
+from canarywatch.controller.kube import Kube
+from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.settings import OperatorSettings
 from canarywatch.incidents.policy import Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
