@@ -6,7 +6,6 @@ has run clean."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,6 @@ from canarywatch.incidents.client import Outcome
 from canarywatch.incidents.events import make_dedup_key
 from canarywatch.incidents.pages import resolve_event
 from canarywatch.incidents.policy import (
-    Confirmation,
     Decision,
     IncidentKey,
     Mode,
@@ -92,13 +90,9 @@ async def _decide(
     istatus = integration.get("status") or {}
     switch = istatus.get("killSwitch") or {}
     verdict = Verdict(spec["observed"]["verdict"])
-    policy, policy_problem = integration_policy(integration, rt.settings)
     # The viewer confirmed the leak (k of its last n frames) before creating this: here
     # one LeakIncident is one confirmed leak.
-    policy = dataclasses.replace(
-        policy,
-        rules={v: dataclasses.replace(r, confirmation=Confirmation()) for v, r in policy.rules.items()},
-    )
+    policy, policy_problem = integration_policy(integration, rt.settings, confirmed=True)
     others = [v for v in views if v["name"] != name]
     # Incidents still open from before the last resume do not absorb a new leak: if the
     # integration leaks again after being switched back on, it is switched off again.
