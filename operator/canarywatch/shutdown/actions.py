@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ import aiohttp
 from canarywatch import __version__
 from canarywatch.errors import FieldError
 from canarywatch.retrying import Backoff, RetryLater, retry
+from canarywatch.shutdown.records import Step
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
 
 __all__ = [
@@ -63,11 +63,6 @@ _DETAIL_LIMIT = 200
 
 class ActionConfigError(FieldError):
     """An action is misconfigured; ``field`` names the setting."""
-
-
-class Step(enum.StrEnum):
-    ENGAGE = "engage"
-    RESUME = "resume"
 
 
 @dataclass(frozen=True, slots=True)

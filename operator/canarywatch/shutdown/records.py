@@ -12,15 +12,21 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from canarywatch.shutdown.actions import Step
-
 __all__ = [
     "ENGAGED_STATES",
     "ActionRecord",
     "KillSwitchRecord",
     "Result",
+    "Step",
     "SwitchState",
 ]
+
+
+class Step(StrEnum):
+    """Which way an action runs: ``engage`` switches off, ``resume`` restores."""
+
+    ENGAGE = "engage"
+    RESUME = "resume"
 
 
 class SwitchState(StrEnum):
