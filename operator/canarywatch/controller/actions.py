@@ -530,7 +530,14 @@ def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord])
         f"kubectl -n {meta.get('namespace')} patch cameraintegration {meta.get('name')} "
         """--type merge -p '{"spec":{"suspended":false}}'"""
     )
-    manual = [r.name for r in records if r.kind == "webhook" and "no resume" in r.detail]
+    # A webhook with no resume request is the one action nothing here can undo.
+    entries = ((integration.get("spec") or {}).get("killSwitch") or {}).get("actions") or []
+    one_way = {
+        str(e.get("name"))
+        for e in entries
+        if e.get("type") == "webhook" and not isinstance((e.get("webhook") or {}).get("resume"), Mapping)
+    }
+    manual = [r.name for r in records if r.name in one_way]
     hint = f"to resume, run: {command}"
     if manual:
         hint += f"; undo by hand: {', '.join(manual)}"
