@@ -28,12 +28,17 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from canarywatch.api import API_VERSION, KILL_SWITCH_OWNER_ANNOTATION, LABEL_KILL_SWITCH_ACTION
-from canarywatch.controller.builders import LABEL_INTEGRATION
+from canarywatch.api import (
+    API_VERSION,
+    KILL_SWITCH_OWNER_ANNOTATION,
+    LABEL_INTEGRATION,
+    LABEL_KILL_SWITCH_ACTION,
+    label_value,
+)
 from canarywatch.controller.kube import (
     DEPLOYMENTS,
     NETWORK_POLICIES,
@@ -43,6 +48,7 @@ from canarywatch.controller.kube import (
     NotFound,
     Resource,
 )
+from canarywatch.controller.mergepatch import ABSENT, assign, leaves, lookup, paths
 from canarywatch.errors import FieldError
 from canarywatch.shutdown import (
     Action,
@@ -241,8 +247,8 @@ class NetworkPolicyAction:
     def _labels(self) -> dict[str, str]:
         return {
             "app.kubernetes.io/managed-by": "canarywatch-operator",
-            LABEL_INTEGRATION: _label(str(self.integration.get("name"))),
-            LABEL_KILL_SWITCH_ACTION: _label(self.name),
+            LABEL_INTEGRATION: label_value(str(self.integration.get("name"))),
+            LABEL_KILL_SWITCH_ACTION: label_value(self.name),
         }
 
     def _owner(self) -> str:
@@ -279,7 +285,7 @@ class PatchAction:
         return f"{self.object_kind} {self.namespace}/{self.object_name}"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "target": self.target, "keys": _paths(self.merge_patch)}
+        return {"kind": self.kind, "name": self.name, "target": self.target, "keys": paths(self.merge_patch)}
 
     async def snapshot(self) -> dict[str, Any]:
         found = {
@@ -293,10 +299,10 @@ class PatchAction:
         if current is None:
             return found
         keys = []
-        for path, was, now in _leaves(self.merge_patch, current):
+        for path, was, now in leaves(self.merge_patch, current):
             entry: dict[str, Any] = {"path": list(path)}
-            entry |= {"wasAbsent": True} if was is _ABSENT else {"was": was}
-            entry |= {"setAbsent": True} if now is _ABSENT else {"set": now}
+            entry |= {"wasAbsent": True} if was is ABSENT else {"was": was}
+            entry |= {"setAbsent": True} if now is ABSENT else {"set": now}
             keys.append(entry)
         return {**found, "keys": keys}
 
@@ -308,7 +314,7 @@ class PatchAction:
             await self.kube.merge_patch(resource, self.namespace, self.object_name, self.merge_patch)
         except KubeError as error:
             return ActionOutcome(False, str(error))
-        return ActionOutcome(True, f"patched {', '.join(_paths(self.merge_patch))} of {self.target}")
+        return ActionOutcome(True, f"patched {', '.join(paths(self.merge_patch))} of {self.target}")
 
     async def resume(self, context: ActionContext) -> ActionOutcome:
         keys = (self.previous or {}).get("keys")
@@ -325,16 +331,16 @@ class PatchAction:
             kept: list[str] = []
             for entry in keys:
                 path = [str(p) for p in entry.get("path", [])]
-                applied = _ABSENT if entry.get("setAbsent") else entry.get("set")
-                if _lookup(current, path) != applied:
+                applied = ABSENT if entry.get("setAbsent") else entry.get("set")
+                if lookup(current, path) != applied:
                     kept.append(".".join(path))  # changed since the kill: not ours to undo
                     continue
-                _assign(restore, path, None if entry.get("wasAbsent") else entry.get("was"))
+                assign(restore, path, None if entry.get("wasAbsent") else entry.get("was"))
             if restore:
                 await self.kube.merge_patch(resource, self.namespace, self.object_name, restore)
         except KubeError as error:
             return ActionOutcome(False, str(error))
-        detail = f"restored {', '.join(_paths(restore)) or 'nothing'} of {self.target}"
+        detail = f"restored {', '.join(paths(restore)) or 'nothing'} of {self.target}"
         if kept:
             detail += f"; left {', '.join(kept)} (changed since the kill)"
         return ActionOutcome(True, detail)
@@ -544,69 +550,6 @@ def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord])
     return hint[:1024]
 
 
-# ---------------------------------------------------------------------------------------
-# Merge-patch helpers
-# ---------------------------------------------------------------------------------------
-
-
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT: Any = _Absent()
-
-
-def _leaves(
-    patch: Mapping[str, Any], current: object, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
-    """(path, value before, value after) of every key ``patch`` sets in ``current``.
-
-    RFC 7386: an object merges into an object key by key; anything else (or an object
-    landing on a non-object) replaces the value, with its nulls dropped.
-    """
-    for key, value in patch.items():
-        here = (*path, str(key))
-        existing = current.get(key, _ABSENT) if isinstance(current, Mapping) else _ABSENT
-        if isinstance(value, Mapping) and isinstance(existing, Mapping):
-            yield from _leaves(value, existing, here)
-        else:
-            yield here, existing, _applied(value)
-
-
-def _applied(value: Any) -> Any:
-    if value is None:
-        return _ABSENT
-    if isinstance(value, Mapping):
-        return {k: _applied(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _lookup(obj: object, path: Sequence[str]) -> Any:
-    for part in path:
-        if not isinstance(obj, Mapping) or part not in obj:
-            return _ABSENT
-        obj = obj[part]
-    return obj
-
-
-def _assign(target: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-    target[path[-1]] = value
-
-
-def _paths(patch: Mapping[str, Any], prefix: str = "") -> list[str]:
-    paths: list[str] = []
-    for key, value in patch.items():
-        here = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            paths.extend(_paths(value, f"{here}."))
-        else:
-            paths.append(here)
-    return paths
-
-
 def _dns_name(*parts: str) -> str:
     """``parts`` joined as a DNS-1123 label, shortened with a hash when too long."""
     joined = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")
@@ -614,10 +557,3 @@ def _dns_name(*parts: str) -> str:
         return joined
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8]
     return f"{joined[:54].rstrip('-')}-{digest}"
-
-
-def _label(value: str) -> str:
-    if len(value) <= 63:
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return f"{value[:54].rstrip('-._')}-{digest}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from canarywatch.controller.actions import ActionSpecError, build_actions, resume_action, resume_hint
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS
+from canarywatch.controller.mergepatch import merged
 from canarywatch.controller.runtime import (
     IntegrationPhase,
     Runtime,
@@ -47,7 +48,7 @@ async def patch_integration(
 ) -> dict[str, Any]:
     """Merge ``changes`` into the integration's status, with the phase they imply."""
     meta = integration["metadata"]
-    status = _merged(integration.get("status") or {}, changes)
+    status = merged(integration.get("status") or {}, changes)
     phase = _phase(status)
     patched = await rt.kube.patch_status(
         CAMERA_INTEGRATIONS, meta["namespace"], meta["name"], {**changes, "phase": phase}
@@ -61,19 +62,6 @@ def _phase(status: Mapping[str, Any]) -> IntegrationPhase:
     if (status.get("killSwitch") or {}).get("state") in ENGAGED_STATES:
         return IntegrationPhase.SUSPENDED
     return IntegrationPhase.DEGRADED if is_degraded(status) else IntegrationPhase.ACTIVE
-
-
-def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge of ``changes`` into ``base`` (what the API server will store)."""
-    merged = dict(base)
-    for key, value in changes.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class StatusStore:
