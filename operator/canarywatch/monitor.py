@@ -4,8 +4,12 @@ Viewer streams hand every judged frame to `Monitor.handle`. It counts the frame,
 asks the response policy what to do, and for a confirmed leak records the incident
 with privacy-preserving evidence *before* anything slow happens; paging and the kill
 switch then run as background tasks so the next frame is judged without waiting.
-This is the same pipeline in `canarywatch demo`, `canarywatch run` and (per incident)
-the Kubernetes operator.
+This is the pipeline of `canarywatch demo`, `canarywatch run` and the viewer pods.
+
+In a cluster, the viewer pod's Monitor records the incident as a LeakIncident and the
+operator responds to it: with the same response core — the page from
+``incidents.pages`` delivered by ``incidents.client``, the kill switch of
+``shutdown.KillSwitch`` — only with its state in the CRs' status instead of files.
 """
 
 from __future__ import annotations
@@ -21,18 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from canarywatch.incidents.client import Outcome, PagerDutyClient
 from canarywatch.incidents.evidence import collect_evidence, write_evidence
-from canarywatch.incidents.pagerduty import (
-    Outcome,
-    PagerDutyClient,
-    build_event,
-    make_dedup_key,
-    severity_for_verdict,
-)
+from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event, trigger_event
 from canarywatch.incidents.policy import Decision, Policy, PolicyEngine
 from canarywatch.incidents.records import IncidentLog, IncidentRecord
 from canarywatch.metrics import Metrics
-from canarywatch.shutdown import ActionStatus, KillSwitch, KillSwitchStateError
+from canarywatch.shutdown import KillSwitch, KillSwitchStateError, SwitchState
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 
@@ -53,6 +52,7 @@ class Monitor:
         metrics: Metrics,
         pagerduty: PagerDutyClient | None = None,
         routing_key: str | None = None,
+        page_options: PageOptions | None = None,
         kill_switch: KillSwitch | None = None,
         out_dir: Path | None = None,
         on_event: Callable[[str], None] | None = None,
@@ -66,6 +66,7 @@ class Monitor:
         self.metrics = metrics
         self.pagerduty = pagerduty
         self.routing_key = routing_key
+        self.page_options = page_options
         self.kill_switch = kill_switch
         self.out_dir = out_dir
         self.incidents = IncidentLog(out_dir / "incidents.jsonl" if out_dir else None)
@@ -200,36 +201,9 @@ class Monitor:
 
     async def _page(self, record: IncidentRecord) -> None:
         assert self.pagerduty is not None and self.routing_key is not None
-        dedup_key = make_dedup_key(integration=self.integration, incident=record.id)
-        who = record.observed_tenant or "non-canary content"
-        event = build_event(
-            action="trigger",
-            routing_key=self.routing_key,
-            dedup_key=dedup_key,
-            summary=(
-                f"canarywatch: {record.verdict} on {self.integration} — viewer {record.viewer_tenant} "
-                f"was shown {who} via {record.path}"
-            )[:1024],
-            source=f"canarywatch/{self.integration}",
-            severity=severity_for_verdict(record.verdict),
-            component=record.path,
-            group=self.probe,
-            cls=record.verdict,
-            timestamp=dt.datetime.fromtimestamp(record.frame_received_at, dt.UTC),
-            # hashes and references only: frame pixels never leave the monitor
-            custom_details={
-                "incident": record.id,
-                "reason": record.reason,
-                "viewer_tenant": record.viewer_tenant,
-                "observed_tenant": record.observed_tenant,
-                "observed_camera": record.observed_camera,
-                "observed_seq": record.observed_seq,
-                "network_profile": record.network_profile,
-                "evidence_sha256": record.evidence.get("sha256"),
-                "detection_seconds": record.detection_seconds,
-                "mode": record.mode,
-            },
-        )
+        page = IncidentPage.from_record(record)
+        event = trigger_event(page, routing_key=self.routing_key, options=self.page_options)
+        dedup_key = page.dedup_key
         record.pagerduty = {"dedup_key": dedup_key, "result": "pending"}
         result = await self.pagerduty.send(event)
         self.pagerduty_results[result.outcome.value] += 1
@@ -257,12 +231,12 @@ class Monitor:
             if self.kill_switch.record is None:
                 return
             ks = self.kill_switch.record
-        done = all(r.status is ActionStatus.SUCCEEDED for r in ks.engage_results)
+        done = ks.state is SwitchState.ENGAGED
         finished = self.clock()
         record.shutdown.done = done
         record.shutdown.engaged_at = ks.engaged_at
         record.shutdown.seconds = round(finished - record.recorded_at, 6) if done else None
-        record.shutdown.actions = [r.to_dict() for r in ks.engage_results]
+        record.shutdown.actions = [r.to_dict() for r in ks.actions]
         if done:
             self.suspended = True
             self.metrics.record_suspended(integration=self.integration, suspended=True)
@@ -302,7 +276,7 @@ class Monitor:
             record.state = "Resolved"
             dedup_key = record.pagerduty.get("dedup_key")
             if self.pagerduty is not None and self.routing_key and dedup_key:
-                event = build_event(action="resolve", routing_key=self.routing_key, dedup_key=dedup_key)
+                event = resolve_event(routing_key=self.routing_key, dedup_key=dedup_key)
                 outcome = await self.pagerduty.send(event)
                 record.pagerduty["resolve"] = outcome.outcome.value
             self.incidents.save(record)

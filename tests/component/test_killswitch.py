@@ -29,14 +29,14 @@ from canarywatch.shutdown import (
     ActionConfigError,
     ActionContext,
     ActionOutcome,
-    ActionStatus,
     CommandAction,
     KillSwitch,
     KillSwitchStateError,
     NotEngagedError,
-    Phase,
+    Result,
     SignatureError,
     Step,
+    SwitchState,
     WebhookAction,
     WebhookRequest,
     sign,
@@ -153,9 +153,9 @@ async def test_webhook_is_signed_templated_and_retried_after_500(receiver: Recei
     receiver.script = [500, 503]
     switch = KillSwitch([hook(receiver)], integration="relay-prod")
     record = await switch.engage("inc-42", REASON)
-    assert record.phase is Phase.ENGAGED and switch.engaged
+    assert record.state is SwitchState.ENGAGED and switch.engaged
     (result,) = record.engage_results
-    assert (result.status, result.attempts, result.detail) == (ActionStatus.SUCCEEDED, 3, "HTTP 200")
+    assert (result.result, result.attempts, result.detail) == (Result.SUCCEEDED, 3, "HTTP 200")
     assert len(receiver.seen) == 3
     last = receiver.seen[-1]
     assert (last.method, last.path) == ("POST", "/kill/relay-prod")
@@ -176,12 +176,12 @@ async def test_webhook_client_error_is_not_retried_and_engage_again_retries_it(r
     receiver.script = [403]
     switch = KillSwitch([hook(receiver)], integration="relay-prod")
     record = await switch.engage("inc-1", "leak")
-    assert record.phase is Phase.ENGAGE_FAILED and switch.engaged
+    assert record.state is SwitchState.ENGAGE_FAILED and switch.engaged
     (failed,) = record.engage_results
-    assert (failed.status, failed.attempts) == (ActionStatus.FAILED, 1)
+    assert (failed.result, failed.attempts) == (Result.FAILED, 1)
     assert failed.detail.startswith("HTTP 403")
     retried = await switch.engage("inc-2", "another leak")
-    assert retried.phase is Phase.ENGAGED
+    assert retried.state is SwitchState.ENGAGED
     assert retried.incident == "inc-1", "a retry completes the original engagement"
     assert len(receiver.seen) == 2
 
@@ -190,7 +190,7 @@ async def test_wrong_secret_is_refused_by_the_receiver(receiver: Receiver) -> No
     switch = KillSwitch([hook(receiver, secret="not-the-secret")], integration="relay-prod")
     record = await switch.engage("inc-1", "leak")
     (result,) = record.engage_results
-    assert result.status is ActionStatus.FAILED and result.detail.startswith("HTTP 401")
+    assert result.result is Result.FAILED and result.detail.startswith("HTTP 401")
 
 
 async def test_network_errors_are_retried_then_reported(receiver: Receiver) -> None:
@@ -201,7 +201,7 @@ async def test_network_errors_are_retried_then_reported(receiver: Receiver) -> N
     dead = WebhookRequest(url=f"http://127.0.0.1:{free_port}/kill")
     switch = KillSwitch([hook(receiver, request=dead, max_attempts=3)], integration="relay-prod")
     (result,) = (await switch.engage("inc-1", "leak")).engage_results
-    assert result.status is ActionStatus.FAILED and result.attempts == 3
+    assert result.result is Result.FAILED and result.attempts == 3
     assert "Error" in result.detail
 
 
@@ -209,7 +209,7 @@ async def test_redirects_are_failures_not_followed(receiver: Receiver) -> None:
     receiver.script = [307]
     switch = KillSwitch([hook(receiver)], integration="relay-prod")
     (result,) = (await switch.engage("inc-1", "leak")).engage_results
-    assert result.status is ActionStatus.FAILED and "redirects are not followed" in result.detail
+    assert result.result is Result.FAILED and "redirects are not followed" in result.detail
     assert len(receiver.seen) == 1
 
 
@@ -248,13 +248,13 @@ async def test_relay_admin_kill_and_resume(relay: RelayHandle) -> None:
     switch = KillSwitch([relay_action(relay)], integration="reference-relay")
     assert await relay_enabled(relay)
     record = await switch.engage("inc-7", "cross_tenant leak")
-    assert record.phase is Phase.ENGAGED
+    assert record.state is SwitchState.ENGAGED
     assert not await relay_enabled(relay)
     disabled = relay.relay.describe()["disabled"]
     assert disabled["by"] == "canarywatch" and disabled["reason"] == "inc-7: cross_tenant leak"
     resumed = await switch.resume()
-    assert resumed.phase is Phase.RESUMED and not switch.engaged
-    assert [r.status for r in resumed.resume_results] == [ActionStatus.SUCCEEDED]
+    assert resumed.state is SwitchState.RESUMED and not switch.engaged
+    assert [r.result for r in resumed.resume_results] == [Result.SUCCEEDED]
     assert await relay_enabled(relay)
 
 
@@ -267,7 +267,7 @@ async def test_relay_with_a_wrong_admin_token_stays_up(relay: RelayHandle) -> No
         **FAST,
     )
     record = await KillSwitch([action], integration="reference-relay").engage("inc-1", "leak")
-    assert record.phase is Phase.ENGAGE_FAILED
+    assert record.state is SwitchState.ENGAGE_FAILED
     assert record.engage_results[0].detail.startswith("HTTP 401")
     assert await relay_enabled(relay)
 
@@ -299,7 +299,7 @@ async def test_command_action_runs_a_real_process_and_resumes(tmp_path: Path) ->
         "CANARYWATCH_REASON": REASON,
         "CANARYWATCH_STEP": "engage",
     }
-    assert (await switch.resume()).phase is Phase.RESUMED
+    assert (await switch.resume()).state is SwitchState.RESUMED
     assert not out.exists()
 
 
@@ -308,11 +308,11 @@ async def test_command_failures_are_recorded_with_their_stderr(tmp_path: Path) -
     hanging = python_command("hangs", "import time; time.sleep(60)", timeout=0.3)
     missing = CommandAction(name="missing", argv=[str(tmp_path / "no-such-program")])
     record = await KillSwitch([failing, hanging, missing], integration="relay-prod").engage("inc-1", "leak")
-    details = {r.action: (r.status, r.detail) for r in record.engage_results}
-    assert details["fails"] == (ActionStatus.FAILED, "exit 3: kubectl: forbidden")
-    assert details["hangs"][0] is ActionStatus.FAILED and "timed out" in details["hangs"][1]
-    assert details["missing"][0] is ActionStatus.FAILED and "cannot start" in details["missing"][1]
-    assert record.phase is Phase.ENGAGE_FAILED
+    details = {r.name: (r.result, r.detail) for r in record.engage_results}
+    assert details["fails"] == (Result.FAILED, "exit 3: kubectl: forbidden")
+    assert details["hangs"][0] is Result.FAILED and "timed out" in details["hangs"][1]
+    assert details["missing"][0] is Result.FAILED and "cannot start" in details["missing"][1]
+    assert record.state is SwitchState.ENGAGE_FAILED
 
 
 async def test_resume_runs_in_reverse_order_and_lists_manual_steps(tmp_path: Path) -> None:
@@ -338,12 +338,12 @@ async def test_resume_runs_in_reverse_order_and_lists_manual_steps(tmp_path: Pat
         "resume-last",
         "resume-first",
     ]
-    assert record.phase is Phase.RESUMED
+    assert record.state is SwitchState.RESUMED
     assert record.manual_resume == ("manual",)
-    assert [r.status for r in record.resume_results] == [
-        ActionStatus.SUCCEEDED,
-        ActionStatus.SKIPPED,
-        ActionStatus.SUCCEEDED,
+    assert [r.result for r in record.resume_results] == [
+        Result.SUCCEEDED,
+        Result.SKIPPED,
+        Result.SUCCEEDED,
     ]
 
 
@@ -362,7 +362,7 @@ async def test_engaging_twice_calls_nothing_twice(receiver: Receiver) -> None:
     assert [s.path for s in receiver.seen] == ["/kill/relay-prod", "/resume/relay-prod"]
     # Engaging after a resume is a new engagement.
     again = await switch.engage("inc-4", "new leak")
-    assert again.incident == "inc-4" and again.phase is Phase.ENGAGED
+    assert again.incident == "inc-4" and again.state is SwitchState.ENGAGED
     assert len(receiver.seen) == 3
 
 
@@ -381,7 +381,7 @@ async def test_state_survives_a_new_instance(receiver: Receiver, tmp_path: Path)
     assert await restarted.engage("inc-2", "again") == record
     assert len(receiver.seen) == 1, "a restarted process must not kill twice"
     resumed = await restarted.resume()
-    assert resumed.phase is Phase.RESUMED
+    assert resumed.state is SwitchState.RESUMED
     assert KillSwitch([hook(receiver)], integration="relay-prod", state_path=state).record == resumed
 
 
@@ -393,7 +393,7 @@ async def test_an_action_removed_from_the_config_is_left_to_a_human(
         [hook(receiver, "old"), hook(receiver, "kept")], integration="relay-prod", state_path=state
     ).engage("inc-1", "leak")
     record = await KillSwitch([hook(receiver, "kept")], integration="relay-prod", state_path=state).resume()
-    assert record.phase is Phase.RESUMED and record.manual_resume == ("old",)
+    assert record.state is SwitchState.RESUMED and record.manual_resume == ("old",)
     assert [s.path for s in receiver.seen].count("/resume/relay-prod") == 1
 
 
@@ -401,17 +401,17 @@ async def test_a_crash_mid_engage_is_retried_after_restart(receiver: Receiver, t
     state = tmp_path / "state.json"
     actions = [hook(receiver, "first"), hook(receiver, "second")]
     record = await KillSwitch(actions, integration="relay-prod", state_path=state).engage("inc-1", "leak")
-    # Rewrite the file as a crash after the first action would have left it.
+    # Rewrite the file as a crash while the second action was acting would have left it.
     document = json.loads(state.read_text())
-    document["record"]["phase"] = "engaging"
-    document["record"]["engage_results"] = document["record"]["engage_results"][:1]
+    document["record"]["state"] = "Engaging"
+    document["record"]["actions"][1]["result"] = "Pending"
     state.write_text(json.dumps(document))
     restarted = KillSwitch(actions, integration="relay-prod", state_path=state)
-    assert restarted.record is not None and restarted.record.phase is Phase.ENGAGE_FAILED
+    assert restarted.record is not None and restarted.record.state is SwitchState.ENGAGE_FAILED
     assert restarted.record.engage_results[1].detail.startswith("interrupted")
     finished = await restarted.engage("inc-1", "leak")
-    assert finished.phase is Phase.ENGAGED
-    assert [r.action for r in finished.engage_results] == ["first", "second"]
+    assert finished.state is SwitchState.ENGAGED
+    assert [r.name for r in finished.engage_results] == ["first", "second"]
     assert len(receiver.seen) == len(record.engage_results) + 1
 
 
@@ -427,7 +427,7 @@ async def test_an_unwritable_state_file_does_not_stop_the_kill(receiver: Receive
         await switch.engage("inc-1", "leak")
     assert isinstance(caught.value.__cause__, OSError)
     assert len(receiver.seen) == 2, "both actions ran although nothing could be recorded"
-    assert switch.record is not None and switch.record.phase is Phase.ENGAGED
+    assert switch.record is not None and switch.record.state is SwitchState.ENGAGED
 
 
 async def test_untrustworthy_state_files_are_refused(receiver: Receiver, tmp_path: Path) -> None:
@@ -482,7 +482,7 @@ class Exploding:
 
 async def test_a_raising_action_does_not_stop_the_others(receiver: Receiver) -> None:
     record = await KillSwitch([Exploding(), hook(receiver)], integration="relay-prod").engage("inc-1", "leak")
-    assert [r.status for r in record.engage_results] == [ActionStatus.FAILED, ActionStatus.SUCCEEDED]
+    assert [r.result for r in record.engage_results] == [Result.FAILED, Result.SUCCEEDED]
     assert record.engage_results[0].detail == "action raised RuntimeError"
 
 
@@ -540,3 +540,81 @@ def test_kill_switch_needs_unique_named_actions(receiver: Receiver) -> None:
         KillSwitch([hook(receiver), hook(receiver)], integration="relay-prod")
     with pytest.raises(ValueError, match="at least one action"):
         KillSwitch([], integration="relay-prod")
+
+
+# --- one engine: order, snapshots, recovery (both shells run this code) ------------------------
+
+
+@dataclass
+class Recorded:
+    """An in-process action: logs its steps, fails its engage step while ``broken``, and
+    reports what it replaces (like the operator's Kubernetes actions)."""
+
+    name: str
+    log: list[str]
+    broken: bool = False
+    snapshots: int = 0
+    kind: str = "custom"
+    reversible: bool = True
+
+    async def snapshot(self) -> dict[str, Any]:
+        self.snapshots += 1
+        return {"replicas": 3}
+
+    async def engage(self, context: ActionContext) -> ActionOutcome:
+        self.log.append(f"engage-{self.name}")
+        return ActionOutcome(not self.broken, "broken" if self.broken else "done")
+
+    async def resume(self, context: ActionContext) -> ActionOutcome:
+        self.log.append(f"resume-{self.name}")
+        return ActionOutcome(True, "restored")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name}
+
+
+async def test_a_retried_engagement_still_resumes_in_reverse_configured_order() -> None:
+    # Fails on the old standalone KillSwitch: a retried action was appended after the
+    # ones that had succeeded, so resume unwound "first" before "second".
+    log: list[str] = []
+    first, second = Recorded("first", log, broken=True), Recorded("second", log)
+    switch = KillSwitch([first, second], integration="relay-prod")
+    assert (await switch.engage("inc-1", "leak")).state is SwitchState.ENGAGE_FAILED
+    first.broken = False
+    record = await switch.engage("inc-1", "leak")
+    assert record.state is SwitchState.ENGAGED
+    assert [r.name for r in record.actions] == ["first", "second"]
+    await switch.resume()
+    assert log == ["engage-first", "engage-second", "engage-first", "resume-second", "resume-first"]
+
+
+async def test_what_an_action_replaces_is_recorded_before_it_acts_and_read_once(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    seen: list[dict[str, Any]] = []
+
+    class Watching(Recorded):
+        async def engage(self, context: ActionContext) -> ActionOutcome:
+            seen.append(json.loads(state.read_text())["record"]["actions"][-1])
+            return await super().engage(context)
+
+    action = Watching("scale", [], broken=True)
+    switch = KillSwitch([action], integration="relay-prod", state_path=state)
+    await switch.engage("inc-1", "leak")
+    action.broken = False
+    record = await switch.engage("inc-1", "leak")
+    assert [(s["result"], s["previous"]) for s in seen] == [("Pending", {"replicas": 3})] * 2
+    assert action.snapshots == 1, "the first reading is the original; never read again"
+    assert record.actions[0].previous == {"replicas": 3} and record.actions[0].attempts == 2
+
+
+async def test_a_version_1_state_file_is_still_understood(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    result = {"kind": "webhook", "step": "engage", "status": "succeeded", "detail": "HTTP 200"}
+    result |= {"attempts": 1, "started_at": 1.0, "finished_at": 2.0}
+    record = {"integration": "relay-prod", "incident": "inc-1", "reason": "leak", "phase": "engaged"}
+    record |= {"engaged_at": 1.0, "seconds": 1.0, "resumed_at": None, "resume_results": []}
+    record["engage_results"] = [{"action": "hook", **result}]
+    state.write_text(json.dumps({"version": 1, "record": record}))
+    loaded = KillSwitch([Recorded("hook", [])], integration="relay-prod", state_path=state).record
+    assert loaded is not None and loaded.state is SwitchState.ENGAGED
+    assert [(a.name, a.result) for a in loaded.actions] == [("hook", Result.SUCCEEDED)]

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from canarywatch.controller import paging
+from canarywatch.controller.runtime import Runtime
+from canarywatch.controller.settings import OperatorSettings
 from canarywatch.incidents.pagerduty import (
     InvalidEventError,
     Outbox,
@@ -25,6 +30,8 @@ from canarywatch.incidents.pagerduty import (
     build_event,
 )
 from canarywatch.incidents.receiver import EventsReceiver, serve
+from canarywatch.metrics import Metrics
+from canarywatch.serving import ServedApp
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
 KEY = "canarywatch/reference-relay/inc-1"
@@ -313,3 +320,35 @@ async def test_serve_runs_a_receiver_until_cancelled() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.post(url, json=event("resolve"))
+
+
+async def test_the_operator_pages_through_the_same_client_and_honours_retry_after() -> None:
+    # Fails on the old operator: it wrapped single-attempt clients in a loop of its own,
+    # which never read a 429's Retry-After (it resent after ~0.05 s here).
+    arrived: list[float] = []
+    answers = [429]
+
+    async def enqueue(request: web.Request) -> web.Response:
+        arrived.append(time.monotonic())
+        if answers:
+            return web.json_response(
+                {"status": "throttled"}, status=answers.pop(0), headers={"Retry-After": "1"}
+            )
+        return web.json_response({"status": "success", "dedup_key": KEY}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v2/enqueue", enqueue)
+    async with await ServedApp.start(app, "127.0.0.1", 0) as served:
+        metrics = Metrics()
+        settings = OperatorSettings(leader_election=False, pagerduty_retry_seconds=0.05)
+        rt = Runtime(settings=settings, kube=cast(Any, None), metrics=metrics)
+        result = await paging.deliver(rt, event("trigger"), f"{served.base_url}/v2/enqueue")
+    assert result.delivered and result.attempts == 2
+    assert arrived[1] - arrived[0] >= 0.95
+    counted = {
+        outcome: metrics.sample(
+            "canarywatch_pagerduty_events_total", {"action": "trigger", "result": outcome}
+        )
+        for outcome in ("retry", "delivered")
+    }
+    assert counted == {"retry": 1, "delivered": 1}

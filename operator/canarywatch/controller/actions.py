@@ -1,4 +1,5 @@
-"""Kill-switch actions in a cluster, and the kill switch that records them in status.
+"""Kill-switch actions in a cluster: the Kubernetes implementations that
+``shutdown.KillSwitch`` (the one engine) runs for the operator.
 
 The four action types of ``CameraIntegration.spec.killSwitch.actions`` implement the
 ``shutdown.Action`` protocol (``engage``/``resume`` with an ``ActionContext``, an
@@ -16,10 +17,9 @@ operator therefore never mistakes its own change for the original (a Deployment 
 already scaled to 0 still resumes to 3), and resume works from that record alone for
 the Kubernetes actions, even when the action was since removed from the spec.
 
-``engage_actions`` / ``resume_actions`` run a list of actions the way
-``shutdown.KillSwitch`` does (engage in order, resume in reverse; what succeeded is not
-run again; every action whose engage step ran is resumed), with an async ``checkpoint``
-that persists the records instead of a state file.
+The engine runs them (order, idempotency, crash recovery, resume) and keeps its record
+in ``status.killSwitch`` through ``controller.suspension``'s store; ``resume_action``
+is its resumer.
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from canarywatch.api import API_VERSION, KILL_SWITCH_OWNER_ANNOTATION, LABEL_KILL_SWITCH_ACTION
-from canarywatch.controller.builders import LABEL_INTEGRATION
+from canarywatch.api import (
+    API_VERSION,
+    KILL_SWITCH_OWNER_ANNOTATION,
+    LABEL_INTEGRATION,
+    LABEL_KILL_SWITCH_ACTION,
+    label_value,
+)
 from canarywatch.controller.kube import (
     DEPLOYMENTS,
     NETWORK_POLICIES,
@@ -45,31 +48,28 @@ from canarywatch.controller.kube import (
     NotFound,
     Resource,
 )
+from canarywatch.controller.mergepatch import ABSENT, assign, leaves, lookup, paths
 from canarywatch.errors import FieldError
 from canarywatch.shutdown import (
     Action,
     ActionConfigError,
     ActionContext,
     ActionOutcome,
-    Step,
+    ActionRecord,
     WebhookAction,
     WebhookRequest,
 )
 
 __all__ = [
     "LABEL_KILL_SWITCH_ACTION",
-    "ActionRecord",
     "ActionSpecError",
     "KubeAction",
     "NetworkPolicyAction",
     "PatchAction",
-    "Result",
     "ScaleAction",
     "WebhookKillAction",
     "build_actions",
-    "engage_actions",
     "resume_action",
-    "resume_actions",
     "resume_hint",
 ]
 
@@ -77,20 +77,10 @@ log = logging.getLogger(__name__)
 
 _OWNER_ANNOTATION = KILL_SWITCH_OWNER_ANNOTATION
 _WORKLOADS: Mapping[str, Resource] = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFUL_SETS}
-_DETAIL_LIMIT = 1024  # status.killSwitch.actions[].detail maxLength
 
 
 class ActionSpecError(FieldError):
     """A kill-switch action cannot be built; ``field`` is its path in the spec."""
-
-
-class Result(StrEnum):
-    """``status.killSwitch.actions[].result``."""
-
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"  # nothing to run: no resume step, or the action is gone
-    PENDING = "Pending"  # recorded, not finished (its effect is unknown after a crash)
 
 
 class KubeAction(Action, Protocol):
@@ -104,55 +94,6 @@ class KubeAction(Action, Protocol):
     async def snapshot(self) -> dict[str, Any]:
         """What ``engage`` will replace (and ``resume`` needs), read before acting."""
         ...
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """One entry of ``status.killSwitch.actions``: the latest step of one action."""
-
-    name: str
-    type: str
-    target: str
-    step: Step
-    result: Result
-    detail: str = ""
-    attempts: int = 0
-    at: str = ""
-    previous: Mapping[str, Any] | None = None
-
-    def to_status(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "target": self.target[:512],
-            "step": self.step.value,
-            "result": self.result.value,
-            "detail": self.detail[:_DETAIL_LIMIT],
-            "attempts": self.attempts,
-            "at": self.at or _now(),
-        }
-        if self.previous is not None:
-            entry["previous"] = dict(self.previous)
-        return entry
-
-    @classmethod
-    def from_status(cls, entry: Mapping[str, Any]) -> ActionRecord:
-        previous = entry.get("previous")
-        return cls(
-            name=str(entry.get("name", "")),
-            type=str(entry.get("type", "")),
-            target=str(entry.get("target", "")),
-            step=Step(entry.get("step", Step.ENGAGE.value)),
-            result=Result(entry.get("result", Result.PENDING.value)),
-            detail=str(entry.get("detail", "")),
-            attempts=int(entry.get("attempts") or 0),
-            at=str(entry.get("at", "")),
-            previous=dict(previous) if isinstance(previous, Mapping) else None,
-        )
-
-
-Checkpoint = Callable[[Sequence[ActionRecord]], Awaitable[None]]
-OnResult = Callable[[ActionRecord], None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,8 +247,8 @@ class NetworkPolicyAction:
     def _labels(self) -> dict[str, str]:
         return {
             "app.kubernetes.io/managed-by": "canarywatch-operator",
-            LABEL_INTEGRATION: _label(str(self.integration.get("name"))),
-            LABEL_KILL_SWITCH_ACTION: _label(self.name),
+            LABEL_INTEGRATION: label_value(str(self.integration.get("name"))),
+            LABEL_KILL_SWITCH_ACTION: label_value(self.name),
         }
 
     def _owner(self) -> str:
@@ -344,7 +285,7 @@ class PatchAction:
         return f"{self.object_kind} {self.namespace}/{self.object_name}"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "target": self.target, "keys": _paths(self.merge_patch)}
+        return {"kind": self.kind, "name": self.name, "target": self.target, "keys": paths(self.merge_patch)}
 
     async def snapshot(self) -> dict[str, Any]:
         found = {
@@ -358,10 +299,10 @@ class PatchAction:
         if current is None:
             return found
         keys = []
-        for path, was, now in _leaves(self.merge_patch, current):
+        for path, was, now in leaves(self.merge_patch, current):
             entry: dict[str, Any] = {"path": list(path)}
-            entry |= {"wasAbsent": True} if was is _ABSENT else {"was": was}
-            entry |= {"setAbsent": True} if now is _ABSENT else {"set": now}
+            entry |= {"wasAbsent": True} if was is ABSENT else {"was": was}
+            entry |= {"setAbsent": True} if now is ABSENT else {"set": now}
             keys.append(entry)
         return {**found, "keys": keys}
 
@@ -373,7 +314,7 @@ class PatchAction:
             await self.kube.merge_patch(resource, self.namespace, self.object_name, self.merge_patch)
         except KubeError as error:
             return ActionOutcome(False, str(error))
-        return ActionOutcome(True, f"patched {', '.join(_paths(self.merge_patch))} of {self.target}")
+        return ActionOutcome(True, f"patched {', '.join(paths(self.merge_patch))} of {self.target}")
 
     async def resume(self, context: ActionContext) -> ActionOutcome:
         keys = (self.previous or {}).get("keys")
@@ -390,16 +331,16 @@ class PatchAction:
             kept: list[str] = []
             for entry in keys:
                 path = [str(p) for p in entry.get("path", [])]
-                applied = _ABSENT if entry.get("setAbsent") else entry.get("set")
-                if _lookup(current, path) != applied:
+                applied = ABSENT if entry.get("setAbsent") else entry.get("set")
+                if lookup(current, path) != applied:
                     kept.append(".".join(path))  # changed since the kill: not ours to undo
                     continue
-                _assign(restore, path, None if entry.get("wasAbsent") else entry.get("was"))
+                assign(restore, path, None if entry.get("wasAbsent") else entry.get("was"))
             if restore:
                 await self.kube.merge_patch(resource, self.namespace, self.object_name, restore)
         except KubeError as error:
             return ActionOutcome(False, str(error))
-        detail = f"restored {', '.join(_paths(restore)) or 'nothing'} of {self.target}"
+        detail = f"restored {', '.join(paths(restore)) or 'nothing'} of {self.target}"
         if kept:
             detail += f"; left {', '.join(kept)} (changed since the kill)"
         return ActionOutcome(True, detail)
@@ -550,14 +491,14 @@ async def _webhook(
 
 
 def resume_action(
-    record: ActionRecord, configured: KubeAction | None, kube: Kube, integration: Mapping[str, Any]
-) -> KubeAction | None:
+    record: ActionRecord, configured: Action | None, kube: Kube, integration: Mapping[str, Any]
+) -> Action | None:
     """The action that undoes ``record``: the Kubernetes ones rebuilt from what was
     recorded (so a changed or removed spec entry still resumes), a webhook from the
     current spec (its Secrets are not recorded). None: nobody knows how to undo it.
     ``integration`` is the CameraIntegration (its metadata names the NetworkPolicy owner)."""
     previous = record.previous or {}
-    if record.type == "scale" and previous.get("kind") in _WORKLOADS:
+    if record.kind == "scale" and previous.get("kind") in _WORKLOADS:
         return ScaleAction(
             record.name,
             kube,
@@ -566,7 +507,7 @@ def resume_action(
             str(previous.get("name")),
             previous=previous,
         )
-    if record.type == "networkPolicy" and previous.get("name"):
+    if record.kind == "networkPolicy" and previous.get("name"):
         return NetworkPolicyAction(
             record.name,
             kube,
@@ -575,7 +516,7 @@ def resume_action(
             {},
             previous=previous,
         )
-    if record.type == "patch" and previous.get("kind"):
+    if record.kind == "patch" and previous.get("kind"):
         return PatchAction(
             record.name,
             kube,
@@ -588,105 +529,6 @@ def resume_action(
     return configured
 
 
-# ---------------------------------------------------------------------------------------
-# Running them
-# ---------------------------------------------------------------------------------------
-
-
-async def engage_actions(
-    actions: Sequence[KubeAction],
-    records: Sequence[ActionRecord],
-    context: ActionContext,
-    checkpoint: Checkpoint,
-    on_result: OnResult | None = None,
-) -> list[ActionRecord]:
-    """Engage ``actions`` in order, continuing an engagement recorded in ``records``.
-
-    An action whose engage step already succeeded is not run again; a recorded
-    ``previous`` is kept (never re-read: the first reading is the original). Each action
-    is checkpointed as Pending with its snapshot before it acts, and again after.
-    """
-    known = {r.name: r for r in records if r.step is Step.ENGAGE}
-    done: list[ActionRecord] = []
-    for action in actions:
-        record = known.get(action.name)
-        if record is not None and record.result is Result.SUCCEEDED:
-            done.append(record)
-            continue
-        attempts = record.attempts if record is not None else 0
-        previous = record.previous if record is not None else None
-        if previous is None:
-            try:
-                previous = await action.snapshot()
-            except Exception as error:
-                log.warning("kill-switch action %r: snapshot failed: %s", action.name, error)
-                previous = None
-            pending = _record(action, Step.ENGAGE, Result.PENDING, "recorded; acting", attempts, previous)
-            await checkpoint([*done, pending])
-        outcome = await _run(action, Step.ENGAGE, context)
-        result = Result.SUCCEEDED if outcome.ok else Result.FAILED
-        done.append(
-            _record(action, Step.ENGAGE, result, outcome.detail, attempts + outcome.attempts, previous)
-        )
-        if on_result is not None:
-            on_result(done[-1])
-        await checkpoint(done)
-    return done
-
-
-async def resume_actions(
-    records: Sequence[ActionRecord],
-    resumers: Mapping[str, KubeAction | None],
-    context: ActionContext,
-    checkpoint: Checkpoint,
-    on_result: OnResult | None = None,
-) -> list[ActionRecord]:
-    """Resume every recorded action, in reverse order of engagement.
-
-    Failed and Pending engage steps are resumed too (a call that timed out may still
-    have switched the integration off); resume steps that succeeded or were skipped are
-    not run again. ``resumers`` maps action names to what undoes them (see
-    ``resume_action``); None means "restore by hand" (Skipped).
-    """
-    current = list(records)
-    for position in reversed(range(len(current))):
-        record = current[position]
-        if record.step is Step.RESUME and record.result in (Result.SUCCEEDED, Result.SKIPPED):
-            continue
-        action = resumers.get(record.name)
-        if action is None:
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SKIPPED,
-                detail="action no longer configured; restore by hand",
-                at=_now(),
-            )
-        elif not action.reversible:
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SKIPPED,
-                detail="no resume step configured; restore by hand",
-                at=_now(),
-            )
-        else:
-            outcome = await _run(action, Step.RESUME, context)
-            updated = replace(
-                record,
-                step=Step.RESUME,
-                result=Result.SUCCEEDED if outcome.ok else Result.FAILED,
-                detail=outcome.detail,
-                attempts=outcome.attempts,
-                at=_now(),
-            )
-        current[position] = updated
-        if on_result is not None:
-            on_result(updated)
-        await checkpoint(current)
-    return current
-
-
 def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord]) -> str:
     """How to resume, and what a human must undo (for ``status.killSwitch.resumeHint``)."""
     meta = integration.get("metadata") or {}
@@ -694,102 +536,18 @@ def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord])
         f"kubectl -n {meta.get('namespace')} patch cameraintegration {meta.get('name')} "
         """--type merge -p '{"spec":{"suspended":false}}'"""
     )
-    manual = [r.name for r in records if r.type == "webhook" and "no resume" in r.detail]
+    # A webhook with no resume request is the one action nothing here can undo.
+    entries = ((integration.get("spec") or {}).get("killSwitch") or {}).get("actions") or []
+    one_way = {
+        str(e.get("name"))
+        for e in entries
+        if e.get("type") == "webhook" and not isinstance((e.get("webhook") or {}).get("resume"), Mapping)
+    }
+    manual = [r.name for r in records if r.name in one_way]
     hint = f"to resume, run: {command}"
     if manual:
         hint += f"; undo by hand: {', '.join(manual)}"
     return hint[:1024]
-
-
-async def _run(action: KubeAction, step: Step, context: ActionContext) -> ActionOutcome:
-    try:
-        if step is Step.ENGAGE:
-            return await action.engage(context)
-        return await action.resume(context)
-    except Exception as error:
-        # A bug in one action must not keep the others from switching the integration off.
-        log.exception("kill-switch action %r raised during %s", action.name, step)
-        return ActionOutcome(False, f"action raised {type(error).__name__}")
-
-
-def _record(
-    action: KubeAction,
-    step: Step,
-    result: Result,
-    detail: str,
-    attempts: int,
-    previous: Mapping[str, Any] | None,
-) -> ActionRecord:
-    return ActionRecord(
-        action.name, action.kind, action.target, step, result, detail, attempts, _now(), previous
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Merge-patch helpers
-# ---------------------------------------------------------------------------------------
-
-
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT: Any = _Absent()
-
-
-def _leaves(
-    patch: Mapping[str, Any], current: object, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
-    """(path, value before, value after) of every key ``patch`` sets in ``current``.
-
-    RFC 7386: an object merges into an object key by key; anything else (or an object
-    landing on a non-object) replaces the value, with its nulls dropped.
-    """
-    for key, value in patch.items():
-        here = (*path, str(key))
-        existing = current.get(key, _ABSENT) if isinstance(current, Mapping) else _ABSENT
-        if isinstance(value, Mapping) and isinstance(existing, Mapping):
-            yield from _leaves(value, existing, here)
-        else:
-            yield here, existing, _applied(value)
-
-
-def _applied(value: Any) -> Any:
-    if value is None:
-        return _ABSENT
-    if isinstance(value, Mapping):
-        return {k: _applied(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _lookup(obj: object, path: Sequence[str]) -> Any:
-    for part in path:
-        if not isinstance(obj, Mapping) or part not in obj:
-            return _ABSENT
-        obj = obj[part]
-    return obj
-
-
-def _assign(target: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-    target[path[-1]] = value
-
-
-def _paths(patch: Mapping[str, Any], prefix: str = "") -> list[str]:
-    paths: list[str] = []
-    for key, value in patch.items():
-        here = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            paths.extend(_paths(value, f"{here}."))
-        else:
-            paths.append(here)
-    return paths
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _dns_name(*parts: str) -> str:
@@ -799,10 +557,3 @@ def _dns_name(*parts: str) -> str:
         return joined
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8]
     return f"{joined[:54].rstrip('-')}-{digest}"
-
-
-def _label(value: str) -> str:
-    if len(value) <= 63:
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return f"{value[:54].rstrip('-._')}-{digest}"

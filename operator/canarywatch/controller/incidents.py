@@ -6,7 +6,6 @@ has run clean."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,12 +17,10 @@ from canarywatch.controller import paging
 from canarywatch.controller.indexes import incident_views, patch_incident
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
 from canarywatch.controller.runtime import (
-    ENGAGED_STATES,
     RETRY_DELAY,
     IncidentState,
     PageResult,
     Runtime,
-    SwitchState,
     creation_time,
     epoch,
     integration_policy,
@@ -31,15 +28,17 @@ from canarywatch.controller.runtime import (
     timestamp,
 )
 from canarywatch.controller.suspension import engage, patch_integration
-from canarywatch.incidents.pagerduty import Outcome, build_event, make_dedup_key
+from canarywatch.incidents.client import Outcome
+from canarywatch.incidents.events import make_dedup_key
+from canarywatch.incidents.pages import resolve_event
 from canarywatch.incidents.policy import (
-    Confirmation,
     Decision,
     IncidentKey,
     Mode,
     OpenIncident,
     PolicyEngine,
 )
+from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 from canarywatch.verdicts import Verdict
 
 __all__ = ["resolve_if_clean", "respond_to_incident"]
@@ -91,13 +90,9 @@ async def _decide(
     istatus = integration.get("status") or {}
     switch = istatus.get("killSwitch") or {}
     verdict = Verdict(spec["observed"]["verdict"])
-    policy, policy_problem = integration_policy(integration, rt.settings)
     # The viewer confirmed the leak (k of its last n frames) before creating this: here
     # one LeakIncident is one confirmed leak.
-    policy = dataclasses.replace(
-        policy,
-        rules={v: dataclasses.replace(r, confirmation=Confirmation()) for v, r in policy.rules.items()},
-    )
+    policy, policy_problem = integration_policy(integration, rt.settings, confirmed=True)
     others = [v for v in views if v["name"] != name]
     # Incidents still open from before the last resume do not absorb a new leak: if the
     # integration leaks again after being switched back on, it is switched off again.
@@ -316,8 +311,8 @@ async def _resolve(rt: Runtime, incident: Mapping[str, Any], integration: Mappin
         except KubeError as error:
             log.warning("cannot resolve the page of %s: %s", incident["name"], error)
             return False
-        event = build_event(action="resolve", routing_key=routing_key, dedup_key=str(incident["dedupKey"]))
-        result, _attempts = await paging.deliver(rt, event, paging.events_url(rt, integration), 0)
+        event = resolve_event(routing_key=routing_key, dedup_key=str(incident["dedupKey"]))
+        result = await paging.deliver(rt, event, paging.events_url(rt, integration))
         if not result.delivered and result.outcome is not Outcome.REJECTED:
             return False  # the next check tries again
         changes["paged"] = {"result": PageResult.RESOLVED}

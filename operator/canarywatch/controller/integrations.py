@@ -13,15 +13,14 @@ from canarywatch.controller.actions import ActionSpecError, build_actions
 from canarywatch.controller.incidents import resolve_if_clean
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, KubeError
 from canarywatch.controller.runtime import (
-    ENGAGED_STATES,
     RETRY_DELAY,
-    Phase,
+    IntegrationPhase,
     Runtime,
-    SwitchState,
     status_condition,
 )
 from canarywatch.controller.suspension import engage, patch_integration, resume
 from canarywatch.incidents.policy import Policy, PolicyError
+from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 
 __all__ = ["configure_integration", "recheck_degraded", "resolve_incidents", "suspend_or_resume"]
 
@@ -124,7 +123,7 @@ async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> No
 
 async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **kwargs: Any) -> None:
     """Timer: an active integration with open incidents is checked for a clean run."""
-    if not status.get("openIncidents") or status.get("phase") == Phase.SUSPENDED:
+    if not status.get("openIncidents") or status.get("phase") == IntegrationPhase.SUSPENDED:
         return
     index = kwargs.get("incidents_by_integration")
     await resolve_if_clean(memo, index, body["metadata"]["namespace"], body["metadata"]["name"])
@@ -134,6 +133,6 @@ async def recheck_degraded(body: kopf.Body, status: Mapping[str, Any], memo: Run
     """Timer: what made an integration Degraded is often outside it (a Secret not created
     yet, a ConfigMap its patch action needs), and fixing that changes nothing kopf
     watches here; so a Degraded integration is validated again now and then."""
-    if status.get("phase") != Phase.DEGRADED:
+    if status.get("phase") != IntegrationPhase.DEGRADED:
         return
     await _validate(body, memo)

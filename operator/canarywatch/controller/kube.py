@@ -12,17 +12,20 @@ shape ``controller.builders`` produces, without the client's model classes.
 Errors are ``KubeError`` (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``) with
 the API server's reason and message; request bodies are never part of a message,
 because some of them carry keys and tokens. An answer that says "try again" (429 or a
-5xx: throttling, an etcd timeout, an API server restarting) is retried a few times
-within seconds, after ``Retry-After`` when the server gives one, as kopf's own client
-does for kopf's calls: otherwise one such answer would hold a kill switch back until
-kopf retries the handler, half a minute later.
+5xx: throttling, an etcd timeout, an API server restarting), and a refused
+connection, are retried a few times within seconds by ``canarywatch.retrying``, after
+``Retry-After`` when the server gives one (up to 10 s), as kopf's own client does for
+kopf's calls: otherwise one such answer would hold a kill switch back until kopf
+retries the handler, half a minute later. A timeout is not retried: the call may have
+landed.
 
-``LeaderElector`` keeps one replica of the operator in charge with a
-``coordination.k8s.io`` Lease, the way client-go's leader election does: the leader
-renews its claim every ``retry`` seconds and steps down when it could not renew for
-``renew_deadline``; a standby takes over once the claim it observes has gone
-``duration`` seconds without a renewal (measured on its own clock, so clock skew
-between nodes does not matter).
+Why this thin layer over the client's ``ApiClient`` (its transport, auth and
+serialization) and not its generated APIs: the operator works in plain dicts of any
+kind (server-side apply, merge patches of whatever a patch action names), which the
+generated model classes would convert back and forth; what is added is only what the
+client lacks: these retries (urllib3's would also resend a write that timed out, and
+wait out any ``Retry-After``), errors that keep the API's reason but never a request
+body, and the per-verb request count (``requests``: liveness probe, benchmark).
 """
 
 from __future__ import annotations
@@ -33,9 +36,8 @@ import functools
 import json
 import logging
 import os
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +56,7 @@ from canarywatch.api import (
     PLURAL_PROBES,
     VERSION,
 )
+from canarywatch.retrying import Backoff, RetryLater, retry
 
 __all__ = [
     "CAMERA_INTEGRATIONS",
@@ -73,7 +76,6 @@ __all__ = [
     "Invalid",
     "Kube",
     "KubeError",
-    "LeaderElector",
     "NotFound",
     "Resource",
     "resource_of",
@@ -87,8 +89,8 @@ FIELD_MANAGER = "canarywatch-operator"
 _MESSAGE_LIMIT = 400
 _REQUEST_TIMEOUT = 30.0
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
-_RETRY_DELAYS = (0.5, 1.0, 2.0)  # then the error is the caller's
-_MAX_RETRY_AFTER = 10.0
+_MAX_ATTEMPTS = 4  # then the error is the caller's: within seconds (0.5 + 1 + 2 at most)
+_BACKOFF = Backoff(0.5, 10.0)  # a Retry-After of up to 10 s is honoured
 
 
 class KubeError(Exception):
@@ -261,22 +263,28 @@ class Kube:
         url = path + (f"?{urlencode(query)}" if query else "")
         loop = asyncio.get_running_loop()
         call = functools.partial(self._call_blocking, method, url, body, content_type)
-        for delay in (*_RETRY_DELAYS, None):
+
+        async def attempt(number: int) -> tuple[int, bytes]:
             try:
                 status, data, retry_after = await loop.run_in_executor(self._executor, call)
             except KubeError as error:
                 # Not even connected (an API server restarting): nothing was sent, so
                 # trying again is safe. A timeout is not retried: the call may have landed.
-                if delay is None or not _never_sent(error):
-                    raise
-                log.warning("%s %s: %s; retrying in %.1fs", method, path, error.message, delay)
-                await asyncio.sleep(delay)
-                continue
-            if status not in _RETRIED_STATUSES or delay is None:
-                break
-            wait = min(_MAX_RETRY_AFTER, delay if retry_after is None else retry_after)
-            log.warning("%s %s: answered %d; retrying in %.1fs", method, path, status, wait)
-            await asyncio.sleep(wait)
+                if _never_sent(error):
+                    raise _Unreached(error) from error
+                raise
+            if status in _RETRIED_STATUSES:
+                raise _Busy(status, data, retry_after)
+            return status, data
+
+        try:
+            status, data = await retry(
+                attempt, backoff=_BACKOFF, max_attempts=_MAX_ATTEMPTS, what=f"{method} {path}"
+            )
+        except _Unreached as unreached:
+            raise unreached.error from unreached.error.__cause__
+        except _Busy as busy:
+            status, data = busy.status, busy.data
         if status >= 400:
             raise _error(status, data, f"{method} {path}")
         return json.loads(data) if data else None
@@ -486,6 +494,23 @@ class Kube:
         await self.create(event, resource=EVENTS)
 
 
+class _Unreached(RetryLater):
+    """The API server could not be reached, and nothing was sent."""
+
+    def __init__(self, error: KubeError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Busy(RetryLater):
+    """A "try again" answer (429 or a 5xx)."""
+
+    def __init__(self, status: int, data: bytes, retry_after: float | None) -> None:
+        super().__init__(f"answered {status}", retry_after=retry_after)
+        self.status = status
+        self.data = data
+
+
 def _never_sent(error: KubeError) -> bool:
     """The call failed to connect (refused, reset while connecting, no route)."""
     cause = error.__cause__
@@ -517,127 +542,3 @@ def _error(status: int, data: bytes, what: str) -> KubeError:
     if len(message) > _MESSAGE_LIMIT:
         message = message[: _MESSAGE_LIMIT - 3] + "..."
     return _ERRORS.get(status, KubeError)(status, reason or "Error", message)
-
-
-class LeaderElector:
-    """Lease-based leader election (see the module docstring).
-
-    ``await acquire()`` returns once this replica leads; ``hold(on_lost)`` then renews
-    until cancelled, calling ``on_lost()`` if the lease slipped away; ``release()``
-    hands the lease over at once on a clean shutdown.
-    """
-
-    def __init__(
-        self,
-        kube: Kube,
-        *,
-        namespace: str,
-        name: str,
-        identity: str,
-        duration: float,
-        renew_deadline: float,
-        retry: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not retry < renew_deadline < duration:
-            raise ValueError("need retry < renew_deadline < duration")
-        self._kube = kube
-        self.namespace = namespace
-        self.name = name
-        self.identity = identity
-        self._duration = duration
-        self._renew_deadline = renew_deadline
-        self._retry = retry
-        self._clock = clock
-        self._observed: tuple[str, str] | None = None
-        self._observed_at = 0.0
-        self.leading = False
-
-    async def acquire(self) -> None:
-        logged = False
-        while not await self._try():
-            if not logged:
-                log.info("standing by: lease %s/%s is held by another replica", self.namespace, self.name)
-                logged = True
-            await asyncio.sleep(self._retry)
-        self.leading = True
-        log.info("leading: acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
-
-    async def hold(self, on_lost: Callable[[], None]) -> None:
-        renewed = self._clock()
-        while True:
-            await asyncio.sleep(self._retry)
-            if await self._try():
-                renewed = self._clock()
-            elif self._clock() - renewed > self._renew_deadline:
-                self.leading = False
-                log.error(
-                    "lost lease %s/%s (not renewed for %.1fs): stopping",
-                    self.namespace,
-                    self.name,
-                    self._clock() - renewed,
-                )
-                on_lost()
-                return
-
-    async def release(self) -> None:
-        if not self.leading:
-            return
-        self.leading = False
-        with contextlib.suppress(KubeError):
-            lease = await self._kube.get(LEASES, self.namespace, self.name)
-            if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = ""
-                lease["spec"]["leaseDurationSeconds"] = 1
-                lease["spec"]["renewTime"] = now_rfc3339(micro=True)
-                await self._replace(lease)
-                log.info("released lease %s/%s", self.namespace, self.name)
-
-    async def _try(self) -> bool:
-        """One acquire-or-renew attempt; False when another replica holds a live lease."""
-        now = now_rfc3339(micro=True)
-        try:
-            lease = await self._kube.get(LEASES, self.namespace, self.name)
-            if lease is None:
-                body = {
-                    "apiVersion": LEASES.api_version,
-                    "kind": LEASES.kind,
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": self._spec(now, acquired=now, transitions=0),
-                }
-                return await self._kube.create_if_absent(body)
-            spec = lease.get("spec") or {}
-            holder = str(spec.get("holderIdentity") or "")
-            record = (holder, str(spec.get("renewTime") or ""))
-            if record != self._observed:
-                self._observed, self._observed_at = record, self._clock()
-            duration = float(spec.get("leaseDurationSeconds") or self._duration)
-            if holder and holder != self.identity and self._clock() < self._observed_at + duration:
-                return False
-            ours = holder == self.identity
-            transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
-            lease["spec"] = self._spec(
-                now, acquired=str(spec.get("acquireTime") or now) if ours else now, transitions=transitions
-            )
-            await self._replace(lease)
-        except Conflict:
-            return False  # someone else wrote it first: look again next time
-        except KubeError as error:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, error)
-            return False
-        return True
-
-    def _spec(self, now: str, *, acquired: str, transitions: int) -> dict[str, Any]:
-        return {
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": max(1, round(self._duration)),
-            "acquireTime": acquired,
-            "renewTime": now,
-            "leaseTransitions": transitions,
-        }
-
-    async def _replace(self, lease: Mapping[str, Any]) -> None:
-        # PUT with the resourceVersion read: a concurrent writer gets a 409, not a tie.
-        await self._kube.request(
-            "PUT", LEASES.path(self.namespace, self.name), verb="update", what=LEASES.plural, body=dict(lease)
-        )

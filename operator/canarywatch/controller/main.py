@@ -26,7 +26,8 @@ from aiohttp import web
 
 from canarywatch.api import API_GROUP
 from canarywatch.controller.handlers import register
-from canarywatch.controller.kube import Kube, LeaderElector
+from canarywatch.controller.kube import Kube
+from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings, SettingsError
 from canarywatch.metrics import Metrics, serve_metrics

@@ -1,28 +1,67 @@
-"""Paging: a LeakIncident's PagerDuty event triggered at least once, each attempt
-recorded in ``status.paged`` before it is made, and ``deliver`` (retries, backoff,
-metrics) for the trigger and the later resolve."""
+"""Paging: a LeakIncident's page, triggered at least once through the one delivery path
+(``incidents.client``), each attempt recorded in ``status.paged`` before it is made.
+
+The event is ``incidents.pages``'s, the same as standalone mode's; only where delivery
+is recorded differs: ``PagedStatus``, an outbox whose record is the incident's status."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from canarywatch.controller.indexes import patch_incident
 from canarywatch.controller.kube import KubeError
-from canarywatch.controller.runtime import PageResult, Runtime, timestamp
-from canarywatch.incidents.pagerduty import (
-    DeliveryResult,
-    Outcome,
-    PagerDutyClient,
-    build_event,
-    severity_for_verdict,
-)
-from canarywatch.retrying import backoff_delay
-from canarywatch.verdicts import Verdict
+from canarywatch.controller.runtime import PageResult, Runtime, epoch, integration_policy, timestamp
+from canarywatch.incidents.client import DeliveryResult, Outcome, PagerDutyClient
+from canarywatch.incidents.outbox import MemoryOutbox, OutboxEntry, OutboxStore
+from canarywatch.incidents.pages import IncidentPage, PageOptions, trigger_event
 
-__all__ = ["deliver", "events_url", "read_routing_key", "trigger"]
+__all__ = ["PagedStatus", "deliver", "events_url", "incident_page", "read_routing_key", "trigger"]
+
+
+class PagedStatus(MemoryOutbox):
+    """The outbox of one LeakIncident's page: before each attempt, ``status.paged``
+    says Pending with the attempt number (counting the attempts made before: by an
+    earlier kopf retry, or an operator that crashed)."""
+
+    def __init__(self, rt: Runtime, incident: dict[str, Any], attempts_before: int) -> None:
+        super().__init__()
+        self.rt = rt
+        self.incident = incident
+        self.attempts_before = attempts_before
+
+    async def attempting(self, entry: OutboxEntry, attempt: int) -> None:
+        pending = {"result": PageResult.PENDING, "attempts": self.attempts_before + attempt}
+        await patch_incident(self.rt, self.incident, {"paged": pending})
+
+
+def incident_page(
+    rt: Runtime, incident: Mapping[str, Any], integration: Mapping[str, Any], status: Mapping[str, Any]
+) -> IncidentPage:
+    """A LeakIncident as the page mapping sees it."""
+    spec, meta = incident["spec"], incident["metadata"]
+    observed, viewer, times = spec["observed"], spec["viewer"], spec.get("times") or {}
+    received, recorded = epoch(times.get("frameReceived")), epoch(times.get("recorded"))
+    return IncidentPage(
+        integration=str(integration["metadata"]["name"]),
+        incident=str(meta["name"]),
+        namespace=str(meta["namespace"]),
+        verdict=str(observed["verdict"]),
+        viewer_tenant=str(viewer["tenant"]),
+        path=str(viewer["path"]),
+        probe=str(spec["probeRef"]["name"]),
+        frame_received_at=received if received is not None else time.time(),
+        observed_tenant=observed.get("tenant"),
+        observed_camera=observed.get("camera"),
+        observed_seq=observed.get("seq"),
+        network_profile=viewer.get("networkProfile"),
+        evidence_sha256=(spec.get("evidence") or {}).get("sha256"),
+        reason=observed.get("reason"),
+        decision=status.get("decision"),
+        mode=integration_policy(integration, rt.settings)[0].mode.value,
+        detection_seconds=None if received is None or recorded is None else max(0.0, recorded - received),
+    )
 
 
 async def trigger(
@@ -30,11 +69,7 @@ async def trigger(
 ) -> bool:
     """Trigger the incident's page, at least once: ``paged`` says Pending (with the
     attempt number) before each attempt and Accepted after. False: retry later."""
-    spec = incident["spec"]
-    integration_name = integration["metadata"]["name"]
     paged = dict(status.get("paged") or {})
-    verdict = Verdict(spec["observed"]["verdict"])
-    pagerduty = (integration.get("spec") or {}).get("pagerduty") or {}
     try:
         routing_key = await read_routing_key(rt, integration)
     except KubeError as error:
@@ -42,40 +77,15 @@ async def trigger(
         await patch_incident(rt, incident, {"paged": failed})
         rt.event(incident, "PageFailed", error.message, warning=True)
         return False
-    who = spec["observed"].get("tenant") or "non-canary content"
-    evidence = spec.get("evidence") or {}
-    event = build_event(
-        action="trigger",
+    pagerduty = (integration.get("spec") or {}).get("pagerduty") or {}
+    event = trigger_event(
+        incident_page(rt, incident, integration, status),
         routing_key=routing_key,
-        dedup_key=str(paged["dedupKey"]),
-        summary=(
-            f"canarywatch: {verdict} on {integration_name}: viewer {spec['viewer']['tenant']} "
-            f"was shown {who} via {spec['viewer']['path']}"
-        )[:1024],
-        source=f"canarywatch/{incident['metadata']['namespace']}/{integration_name}",
-        severity=(pagerduty.get("severity") or {}).get(verdict.value) or severity_for_verdict(verdict),
-        component=pagerduty.get("component") or spec["viewer"]["path"],
-        group=pagerduty.get("group") or spec["probeRef"]["name"],
-        cls=verdict.value,
-        timestamp=spec["times"]["frameReceived"],
-        # Hashes and names only: a foreign frame may show a stranger's home.
-        custom_details={
-            "incident": incident["metadata"]["name"],
-            "namespace": incident["metadata"]["namespace"],
-            "decision": status.get("decision"),
-            "viewer_tenant": spec["viewer"]["tenant"],
-            "network_profile": spec["viewer"].get("networkProfile"),
-            "observed_tenant": spec["observed"].get("tenant"),
-            "observed_camera": spec["observed"].get("camera"),
-            "evidence_sha256": evidence.get("sha256"),
-        },
+        options=PageOptions.from_spec(pagerduty),
     )
-    attempts = int(paged.get("attempts") or 0)
-
-    async def before(attempt: int) -> None:
-        await patch_incident(rt, incident, {"paged": {"result": PageResult.PENDING, "attempts": attempt}})
-
-    result, attempts = await deliver(rt, event, events_url(rt, integration), attempts, before)
+    store = PagedStatus(rt, incident, int(paged.get("attempts") or 0))
+    result = await deliver(rt, event, events_url(rt, integration), store)
+    attempts = store.attempts_before + result.attempts
     if result.delivered:
         await patch_incident(
             rt,
@@ -93,7 +103,7 @@ async def trigger(
         rt.event(
             incident,
             "Paged",
-            f"PagerDuty accepted the page (dedup key {paged['dedupKey']}) after {attempts} attempt(s)",
+            f"PagerDuty accepted the page (dedup key {event['dedup_key']}) after {attempts} attempt(s)",
         )
         return True
     detail = result.reason or f"HTTP {result.status}"
@@ -107,42 +117,21 @@ async def trigger(
 
 
 async def deliver(
-    rt: Runtime,
-    event: Mapping[str, Any],
-    url: str,
-    attempts: int,
-    before: Any = None,
-) -> tuple[DeliveryResult, int]:
-    """Send ``event`` with retries and backoff; ``before(n)`` runs before attempt n.
-
-    One single-attempt client per attempt, so each attempt can be recorded before it is
-    made (the client's own retries would hide them from the status)."""
+    rt: Runtime, event: Mapping[str, Any], url: str, outbox: OutboxStore | None = None
+) -> DeliveryResult:
+    """Send ``event`` through the one delivery path: retries and backoff as the
+    operator's settings say, metrics as standalone mode counts them."""
     settings = rt.settings
-    action = str(event["event_action"])
-    for tries in range(1, settings.pagerduty_max_attempts + 1):
-        attempts += 1
-        if before is not None:
-            await before(attempts)
-        async with PagerDutyClient(
-            url=url, max_attempts=1, timeout=settings.pagerduty_timeout_seconds
-        ) as client:
-            result = await client.send(event)
-        if result.outcome is not Outcome.FAILED:
-            rt.metrics.record_pagerduty_event(action=action, result=result.outcome.value)
-            return result, attempts
-        final = tries == settings.pagerduty_max_attempts
-        rt.metrics.record_pagerduty_event(
-            action=action, result=(Outcome.FAILED if final else Outcome.RETRY).value
-        )
-        if not final:
-            await asyncio.sleep(
-                backoff_delay(
-                    tries,
-                    base_delay=settings.pagerduty_retry_seconds,
-                    max_delay=30 * settings.pagerduty_retry_seconds,
-                )
-            )
-    return result, attempts
+    async with PagerDutyClient(
+        url=url,
+        outbox=outbox if outbox is not None else MemoryOutbox(),
+        timeout=settings.pagerduty_timeout_seconds,
+        max_attempts=settings.pagerduty_max_attempts,
+        base_delay=settings.pagerduty_retry_seconds,
+        max_delay=30 * settings.pagerduty_retry_seconds,
+        on_result=rt.metrics.pagerduty_hook(),
+    ) as client:
+        return await client.send(event)
 
 
 async def read_routing_key(rt: Runtime, integration: Mapping[str, Any]) -> str:

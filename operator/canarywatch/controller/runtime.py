@@ -4,6 +4,9 @@ helpers for timestamps, conditions and an integration's effective policy."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -12,19 +15,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from canarywatch.controller.kube import Kube, LeaderElector
+from canarywatch.controller.kube import Kube
+from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.settings import OperatorSettings
-from canarywatch.incidents.policy import Mode, Policy, PolicyError
+from canarywatch.incidents.policy import Confirmation, Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
 
 __all__ = [
-    "ENGAGED_STATES",
     "RETRY_DELAY",
     "IncidentState",
+    "IntegrationPhase",
     "PageResult",
-    "Phase",
     "Runtime",
-    "SwitchState",
     "creation_time",
     "epoch",
     "integration_policy",
@@ -38,27 +40,12 @@ log = logging.getLogger(__name__)
 RETRY_DELAY = 30.0  # a kopf retry of a response that could not finish (page, kill switch)
 
 
-class Phase(StrEnum):
+class IntegrationPhase(StrEnum):
     """``CameraIntegration.status.phase``."""
 
     ACTIVE = "Active"
     SUSPENDED = "Suspended"
     DEGRADED = "Degraded"
-
-
-class SwitchState(StrEnum):
-    """``CameraIntegration.status.killSwitch.state``."""
-
-    ENGAGING = "Engaging"
-    ENGAGED = "Engaged"
-    ENGAGE_FAILED = "EngageFailed"
-    RESUMING = "Resuming"
-    RESUMED = "Resumed"
-    RESUME_FAILED = "ResumeFailed"
-
-
-#: The integration may be (partly) switched off in these states: its phase is Suspended.
-ENGAGED_STATES = frozenset(SwitchState) - {SwitchState.RESUMED}
 
 
 class IncidentState(StrEnum):
@@ -126,17 +113,30 @@ class Runtime:
 
 
 def integration_policy(
-    integration: Mapping[str, Any], settings: OperatorSettings
+    integration: Mapping[str, Any], settings: OperatorSettings, *, confirmed: bool = False
 ) -> tuple[Policy, str | None]:
     """The integration's policy with the operator's kill-cap defaults, or (when the spec
-    is invalid) alert-only defaults: page, never switch off on a policy nobody can read."""
+    is invalid) alert-only defaults: page, never switch off on a policy nobody can read.
+
+    ``confirmed``: for a LeakIncident, which the viewer created only once its rule's
+    confirmation (k of the last n frames) held, so one incident is one confirmed leak.
+    Parsed once per spec (and kill-cap settings), not once per incident."""
     raw = dict((integration.get("spec") or {}).get("policy") or {})
     cap = {"maxKills": settings.kill_cap_max_kills, "windowSeconds": settings.kill_cap_window_seconds}
     raw["killCap"] = {**cap, **(raw.get("killCap") or {})}
+    return _parsed_policy(json.dumps(raw, sort_keys=True), confirmed)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_policy(document: str, confirmed: bool) -> tuple[Policy, str | None]:
     try:
-        return Policy.from_mapping(raw, "spec.policy"), None
+        policy, problem = Policy.from_mapping(json.loads(document), "spec.policy"), None
     except PolicyError as error:
-        return Policy(mode=Mode.ALERT_ONLY), f"invalid policy ({error}): paging only"
+        policy, problem = Policy(mode=Mode.ALERT_ONLY), f"invalid policy ({error}): paging only"
+    if confirmed:
+        rules = {v: dataclasses.replace(r, confirmation=Confirmation()) for v, r in policy.rules.items()}
+        policy = dataclasses.replace(policy, rules=rules)
+    return policy, problem
 
 
 def status_condition(

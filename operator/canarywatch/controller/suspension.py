@@ -1,5 +1,6 @@
-"""Suspending a CameraIntegration: the kill switch engaged and resumed, its progress in
-``status.killSwitch``, and ``patch_integration``, the status write whose ``phase``
+"""Suspending a CameraIntegration: ``shutdown.KillSwitch`` (the one engine) with its
+record in ``status.killSwitch`` (``StatusStore``) and the Kubernetes actions of
+``controller.actions``; and ``patch_integration``, the status write whose ``phase``
 follows it (Suspended while engaged, else Degraded or Active).
 
 Callers hold the integration's lock (``Runtime.lock``)."""
@@ -9,36 +10,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from canarywatch.controller.actions import (
-    ActionRecord,
-    ActionSpecError,
-    KubeAction,
-    Result,
-    build_actions,
-    engage_actions,
-    resume_action,
-    resume_actions,
-    resume_hint,
-)
+from canarywatch.controller.actions import ActionSpecError, build_actions, resume_action, resume_hint
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS
+from canarywatch.controller.mergepatch import merged
 from canarywatch.controller.runtime import (
-    ENGAGED_STATES,
-    Phase,
+    IntegrationPhase,
     Runtime,
-    SwitchState,
     epoch,
     integration_policy,
     is_degraded,
     timestamp,
 )
-from canarywatch.shutdown import ActionContext, Step
+from canarywatch.shutdown import (
+    ENGAGED_STATES,
+    Action,
+    ActionRecord,
+    KillSwitch,
+    KillSwitchRecord,
+    Result,
+    Step,
+    SwitchState,
+)
 
-__all__ = ["engage", "patch_integration", "resume"]
+__all__ = ["StatusStore", "engage", "patch_integration", "resume"]
 
 log = logging.getLogger(__name__)
+
+_TEXT_LIMIT = 1024  # status.killSwitch.reason / actions[].detail / resumeHint maxLength
 
 
 async def patch_integration(
@@ -46,7 +48,7 @@ async def patch_integration(
 ) -> dict[str, Any]:
     """Merge ``changes`` into the integration's status, with the phase they imply."""
     meta = integration["metadata"]
-    status = _merged(integration.get("status") or {}, changes)
+    status = merged(integration.get("status") or {}, changes)
     phase = _phase(status)
     patched = await rt.kube.patch_status(
         CAMERA_INTEGRATIONS, meta["namespace"], meta["name"], {**changes, "phase": phase}
@@ -56,23 +58,120 @@ async def patch_integration(
     return dict(patched)
 
 
-def _phase(status: Mapping[str, Any]) -> Phase:
+def _phase(status: Mapping[str, Any]) -> IntegrationPhase:
     if (status.get("killSwitch") or {}).get("state") in ENGAGED_STATES:
-        return Phase.SUSPENDED
-    return Phase.DEGRADED if is_degraded(status) else Phase.ACTIVE
+        return IntegrationPhase.SUSPENDED
+    return IntegrationPhase.DEGRADED if is_degraded(status) else IntegrationPhase.ACTIVE
 
 
-def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge of ``changes`` into ``base`` (what the API server will store)."""
-    merged = dict(base)
-    for key, value in changes.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+class StatusStore:
+    """The kill switch's ``StateStore`` in a cluster: ``status.killSwitch`` of the
+    CameraIntegration. ``integration`` is its latest body (each save refreshes it).
+
+    A failed write raises ``KubeError``, which stops the engine: an action must not act
+    before what it replaces is recorded (kopf retries the handler). ``extra`` status
+    changes, and ``alongside`` requests, go out with the next write.
+    """
+
+    def __init__(self, rt: Runtime, integration: dict[str, Any]) -> None:
+        self.rt = rt
+        self.integration = integration
+        meta = integration["metadata"]
+        self.where = f"CameraIntegration {meta['namespace']}/{meta['name']}"
+        self.extra: dict[str, Any] = {}
+        self.alongside: list[Awaitable[Any]] = []
+
+    def load(self) -> KillSwitchRecord | None:
+        switch = (self.integration.get("status") or {}).get("killSwitch") or {}
+        if not switch.get("state") or not switch.get("incident"):
+            return None
+        resumed_at = epoch(switch.get("resumedAt"))
+        return KillSwitchRecord(
+            integration=str(self.integration["metadata"]["name"]),
+            incident=str(switch["incident"]),
+            reason=str(switch.get("reason") or ""),
+            state=SwitchState(switch["state"]),
+            engaged_at=epoch(switch.get("engagedAt")) or time.time(),
+            seconds=float(switch.get("seconds") or 0),
+            actions=tuple(_from_status(a) for a in switch.get("actions", [])),
+            resumed_at=resumed_at,
+        )
+
+    async def save(self, record: KillSwitchRecord) -> None:
+        changes = {**self.extra, "killSwitch": self.status_of(record)}
+        self.extra = {}
+        writes, self.alongside = [patch_integration(self.rt, self.integration, changes), *self.alongside], []
+        self.integration = (await asyncio.gather(*writes))[0]
+
+    def status_of(self, record: KillSwitchRecord) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "state": record.state.value,
+            "incident": record.incident,
+            "reason": record.reason[:_TEXT_LIMIT],
+            "engagedAt": timestamp(record.engaged_at),
+            "seconds": round(record.seconds, 3),
+            "actions": [_to_status(a) for a in record.actions],
+            "resumedAt": None if record.resumed_at is None else timestamp(record.resumed_at),
+        }
+        if record.state in (SwitchState.RESUMED, SwitchState.RESUME_FAILED):
+            failed = [a.name for a in record.actions if a.result is Result.FAILED]
+            hint = f"undo by hand: {', '.join(record.manual_resume)}" if record.manual_resume else ""
+            hint = hint or "nothing left to undo"
+            if failed:
+                hint = f"{', '.join(failed)} failed to resume (retrying); " + hint
+            status["resumeHint"] = hint[:_TEXT_LIMIT]
+        elif record.state is not SwitchState.RESUMING:
+            status["resumeHint"] = resume_hint(self.integration, record.actions)
+        return status
+
+
+def _to_status(record: ActionRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": record.name,
+        "type": record.kind,
+        "target": record.target[:512],
+        "step": record.step.value,
+        "result": record.result.value,
+        "detail": record.detail[:_TEXT_LIMIT],
+        "attempts": record.attempts,
+        "at": timestamp(record.finished_at),
+    }
+    if record.previous is not None:
+        entry["previous"] = dict(record.previous)
+    return entry
+
+
+def _from_status(entry: Mapping[str, Any]) -> ActionRecord:
+    previous = entry.get("previous")
+    at = epoch(entry.get("at")) or 0.0
+    return ActionRecord(
+        name=str(entry.get("name", "")),
+        kind=str(entry.get("type", "")),
+        target=str(entry.get("target", "")),
+        step=Step(entry.get("step", Step.ENGAGE.value)),
+        result=Result(entry.get("result", Result.PENDING.value)),
+        detail=str(entry.get("detail", "")),
+        attempts=int(entry.get("attempts") or 0),
+        started_at=at,
+        finished_at=at,
+        previous=dict(previous) if isinstance(previous, Mapping) else None,
+    )
+
+
+def _kill_switch(
+    rt: Runtime, store: StatusStore, actions: list[Action], integration: Mapping[str, Any]
+) -> KillSwitch:
+    def resumer(record: ActionRecord, configured: Action | None) -> Action | None:
+        return resume_action(record, configured, rt.kube, store.integration)
+
+    return KillSwitch(
+        actions,
+        integration=str(integration["metadata"]["name"]),
+        store=store,
+        resumer=resumer,
+        on_action=rt.metrics.killswitch_hook(integration=str(integration["metadata"]["name"])),
+        allow_empty=True,
+    )
 
 
 async def engage(
@@ -100,21 +199,10 @@ async def engage(
         if extra:
             integration = await patch_integration(rt, integration, extra)
         return integration, ("other" if switch.get("incident") != incident else SwitchState.ENGAGED)
-    continuing = state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED)
-    records = [ActionRecord.from_status(a) for a in switch.get("actions", [])] if continuing else []
-    now = time.time()
-    changes: dict[str, Any] = dict(extra or {})
-    if not continuing:
-        changes["killSwitch"] = {
-            "state": SwitchState.ENGAGING,
-            "incident": incident,
-            "reason": reason[:1024],
-            "engagedAt": timestamp(now),
-            "seconds": 0,
-            "actions": [],
-            "resumedAt": None,
-            "resumeHint": resume_hint(integration, []),
-        }
+    store = StatusStore(rt, integration)
+    store.extra = dict(extra or {})
+    if state not in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
+        now = time.time()
         if automatic:
             window = integration_policy(integration, rt.settings)[0].kill_cap.window_seconds
             recent = [
@@ -122,111 +210,57 @@ async def engage(
                 for t in (integration.get("status") or {}).get("recentKills", [])
                 if (epoch(t) or 0) > now - window
             ]
-            changes["recentKills"] = [*recent, timestamp(now)][-100:]
+            store.extra["recentKills"] = [*recent, timestamp(now)][-100:]
         log.warning("engaging the kill switch of %s/%s for %s: %s", namespace, name, incident, reason)
-    writes: list[Awaitable[Any]] = [patch_integration(rt, integration, changes)] if changes else []
     if integration.get("spec", {}).get("suspended") is not True:
         # Says "switched off" to anyone looking, and setting it back to false resumes.
-        writes.append(
+        store.alongside.append(
             rt.kube.merge_patch(CAMERA_INTEGRATIONS, namespace, name, {"spec": {"suspended": True}})
         )
-    written = await asyncio.gather(*writes)
-    if changes:
-        integration = written[0]
     try:
-        actions = await build_actions(integration, rt.kube)
+        actions: list[Action] = list(await build_actions(integration, rt.kube))
     except ActionSpecError as error:
-        integration = await patch_integration(
-            rt,
-            integration,
-            {"killSwitch": {"state": SwitchState.ENGAGE_FAILED, "reason": f"{reason}; {error}"[:1024]}},
+        failed = _kill_switch(rt, store, [], integration).record or KillSwitchRecord(
+            name, incident, reason, SwitchState.ENGAGE_FAILED, time.time()
         )
+        await store.save(replace(failed, state=SwitchState.ENGAGE_FAILED, reason=f"{reason}; {error}"))
         rt.event(
-            integration, "KillSwitchFailed", f"cannot build the kill-switch actions: {error}", warning=True
+            store.integration,
+            "KillSwitchFailed",
+            f"cannot build the kill-switch actions: {error}",
+            warning=True,
         )
-        return integration, SwitchState.ENGAGE_FAILED
-
-    async def checkpoint(done: Sequence[ActionRecord]) -> None:
-        nonlocal integration
-        integration = await patch_integration(rt, integration, {"killSwitch": {"actions": _records(done)}})
-
-    context = ActionContext(name, incident, reason, Step.ENGAGE)
-    records = await engage_actions(actions, records, context, checkpoint, _metrics_hook(rt, name))
-    failed = [r.name for r in records if r.result is not Result.SUCCEEDED]
-    engaged_at = epoch(((integration.get("status") or {}).get("killSwitch") or {}).get("engagedAt")) or now
-    state = SwitchState.ENGAGE_FAILED if failed else SwitchState.ENGAGED
-    integration = await patch_integration(
-        rt,
-        integration,
-        {
-            "killSwitch": {
-                "state": state,
-                "seconds": round(max(0.0, time.time() - engaged_at), 3),
-                "resumeHint": resume_hint(integration, records),
-            }
-        },
-    )
+        return store.integration, SwitchState.ENGAGE_FAILED
+    record = await _kill_switch(rt, store, actions, integration).engage(incident, reason[:_TEXT_LIMIT])
+    integration = store.integration
     rt.metrics.record_suspended(integration=name, suspended=True)
-    if failed:
-        message = f"kill switch for {incident} incomplete: {', '.join(failed)} failed; retrying"
+    if record.state is SwitchState.ENGAGE_FAILED:
+        failed_names = [a.name for a in record.actions if a.result is not Result.SUCCEEDED]
+        message = f"kill switch for {incident} incomplete: {', '.join(failed_names)} failed; retrying"
         rt.event(integration, "KillSwitchFailed", message, warning=True)
     else:
-        done = "; ".join(r.detail for r in records)
+        done = "; ".join(a.detail for a in record.actions)
         rt.event(integration, "KillSwitchEngaged", f"switched off for {incident}: {done}", warning=True)
-    return integration, state
+    return integration, record.state
 
 
 async def resume(rt: Runtime, integration: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Undo every recorded action, in reverse order (caller holds the lock)."""
     meta = integration["metadata"]
     name = meta["name"]
-    switch = (integration.get("status") or {}).get("killSwitch") or {}
-    records = [ActionRecord.from_status(a) for a in switch.get("actions", [])]
-    changes: dict[str, Any] = {"state": SwitchState.RESUMING}
-    if switch.get("state") not in (SwitchState.RESUMING, SwitchState.RESUME_FAILED):
-        changes["resumedAt"] = timestamp(time.time())
-    integration = await patch_integration(rt, integration, {"killSwitch": changes})
-    log.warning("resuming %s/%s (kill switch of %s)", meta["namespace"], name, switch.get("incident"))
-    configured: dict[str, KubeAction] = {}
+    store = StatusStore(rt, integration)
+    configured: list[Action] = []
     try:
-        configured = {a.name: a for a in await build_actions(integration, rt.kube)}
+        configured = list(await build_actions(integration, rt.kube))
     except ActionSpecError as error:
         # The Kubernetes actions resume from their records; only webhooks need the spec.
         log.warning("resuming %s without the configured actions: %s", name, error)
-    resumers = {r.name: resume_action(r, configured.get(r.name), rt.kube, integration) for r in records}
-
-    async def checkpoint(current: Sequence[ActionRecord]) -> None:
-        nonlocal integration
-        integration = await patch_integration(rt, integration, {"killSwitch": {"actions": _records(current)}})
-
-    context = ActionContext(
-        name, str(switch.get("incident") or "manual"), str(switch.get("reason") or ""), Step.RESUME
-    )
-    records = await resume_actions(records, resumers, context, checkpoint, _metrics_hook(rt, name))
-    failed = [r.name for r in records if r.result is Result.FAILED]
-    manual = [r.name for r in records if r.result is Result.SKIPPED]
-    state = SwitchState.RESUME_FAILED if failed else SwitchState.RESUMED
-    hint = f"undo by hand: {', '.join(manual)}" if manual else "nothing left to undo"
+    record = await _kill_switch(rt, store, configured, integration).resume()
+    integration = store.integration
+    failed = record.state is SwitchState.RESUME_FAILED
+    rt.metrics.record_suspended(integration=name, suspended=failed)
     if failed:
-        hint = f"{', '.join(failed)} failed to resume (retrying); " + hint
-    integration = await patch_integration(
-        rt, integration, {"killSwitch": {"state": state, "resumeHint": hint}}
-    )
-    rt.metrics.record_suspended(integration=name, suspended=bool(failed))
-    if failed:
-        rt.event(integration, "ResumeFailed", hint, warning=True)
+        rt.event(integration, "ResumeFailed", str(store.status_of(record)["resumeHint"]), warning=True)
     else:
-        rt.event(integration, "Resumed", "; ".join(r.detail for r in records) or "nothing to undo")
-    return integration, state
-
-
-def _records(records: Iterable[ActionRecord]) -> list[dict[str, Any]]:
-    return [r.to_status() for r in records]
-
-
-def _metrics_hook(rt: Runtime, integration: str) -> Any:
-    def on_result(record: ActionRecord) -> None:
-        result = {Result.SUCCEEDED: "succeeded", Result.SKIPPED: "skipped"}.get(record.result, "failed")
-        rt.metrics.record_killswitch_action(integration=integration, action=record.step.value, result=result)
-
-    return on_result
+        rt.event(integration, "Resumed", "; ".join(a.detail for a in record.actions) or "nothing to undo")
+    return integration, record.state

@@ -1,10 +1,14 @@
-"""Kill-switch actions for standalone mode, and the ``KillSwitch`` that runs them.
+"""The kill switch: one engine for both shells, its vocabulary, and the standalone actions.
 
 Public surface::
 
     WebhookAction, WebhookRequest   call an HTTP endpoint (retries, optional HMAC signature)
     CommandAction                   run a program (argv list, env, timeout)
-    KillSwitch, KillSwitchRecord    engage / resume all actions; record; persist to JSON
+    KillSwitch                      the one engine: engage / resume all actions, in order,
+                                    idempotent, crash-safe; its record in a StateStore
+    FileStore, MemoryStore          where standalone mode keeps the record
+    SwitchState, Result, KillSwitchRecord, ActionRecord
+                                    the vocabulary of status.killSwitch (the CRD's words)
     sign, verify_signature          the ``X-Canarywatch-Signature`` scheme, for receivers
 
 Every action is idempotent on canarywatch's side (engaging twice calls nothing twice),
@@ -23,36 +27,41 @@ from canarywatch.shutdown.actions import (
     WebhookAction,
     WebhookRequest,
 )
-from canarywatch.shutdown.killswitch import (
-    ActionResult,
-    ActionStatus,
-    KillSwitch,
-    KillSwitchError,
-    KillSwitchRecord,
-    KillSwitchStateError,
-    NotEngagedError,
-    Phase,
-)
+from canarywatch.shutdown.killswitch import KillSwitch, NotEngagedError, Resumer, Snapshotting
+from canarywatch.shutdown.records import ENGAGED_STATES, ActionRecord, KillSwitchRecord, Result, SwitchState
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, SignatureError, sign, verify_signature
+from canarywatch.shutdown.state import (
+    FileStore,
+    KillSwitchError,
+    KillSwitchStateError,
+    MemoryStore,
+    StateStore,
+)
 
 __all__ = [
+    "ENGAGED_STATES",
     "PLACEHOLDERS",
     "SIGNATURE_HEADER",
     "Action",
     "ActionConfigError",
     "ActionContext",
     "ActionOutcome",
-    "ActionResult",
-    "ActionStatus",
+    "ActionRecord",
     "CommandAction",
+    "FileStore",
     "KillSwitch",
     "KillSwitchError",
     "KillSwitchRecord",
     "KillSwitchStateError",
+    "MemoryStore",
     "NotEngagedError",
-    "Phase",
+    "Result",
+    "Resumer",
     "SignatureError",
+    "Snapshotting",
+    "StateStore",
     "Step",
+    "SwitchState",
     "WebhookAction",
     "WebhookRequest",
     "sign",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import math
@@ -35,7 +34,8 @@ import aiohttp
 
 from canarywatch import __version__
 from canarywatch.errors import FieldError
-from canarywatch.retrying import backoff_delay
+from canarywatch.retrying import Backoff, RetryLater, retry
+from canarywatch.shutdown.records import Step
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
 
 __all__ = [
@@ -63,11 +63,6 @@ _DETAIL_LIMIT = 200
 
 class ActionConfigError(FieldError):
     """An action is misconfigured; ``field`` names the setting."""
-
-
-class Step(enum.StrEnum):
-    ENGAGE = "engage"
-    RESUME = "resume"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +180,10 @@ class WebhookAction:
     """Call a webhook to switch the integration off (and another to switch it back on).
 
     Success is a 2xx answer. 5xx, 429, timeouts and connection errors are retried up to
-    ``max_attempts`` times with capped exponential backoff; other answers (a 401, a 404)
-    mean the configuration is wrong and are not retried. Redirects are not followed:
-    a kill request silently turned into a GET elsewhere must not count as done.
+    ``max_attempts`` times (``canarywatch.retrying``: capped exponential backoff);
+    other answers (a 401, a 404) mean the configuration is wrong and are not retried.
+    Redirects are not followed: a kill request silently turned into a GET elsewhere
+    must not count as done.
 
     With ``secret``, every request carries ``X-Canarywatch-Signature: t=<unix>,v1=<hex>``
     (see ``shutdown.signing``); each request also carries ``Idempotency-Key:
@@ -214,8 +210,8 @@ class WebhookAction:
             or self.max_attempts < 1
         ):
             raise ActionConfigError("max_attempts", "must be an integer >= 1")
-        if not (0 <= self.base_delay <= self.max_delay) or not math.isfinite(self.max_delay):
-            raise ActionConfigError("base_delay", "need 0 <= base_delay <= max_delay, both finite")
+        if not (0 < self.base_delay <= self.max_delay) or not math.isfinite(self.max_delay):
+            raise ActionConfigError("base_delay", "need 0 < base_delay <= max_delay, both finite")
 
     @property
     def kind(self) -> str:
@@ -246,47 +242,46 @@ class WebhookAction:
         url = request.render_url(context)
         body = request.render_body(context)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        detail = "not attempted"
-        attempt = 0
+        made = 0
+
+        async def attempt(number: int) -> ActionOutcome:
+            nonlocal made
+            made = number
+            try:
+                async with session.request(
+                    request.method,
+                    url,
+                    data=body,
+                    headers=self._headers(request, context, body),
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    # Only the start of the body: it is a detail for humans, not data.
+                    text = (await response.content.read(4 * _DETAIL_LIMIT)).decode(errors="replace")
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise RetryLater(
+                    f"{type(error).__name__}" + (f": {_one_line(str(error))}" if str(error) else "")
+                ) from error
+            if 200 <= status < 300:
+                return ActionOutcome(True, f"HTTP {status}", number)
+            detail = f"HTTP {status}" + (f": {_one_line(text)}" if text.strip() else "")
+            if status == 429 or status >= 500:
+                raise RetryLater(detail)
+            if 300 <= status < 400:
+                detail += " (redirects are not followed: configure the final URL)"
+            return ActionOutcome(False, detail, number)
+
         async with aiohttp.ClientSession(headers={"User-Agent": f"canarywatch/{__version__}"}) as session:
-            while attempt < self.max_attempts:
-                attempt += 1
-                retryable = True
-                try:
-                    async with session.request(
-                        request.method,
-                        url,
-                        data=body,
-                        headers=self._headers(request, context, body),
-                        timeout=timeout,
-                        allow_redirects=False,
-                    ) as response:
-                        status = response.status
-                        # Only the start of the body: it is a detail for humans, not data.
-                        text = (await response.content.read(4 * _DETAIL_LIMIT)).decode(errors="replace")
-                except (aiohttp.ClientError, TimeoutError) as error:
-                    detail = f"{type(error).__name__}" + (f": {_one_line(str(error))}" if str(error) else "")
-                else:
-                    if 200 <= status < 300:
-                        return ActionOutcome(True, f"HTTP {status}", attempt)
-                    detail = f"HTTP {status}" + (f": {_one_line(text)}" if text.strip() else "")
-                    retryable = status == 429 or status >= 500
-                    if 300 <= status < 400:
-                        detail += " (redirects are not followed: configure the final URL)"
-                if not retryable:
-                    break
-                if attempt < self.max_attempts:
-                    delay = backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay)
-                    log.warning(
-                        "kill-switch webhook %r %s attempt %d failed (%s); retrying in %.2fs",
-                        self.name,
-                        context.step,
-                        attempt,
-                        detail,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-        return ActionOutcome(False, detail, attempt)
+            try:
+                return await retry(
+                    attempt,
+                    backoff=Backoff(self.base_delay, self.max_delay),
+                    max_attempts=self.max_attempts,
+                    what=f"kill-switch webhook {self.name!r} {context.step}",
+                )
+            except RetryLater as error:
+                return ActionOutcome(False, error.detail, made)
 
     def _headers(self, request: WebhookRequest, context: ActionContext, body: bytes | None) -> dict[str, str]:
         headers = {
