@@ -59,9 +59,10 @@ from canarywatch.relay import Fault, RelayConfig, RelayHandle, run_relay
 from canarywatch.standalone import Pipeline, StandaloneConfig
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.http import RequestTemplate
-from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
-from canarywatch.viewer.network import GOOD, Shaper
-from canarywatch.viewer.transports import SnapshotPoller
+from canarywatch.viewer.judging import FrameResult, ViewerStream
+from canarywatch.viewer.network import GOOD
+from canarywatch.viewer.plan import StreamPlan
+from canarywatch.viewer.runner import ViewerRunner
 
 __all__ = [
     "LeakReport",
@@ -156,23 +157,17 @@ class _Tap:
         self.low_variant: Counter[str] = Counter()  # frames the relay served as its q30 variant
         self.ages: dict[str, list[float]] = {}  # frame age (capture → received) of verified frames
 
-    def install(self, monitor: Monitor) -> None:
-        handle = monitor.handle
-
-        async def tapped(result: FrameResult) -> IncidentRecord | None:
-            key = f"{result.stream.kind}/{result.stream.profile}"
-            self.by_path.setdefault(key, Counter())[result.verdict.value] += 1
-            if result.meta.get("x-relay-variant") == "low":
-                self.low_variant[key] += 1
-            if result.age is not None:
-                self.ages.setdefault(key, []).append(result.age)
-            payload = result.observation.payload
-            if result.verdict is Verdict.OK and payload is not None:
-                newest = self.newest_ok.get(result.stream, -1)
-                self.newest_ok[result.stream] = max(newest, payload.seq)
-            return await handle(result)
-
-        monitor.handle = tapped  # type: ignore[method-assign]
+    def record(self, result: FrameResult) -> None:
+        key = f"{result.stream.kind}/{result.stream.profile}"
+        self.by_path.setdefault(key, Counter())[result.verdict.value] += 1
+        if result.meta.get("x-relay-variant") == "low":
+            self.low_variant[key] += 1
+        if result.age is not None:
+            self.ages.setdefault(key, []).append(result.age)
+        payload = result.observation.payload
+        if result.verdict is Verdict.OK and payload is not None:
+            newest = self.newest_ok.get(result.stream, -1)
+            self.newest_ok[result.stream] = max(newest, payload.seq)
 
     def all_shown(self, streams: Sequence[ViewerStream], seq: int) -> bool:
         """Every stream has shown its own frame `seq` or a newer one."""
@@ -191,11 +186,14 @@ class _BenchPipeline(Pipeline):
     def stop(self) -> None:
         self._stop.set()
 
+    async def _handle(self, result: FrameResult) -> IncidentRecord | None:
+        self.tap.record(result)
+        return await super()._handle(result)
+
     async def _wait(
         self, started: float, duration: float | None, linger: float | None, monitor: Monitor
     ) -> None:
         # runs right after the monitor and the viewer tasks were created, before any frame
-        self.tap.install(monitor)
         self.started.set()
         timeout = None if duration is None else max(0.0, duration - (time.monotonic() - started))
         with contextlib.suppress(TimeoutError):
@@ -565,32 +563,16 @@ async def _viewers(job: _ViewerJob) -> ThroughputRow:
     decoder.decode(b"")  # lazy initialisation happens before the baseline
     gc.collect()
     rss_before, _ = _rss_bytes()
-    sessions: list[aiohttp.ClientSession] = []
-    pollers: list[SnapshotPoller] = []
-    tasks: list[asyncio.Task[None]] = []
-
-    async def view(poller: SnapshotPoller, judge: StreamJudge) -> None:
-        # what Pipeline._view does for every frame
-        async for frame in poller.frames():
-            if frame.status != 200 or not frame.body:
-                continue
-            result = judge.judge(
-                frame.body, received_at=frame.received_at, source=frame.source, meta=frame.meta
-            )
-            await monitor.handle(result)
-
+    plan = []
     for i in range(job.streams):
         tenant = tenants[i % len(tenants)]
         camera = (i // len(tenants)) % job.cameras_per_tenant
-        session = aiohttp.ClientSession()  # one per stream, as the pipeline does
         request = template.render(tenant=tenant, camera=str(camera), token=job.tokens[tenant])
-        poller = SnapshotPoller(session, request, interval_s=job.interval, shaper=Shaper(GOOD))
         stream = ViewerStream("bench", "throughput", tenant, camera, "snapshot", GOOD.name)
-        judge = StreamJudge(decoder, stream, max_age=10.0)
-        sessions.append(session)
-        pollers.append(poller)
-        tasks.append(asyncio.create_task(view(poller, judge)))
-    try:
+        plan.append(StreamPlan(stream, GOOD, (request,), interval_s=job.interval, max_age=10.0))
+    # the production runner: a session per stream, transport, judge and monitor
+    viewers = ViewerRunner(plan, decoder=decoder, metrics=metrics, handle=monitor.handle)
+    async with viewers.running():
         await asyncio.sleep(job.warmup)
         verdicts0, cpu0, wall0 = sum(monitor.verdicts.values()), time.process_time(), time.monotonic()
         start = time.time()
@@ -598,19 +580,13 @@ async def _viewers(job: _ViewerJob) -> ThroughputRow:
         verdicts1, cpu1, wall1 = sum(monitor.verdicts.values()), time.process_time(), time.monotonic()
         end = time.time()
         rss_after, rss_peak = _rss_bytes()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for session in sessions:
-            await session.close()
     return ThroughputRow(
         streams=job.streams,
         wall_seconds=wall1 - wall0,
         cpu_seconds=cpu1 - cpu0,
         verdicts=verdicts1 - verdicts0,
         verdict_counts=dict(sorted(monitor.verdicts.items())),
-        viewer_errors=sum(p.errors for p in pollers),
+        viewer_errors=viewers.errors,
         rss_before=rss_before,
         rss_after=rss_after,
         rss_peak=rss_peak,

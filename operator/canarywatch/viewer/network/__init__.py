@@ -23,7 +23,9 @@ hints exactly like a fast one (the reference relay serves the original rendition
 omitting them changes nothing for the integration while never claiming a figure that
 was not measured. Each hint appears once its own measurement exists: ``RTT`` and
 ``ECT`` after the first response, ``Downlink`` after the first response large enough
-to time (``MIN_THROUGHPUT_SAMPLE_BYTES``).
+to time (``MIN_THROUGHPUT_SAMPLE_BYTES``). That is why a hub's MJPEG stream waits for
+the first measurement (``viewer.runner``): opened earlier it would ask for the
+rendition of a fast link for as long as it stays open.
 
 Importing this package does not import aiohttp (the manifest builders use the profiles).
 """

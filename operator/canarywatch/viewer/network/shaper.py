@@ -5,6 +5,9 @@ Latency before each request, lost requests turning into timeouts, body reads pac
 the bandwidth, stalls in the middle of bodies. The shaper *measures* the round trips
 and throughput it gets (an EWMA over its own transfers, as browsers' network quality
 estimators do) and sends the client hints derived from that measurement (``hints``).
+
+One shaper is one hub's link: every stream of a hub shares it (``viewer.runner``), so
+a long-lived MJPEG stream opens with what the hub's snapshots have measured.
 """
 
 from __future__ import annotations
@@ -88,10 +91,15 @@ class Shaper:
         self._send_client_hints = send_client_hints
         self._rtt_s: float | None = None
         self._downlink_bps: float | None = None
+        self._measured = asyncio.Event()
 
     @property
     def estimate(self) -> NetworkEstimate:
         return NetworkEstimate(rtt_s=self._rtt_s, downlink_bps=self._downlink_bps)
+
+    async def measured(self) -> None:
+        """Return once the link has been measured (a first response timed)."""
+        await self._measured.wait()
 
     def client_hints(self) -> dict[str, str]:
         """The hints the next request will carry (empty until something was measured)."""
@@ -237,6 +245,7 @@ class Shaper:
     def _observe(self, *, rtt_s: float | None, size: int, transfer_s: float) -> None:
         if rtt_s is not None:
             self._rtt_s = _ewma(self._rtt_s, max(0.0, rtt_s))
+            self._measured.set()
         if size >= MIN_THROUGHPUT_SAMPLE_BYTES:
             # A transfer too quick for the clock to see is "faster than any cap".
             sample = size * 8 / transfer_s if transfer_s > 0 else float(DOWNLINK_CAP_BPS)

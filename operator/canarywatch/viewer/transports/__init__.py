@@ -29,7 +29,6 @@ from canarywatch.viewer.transports.base import (
     FrameKind,
     ReceivedFrame,
     TransportOptions,
-    viewer_session,
 )
 from canarywatch.viewer.transports.events import EventFeedReader
 from canarywatch.viewer.transports.mjpeg import MjpegReader
@@ -55,5 +54,4 @@ __all__ = [
     "SnapshotPoller",
     "TransportOptions",
     "boundary_from_content_type",
-    "viewer_session",
 ]

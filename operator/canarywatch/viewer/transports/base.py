@@ -10,11 +10,10 @@ import enum
 import json
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import aiohttp
 
@@ -34,7 +33,6 @@ __all__ = [
     "error_code",
     "header_meta",
     "read_some",
-    "viewer_session",
 ]
 
 logger = logging.getLogger("canarywatch.viewer.transports")
@@ -65,30 +63,6 @@ MAX_ERROR_BODY = 16 * 1024
 #: Default cap on a snapshot, thumbnail or probe body: far above any camera frame, far
 #: below what would hurt a viewer pod if a misconfigured URL pointed at a stream or a file.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-# A hub shows the newest frame its link can carry. Every buffer between the relay and
-# the decoder holds frames that are already old when they are read: the kernel doubles
-# SO_RCVBUF, and aiohttp keeps reading until twice ``read_bufsize`` is queued. At the
-# ``extreme`` profile's 150 kbit/s each 16 KiB is almost a second, so streams keep both
-# small; snapshots (one request, one frame) keep the defaults.
-STREAM_RECEIVE_BUFFER = 16 * 1024
-
-
-def _stream_socket(addr_info: tuple[Any, ...]) -> socket.socket:
-    family, type_, proto, _, _ = addr_info
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STREAM_RECEIVE_BUFFER)
-    return sock
-
-
-def viewer_session(kind: str) -> aiohttp.ClientSession:
-    """The HTTP session of one viewer stream (a hub holds its own connections): for
-    ``mjpeg``, small receive buffers so that a slow link shows late frames as late."""
-    if kind != "mjpeg":
-        return aiohttp.ClientSession()
-    connector = aiohttp.TCPConnector(socket_factory=_stream_socket)
-    return aiohttp.ClientSession(connector=connector, read_bufsize=STREAM_RECEIVE_BUFFER)
 
 
 class FrameKind(enum.StrEnum):
