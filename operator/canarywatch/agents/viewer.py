@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -54,7 +55,7 @@ from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
-from canarywatch.retrying import backoff_delay
+from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
@@ -92,8 +93,9 @@ class IncidentReporter:
     ``submit`` never blocks the viewer; ``run`` is the background loop. Any failure
     but ``ReportRejected`` (the API server down, a timeout, 403 while an RBAC binding
     propagates, 429, 5xx) keeps the incident at the head of the queue and retries it
-    after ``backoff_delay``. When the queue is full the newest incident is dropped and
-    logged: the ones already waiting are the earliest evidence of the leak.
+    (``canarywatch.retrying.retry``, backing off from ``base_delay`` to ``max_delay``).
+    When the queue is full the newest incident is dropped and logged: the ones already
+    waiting are the earliest evidence of the leak.
     """
 
     def __init__(
@@ -109,9 +111,7 @@ class IncidentReporter:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._create = create
         self.capacity = capacity
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._rng = rng or random.Random()
+        self.backoff = Backoff(base=base_delay, cap=max_delay, rng=rng or random.Random())
         self._queue: collections.deque[Manifest] = collections.deque()
         self._wake = asyncio.Event()
         self.created = 0
@@ -153,37 +153,45 @@ class IncidentReporter:
             )
 
     async def _drain(self, *, deadline: float | None) -> None:
-        failures = 0
-        while self._queue and (deadline is None or time.monotonic() < deadline):
-            if await self._attempt():
-                failures = 0
-                continue
-            failures += 1
-            delay = backoff_delay(
-                failures, base_delay=self.base_delay, max_delay=self.max_delay, rng=self._rng
-            )
-            if deadline is not None:
-                delay = max(0.0, min(delay, deadline - time.monotonic()))
+        """Settle the head of the queue (created or rejected), then the next, in order."""
+
+        async def sleep(delay: float) -> None:
+            if deadline is not None and delay >= deadline - time.monotonic():
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                raise _DeadlinePassed
             await asyncio.sleep(delay)
 
-    async def _attempt(self) -> bool:
-        """One try at the head of the queue; True when it is settled (created or rejected)."""
-        manifest = self._queue[0]
+        while self._queue and (deadline is None or time.monotonic() < deadline):
+            manifest = self._queue[0]
+            try:
+                await retry(
+                    functools.partial(self._attempt, manifest),
+                    backoff=self.backoff,
+                    max_attempts=None,
+                    what=f"creating LeakIncident {_name(manifest)}",
+                    sleep=sleep,
+                )
+            except _DeadlinePassed:
+                return
+            self._queue.popleft()
+
+    async def _attempt(self, manifest: Manifest, _attempt_number: int) -> None:
+        """One try; returns when ``manifest`` is settled, raises ``RetryLater`` otherwise."""
         self.attempts += 1
         try:
             await asyncio.to_thread(self._create, manifest)
         except ReportRejected as error:
-            self._queue.popleft()
             self.rejected += 1
             log.error("LeakIncident %s rejected by the API server: %s", _name(manifest), error)
-            return True
+            return
         except Exception as error:  # every other failure is worth another try
-            log.warning("creating LeakIncident %s failed (%s); retrying", _name(manifest), _describe(error))
-            return False
-        self._queue.popleft()
+            raise RetryLater(_describe(error)) from error
         self.created += 1
         log.info("created LeakIncident %s", _name(manifest))
-        return True
+
+
+class _DeadlinePassed(Exception):
+    """The flush's time is up while an incident still waits for its next try."""
 
 
 def _name(manifest: Manifest) -> str:

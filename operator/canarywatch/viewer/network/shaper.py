@@ -92,6 +92,9 @@ class Shaper:
         self._rtt_s: float | None = None
         self._downlink_bps: float | None = None
         self._measured = asyncio.Event()
+        # A server error seen and no success since: the integration is refusing this hub.
+        self._refused = False
+        self._back = asyncio.Event()
 
     @property
     def estimate(self) -> NetworkEstimate:
@@ -100,6 +103,20 @@ class Shaper:
     async def measured(self) -> None:
         """Return once the link has been measured (a first response timed)."""
         await self._measured.wait()
+
+    async def integration_back(self) -> None:
+        """Return at the next success after server errors (a 503 of a switched-off
+        integration, a 5xx outage) on this link: the integration serves this hub again,
+        and a stream waiting out its reconnect backoff can connect now."""
+        await self._back.wait()
+
+    def _note_status(self, status: int) -> None:
+        if status >= 500:
+            self._refused = True
+        elif 200 <= status < 300 and self._refused:
+            self._refused = False
+            back, self._back = self._back, asyncio.Event()
+            back.set()
 
     def client_hints(self) -> dict[str, str]:
         """The hints the next request will carry (empty until something was measured)."""
@@ -139,6 +156,7 @@ class Shaper:
         response = await self._io(
             session.request(method, url, headers=self.request_headers(headers), data=body), deadline
         )
+        self._note_status(response.status)
         complete = False
         try:
             headers_at = self._clock()
@@ -295,6 +313,7 @@ class ShapedStream:
         shaper._observe(rtt_s=headers_at - start, size=0, transfer_s=0.0)
         self._link = _Link(shaper.profile.bandwidth_bps, headers_at)
         self.status = self._response.status
+        shaper._note_status(self.status)
         self.headers = CIMultiDictProxy(CIMultiDict(self._response.headers))
         return self
 

@@ -14,7 +14,8 @@ through a ``Shaper`` (so it sees the network its profile describes, and announce
 What they share, because a monitor must outlive the thing it monitors:
 
 - Network errors and timeouts are counted (``errors``, ``last_error``) and retried with
-  capped exponential backoff; they are never raised.
+  capped exponential backoff (``canarywatch.retrying.Backoff``, in ``base``); they are
+  never raised.
 - Answers other than success are yielded as frames with an empty body and the status
   (and the JSON ``error`` code in ``meta`` when the integration sends one), so the
   caller can tell "integration disabled" (a 503) from "no frame yet" (a 404).

@@ -17,7 +17,7 @@ from typing import TypedDict
 
 import aiohttp
 
-from canarywatch.retrying import backoff_delay
+from canarywatch.retrying import Backoff
 from canarywatch.viewer.network import GOOD, ShapedResponse, Shaper
 
 __all__ = [
@@ -158,15 +158,12 @@ class Transport(abc.ABC):
         self.last_error = f"{type(error).__name__} on {source}"
         logger.debug("%s: %s", source, type(error).__name__)
 
+    def _backoff_delay(self, failures: int, base_s: float) -> float:
+        backoff = Backoff(base=min(base_s, self.max_backoff_s), cap=self.max_backoff_s, rng=self._rng)
+        return backoff.delay(max(1, failures))
+
     async def _back_off(self, failures: int, base_s: float) -> None:
-        await self._sleep(
-            backoff_delay(
-                max(1, failures),
-                base_delay=min(base_s, self.max_backoff_s),
-                max_delay=self.max_backoff_s,
-                rng=self._rng,
-            )
-        )
+        await self._sleep(self._backoff_delay(failures, base_s))
 
     async def _fetch(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None = None

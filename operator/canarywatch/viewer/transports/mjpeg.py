@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Unpack
 
@@ -33,8 +34,9 @@ __all__ = ["MjpegReader"]
 class MjpegReader(Transport):
     """Reads a ``multipart/x-mixed-replace`` stream; one frame per part.
 
-    Reconnects (with backoff, reset by every part received) when the stream ends, the
-    server closes it, or nothing arrives for ``timeout_s``. Parts larger than
+    Reconnects (with backoff, reset by every part received, cut short when the hub's
+    link sees the integration serve again after server errors) when the stream ends,
+    the server closes it, or nothing arrives for ``timeout_s``. Parts larger than
     ``max_part_bytes`` are skipped without being buffered and reported as an empty
     frame with ``meta["skipped"] == "oversized"`` (and counted in ``oversized``).
     """
@@ -110,7 +112,21 @@ class MjpegReader(Transport):
             except NETWORK_ERRORS as error:
                 self._record_error(error, request.source)
             failures = 0 if parts else failures + 1
-            await self._back_off(failures, self.reconnect_base_s)
+            await self._reconnect_wait(failures)
+
+    async def _reconnect_wait(self, failures: int) -> None:
+        """The backoff before the next connection, cut short when the integration is
+        back: refused for a while (a kill switch), the reader would otherwise wait up
+        to ``max_backoff_s`` after a resume while the hub's snapshots show frames again."""
+        waits = [
+            asyncio.ensure_future(self._sleep(self._backoff_delay(failures, self.reconnect_base_s))),
+            asyncio.ensure_future(self.shaper.integration_back()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _part_frame(
         self, item: MultipartPart | OversizedPart, response_meta: Mapping[str, str]
