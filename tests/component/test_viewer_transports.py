@@ -542,6 +542,36 @@ async def test_mjpeg_reader_yields_refusals_and_backs_off(session: aiohttp.Clien
     assert min(fake.sleeps) >= 0.5
 
 
+async def test_mjpeg_reader_reconnects_as_soon_as_its_hub_sees_the_integration_back(
+    session: aiohttp.ClientSession, keyring: Keyring
+) -> None:
+    async def backoff_longer_than_the_test(seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    async with relay() as handle:
+        await push(session, handle, ACME, canary(keyring, ACME, 1))
+        await admin(session, handle, "kill", actor="canarywatch", reason="test")
+        hub = Shaper(GOOD)  # one hub: its MJPEG stream and its snapshots share the link
+        reader = MjpegReader(
+            session,
+            request_for(handle, "/v3/devices/{tenant}/{camera}/stream.mjpg", viewer=ACME),
+            shaper=hub,
+            sleep=backoff_longer_than_the_test,
+        )
+        poller = SnapshotPoller(session, snapshot_request(handle, viewer=ACME), interval_s=0.05, shaper=hub)
+        async with aclosing(reader.frames()) as stream, aclosing(poller.frames()) as snapshots:
+            refused = await anext(stream)  # ... and now waiting out its backoff
+            assert (await anext(snapshots)).status == 503
+            resumed = asyncio.ensure_future(anext(stream))
+            await admin(session, handle, "resume", actor="canarywatch")
+            await push(session, handle, ACME, canary(keyring, ACME, 2))
+            assert (await anext(snapshots)).status == 200
+            async with asyncio.timeout(5):
+                live = await resumed
+    assert (refused.status, refused.meta["error"]) == (503, "integration_disabled")
+    assert live.status == 200 and live.body.startswith(b"\xff\xd8")
+
+
 # -- event feed --------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from canarywatch.bench import pipeline as bench
+from canarywatch.bench.harness import percentile
 from canarywatch.bench.pipeline import LeakReport, SoakReport, ThroughputRow
 
 
@@ -90,6 +91,6 @@ def test_the_tables_print(
 
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 21)]
-    assert bench._percentile(values, 50) == 10.0
-    assert bench._percentile(values, 99) == 20.0
-    assert bench._percentile([3.0], 99) == 3.0
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 99) == 20.0
+    assert percentile([3.0], 99) == 3.0

@@ -1,11 +1,14 @@
 """``canarywatch viewer``: one tenant's hub viewers on one network profile, in a pod.
 
-Per the pod's environment (``agents.env``) it opens one viewer stream per camera and
-transport (snapshot polls, MJPEG, the event feed's thumbnails) plus, with several
-tenants, an authorization prober, all through the profile's ``Shaper``. Every frame is
-decoded and judged; ``Monitor`` counts it in the metrics and applies the incident
-policy, locally and only to confirm (k of the last n frames of a stream) and to
-de-duplicate (one incident per verdict while the leak lasts, not one per frame).
+The pod is one hub: its environment (``agents.env``) becomes the ``ViewerSpec`` of one
+tenant on one network, and the viewer core plans and runs its streams exactly as
+``canarywatch run`` does (``viewer.plan``, ``viewer.runner``): one viewer stream per
+camera and transport (snapshot polls, MJPEG, the event feed's thumbnails) plus, with
+several tenants, an authorization prober, all through the hub's one ``Shaper``, MJPEG
+opened once the link is measured. Every frame is decoded and judged; ``Monitor``
+counts it in the metrics and applies the incident policy, locally and only to confirm
+(k of the last n frames of a stream) and to de-duplicate (one incident per verdict
+while the leak lasts, not one per frame).
 
 A confirmed leak becomes one ``LeakIncident`` created through the Kubernetes API with
 the pod's ServiceAccount (in-cluster config; ``KUBECONFIG`` for local runs), which may
@@ -28,16 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import functools
 import logging
 import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-import aiohttp
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from canarywatch.agents.env import (
     EnvError,
@@ -47,25 +49,17 @@ from canarywatch.agents.env import (
     run_until_signalled,
 )
 from canarywatch.agents.reporting import LEAK_INCIDENT_PLURAL, build_leak_incident
-from canarywatch.api import API_VERSION
+from canarywatch.api import API_GROUP, VERSION
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
-from canarywatch.retrying import backoff_delay
+from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.verdicts import Verdict
-from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
-from canarywatch.viewer.loop import judge_frames
-from canarywatch.viewer.network import Shaper
-from canarywatch.viewer.transports import (
-    AuthzProber,
-    EventFeedReader,
-    MjpegReader,
-    ReceivedFrame,
-    SnapshotPoller,
-    viewer_session,
-)
+from canarywatch.viewer.judging import FrameResult
+from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
+from canarywatch.viewer.runner import ViewerRunner
 
 __all__ = [
     "IncidentReporter",
@@ -74,6 +68,7 @@ __all__ = [
     "kubernetes_creator",
     "main",
     "run_viewer_agent",
+    "viewer_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,7 +78,6 @@ Manifest = Mapping[str, Any]
 #: attempt created it. Raises ``ReportRejected`` when retrying cannot help.
 Creator = Callable[[Manifest], None]
 
-_GROUP, _VERSION = API_VERSION.split("/")
 # A viewer has terminationGracePeriodSeconds 10: pending reports get most of it.
 _SHUTDOWN_FLUSH_SECONDS = 6.0
 _API_TIMEOUT = (3.0, 5.0)  # connect, read: an attempt must fit in the shutdown flush
@@ -99,8 +93,9 @@ class IncidentReporter:
     ``submit`` never blocks the viewer; ``run`` is the background loop. Any failure
     but ``ReportRejected`` (the API server down, a timeout, 403 while an RBAC binding
     propagates, 429, 5xx) keeps the incident at the head of the queue and retries it
-    after ``backoff_delay``. When the queue is full the newest incident is dropped and
-    logged: the ones already waiting are the earliest evidence of the leak.
+    (``canarywatch.retrying.retry``, backing off from ``base_delay`` to ``max_delay``).
+    When the queue is full the newest incident is dropped and logged: the ones already
+    waiting are the earliest evidence of the leak.
     """
 
     def __init__(
@@ -116,9 +111,7 @@ class IncidentReporter:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._create = create
         self.capacity = capacity
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._rng = rng or random.Random()
+        self.backoff = Backoff(base=base_delay, cap=max_delay, rng=rng or random.Random())
         self._queue: collections.deque[Manifest] = collections.deque()
         self._wake = asyncio.Event()
         self.created = 0
@@ -160,37 +153,45 @@ class IncidentReporter:
             )
 
     async def _drain(self, *, deadline: float | None) -> None:
-        failures = 0
-        while self._queue and (deadline is None or time.monotonic() < deadline):
-            if await self._attempt():
-                failures = 0
-                continue
-            failures += 1
-            delay = backoff_delay(
-                failures, base_delay=self.base_delay, max_delay=self.max_delay, rng=self._rng
-            )
-            if deadline is not None:
-                delay = max(0.0, min(delay, deadline - time.monotonic()))
+        """Settle the head of the queue (created or rejected), then the next, in order."""
+
+        async def sleep(delay: float) -> None:
+            if deadline is not None and delay >= deadline - time.monotonic():
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                raise _DeadlinePassed
             await asyncio.sleep(delay)
 
-    async def _attempt(self) -> bool:
-        """One try at the head of the queue; True when it is settled (created or rejected)."""
-        manifest = self._queue[0]
+        while self._queue and (deadline is None or time.monotonic() < deadline):
+            manifest = self._queue[0]
+            try:
+                await retry(
+                    functools.partial(self._attempt, manifest),
+                    backoff=self.backoff,
+                    max_attempts=None,
+                    what=f"creating LeakIncident {_name(manifest)}",
+                    sleep=sleep,
+                )
+            except _DeadlinePassed:
+                return
+            self._queue.popleft()
+
+    async def _attempt(self, manifest: Manifest, _attempt_number: int) -> None:
+        """One try; returns when ``manifest`` is settled, raises ``RetryLater`` otherwise."""
         self.attempts += 1
         try:
             await asyncio.to_thread(self._create, manifest)
         except ReportRejected as error:
-            self._queue.popleft()
             self.rejected += 1
             log.error("LeakIncident %s rejected by the API server: %s", _name(manifest), error)
-            return True
+            return
         except Exception as error:  # every other failure is worth another try
-            log.warning("creating LeakIncident %s failed (%s); retrying", _name(manifest), _describe(error))
-            return False
-        self._queue.popleft()
+            raise RetryLater(_describe(error)) from error
         self.created += 1
         log.info("created LeakIncident %s", _name(manifest))
-        return True
+
+
+class _DeadlinePassed(Exception):
+    """The flush's time is up while an incident still waits for its next try."""
 
 
 def _name(manifest: Manifest) -> str:
@@ -231,8 +232,8 @@ def kubernetes_creator(environ: Mapping[str, str], namespace: str) -> Creator:
     def create(manifest: Manifest) -> None:
         try:
             api.create_namespaced_custom_object(
-                _GROUP,
-                _VERSION,
+                API_GROUP,
+                VERSION,
                 namespace,
                 LEAK_INCIDENT_PLURAL,
                 dict(manifest),
@@ -251,16 +252,24 @@ def kubernetes_creator(environ: Mapping[str, str], namespace: str) -> Creator:
 # -- the agent ------------------------------------------------------------------------------
 
 
-class _FrameSource(Protocol):
-    def frames(self) -> AsyncIterator[ReceivedFrame]: ...
-
-
-@dataclass
-class _Stream:
-    stream: ViewerStream
-    frames: AsyncIterator[ReceivedFrame]
-    session: aiohttp.ClientSession
-    judge: StreamJudge
+def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
+    """The pod's viewers as the plan's input: its own tenant, on its own network."""
+    s = settings
+    # A custom profile made from a preset carries the preset's name; streams, labels and
+    # incidents use the probe's name for it.
+    profile = dataclasses.replace(s.profile, name=s.profile_name)
+    return ViewerSpec(
+        integration=s.integration,
+        probe=s.probe,
+        tenants=s.tenants,
+        watchers=(Watcher(s.tenant, s.token),),
+        cameras=s.cameras,
+        endpoints=s.endpoints,
+        profiles=(profile,),
+        freshness_seconds=s.freshness_seconds,
+        poll_interval=s.poll_interval,
+        kernel_shaped=s.shaper == "tc",
+    )
 
 
 class ViewerAgent:
@@ -288,85 +297,47 @@ class ViewerAgent:
             on_event=lambda message: log.info("%s", message),
             clock=clock,
         )
+        self.viewers = ViewerRunner(
+            plan_streams(viewer_spec(settings)),
+            decoder=Decoder(keyring),
+            metrics=self.metrics,
+            handle=self.handle,
+            clock=clock,
+        )
         self.metrics_url: str | None = None
         self._last_seen: dict[Verdict, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
-
-    # -- assembly ----------------------------------------------------------------------
-    def _streams(self) -> list[_Stream]:
-        s = self.settings
-        decoder = Decoder(self.keyring)
-        streams: list[_Stream] = []
-
-        def add(
-            camera: int | None, kind: str, transport: Callable[..., _FrameSource], *args: Any, **kw: Any
-        ) -> None:
-            session = viewer_session(kind)
-            frames = transport(session, *args, shaper=Shaper(s.profile), **kw).frames()
-            stream = ViewerStream(s.integration, s.probe, s.tenant, camera, kind, s.profile_name)
-            max_age = None if kind == "thumbnail" else s.freshness_seconds
-            judge = StreamJudge(decoder, stream, max_age=max_age, clock=self.clock)
-            streams.append(_Stream(stream, frames, session, judge))
-
-        interval = s.poll_interval
-        endpoints = s.endpoints
-        for camera in range(s.cameras):
-            if "snapshot" in endpoints:
-                request = endpoints["snapshot"].render(tenant=s.tenant, camera=str(camera), token=s.token)
-                add(camera, "snapshot", SnapshotPoller, request, interval_s=interval)
-            if "mjpeg" in endpoints:
-                request = endpoints["mjpeg"].render(tenant=s.tenant, camera=str(camera), token=s.token)
-                add(camera, "mjpeg", MjpegReader, request)
-        if "events" in endpoints:
-            request = endpoints["events"].render(tenant=s.tenant, camera="", token=s.token)
-            add(None, "thumbnail", EventFeedReader, request, interval_s=interval)
-        others = [t for t in s.tenants if t != s.tenant]
-        if "authzProbe" in endpoints and others:
-            # this tenant's token, every other tenant's cameras: each must be refused
-            targets = [
-                endpoints["authzProbe"].render(tenant=other, camera=str(camera), token=s.token)
-                for other in others
-                for camera in range(s.cameras)
-            ]
-            add(None, "probe", AuthzProber, targets, interval_s=max(interval, 1.0))
-        return streams
 
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         server = await serve_metrics(self.metrics, s.metrics_host, s.metrics_port, health=self.healthy)
         self.metrics_url = server.url
-        streams = self._streams()
+        self._tasks = self.viewers.start()
         log.info(
             "viewer %s of tenant %s on network %s (%s shaper): %d streams; metrics on %s",
             s.pod_name,
             s.tenant,
             s.profile_name,
             s.shaper,
-            len(streams),
+            len(self.viewers.streams),
             server.url,
         )
-        reporter_task = asyncio.create_task(self.reporter.run())
-        self._tasks = [asyncio.create_task(self._view(stream)) for stream in streams]
-        self._tasks += [reporter_task, asyncio.create_task(self._housekeeping())]
+        self._tasks += [asyncio.create_task(self.reporter.run()), asyncio.create_task(self._housekeeping())]
         try:
             await stop.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.viewers.stop()
             await self.reporter.flush(_SHUTDOWN_FLUSH_SECONDS)
-            for stream in streams:
-                await stream.session.close()
             await server.stop()
             self._summary()
 
     def healthy(self) -> bool:
         """Alive while every stream, the reporter and the housekeeping still run."""
         return not any(task.done() for task in self._tasks)
-
-    async def _view(self, s: _Stream) -> None:
-        await judge_frames(s.frames, s.judge, metrics=self.metrics, handle=self.handle)
 
     async def handle(self, result: FrameResult) -> IncidentRecord | None:
         """Count one judged frame, apply the policy, and report the incident it opens."""

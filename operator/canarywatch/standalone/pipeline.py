@@ -13,34 +13,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
+from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
 from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
-from canarywatch.viewer.judging import StreamJudge, ViewerStream
-from canarywatch.viewer.loop import judge_frames
-from canarywatch.viewer.network import NetworkProfile, Shaper
-from canarywatch.viewer.transports import (
-    AuthzProber,
-    EventFeedReader,
-    MjpegReader,
-    ReceivedFrame,
-    SnapshotPoller,
-    viewer_session,
-)
+from canarywatch.viewer.judging import FrameResult
+from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
+from canarywatch.viewer.runner import RunningStream, ViewerRunner
 
-__all__ = ["Pipeline", "RunResult"]
+__all__ = ["Pipeline", "RunResult", "viewer_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +43,26 @@ class RunResult:
     metrics: Metrics
 
 
-@dataclass
-class _Stream:
-    stream: ViewerStream
-    frames: AsyncIterator[ReceivedFrame]
-    session: aiohttp.ClientSession
-    errors: Callable[[], int] = field(default=lambda: 0)
-
-
-_MEASURE_WAIT_S = 10.0
-
-
-async def _after_first_measurement(
-    shaper: Shaper, frames: AsyncIterator[ReceivedFrame]
-) -> AsyncIterator[ReceivedFrame]:
-    """Open a stream only once the hub has measured its link (bounded wait)."""
-    deadline = time.monotonic() + _MEASURE_WAIT_S
-    while shaper.estimate.rtt_s is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    async for frame in frames:
-        yield frame
+def viewer_spec(config: StandaloneConfig, tokens: Mapping[str, str]) -> ViewerSpec:
+    """The config's viewers as the plan's input: every tenant on every network profile."""
+    viewer, probe = config.integration.viewer, config.probe
+    paths = {
+        "snapshot": viewer.snapshot,
+        "mjpeg": viewer.mjpeg,
+        "events": viewer.events,
+        "authzProbe": viewer.authz_probe,
+    }
+    return ViewerSpec(
+        integration=config.integration.name,
+        probe=probe.name,
+        tenants=tuple(t.id for t in probe.tenants),
+        watchers=tuple(Watcher(t.id, tokens[t.id]) for t in probe.tenants),
+        cameras=probe.cameras_per_tenant,
+        endpoints={name: template for name, template in paths.items() if template is not None},
+        profiles=probe.network_profiles,
+        freshness_seconds=probe.freshness_seconds,
+        poll_interval=viewer.poll_interval,
+    )
 
 
 class Pipeline:
@@ -100,7 +91,7 @@ class Pipeline:
         self.routing_key = routing_key or (pd.routing_key.resolve() if pd else None)
         self.pagerduty_url = pagerduty_url or (pd.url if pd and pd.url else EVENTS_URL)
         self.metrics_url: str | None = None
-        self.streams: list[_Stream] = []
+        self.viewers: ViewerRunner | None = None
         self.fleet: CameraFleet | None = None
         self.camera_server_url: str | None = None
         self.monitor: Monitor | None = None
@@ -125,68 +116,14 @@ class Pipeline:
                 targets[(t.id, c)] = PushTarget(req.method, req.url, dict(req.headers))
         return targets
 
-    def _viewer_streams(self, tokens: dict[str, str]) -> list[_Stream]:
-        cfg = self.config
-        viewer, probe = cfg.integration.viewer, cfg.probe
-        interval = viewer.poll_interval
-        streams: list[_Stream] = []
+    @property
+    def streams(self) -> list[RunningStream]:
+        """The viewer streams of the current (or last) run."""
+        return self.viewers.streams if self.viewers is not None else []
 
-        # One shaper per (tenant, profile): a hub has one link and one estimate of it,
-        # shared by all its streams, so a long-lived MJPEG stream asks for the variant
-        # its link can carry (the snapshots it polls measure the link first).
-        shapers: dict[tuple[str, str], Shaper] = {}
-
-        def add(tenant: str, camera: int | None, kind: str, profile: NetworkProfile, build: Any) -> None:
-            session = viewer_session(kind)
-            shaper = shapers.setdefault((tenant, profile.name), Shaper(profile))
-            transport = build(session, shaper)
-            stream = ViewerStream(cfg.integration.name, probe.name, tenant, camera, kind, profile.name)
-            frames = transport.frames()
-            if kind == "mjpeg" and profile.shapes_anything:
-                frames = _after_first_measurement(shaper, frames)
-            streams.append(_Stream(stream, frames, session, lambda: transport.errors))
-
-        for t in probe.tenants:
-            token = tokens[t.id]
-            for profile in probe.network_profiles:
-                for c in range(probe.cameras_per_tenant):
-                    if viewer.snapshot is not None:
-                        req = viewer.snapshot.render(tenant=t.id, camera=str(c), token=token)
-                        add(
-                            t.id,
-                            c,
-                            "snapshot",
-                            profile,
-                            lambda s, sh, r=req: SnapshotPoller(s, r, interval_s=interval, shaper=sh),
-                        )
-                    if viewer.mjpeg is not None:
-                        req = viewer.mjpeg.render(tenant=t.id, camera=str(c), token=token)
-                        add(t.id, c, "mjpeg", profile, lambda s, sh, r=req: MjpegReader(s, r, shaper=sh))
-                if viewer.events is not None:
-                    req = viewer.events.render(tenant=t.id, camera="", token=token)
-                    add(
-                        t.id,
-                        None,
-                        "thumbnail",
-                        profile,
-                        lambda s, sh, r=req: EventFeedReader(s, r, interval_s=interval, shaper=sh),
-                    )
-            if viewer.authz_probe is not None and len(probe.tenants) > 1:
-                # ask for every *other* tenant's cameras with this tenant's own token
-                targets = [
-                    viewer.authz_probe.render(tenant=other.id, camera=str(c), token=token)
-                    for other in probe.tenants
-                    if other.id != t.id
-                    for c in range(probe.cameras_per_tenant)
-                ]
-                add(
-                    t.id,
-                    None,
-                    "probe",
-                    probe.network_profiles[0],
-                    lambda s, sh, r=targets: AuthzProber(s, r, interval_s=max(interval, 1.0), shaper=sh),
-                )
-        return streams
+    async def _handle(self, result: FrameResult) -> IncidentRecord | None:
+        assert self.monitor is not None
+        return await self.monitor.handle(result)
 
     # -- running ------------------------------------------------------------------------
     async def run(self, *, duration: float | None, linger_after_shutdown: float | None = 2.0) -> RunResult:
@@ -249,18 +186,16 @@ class Pipeline:
                 servers.push_async_callback(camera_server.stop)
                 self.camera_server_url = camera_server.base_url
                 tasks.append(asyncio.create_task(fleet.run_render()))
-            decoder = Decoder(self.keyring)
-            self.streams = self._viewer_streams(tokens)
+            viewers = self.viewers = ViewerRunner(
+                plan_streams(viewer_spec(cfg, tokens)),
+                decoder=Decoder(self.keyring),
+                metrics=self.metrics,
+                handle=self._handle,
+                clock=self.clock,
+            )
             if pagerduty is not None:
                 tasks.append(asyncio.create_task(pagerduty.run()))
-            for s in self.streams:
-                judge = StreamJudge(
-                    decoder,
-                    s.stream,
-                    max_age=None if s.stream.kind == "thumbnail" else cfg.probe.freshness_seconds,
-                    clock=self.clock,
-                )
-                tasks.append(asyncio.create_task(self._view(s, judge, monitor)))
+            viewers.start()
             started = time.monotonic()
             try:
                 await self._wait(started, duration, linger_after_shutdown, monitor)
@@ -268,13 +203,12 @@ class Pipeline:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await viewers.stop()
                 await monitor.drain(timeout=15.0)
                 if pagerduty is not None:
                     with contextlib.suppress(Exception):
                         await pagerduty.flush()
                     await pagerduty.close()
-                for s in self.streams:
-                    await s.session.close()
         summary = self._summary(monitor, time.monotonic() - started)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,14 +231,11 @@ class Pipeline:
             ):
                 return
 
-    async def _view(self, s: _Stream, judge: StreamJudge, monitor: Monitor) -> None:
-        await judge_frames(s.frames, judge, metrics=self.metrics, handle=monitor.handle)
-
     def _summary(self, monitor: Monitor, elapsed: float) -> dict[str, Any]:
         summary = monitor.summary()
         summary["duration_seconds"] = round(elapsed, 3)
         summary["streams"] = len(self.streams)
-        summary["viewer_network_errors"] = sum(s.errors() for s in self.streams)
+        summary["viewer_network_errors"] = sum(s.errors for s in self.streams)
         if self.fleet is not None:
             summary["cameras"] = {
                 "count": len(self.fleet.cameras),

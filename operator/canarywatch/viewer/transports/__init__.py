@@ -1,0 +1,58 @@
+"""How a hub viewer receives frames: async iterators of ``ReceivedFrame``.
+
+One class (and module) per integration path a hub uses, each sending its requests
+through a ``Shaper`` (so it sees the network its profile describes, and announces it):
+
+- ``SnapshotPoller`` (``snapshot``): ``GET`` a snapshot URL every ``interval_s``.
+- ``MjpegReader`` (``mjpeg``): hold a ``multipart/x-mixed-replace`` stream open, one
+  frame per part (``multipart`` parses it, pure).
+- ``EventFeedReader`` (``events``): poll an event feed (``?since=<id>``) and fetch each
+  new event's thumbnail, the path of the Wyze-class leak.
+- ``AuthzProber`` (``authz``): ask for *other* tenants' resources with the viewer's own
+  credentials; the only right answers are 401/403/404.
+
+What they share, because a monitor must outlive the thing it monitors:
+
+- Network errors and timeouts are counted (``errors``, ``last_error``) and retried with
+  capped exponential backoff (``canarywatch.retrying.Backoff``, in ``base``); they are
+  never raised.
+- Answers other than success are yielded as frames with an empty body and the status
+  (and the JSON ``error`` code in ``meta`` when the integration sends one), so the
+  caller can tell "integration disabled" (a 503) from "no frame yet" (a 404).
+- Loops stop promptly on cancellation and close what they hold open. Iterate them in a
+  task and cancel it, or wrap ``frames()`` in ``contextlib.aclosing`` when breaking out
+  of the loop early; either closes the open response at once.
+"""
+
+from canarywatch.viewer.transports.authz import DENIED_STATUSES, AuthzProber
+from canarywatch.viewer.transports.base import (
+    DEFAULT_MAX_BODY_BYTES,
+    FrameKind,
+    ReceivedFrame,
+    TransportOptions,
+)
+from canarywatch.viewer.transports.events import EventFeedReader
+from canarywatch.viewer.transports.mjpeg import MjpegReader
+from canarywatch.viewer.transports.multipart import (
+    MultipartParser,
+    MultipartPart,
+    OversizedPart,
+    boundary_from_content_type,
+)
+from canarywatch.viewer.transports.snapshot import SnapshotPoller
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DENIED_STATUSES",
+    "AuthzProber",
+    "EventFeedReader",
+    "FrameKind",
+    "MjpegReader",
+    "MultipartParser",
+    "MultipartPart",
+    "OversizedPart",
+    "ReceivedFrame",
+    "SnapshotPoller",
+    "TransportOptions",
+    "boundary_from_content_type",
+]
