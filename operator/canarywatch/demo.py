@@ -108,6 +108,7 @@ def demo_config(
             "fps": fps,
             "frameSize": {"width": 320, "height": 180},
             "networkProfiles": ["good", "poor"],
+            "transports": ["snapshot", "mjpeg", "events", "authz"],
             "freshnessSeconds": 10,
         },
         "metrics": {"port": metrics_port},

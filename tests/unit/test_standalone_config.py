@@ -68,6 +68,8 @@ _DELETE = object()
         ("integration.killSwitch.webhook.url", "not a url", "integration.killSwitch.webhook.url"),
         ("integration.name", None, "integration.name"),
         ("integration.viewer", {}, "integration.viewer"),
+        ("probe.transports", ["snapshot", "mjpeg"], "probe.transports[1]"),
+        ("probe.transports", ["authz"], "probe.transports[0]"),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -75,6 +77,17 @@ def test_errors_name_the_field(path: str, value: object, field: str) -> None:
         StandaloneConfig.from_mapping(_broken(path, value))
     assert e.value.field == field, str(e.value)
     assert str(e.value).startswith(field)
+
+
+def test_viewers_fetch_through_the_probes_transports_only() -> None:
+    """As a pod viewer does: an endpoint the probe does not list is not fetched."""
+    doc = example()
+    doc["integration"]["viewer"]["mjpeg"] = {
+        "url": "http://127.0.0.1:9000/v3/devices/{tenant}/{camera}/live.mjpg"
+    }
+    assert list(StandaloneConfig.from_mapping(doc).viewer_endpoints()) == ["snapshot"]
+    doc["probe"]["transports"] = ["mjpeg", "snapshot"]
+    assert list(StandaloneConfig.from_mapping(doc).viewer_endpoints()) == ["mjpeg", "snapshot"]
 
 
 def test_unset_token_env_is_named_when_resolved(monkeypatch: pytest.MonkeyPatch) -> None:

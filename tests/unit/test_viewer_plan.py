@@ -16,7 +16,6 @@ from manifests import example, secrets_of
 
 from canarywatch.agents.env import ViewerSettings
 from canarywatch.agents.viewer import viewer_spec as pod_viewer_spec
-from canarywatch.api import TRANSPORT_ENDPOINTS
 from canarywatch.controller import builders
 from canarywatch.standalone.config import StandaloneConfig
 from canarywatch.standalone.pipeline import viewer_spec as standalone_viewer_spec
@@ -163,20 +162,21 @@ def standalone_document(
 ) -> dict[str, Any]:
     """The same probe and integration as a standalone config file."""
     spec, viewer = probe["spec"], integration["spec"]["viewer"]
-    custom = {p["name"]: p for p in spec["customNetworkProfiles"]}
-    endpoints = {TRANSPORT_ENDPOINTS[t] for t in transports} | {"pollInterval"}
     return {
         "integration": {
             "name": spec["integrationRef"]["name"],
             "camera": integration["spec"]["camera"],
-            "viewer": {key: value for key, value in viewer.items() if key in endpoints},
+            # every endpoint the integration has: the probe's transports choose, as in a cluster
+            "viewer": viewer,
             "policy": {"mode": "alert-only"},
         },
         "probe": {
             "name": probe["metadata"]["name"],
             "tenants": [{"id": t["id"], "token": tokens()[t["id"]]} for t in spec["tenants"]],
             "camerasPerTenant": spec["camerasPerTenant"],
-            "networkProfiles": [custom.get(name, name) for name in spec["networkProfiles"]],
+            "networkProfiles": spec["networkProfiles"],
+            "customNetworkProfiles": spec["customNetworkProfiles"],
+            "transports": transports,
             "freshnessSeconds": spec["freshnessSeconds"],
         },
     }

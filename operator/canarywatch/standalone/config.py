@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from canarywatch.api import KIND_INTEGRATION, KIND_PROBE
+from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
@@ -165,6 +165,16 @@ class ViewerPaths:
     authz_probe: RequestTemplate | None = None
     poll_interval: float = 0.5
 
+    def endpoints(self) -> dict[str, RequestTemplate]:
+        """Configured endpoints by the adapter's name (``snapshot`` … ``authzProbe``)."""
+        named = {
+            "snapshot": self.snapshot,
+            "mjpeg": self.mjpeg,
+            "events": self.events,
+            "authzProbe": self.authz_probe,
+        }
+        return {name: template for name, template in named.items() if template is not None}
+
 
 @dataclass(frozen=True)
 class PagerDutyConfig:
@@ -198,8 +208,27 @@ class StandaloneConfig:
             raise ConfigError(unknown[0], f"unknown field; accepted: {', '.join(accepted)}")
         integration = _integration(doc.get("integration"))
         probe = _probe(doc.get("probe"), integration.name)
+        _check_transports(probe, integration.viewer)
         metrics = _read(_metrics_schema(), doc.get("metrics", {}), "metrics")
         return cls(integration, probe, metrics.get("port"))
+
+    def viewer_endpoints(self) -> dict[str, RequestTemplate]:
+        """The endpoints the probe's transports fetch through (as a pod viewer gets them)."""
+        configured = self.integration.viewer.endpoints()
+        return {TRANSPORT_ENDPOINTS[t]: configured[TRANSPORT_ENDPOINTS[t]] for t in self.probe.transports}
+
+
+def _check_transports(probe: ProbeConfig, viewer: ViewerPaths) -> None:
+    """Each of ``probe.transports`` needs its endpoint, as the operator's builders demand."""
+    configured = viewer.endpoints()
+    for index, transport in enumerate(probe.transports):
+        endpoint = TRANSPORT_ENDPOINTS[transport]
+        if endpoint not in configured:
+            raise ConfigError(
+                f"probe.transports[{index}]", f"transport {transport} needs integration.viewer.{endpoint}"
+            )
+    if not {TRANSPORT_ENDPOINTS[t] for t in probe.transports} & {"snapshot", "mjpeg", "events"}:
+        raise ConfigError("probe.transports", "needs at least one of snapshot, mjpeg, events")
 
 
 def load_config(path: str | Path) -> StandaloneConfig:

@@ -44,21 +44,16 @@ class RunResult:
 
 
 def viewer_spec(config: StandaloneConfig, tokens: Mapping[str, str]) -> ViewerSpec:
-    """The config's viewers as the plan's input: every tenant on every network profile."""
+    """The config's viewers as the plan's input: every tenant on every network profile,
+    through the endpoints of ``probe.transports`` (as the operator gives its pods)."""
     viewer, probe = config.integration.viewer, config.probe
-    paths = {
-        "snapshot": viewer.snapshot,
-        "mjpeg": viewer.mjpeg,
-        "events": viewer.events,
-        "authzProbe": viewer.authz_probe,
-    }
     return ViewerSpec(
         integration=config.integration.name,
         probe=probe.name,
         tenants=tuple(t.id for t in probe.tenants),
         watchers=tuple(Watcher(t.id, tokens[t.id]) for t in probe.tenants),
         cameras=probe.cameras_per_tenant,
-        endpoints={name: template for name, template in paths.items() if template is not None},
+        endpoints=config.viewer_endpoints(),
         profiles=probe.network_profiles,
         freshness_seconds=probe.freshness_seconds,
         poll_interval=viewer.poll_interval,
