@@ -43,8 +43,10 @@ import pytest
 import yaml
 
 import canarywatch
+from canarywatch.api import LABEL_ROLE
 from canarywatch.cli import build_parser
-from canarywatch.controller import builders, kube, permissions, settings
+from canarywatch.controller import kube, permissions, settings
+from canarywatch.controller.manifests import build_keyring_secret, build_probe_workloads, parse_probe
 from canarywatch.controller.settings import OperatorSettings
 from canarywatch.relay import RelayConfig
 
@@ -274,10 +276,10 @@ def sample_probe(namespace: str = NAMESPACE) -> tuple[dict[str, Any], dict[str, 
 
 
 def built_agent_objects(probe: dict[str, Any], integration: dict[str, Any]) -> list[dict[str, Any]]:
-    """Everything the operator creates for a probe (controller/builders.py)."""
-    spec = builders.parse_probe(probe)
-    secrets = [builders.build_keyring_secret(probe, tenant, os.urandom(32)) for tenant in spec.tenant_ids]
-    return secrets + builders.build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)
+    """Everything the operator creates for a probe (controller/manifests.py)."""
+    spec = parse_probe(probe)
+    secrets = [build_keyring_secret(probe, tenant, os.urandom(32)) for tenant in spec.tenant_ids]
+    return secrets + build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -735,7 +737,7 @@ def test_monitoring_objects_scrape_the_operator_and_agents(renders: dict[str, Ma
     [endpoint] = pod_monitor["spec"]["podMetricsEndpoints"]
     probe, integration = sample_probe()
     agents = [o for o in built_agent_objects(probe, integration) if o["kind"] == "Deployment"]
-    assert {a["metadata"]["labels"][builders.LABEL_ROLE] for a in agents} == {"camera", "viewer"}
+    assert {a["metadata"]["labels"][LABEL_ROLE] for a in agents} == {"camera", "viewer"}
     for agent in agents:
         template = agent["spec"]["template"]
         assert selects(pod_monitor["spec"]["selector"], template["metadata"]["labels"]), agent["metadata"][
@@ -855,7 +857,7 @@ def test_demo_objects_fit_together_and_the_code_accepts_them(renders: dict[str, 
     # + 3 network profiles).
     probe["metadata"]["uid"] = str(uuid.uuid4())
     integration["metadata"]["uid"] = str(uuid.uuid4())
-    workloads = builders.build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)
+    workloads = build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)
     assert len([w for w in workloads if w["kind"] == "Deployment"]) == 3 * (1 + 3)
 
 

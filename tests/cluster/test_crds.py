@@ -27,7 +27,7 @@ from manifests import CRD_FILES, EXAMPLES, REPO, documents, example
 from polling import eventually
 
 from canarywatch.agents.reporting import build_leak_incident
-from canarywatch.controller import builders
+from canarywatch.controller import manifests
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.incidents.records import IncidentRecord
@@ -318,7 +318,7 @@ def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: An
     spec = apply(api, probe, namespace)["spec"]
     # The builders apply the same defaults to a spec the server has not defaulted.
     assert Schema.of("CanaryProbe").read(probe["spec"], where="spec") == spec
-    for key, value in builders.PROBE_DEFAULTS.items():
+    for key, value in manifests.PROBE_DEFAULTS.items():
         assert spec[key] == value, key
     assert spec["customNetworkProfiles"] == [{"name": "hub", "latency": "300ms", "shaper": "application"}]
 
@@ -644,12 +644,14 @@ def test_built_manifests_are_accepted_and_viewer_rbac_is_exactly_create_leak_inc
     probe["spec"]["networkProfiles"].append("poor-tc")
     probe["spec"]["customNetworkProfiles"].append({"name": "poor-tc", "preset": "poor", "shaper": "tc"})
 
-    objects = [builders.build_keyring_secret(probe, t["id"], bytes(32)) for t in probe["spec"]["tenants"]]
-    objects += builders.build_probe_workloads(probe, integration, image="registry.example/canarywatch:0.1.0")
+    objects = [manifests.build_keyring_secret(probe, t["id"], bytes(32)) for t in probe["spec"]["tenants"]]
+    objects += manifests.build_probe_workloads(probe, integration, image="registry.example/canarywatch:0.1.0")
     for obj in objects:
         created = apply(api, obj, namespace)
         assert created["metadata"]["ownerReferences"][0]["uid"] == probe["metadata"]["uid"]
-    secret = get(api, "Secret", builders.keyring_secret_name("reference-relay-canaries", "acme-7"), namespace)
+    secret = get(
+        api, "Secret", manifests.keyring_secret_name("reference-relay-canaries", "acme-7"), namespace
+    )
     assert json.loads(base64.b64decode(secret["data"]["keyring.json"]))["tenants"].keys() == {"acme-7"}
     code, _ = rejection(
         lambda: merge_patch(api, "Secret", secret["metadata"]["name"], namespace, {"data": {"x": "eA=="}})

@@ -31,7 +31,8 @@ from outcomes import triggers
 from polling import eventually
 from test_crds import GROUP_VERSION, request
 
-from canarywatch.controller import builders, permissions
+from canarywatch.api import CONFIG_HASH_ANNOTATION
+from canarywatch.controller import permissions
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
     CANARY_PROBES,
@@ -43,6 +44,7 @@ from canarywatch.controller.kube import (
     SECRETS,
     Resource,
 )
+from canarywatch.controller.manifests import KEYRING_SECRET_KEY, build_camera_deployment, keyring_secret_name
 from canarywatch.incidents.pagerduty import make_dedup_key
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers.keyring import Keyring
@@ -435,12 +437,12 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
     live_probe = api.get(CANARY_PROBES, name)
     live_ci = api.get(CAMERA_INTEGRATIONS, "reference-relay")
     for tenant in tenants:
-        built = builders.build_camera_deployment(live_probe, live_ci, tenant, image=AGENT_IMAGE)
+        built = build_camera_deployment(live_probe, live_ci, tenant, image=AGENT_IMAGE)
         live = deployments[f"{name}-camera-{tenant}"]
         # Same builder output to the byte: the hashes agree.
         assert (
-            live["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
-            == built["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+            live["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+            == built["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         )
         assert live["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
         container = live["spec"]["template"]["spec"]["containers"][0]
@@ -452,10 +454,10 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
     # One keyring per tenant: a real key, immutable, owned by the probe, never logged.
     keys = {}
     for tenant in tenants:
-        secret = api.get(SECRETS, builders.keyring_secret_name(name, tenant))
+        secret = api.get(SECRETS, keyring_secret_name(name, tenant))
         assert secret["immutable"] is True
         assert secret["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
-        keyring = Keyring.from_json(base64.b64decode(secret["data"][builders.KEYRING_SECRET_KEY]).decode())
+        keyring = Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode())
         keys[tenant] = keyring.key(tenant)
         assert len(keys[tenant]) == 32
     assert keys["acme-7"] != keys["bravo-2"]
@@ -475,7 +477,7 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
 
     # A spec change rolls what it touches: faster cameras, one profile fewer.
     camera_hash = deployments[cameras[0]]["spec"]["template"]["metadata"]["annotations"][
-        builders.CONFIG_HASH_ANNOTATION
+        CONFIG_HASH_ANNOTATION
     ]
     api.patch(CANARY_PROBES, name, {"spec": {"fps": 4, "networkProfiles": ["good", "poor"]}})
 
@@ -485,7 +487,7 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         if set(current) != {*cameras, *(v for v in viewers if not v.endswith("hub-wifi"))} or camera is None:
             return None
         annotations = camera["spec"]["template"]["metadata"]["annotations"]
-        return current if annotations[builders.CONFIG_HASH_ANNOTATION] != camera_hash else None
+        return current if annotations[CONFIG_HASH_ANNOTATION] != camera_hash else None
 
     current = eventually(rolled, what="the cameras to roll and the hub-wifi viewers to go")
     env = {
@@ -508,11 +510,9 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         what="a new ReplicaSet for the rolled camera",
     )
     for tenant in tenants:  # keys are generated once: an update never replaces them
-        secret = api.get(SECRETS, builders.keyring_secret_name(name, tenant))
+        secret = api.get(SECRETS, keyring_secret_name(name, tenant))
         assert (
-            Keyring.from_json(base64.b64decode(secret["data"][builders.KEYRING_SECRET_KEY]).decode()).key(
-                tenant
-            )
+            Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode()).key(tenant)
             == keys[tenant]
         )
 
@@ -546,7 +546,7 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
     api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
     eventually(
         lambda: (
-            api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is None
+            api.get(SECRETS, keyring_secret_name(name, "bravo-2")) is None
             and not [d for d in api.list(DEPLOYMENTS) if "bravo-2" in d["metadata"]["name"]]
         ),
         what="bravo-2's keyring and Deployments to be removed",

@@ -37,7 +37,7 @@ from test_operator import (  # noqa: F401  (fixtures)
     webhook,
 )
 
-from canarywatch.controller import builders, permissions
+from canarywatch.controller import manifests, permissions
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
     CANARY_PROBES,
@@ -90,9 +90,9 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
         metrics.record_frame(integration="relay", probe=probe, tenant=tenant, verdict=verdict)
     metrics.record_last_frame(integration="relay", probe=probe, tenant=tenant, camera="0", at=1773480413.0)
     try:
-        servers.run(serve_metrics(metrics, "127.0.0.1", builders.METRICS_PORT))
+        servers.run(serve_metrics(metrics, "127.0.0.1", manifests.METRICS_PORT))
     except OSError as error:
-        unavailable(f"port {builders.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
+        unavailable(f"port {manifests.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
     deployment_name = f"{probe}-viewer-{tenant}-{profile}"
     deployment = cluster.get(DEPLOYMENTS, deployment_name)
     ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
@@ -182,7 +182,7 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     name = probe["metadata"]["name"]
     eventually(
         lambda: (
-            api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is not None
+            api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is not None
             and api.status(CANARY_PROBES, name).get("tenants") == 2
         ),
         what="the probe to be built",
@@ -199,7 +199,7 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
 
     api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
     eventually(
-        lambda: api.get(SECRETS, builders.keyring_secret_name(name, "bravo-2")) is None,
+        lambda: api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is None,
         what="the removed tenant's objects to go",
     )
 

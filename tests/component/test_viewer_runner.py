@@ -163,7 +163,7 @@ class RecordingAgent(ViewerAgent):
 
 
 def pod_settings(tmp_path: Path, base_url: str, profile: object) -> ViewerSettings:
-    """What ``controller.builders`` would give acme's viewer pod (snapshot + MJPEG)."""
+    """What ``controller.manifests`` would give acme's viewer pod (snapshot + MJPEG)."""
     token_file = tmp_path / "token"
     token_file.write_text(f"token-{ACME}\n")
     device = base_url + "/v3/devices/{tenant}/{camera}"

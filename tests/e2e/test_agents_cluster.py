@@ -3,7 +3,7 @@ API server: a leak becomes a LeakIncident the viewer creates itself, with its ow
 ServiceAccount token that can do nothing else; no fault, no LeakIncident.
 
 There is no kubelet here, so this module plays its part: for each Deployment built by
-``controller.builders`` it starts the container's agent as a local process
+``controller.manifests`` it starts the container's agent as a local process
 (``python -m canarywatch.agents.<role>``, the role being the container's argument) with
 the container's environment resolved as a kubelet resolves it (downward API fields,
 Secret values read from the API server) and its volumes written to a local directory
@@ -40,10 +40,11 @@ from kubernetes.client.exceptions import ApiException
 from polling import eventually
 from prometheus_client.parser import text_string_to_metric_families
 
+from canarywatch import api
 from canarywatch.agents.camera import CameraAgent
 from canarywatch.agents.env import CameraSettings, load_keyring
 from canarywatch.agents.reporting import ATTRIBUTED_VERDICTS, REPORTABLE_VERDICTS, build_leak_incident
-from canarywatch.controller import builders
+from canarywatch.controller import manifests
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
@@ -53,7 +54,7 @@ from canarywatch.verdicts import Verdict
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION = builders.API_VERSION.split("/")
+GROUP, VERSION = api.API_VERSION.split("/")
 TENANTS = ("acme-7", "bravo-2")
 INTEGRATION = "reference-relay"
 PROBE = "relay-canaries"
@@ -210,7 +211,7 @@ class Scenario:
             ns,
             "cameraintegrations",
             {
-                "apiVersion": builders.API_VERSION,
+                "apiVersion": api.API_VERSION,
                 "kind": "CameraIntegration",
                 "metadata": {"name": INTEGRATION},
                 "spec": {
@@ -237,7 +238,7 @@ class Scenario:
             ns,
             "canaryprobes",
             {
-                "apiVersion": builders.API_VERSION,
+                "apiVersion": api.API_VERSION,
                 "kind": "CanaryProbe",
                 "metadata": {"name": PROBE},
                 "spec": {
@@ -256,8 +257,8 @@ class Scenario:
             },
         )
         for tenant in TENANTS:
-            self._create(builders.build_keyring_secret(self.probe, tenant, self.keyring.key(tenant)))
-        self.rbac = builders.build_agent_rbac(self.probe)
+            self._create(manifests.build_keyring_secret(self.probe, tenant, self.keyring.key(tenant)))
+        self.rbac = manifests.build_agent_rbac(self.probe)
         for obj in self.rbac:
             if obj["kind"] == "ServiceAccount":
                 self._create(obj)
@@ -427,11 +428,11 @@ def start_probe(scenario: Scenario) -> tuple[list[Agent], list[Agent]]:
     """Every camera and viewer Deployment builders make for the probe, as processes."""
     probe, integration = scenario.probe, scenario.integration
     cameras = [
-        scenario.start(builders.build_camera_deployment(probe, integration, tenant, image=IMAGE))
+        scenario.start(manifests.build_camera_deployment(probe, integration, tenant, image=IMAGE))
         for tenant in TENANTS
     ]
     viewers = [
-        scenario.start(builders.build_viewer_deployment(probe, integration, tenant, "poor", image=IMAGE))
+        scenario.start(manifests.build_viewer_deployment(probe, integration, tenant, "poor", image=IMAGE))
         for tenant in TENANTS
     ]
     return cameras, viewers

@@ -1,4 +1,4 @@
-"""The agents read exactly the environment ``controller.builders`` gives their containers
+"""The agents read exactly the environment ``controller.manifests`` gives their containers
 (both name it through ``canarywatch.api.AgentEnv``), and a bad value stops them with a
 message naming the variable (never a secret)."""
 
@@ -16,7 +16,7 @@ from canarywatch.agents.camera import run_camera_agent
 from canarywatch.agents.env import CameraSettings, EnvError, ViewerSettings, load_keyring
 from canarywatch.agents.viewer import run_viewer_agent
 from canarywatch.api import AgentEnv
-from canarywatch.controller import builders
+from canarywatch.controller import manifests
 from canarywatch.incidents.policy import Confirmation, Policy
 from canarywatch.markers import Keyring
 from canarywatch.verdicts import Verdict
@@ -83,18 +83,18 @@ def mounts(tmp_path: Path) -> dict[str, Path]:
     token_dir = tmp_path / "token"
     token_dir.mkdir()
     (token_dir / "token").write_text(TOKEN + "\n")  # Secret files often end in a newline
-    return {builders.KEYRING_DIR: keyring_dir, str(Path(builders.TOKEN_FILE).parent): token_dir}
+    return {manifests.KEYRING_DIR: keyring_dir, str(Path(manifests.TOKEN_FILE).parent): token_dir}
 
 
 def viewer_env(
     probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path], profile: str = "hub-wifi"
 ) -> dict[str, str]:
-    deployment = builders.build_viewer_deployment(probe, integration, "acme-7", profile, image=IMAGE)
+    deployment = manifests.build_viewer_deployment(probe, integration, "acme-7", profile, image=IMAGE)
     return pod_environment(deployment, mounts)
 
 
 def camera_env(probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-    deployment = builders.build_camera_deployment(probe, integration, "acme-7", image=IMAGE)
+    deployment = manifests.build_camera_deployment(probe, integration, "acme-7", image=IMAGE)
     return pod_environment(deployment, mounts)
 
 
@@ -109,7 +109,7 @@ def test_viewer_reads_the_environment_builders_give_it(
     assert (settings.integration, settings.probe) == ("reference-relay", "reference-relay-canaries")
     assert (settings.tenant, settings.tenants, settings.cameras) == ("acme-7", ("acme-7", "bravo-2"), 2)
     assert settings.token == TOKEN
-    assert settings.metrics_port == builders.METRICS_PORT and settings.metrics_host == "0.0.0.0"
+    assert settings.metrics_port == manifests.METRICS_PORT and settings.metrics_host == "0.0.0.0"
     assert settings.transports == ("snapshot", "mjpeg", "events", "authz")
     assert set(settings.endpoints) == {"snapshot", "mjpeg", "events", "authzProbe"}
     assert (settings.poll_interval, settings.freshness_seconds) == (0.5, 10.0)
@@ -139,7 +139,7 @@ def test_builders_and_agents_name_the_environment_from_one_vocabulary(
 ) -> None:
     built = {
         entry["name"]
-        for obj in builders.build_probe_workloads(probe, integration, image=IMAGE)
+        for obj in manifests.build_probe_workloads(probe, integration, image=IMAGE)
         if obj["kind"] == "Deployment"
         for entry in obj["spec"]["template"]["spec"]["containers"][0]["env"]
     }

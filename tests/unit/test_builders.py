@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from manifests import example
 
-from canarywatch.controller import builders as b
+from canarywatch import api
+from canarywatch.controller import manifests
 from canarywatch.markers import Keyring
 from canarywatch.viewer.network import POOR, NetworkProfile, netem_commands
 
@@ -40,10 +41,10 @@ def integration() -> dict[str, Any]:
 
 def build_all(probe: dict[str, Any], integration: dict[str, Any]) -> list[dict[str, Any]]:
     keys = [
-        b.build_keyring_secret(probe, t["id"], bytes([i + 1]) * 32)
+        manifests.build_keyring_secret(probe, t["id"], bytes([i + 1]) * 32)
         for i, t in enumerate(probe["spec"]["tenants"])
     ]
-    return keys + b.build_probe_workloads(probe, integration, image=IMAGE)
+    return keys + manifests.build_probe_workloads(probe, integration, image=IMAGE)
 
 
 def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -52,7 +53,7 @@ def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def hashes(objects: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     return {
-        (o["kind"], o["metadata"]["name"]): o["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION]
+        (o["kind"], o["metadata"]["name"]): o["metadata"]["annotations"][api.CONFIG_HASH_ANNOTATION]
         for o in objects
     }
 
@@ -101,7 +102,7 @@ def test_the_example_probe_builds_one_camera_per_tenant_and_one_viewer_per_tenan
         ("Deployment", f"{p}-viewer-bravo-2-poor"),
         ("Deployment", f"{p}-viewer-bravo-2-hub-wifi"),
     ]
-    assert set(b.expected_workload_names(probe)) == set(deployments(objects))
+    assert set(manifests.expected_workload_names(probe)) == set(deployments(objects))
     built = deployments(objects)
     assert built[f"{p}-camera-acme-7"]["spec"]["replicas"] == 1
     assert built[f"{p}-camera-acme-7"]["spec"]["strategy"] == {"type": "Recreate"}
@@ -131,7 +132,7 @@ def test_builders_do_not_modify_their_inputs(probe: dict[str, Any], integration:
 def test_defaults_are_the_crds_as_documented(probe: dict[str, Any]) -> None:
     # Read from crds/canaryprobes.yaml (the one place they are written); these are the
     # values the README documents, poor network viewers included.
-    assert b.PROBE_DEFAULTS == {
+    assert manifests.PROBE_DEFAULTS == {
         "camerasPerTenant": 1,
         "fps": 2,
         "frameSize": {"width": 640, "height": 360},
@@ -147,8 +148,8 @@ def test_defaults_are_the_crds_as_documented(probe: dict[str, Any]) -> None:
         "spec": {"integrationRef": {"name": "r"}, "tenants": [{"id": "a"}]},
     }
     defaulted = copy.deepcopy(minimal)
-    defaulted["spec"].update(copy.deepcopy(dict(b.PROBE_DEFAULTS)))
-    assert b.parse_probe(minimal) == b.parse_probe(defaulted)
+    defaulted["spec"].update(copy.deepcopy(dict(manifests.PROBE_DEFAULTS)))
+    assert manifests.parse_probe(minimal) == manifests.parse_probe(defaulted)
 
 
 # -- security ----------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_tc_with_nothing_for_netem_to_impose_stays_unprivileged(
 
 
 def test_viewers_may_create_leak_incidents_and_nothing_more(probe: dict[str, Any]) -> None:
-    rbac = {o["kind"]: o for o in b.build_agent_rbac(probe) if o["kind"] != "ServiceAccount"}
+    rbac = {o["kind"]: o for o in manifests.build_agent_rbac(probe) if o["kind"] != "ServiceAccount"}
     assert rbac["Role"]["rules"] == [
         {"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}
     ]
@@ -248,19 +249,19 @@ def test_labels_selectors_and_owner_references(probe: dict[str, Any], integratio
         labels = meta["labels"]
         assert labels["app.kubernetes.io/name"] == "canarywatch"
         assert labels["app.kubernetes.io/managed-by"] == "canarywatch-operator"
-        assert labels["app.kubernetes.io/instance"] == labels[b.LABEL_PROBE] == "reference-relay-canaries"
-        assert labels[b.LABEL_INTEGRATION] == "reference-relay"
+        assert labels["app.kubernetes.io/instance"] == labels[api.LABEL_PROBE] == "reference-relay-canaries"
+        assert labels[api.LABEL_INTEGRATION] == "reference-relay"
         assert DNS_LABEL.match(meta["name"]), meta["name"]
     for name, deployment in deployments(objects).items():
         selector = deployment["spec"]["selector"]["matchLabels"]
         template_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= template_labels.items(), name
         # Selectors are immutable: nothing in them may change for one Deployment name.
-        assert b.LABEL_INTEGRATION not in selector
-        role = selector[b.LABEL_ROLE]
-        assert name.startswith(f"reference-relay-canaries-{role}-{selector[b.LABEL_TENANT]}")
+        assert api.LABEL_INTEGRATION not in selector
+        role = selector[api.LABEL_ROLE]
+        assert name.startswith(f"reference-relay-canaries-{role}-{selector[api.LABEL_TENANT]}")
         if role == "viewer":
-            assert name.endswith(f"-{selector[b.LABEL_NETWORK_PROFILE]}")
+            assert name.endswith(f"-{selector[api.LABEL_NETWORK_PROFILE]}")
 
 
 def test_names_and_labels_stay_valid_for_any_probe_or_tenant_name(
@@ -290,10 +291,10 @@ def test_hash_is_on_the_object_and_its_pod_template(
     probe: dict[str, Any], integration: dict[str, Any]
 ) -> None:
     for obj in build_all(probe, integration):
-        digest = obj["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION]
-        assert digest == b.config_hash(obj)
+        digest = obj["metadata"]["annotations"][api.CONFIG_HASH_ANNOTATION]
+        assert digest == manifests.config_hash(obj)
         if obj["kind"] == "Deployment":
-            assert obj["spec"]["template"]["metadata"]["annotations"][b.CONFIG_HASH_ANNOTATION] == digest
+            assert obj["spec"]["template"]["metadata"]["annotations"][api.CONFIG_HASH_ANNOTATION] == digest
 
 
 def test_hash_ignores_what_is_not_spec(probe: dict[str, Any], integration: dict[str, Any]) -> None:
@@ -321,7 +322,7 @@ def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
         after = hashes(build_all(probe2, integration2))
         return {name for (kind, name), digest in after.items() if before.get((kind, name)) != digest}
 
-    every_deployment = set(b.expected_workload_names(probe))
+    every_deployment = set(manifests.expected_workload_names(probe))
     cameras = {f"{p}-camera-acme-7", f"{p}-camera-bravo-2"}
     viewers = every_deployment - cameras
 
@@ -360,15 +361,15 @@ def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
 
 def test_keyring_secret_holds_exactly_the_tenants_key(probe: dict[str, Any]) -> None:
     key = bytes(range(32))
-    secret = b.build_keyring_secret(probe, "bravo-2", key)
+    secret = manifests.build_keyring_secret(probe, "bravo-2", key)
     assert secret["immutable"] is True
-    assert secret["metadata"]["labels"][b.LABEL_TENANT] == "bravo-2"
-    keyring = Keyring.from_json(base64.b64decode(secret["data"][b.KEYRING_SECRET_KEY]).decode())
+    assert secret["metadata"]["labels"][api.LABEL_TENANT] == "bravo-2"
+    keyring = Keyring.from_json(base64.b64decode(secret["data"][manifests.KEYRING_SECRET_KEY]).decode())
     assert dict(keyring.keys) == {"bravo-2": key}
-    with pytest.raises(b.BuildError, match="at least 16 bytes"):
-        b.build_keyring_secret(probe, "bravo-2", b"short")
-    with pytest.raises(b.BuildError, match="no tenant 'zulu'"):
-        b.build_keyring_secret(probe, "zulu", key)
+    with pytest.raises(manifests.BuildError, match="at least 16 bytes"):
+        manifests.build_keyring_secret(probe, "bravo-2", b"short")
+    with pytest.raises(manifests.BuildError, match="no tenant 'zulu'"):
+        manifests.build_keyring_secret(probe, "zulu", key)
 
 
 def test_cameras_mount_their_own_key_and_viewers_every_tenants(
@@ -395,8 +396,8 @@ def test_agent_environment(probe: dict[str, Any], integration: dict[str, Any]) -
         assert env["CANARYWATCH_TENANT"] == "bravo-2"
         assert env["CANARYWATCH_CAMERAS"] == "2"
         assert env["CANARYWATCH_FPS"] == "2"
-        assert env["CANARYWATCH_KEYRING_DIR"] == b.KEYRING_DIR
-        assert env["CANARYWATCH_TOKEN_FILE"] == b.TOKEN_FILE
+        assert env["CANARYWATCH_KEYRING_DIR"] == manifests.KEYRING_DIR
+        assert env["CANARYWATCH_TOKEN_FILE"] == manifests.TOKEN_FILE
         assert env["CANARYWATCH_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert (camera["CANARYWATCH_FRAME_WIDTH"], camera["CANARYWATCH_FRAME_HEIGHT"]) == ("640", "360")
     assert json.loads(camera["CANARYWATCH_ADAPTER"]) == {
@@ -463,12 +464,12 @@ def test_a_transport_the_integration_lacks_is_a_build_error(
     probe: dict[str, Any], integration: dict[str, Any]
 ) -> None:
     del integration["spec"]["viewer"]["events"]
-    with pytest.raises(b.BuildError) as error:
-        b.build_probe_workloads(probe, integration, image=IMAGE)
+    with pytest.raises(manifests.BuildError) as error:
+        manifests.build_probe_workloads(probe, integration, image=IMAGE)
     assert error.value.field == "spec.transports[2]"
     assert "viewer.events" in error.value.message
     probe["spec"]["transports"] = ["snapshot", "authz"]
-    viewer = deployments(b.build_probe_workloads(probe, integration, image=IMAGE))[
+    viewer = deployments(manifests.build_probe_workloads(probe, integration, image=IMAGE))[
         "reference-relay-canaries-viewer-acme-7-good"
     ]
     assert set(json.loads(env_of(viewer)["CANARYWATCH_ADAPTER"])) == {
@@ -477,24 +478,24 @@ def test_a_transport_the_integration_lacks_is_a_build_error(
         "pollInterval",
     }
     del integration["spec"]["viewer"]["authzProbe"]
-    with pytest.raises(b.BuildError, match=r"transport authz needs viewer\.authzProbe"):
-        b.build_probe_workloads(probe, integration, image=IMAGE)
+    with pytest.raises(manifests.BuildError, match=r"transport authz needs viewer\.authzProbe"):
+        manifests.build_probe_workloads(probe, integration, image=IMAGE)
 
 
 def test_an_invalid_policy_is_a_build_error_naming_its_field(
     probe: dict[str, Any], integration: dict[str, Any]
 ) -> None:
     integration["spec"]["policy"]["verdicts"]["foreign"]["confirmation"] = {"frames": 6, "ofLast": 5}
-    with pytest.raises(b.BuildError) as error:
-        b.build_probe_workloads(probe, integration, image=IMAGE)
+    with pytest.raises(manifests.BuildError) as error:
+        manifests.build_probe_workloads(probe, integration, image=IMAGE)
     assert error.value.field == "spec.policy.verdicts.foreign.confirmation.frames"
     assert "CameraIntegration" in error.value.message
 
 
 def test_pulled_cameras_get_a_service(probe: dict[str, Any], integration: dict[str, Any]) -> None:
-    assert b.build_camera_service(probe, integration, "acme-7") is None
+    assert manifests.build_camera_service(probe, integration, "acme-7") is None
     integration["spec"]["camera"] = {"serve": {"port": 8081}}
-    service = b.build_camera_service(probe, integration, "acme-7")
+    service = manifests.build_camera_service(probe, integration, "acme-7")
     assert service is not None
     camera = deployments(build_all(probe, integration))["reference-relay-canaries-camera-acme-7"]
     assert service["spec"]["selector"] == camera["spec"]["selector"]["matchLabels"]
@@ -519,8 +520,8 @@ def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, A
     assert spread["whenUnsatisfiable"] == "DoNotSchedule"
     # Spread every viewer of the probe (all tenants and profiles), not one Deployment's.
     assert spread["labelSelector"]["matchLabels"] == {
-        b.LABEL_PROBE: "reference-relay-canaries",
-        b.LABEL_ROLE: "viewer",
+        api.LABEL_PROBE: "reference-relay-canaries",
+        api.LABEL_ROLE: "viewer",
     }
     (anti,) = viewer["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert anti["podAffinityTerm"]["topologyKey"] == "topology.kubernetes.io/zone"
@@ -536,13 +537,13 @@ def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, A
         "limits": {"cpu": "1", "memory": "256Mi"},
     }
     camera = built["reference-relay-canaries-camera-acme-7"]["spec"]["template"]["spec"]
-    assert camera["containers"][0]["resources"] == b.DEFAULT_RESOURCES["camera"]
+    assert camera["containers"][0]["resources"] == manifests.DEFAULT_RESOURCES["camera"]
 
 
 def test_a_bad_profile_is_reported_on_the_probe(probe: dict[str, Any], integration: dict[str, Any]) -> None:
     probe["spec"]["customNetworkProfiles"][0]["bandwidth"] = "0bit"
-    with pytest.raises(b.BuildError) as error:
-        b.build_probe_workloads(probe, integration, image=IMAGE)
+    with pytest.raises(manifests.BuildError) as error:
+        manifests.build_probe_workloads(probe, integration, image=IMAGE)
     assert error.value.field == "spec.customNetworkProfiles[hub-wifi].bandwidth"
 
 
@@ -570,7 +571,7 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
     stale = live(built[0], ready=True)
     stale["metadata"]["name"] = "reference-relay-canaries-viewer-acme-7-removed-profile"
     observed = [live(d, ready=i != 3) for i, d in enumerate(built)] + [stale]
-    status = b.build_probe_status(
+    status = manifests.build_probe_status(
         probe,
         deployments=observed,
         keyring_tenants={"acme-7", "bravo-2"},
@@ -590,7 +591,7 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
     assert (degraded["type"], degraded["status"]) == ("Degraded", "False")
 
     later = NOW + timedelta(minutes=5)
-    healed = b.build_probe_status(
+    healed = manifests.build_probe_status(
         probe,
         deployments=[live(d, ready=True) for d in built],
         keyring_tenants={"acme-7", "bravo-2"},
@@ -611,7 +612,7 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
 
 
 def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
-    status = b.build_probe_status(
+    status = manifests.build_probe_status(
         probe,
         deployments=[],
         keyring_tenants=set(),
@@ -627,6 +628,8 @@ def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
     assert "not found" in degraded["message"]
     assert status["ready"] == "0/8" and status["tenants"] == 0
     with pytest.raises(ValueError, match="unknown verdicts"):
-        b.build_probe_status(probe, deployments=[], keyring_tenants=(), verdict_counts={"leaky": 1}, now=NOW)
+        manifests.build_probe_status(
+            probe, deployments=[], keyring_tenants=(), verdict_counts={"leaky": 1}, now=NOW
+        )
     with pytest.raises(ValueError, match="timezone-aware"):
-        b.build_probe_status(probe, deployments=[], keyring_tenants=(), now=datetime(2026, 1, 1))
+        manifests.build_probe_status(probe, deployments=[], keyring_tenants=(), now=datetime(2026, 1, 1))

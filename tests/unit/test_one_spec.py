@@ -1,7 +1,7 @@
 """The operator and the CLI read one spec: the same CanaryProbe values are refused by
 both, with the field named the same way, and the same defaults come out.
 
-Before the spec model the two parsers disagreed (``controller.builders.parse_probe``
+Before the spec model the two parsers disagreed (``controller.manifests.parse_probe``
 against ``standalone.config._probe``); each case below was accepted by one of them and
 refused by the CRD. The CLI's ``probe`` block is the CanaryProbe ``spec``; only the
 prefix of the path differs (``probe.`` for the file, ``spec.`` for the object).
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from manifests import example
 
-from canarywatch.controller import builders
+from canarywatch.controller import manifests
 from canarywatch.standalone import ConfigError, StandaloneConfig
 
 STANDALONE = Path(__file__).resolve().parents[2] / "examples" / "standalone.yaml"
@@ -65,8 +65,8 @@ DISAGREEMENTS = [
 def test_both_shells_refuse_what_the_crd_refuses(path: str, value: object, field: str) -> None:
     probe = probe_object()
     put(probe["spec"], path, copy.deepcopy(value))
-    with pytest.raises(builders.BuildError) as built:
-        builders.parse_probe(probe)
+    with pytest.raises(manifests.BuildError) as built:
+        manifests.parse_probe(probe)
     assert built.value.field == f"spec.{field}", str(built.value)
 
     doc = config()
@@ -80,7 +80,7 @@ def test_both_shells_refuse_what_the_crd_refuses(path: str, value: object, field
 def test_both_shells_apply_the_crds_defaults() -> None:
     probe = probe_object()
     probe["spec"] = {"integrationRef": {"name": "relay"}, "tenants": [{"id": "acme-7"}]}
-    operator = builders.parse_probe(probe)
+    operator = manifests.parse_probe(probe)
     doc = config()
     doc["probe"] = {"tenants": [{"id": "acme-7", "token": "t"}]}
     standalone = StandaloneConfig.from_mapping(doc).probe
@@ -134,8 +134,8 @@ def test_integration_values_are_the_crds_in_both_shells() -> None:
     probe, integration = probe_object(), example("CameraIntegration")
     integration["metadata"] = {**integration["metadata"], "namespace": "cameras"}
     integration["spec"]["viewer"]["pollInterval"] = 0.01
-    with pytest.raises(builders.BuildError) as built:
-        builders.build_probe_workloads(probe, integration, image="canarywatch:test")
+    with pytest.raises(manifests.BuildError) as built:
+        manifests.build_probe_workloads(probe, integration, image="canarywatch:test")
     assert built.value.field == "spec.viewer.pollInterval"
     doc = config()
     doc["integration"]["viewer"]["pollInterval"] = 0.01
@@ -145,8 +145,8 @@ def test_integration_values_are_the_crds_in_both_shells() -> None:
 
     integration["spec"]["viewer"]["pollInterval"] = 1
     integration["spec"]["camera"] = {"push": {"method": "DELETE", "url": "http://h/{tenant}/{camera}"}}
-    with pytest.raises(builders.BuildError) as built:
-        builders.build_probe_workloads(probe, integration, image="canarywatch:test")
+    with pytest.raises(manifests.BuildError) as built:
+        manifests.build_probe_workloads(probe, integration, image="canarywatch:test")
     assert built.value.field == "spec.camera.push.method"
 
 

@@ -1,6 +1,6 @@
 """The viewer plan: which streams hub viewers open, decided once for both shells.
 
-The pod agent (from the environment ``controller.builders`` gives it) and the standalone
+The pod agent (from the environment ``controller.manifests`` gives it) and the standalone
 pipeline (from a config file) must watch an integration the same way; here the same
 CanaryProbe and CameraIntegration, read by each shell, give the same plan.
 """
@@ -16,7 +16,7 @@ from manifests import example, secrets_of
 
 from canarywatch.agents.env import ViewerSettings
 from canarywatch.agents.viewer import viewer_spec as pod_viewer_spec
-from canarywatch.controller import builders
+from canarywatch.controller import manifests
 from canarywatch.standalone.config import StandaloneConfig
 from canarywatch.standalone.pipeline import viewer_spec as standalone_viewer_spec
 from canarywatch.viewer.http import RequestTemplate
@@ -193,7 +193,7 @@ def test_the_pod_agents_and_the_standalone_pipeline_plan_the_same_streams(
     pods: list[StreamPlan] = []
     for tenant in probe["spec"]["tenants"]:
         for profile in probe["spec"]["networkProfiles"]:
-            deployment = builders.build_viewer_deployment(
+            deployment = manifests.build_viewer_deployment(
                 probe, integration, tenant["id"], profile, image=IMAGE
             )
             settings = pod_settings(deployment, tmp_path, secret_tokens[tenant["id"]])

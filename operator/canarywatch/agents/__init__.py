@@ -1,7 +1,7 @@
 """The processes a CanaryProbe's pods run: ``canarywatch camera`` and ``canarywatch viewer``.
 
 Each agent reads the environment its Deployment gives it (``agents.env``, the contract
-written down in ``controller.builders``), runs one tenant's share of the standalone
+written down in ``controller.manifests``), runs one tenant's share of the standalone
 pipeline's parts (canary cameras; hub viewers judging every frame) and serves
 ``/metrics`` and ``/healthz``. A viewer that confirms a leak reports it by creating a
 ``LeakIncident`` (``agents.reporting`` builds it); the operator does the rest.

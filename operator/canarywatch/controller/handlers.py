@@ -1,7 +1,7 @@
 """The kopf handlers of ``canarywatch operator``, and what they do.
 
 Thin where kopf meets the cluster: a handler reads the object, calls the pure
-builders (``controller.builders``), the policy (``incidents.policy``) and the kill
+builders (``controller.manifests``), the policy (``incidents.policy``) and the kill
 switch (``controller.actions``), and writes status through ``controller.kube``.
 ``register()`` attaches them to a kopf registry with the intervals of the settings::
 

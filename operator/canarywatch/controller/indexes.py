@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from canarywatch.controller import builders
+from canarywatch import api
 from canarywatch.controller.kube import LEAK_INCIDENTS
 from canarywatch.controller.runtime import IncidentState, PageResult, Runtime, creation_time
 
@@ -31,7 +31,7 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
         (
             ref
             for ref in meta.get("ownerReferences") or []
-            if ref.get("kind") == builders.PROBE_KIND and ref.get("controller")
+            if ref.get("kind") == api.KIND_PROBE and ref.get("controller")
         ),
         None,
     )
@@ -43,9 +43,7 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
             "generation": meta.get("generation", 0),
             "labels": dict(meta.get("labels") or {}),
             "annotations": {
-                builders.CONFIG_HASH_ANNOTATION: (meta.get("annotations") or {}).get(
-                    builders.CONFIG_HASH_ANNOTATION
-                )
+                api.CONFIG_HASH_ANNOTATION: (meta.get("annotations") or {}).get(api.CONFIG_HASH_ANNOTATION)
             },
         },
         "spec": {"replicas": spec.get("replicas", 1), "selector": dict(spec.get("selector") or {})},

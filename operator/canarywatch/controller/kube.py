@@ -7,7 +7,7 @@ return. Everything else goes through here, so ``controller.permissions`` can lis
 The ``kubernetes`` client is synchronous; ``Kube`` runs each call on its own thread
 pool (``concurrency`` calls in flight, and as many pooled connections) so a slow call
 never blocks kopf's event loop. Objects go in and come out as plain JSON dicts, the
-shape ``controller.builders`` produces, without the client's model classes.
+shape ``controller.manifests`` produces, without the client's model classes.
 
 Errors are ``KubeError`` (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``) with
 the API server's reason and message; request bodies are never part of a message,
