@@ -281,7 +281,7 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
         return _Read(None, contrast)
     bits = (samples < thr).astype(np.uint8) ^ _WHITENING
     codeword = np.packbits(bits)
-    if inside is None and ecc.is_codeword_bits(bits):
+    if inside is None and ecc.is_codeword(codeword):
         return _Read(ecc.Correction(bytes(codeword[:PAYLOAD_BYTES]), 0, 0), contrast)
     raw = codeword.tobytes()
     corr = ecc.correct(raw)
@@ -301,21 +301,32 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
     return _Read(corr, contrast)
 
 
+@lru_cache(maxsize=64)
+def _centre_index(h: int, w: int) -> np.ndarray:
+    """Flat pixel index of each data module's centre, for a frame that fills the image."""
+    matrix = _identity((h, w))
+    x = matrix[0, 0] * (LAYOUT.data_cols[:_CODE_BITS] + 0.5) + matrix[0, 2]
+    y = matrix[1, 1] * (LAYOUT.data_rows[:_CODE_BITS] + 0.5) + matrix[1, 2]
+    rows = np.clip(np.rint(y).astype(np.intp), 0, h - 1)
+    cols = np.clip(np.rint(x).astype(np.intp), 0, w - 1)
+    index: np.ndarray = rows * w + cols
+    return index
+
+
 def _read_reduced(img: np.ndarray) -> bytes | None:
     """The signed message when the frame fills `img` and reads as an exact codeword.
 
-    The reduced-scale read: no error correction (a single symbol error means decoding
-    the full frame), so what it returns is exactly what the camera encoded.
+    The reduced-scale read, at >= 5 px per module: one sample at each module's centre,
+    Otsu's threshold, no error correction (a single symbol error means decoding the
+    full frame), so what it returns is exactly what the camera encoded.
     """
     h, w = img.shape
-    sums = img.ravel()[_identity_index(h, w)].reshape(-1, 4).sum(axis=1, dtype=np.uint16)
-    lo, hi, thr = _two_means(sums)
-    if hi - lo < 4 * _MIN_CONTRAST:
+    samples = img.ravel()[_centre_index(h, w)]
+    _, dark = cv2.threshold(samples, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    codeword = np.packbits(dark.ravel() ^ _WHITENING)
+    if not ecc.is_codeword(codeword):
         return None
-    bits = (sums < thr).view(np.uint8) ^ _WHITENING
-    if not ecc.is_codeword_bits(bits):
-        return None
-    return np.packbits(bits[: PAYLOAD_BYTES * 8]).tobytes()
+    return codeword[:PAYLOAD_BYTES].tobytes()
 
 
 def _two_means(values: np.ndarray) -> tuple[float, float, float]:

@@ -2,9 +2,9 @@
 
 Encoding and error/erasure correction use `reedsolo`; the clean-frame check that
 runs on every frame is a vectorised syndrome computation, because a pure-Python
-decode costs ~100 µs even when there is nothing to correct. Syndromes are linear over
-GF(2) in the codeword's bits, so the check is one small matrix product on the bits the
-decoder has just read (a few µs), not a table lookup per byte and syndrome.
+decode costs ~100 µs even when there is nothing to correct. Syndromes are linear in
+the codeword, so each byte position has a table of what each byte value adds to the
+20 syndromes, and the check is one gather and one XOR-reduce (a few µs).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "correct",
     "encode",
     "is_codeword",
-    "is_codeword_bits",
 ]
 
 PARITY_BYTES = 20
@@ -59,33 +58,24 @@ def encode(message: bytes) -> bytes:
     return bytes(_CODEC.encode(message))
 
 
-def _parity_check() -> np.ndarray:
-    """(syndrome bits, codeword bits) matrix over GF(2), as float32 for a BLAS product.
-
-    Column 8k+b is what bit b (MSB first) of codeword byte k adds to the 20 syndromes,
-    each spread over its 8 bits; a word is a codeword iff the product is even everywhere.
-    """
-    check = np.zeros((PARITY_BYTES * 8, CODEWORD_BYTES * 8), dtype=np.float32)
-    shifts = np.arange(8)
-    for b in range(8):
-        contribution = _EXP[(_LOG[1 << (7 - b)] + _POWERS) % 255]  # (syndrome, byte)
-        bits = (contribution[:, None, :] >> shifts[None, :, None]) & 1  # (syndrome, bit, byte)
-        check[:, b::8] = bits.reshape(PARITY_BYTES * 8, CODEWORD_BYTES)
-    return check
+def _syndrome_tables() -> np.ndarray:
+    """(position, byte value, 3) uint64: the 20 syndrome bytes (zero-padded to 24) that
+    `value` at codeword position `position` contributes; syndromes are their XOR."""
+    values = np.arange(256)
+    tables = np.zeros((CODEWORD_BYTES, 256, 24), dtype=np.uint8)
+    tables[:, :, :PARITY_BYTES] = np.where(
+        values[None, :, None] != 0, _EXP[(_LOG[values][None, :, None] + _POWERS.T[:, None, :]) % 255], 0
+    )
+    return tables.view(np.uint64)
 
 
-_CHECK = _parity_check()
-
-
-def is_codeword_bits(bits: np.ndarray) -> bool:
-    """`is_codeword` for the codeword's CODEWORD_BYTES*8 bits (0/1, MSB of byte 0 first)."""
-    # sums are at most 344, exact in float32; the parity is the low bit
-    return not ((_CHECK @ bits.astype(np.float32)).astype(np.int16) & 1).any()
+_SYNDROMES = _syndrome_tables()
+_POSITIONS = np.arange(CODEWORD_BYTES)
 
 
 def is_codeword(codeword: np.ndarray) -> bool:
     """True when all syndromes vanish (the frame arrived without a single symbol error)."""
-    return is_codeword_bits(np.unpackbits(codeword))
+    return not np.bitwise_xor.reduce(_SYNDROMES[_POSITIONS, codeword], axis=0).any()
 
 
 @dataclass(frozen=True, slots=True)
