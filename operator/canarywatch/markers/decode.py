@@ -39,7 +39,7 @@ from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 
-__all__ = ["Decoder", "Observation", "Status"]
+__all__ = ["Decoder", "Observation", "Status", "reduced_scale"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 # A MAC failure after a decode that used at most this share of the RS budget is a
@@ -86,7 +86,7 @@ class Decoder:
         """Classify encoded image bytes (JPEG, PNG, GIF, BMP, WebP)."""
         try:
             info = probe(data, self.limits)
-            reduce = _reduction(info, min_width=COLS * 5)
+            reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
                 obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
                 if obs is not None:
@@ -227,6 +227,11 @@ class Decoder:
 
 
 # -- sampling and reading -------------------------------------------------------------
+
+
+def reduced_scale(info: Probe) -> int:
+    """The DCT scale (1, 2, 4 or 8) of the reduced read: modules stay >= 5 px."""
+    return _reduction(info, min_width=COLS * 5)
 
 
 def _reduction(info: Probe, *, min_width: int) -> int:
