@@ -26,7 +26,7 @@ from canarywatch.bench.footprint import footprint_table
 from canarywatch.camera import CanaryCamera
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, ecc, encode_image, render_frame
 from canarywatch.markers.decode import reduced_scale
-from canarywatch.markers.images import probe
+from canarywatch.markers.images import DCT_SCALE_FLAGS, probe
 from canarywatch.markers.payload import pack_signed
 from canarywatch.verdicts import ViewerIdentity, judge
 
@@ -84,7 +84,7 @@ def _cost_ops(keyring: Keyring, width: int, height: int) -> dict[str, Callable[[
     if obs.path != "reduced":
         print(f"note: the {width}x{height} benchmark frame fell back to a full decode ({obs.path} read)")
     buf = np.frombuffer(canary, np.uint8)
-    reduced_flag = _REDUCED_FLAGS[reduced_scale(probe(canary))]
+    reduced_flag = DCT_SCALE_FLAGS[reduced_scale(probe(canary))]
     ops: dict[str, Callable[[], object]] = {
         "imdecode": lambda: cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE),
         "canarywatch": lambda: judge(decoder.decode(canary), viewer, now=time.time(), max_age=30),
@@ -104,12 +104,6 @@ def _cost_ops(keyring: Keyring, width: int, height: int) -> dict[str, Callable[[
     return ops
 
 
-_REDUCED_FLAGS = {
-    1: cv2.IMREAD_GRAYSCALE,
-    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
-}
 _COST_GROUPS = (("imdecode", "canarywatch", "floor"), ("zxing", "imdecode-qr"), ("aruco", "imdecode-aruco"))
 # targets of issue 13, printed beside the measured ratios
 _VERDICT_TARGETS = {(1280, 720): 0.5, (320, 180): 1.2}

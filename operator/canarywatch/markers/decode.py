@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -250,6 +251,7 @@ def _identity(shape: tuple[int, ...]) -> np.ndarray:
 
 
 _WHITENING = LAYOUT.whitening[:_CODE_BITS]
+_WHITENING_BYTES = np.packbits(_WHITENING)
 _OFFSETS = np.array([[-0.2, -0.2], [0.2, -0.2], [-0.2, 0.2], [0.2, 0.2]])
 
 
@@ -326,9 +328,9 @@ def _read_reduced(img: np.ndarray) -> bytes | None:
     full frame), so what it returns is exactly what the camera encoded.
     """
     h, w = img.shape
-    samples = img.ravel()[_centre_index(h, w)]
+    samples = img.take(_centre_index(h, w))
     _, dark = cv2.threshold(samples, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    codeword = np.packbits(dark.ravel() ^ _WHITENING)
+    codeword = np.packbits(cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)) ^ _WHITENING_BYTES
     if not ecc.is_codeword(codeword):
         return None
     return codeword[:PAYLOAD_BYTES].tobytes()

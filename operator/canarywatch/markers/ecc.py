@@ -59,23 +59,23 @@ def encode(message: bytes) -> bytes:
 
 
 def _syndrome_tables() -> np.ndarray:
-    """(position, byte value, 3) uint64: the 20 syndrome bytes (zero-padded to 24) that
-    `value` at codeword position `position` contributes; syndromes are their XOR."""
+    """(position * 256 + byte value, 3) uint64: the 20 syndrome bytes (zero-padded to 24)
+    that `value` at codeword position `position` contributes; syndromes are their XOR."""
     values = np.arange(256)
     tables = np.zeros((CODEWORD_BYTES, 256, 24), dtype=np.uint8)
     tables[:, :, :PARITY_BYTES] = np.where(
         values[None, :, None] != 0, _EXP[(_LOG[values][None, :, None] + _POWERS.T[:, None, :]) % 255], 0
     )
-    return tables.view(np.uint64)
+    return tables.view(np.uint64).reshape(CODEWORD_BYTES * 256, 3)
 
 
 _SYNDROMES = _syndrome_tables()
-_POSITIONS = np.arange(CODEWORD_BYTES)
+_ROWS = np.arange(CODEWORD_BYTES, dtype=np.intp) * 256
 
 
 def is_codeword(codeword: np.ndarray) -> bool:
     """True when all syndromes vanish (the frame arrived without a single symbol error)."""
-    return not np.bitwise_xor.reduce(_SYNDROMES[_POSITIONS, codeword], axis=0).any()
+    return not np.bitwise_xor.reduce(_SYNDROMES.take(_ROWS + codeword, axis=0), axis=0).any()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DCT_SCALE_FLAGS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ImageLimits",
@@ -137,7 +138,8 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ImageRejected("corrupt WebP header")
 
 
-_REDUCED = {
+#: cv2.imdecode flag for a grayscale decode at 1/scale (libjpeg's DCT scaling)
+DCT_SCALE_FLAGS = {
     1: cv2.IMREAD_GRAYSCALE,
     2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
     4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
@@ -147,7 +149,7 @@ _REDUCED = {
 
 def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
     """Decode to 8-bit grayscale; JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling)."""
-    flag = _REDUCED[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
+    flag = DCT_SCALE_FLAGS[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except cv2.error as e:
