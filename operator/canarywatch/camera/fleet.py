@@ -64,7 +64,7 @@ class CanaryCamera:
         ):
             # the static parts of this camera's frames, drawn once (not per frame)
             renderer = self._renderer = FrameRenderer(self.tenant, self.camera, self.width, self.height)
-        self.latest = encode_image(renderer.render(spec, self.key), quality=self.quality)
+        self.latest = encode_image(renderer.render(spec, self.key), quality=self.quality, restart_rows=True)
         self.latest_time = now
         return self.latest
 

@@ -34,13 +34,13 @@ import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
-from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe
+from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe, restart_prefix
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 
-__all__ = ["Decoder", "Observation", "Status", "reduced_scale"]
+__all__ = ["Decoder", "Observation", "Status", "message_rows", "reduced_scale"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 # A MAC failure after a decode that used at most this share of the RS budget is a
@@ -89,7 +89,9 @@ class Decoder:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
-                obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
+                obs = self._verify_clean(self._read_top(data, info, reduce), info)
+                if obs is None:
+                    obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
                 if obs is not None:
                     return obs
             gray = load_gray(data, info)
@@ -166,6 +168,19 @@ class Decoder:
             width=info.width,
             height=info.height,
         )
+
+    @staticmethod
+    def _read_top(data: bytes, info: Probe, reduce: int) -> bytes | None:
+        """The signed message from the top of the frame alone, when its JPEG allows a cut."""
+        cut = restart_prefix(data, message_rows(info.height))
+        if cut is None:
+            return None
+        top, rows = cut
+        try:
+            gray = load_gray(top, Probe(info.format, info.width, rows), reduce=reduce)
+        except ImageRejected:
+            return None  # the cut did not decode: read the whole frame instead
+        return _read_message(gray, -(-info.height // reduce))
 
     # -- verification ---------------------------------------------------------------
     def _verify_clean(self, message: bytes | None, info: Probe) -> Observation | None:
@@ -318,6 +333,31 @@ def _centre_index(h: int, w: int) -> np.ndarray:
     cols = np.clip(np.rint(x).astype(np.intp), 0, w - 1)
     index: np.ndarray = rows * w + cols
     return index
+
+
+# The signed message's modules sit in module rows 0..10 (codeword bytes are laid out
+# top to bottom, message first): decoding those rows is enough to verify a clean frame.
+_MESSAGE_BITS = PAYLOAD_BYTES * 8
+_MESSAGE_MODULE_ROWS = int(LAYOUT.data_rows[:_MESSAGE_BITS].max()) + 1
+
+
+def message_rows(height: int) -> int:
+    """How many pixel rows, from the top of a frame `height` high, hold the signed message."""
+    return -(-_MESSAGE_MODULE_ROWS * height // ROWS)
+
+
+def _read_message(img: np.ndarray, full_height: int) -> bytes | None:
+    """The signed message read from the top rows of a frame `full_height` pixels high.
+
+    No parity is read, so nothing is checked here: the MAC is what accepts it.
+    """
+    h, w = img.shape
+    index = _centre_index(full_height, w)[:_MESSAGE_BITS]
+    if int(index.max()) >= h * w:  # the message's last row is not in the image
+        return None
+    _, dark = cv2.threshold(img.take(index), 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    bits = cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)
+    return (np.packbits(bits) ^ _WHITENING_BYTES[:PAYLOAD_BYTES]).tobytes()
 
 
 def _read_reduced(img: np.ndarray) -> bytes | None:

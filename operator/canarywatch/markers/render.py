@@ -203,12 +203,21 @@ def render_frame(spec: FrameSpec, key: bytes) -> np.ndarray:
     return _renderer(spec.tenant, spec.camera, spec.width, spec.height).render(spec, key)
 
 
-def encode_image(frame: np.ndarray, fmt: str = "jpeg", *, quality: int = 85) -> bytes:
-    """Encode a frame as JPEG or PNG bytes."""
+def encode_image(
+    frame: np.ndarray, fmt: str = "jpeg", *, quality: int = 85, restart_rows: bool = False
+) -> bytes:
+    """Encode a frame as JPEG or PNG bytes.
+
+    `restart_rows`: a JPEG restart marker after every row of MCUs (16 px at OpenCV's
+    4:2:0), what canary cameras publish: a viewer then decodes only the rows that hold
+    the signed message, and a corrupted byte costs one row, not the rest of the frame.
+    """
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt)
     if ext is None:
         raise ValueError(f"format must be jpeg or png, got {fmt!r}")
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
+    if restart_rows and ext == ".jpg":
+        params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-frame.shape[1] // 16)]
     ok, buf = cv2.imencode(ext, frame, params)
     if not ok:
         raise ValueError(f"could not encode frame as {fmt}")
