@@ -43,3 +43,16 @@ def test_beyond_capacity_never_returns_the_original_silently_wrong() -> None:
         got = ecc.correct(bytes(cw))
         # beyond capacity: either refused or a *different* codeword, which the MAC rejects
         assert got is None or got.budget_used > 0
+
+
+def test_the_syndrome_check_agrees_with_reed_solomon() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        cw = np.frombuffer(ecc.encode(rng.bytes(ecc.PAYLOAD_BYTES)), np.uint8)
+        assert ecc.is_codeword(cw)
+        bits = np.unpackbits(cw)
+        bits[rng.choice(bits.size, int(rng.integers(1, 9)), replace=False)] ^= 1
+        damaged = np.packbits(bits)
+        # a few flipped bits are never another codeword (distance 21 bytes), and are repairable
+        assert not ecc.is_codeword(damaged)
+        assert ecc.correct(damaged.tobytes()) is not None

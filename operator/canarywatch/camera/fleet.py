@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from canarywatch.markers import FrameSpec, encode_image, render_frame
+from canarywatch.markers import FrameRenderer, FrameSpec, encode_image
 
 __all__ = ["CameraFleet", "CanaryCamera", "PushTarget"]
 
@@ -50,12 +50,21 @@ class CanaryCamera:
     published: int = 0
     failed: int = 0
     last_status: int | None = None
+    _renderer: FrameRenderer | None = field(default=None, init=False, repr=False, compare=False)
 
     def next_frame(self, now: float) -> bytes:
         """Render and encode the next frame (seq increments), keep it as `latest`."""
         self.seq += 1
         spec = FrameSpec(self.tenant, self.camera, self.seq, now, self.width, self.height)
-        self.latest = encode_image(render_frame(spec, self.key), quality=self.quality)
+        renderer = self._renderer
+        if (
+            renderer is None
+            or renderer.geometry.width != self.width
+            or renderer.geometry.height != self.height
+        ):
+            # the static parts of this camera's frames, drawn once (not per frame)
+            renderer = self._renderer = FrameRenderer(self.tenant, self.camera, self.width, self.height)
+        self.latest = encode_image(renderer.render(spec, self.key), quality=self.quality, restart_rows=True)
         self.latest_time = now
         return self.latest
 

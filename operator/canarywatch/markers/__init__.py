@@ -4,6 +4,7 @@ Public surface::
 
     Keyring            per-tenant keys (JSON format, `generate`)
     FrameSpec, render_frame, encode_image
+    FrameRenderer      one camera's frames, with what never changes drawn once
     Decoder, Observation, Status
     ImageLimits        size caps applied before any pixel is decoded
 
@@ -22,10 +23,11 @@ if TYPE_CHECKING:
     from canarywatch.markers.keyring import Keyring, KeyringError
     from canarywatch.markers.observation import Observation, Status
     from canarywatch.markers.payload import Payload
-    from canarywatch.markers.render import FrameSpec, encode_image, render_frame
+    from canarywatch.markers.render import FrameRenderer, FrameSpec, encode_image, render_frame
 
 _HOMES = {
     "Decoder": "decode",
+    "FrameRenderer": "render",
     "FrameSpec": "render",
     "ImageLimits": "images",
     "Keyring": "keyring",
@@ -39,6 +41,7 @@ _HOMES = {
 
 __all__ = [
     "Decoder",
+    "FrameRenderer",
     "FrameSpec",
     "ImageLimits",
     "Keyring",

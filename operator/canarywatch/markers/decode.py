@@ -4,14 +4,19 @@ The decoder answers one question per image — whose canary is this, provably? �
 and returns an `Observation`. It never raises on image content: hostile or broken
 input becomes an `UNDECODABLE` observation with a reason.
 
-Two paths:
+Three reads, cheapest first:
 
-* fast: decode the JPEG at 1/2–1/8 scale (DCT scaling, so most of the inverse DCT is
-  skipped), sample the module centres where an untouched frame has them, check the
-  Reed–Solomon syndromes, verify the MAC. This is what nearly every frame takes.
-* robust: when the fast read fails — letterboxed, cropped, rotated, blurred, overlaid —
-  decode at a working resolution, trim uniform bars, find the four anchors by template
-  matching, fit an affine grid, sample, correct errors *and* erasures, verify.
+* reduced: the JPEG header says how big a module is; the frame is decoded at 1/2–1/8
+  scale (libjpeg's DCT scaling skips most of the inverse DCT) so that a module is
+  still ≥ 5 px, the module centres are sampled where an untouched frame has them, and
+  only a clean codeword whose MAC verifies is accepted. Nearly every frame ends here.
+  Anything else — a symbol error, a forged MAC, no marker — is not concluded at this
+  scale: the frame is decoded again at full resolution.
+* fast: the same read on the full-resolution frame; concludes `VERIFIED` (errors and
+  erasures corrected) or `FORGED`.
+* robust: letterboxed, cropped, rotated, blurred, overlaid — at a working resolution,
+  trim uniform bars, find the four anchors by template matching, fit an affine grid,
+  sample, correct errors *and* erasures, verify.
 
 If nothing verifies, the decoder still has to say whether the image was a canary at
 all: `DEGRADED` (the anchors are there, the payload is not readable) versus
@@ -23,18 +28,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
-from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe
+from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe, restart_prefix
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 
-__all__ = ["Decoder", "Observation", "Status"]
+__all__ = ["Decoder", "Observation", "Status", "message_rows", "reduced_scale"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 # A MAC failure after a decode that used at most this share of the RS budget is a
@@ -63,28 +69,35 @@ class Decoder:
     """Decodes canary markers; one instance per keyring (it caches sampling grids)."""
 
     def __init__(
-        self, keyring: Keyring, *, limits: ImageLimits | None = None, fast_path: bool = True
+        self,
+        keyring: Keyring,
+        *,
+        limits: ImageLimits | None = None,
+        fast_path: bool = True,
+        reduced_path: bool = True,
     ) -> None:
         self.keyring = keyring
         self.limits = limits or ImageLimits()
         self.fast_path = fast_path
+        # False: always decode at full resolution (the reference the reduced read must agree with)
+        self.reduced_path = reduced_path
 
     # -- entry points ---------------------------------------------------------------
     def decode(self, data: bytes) -> Observation:
         """Classify encoded image bytes (JPEG, PNG, GIF, BMP, WebP)."""
         try:
             info = probe(data, self.limits)
-            if self.fast_path:
-                reduce = _reduction(info, min_width=COLS * 5)
-                gray = load_gray(data, info, reduce=reduce)
-                read = _read_grid(gray, None)
-                obs = self._conclude(read, "fast", info)
+            reduce = reduced_scale(info)
+            if self.fast_path and self.reduced_path and reduce > 1:
+                obs = self._verify_clean(self._read_top(data, info, reduce), info)
+                if obs is None:
+                    obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
                 if obs is not None:
                     return obs
-            work = load_gray(data, info, reduce=_reduction(info, min_width=COLS * 10))
+            gray = load_gray(data, info)
         except ImageRejected as e:
             return Observation(Status.UNDECODABLE, reason=str(e))
-        return self._robust(work, info)
+        return self._classify(gray, info, robust_reduce=_reduction(info, min_width=COLS * 10))
 
     def decode_image(self, image: np.ndarray) -> Observation:
         """Classify an already decoded frame (BGR or grayscale array), e.g. from a video."""
@@ -93,11 +106,19 @@ class Decoder:
         if image.size == 0 or image.ndim != 2:
             return Observation(Status.UNDECODABLE, reason="empty or malformed image array")
         gray = np.ascontiguousarray(image, dtype=np.uint8)
-        info = Probe("array", gray.shape[1], gray.shape[0])
+        return self._classify(gray, Probe("array", gray.shape[1], gray.shape[0]), robust_reduce=1)
+
+    def _classify(self, gray: np.ndarray, info: Probe, *, robust_reduce: int) -> Observation:
+        """Every verdict but a reduced-scale `VERIFIED` comes from here, on the full frame."""
         if self.fast_path:
             obs = self._conclude(_read_grid(gray, None), "fast", info)
             if obs is not None:
                 return obs
+        if robust_reduce > 1:
+            # the working resolution the robust path was tuned at (1/2–1/8 of a large frame)
+            h, w = gray.shape
+            size = (-(-w // robust_reduce), -(-h // robust_reduce))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         return self._robust(gray, info)
 
     # -- robust path ----------------------------------------------------------------
@@ -148,7 +169,42 @@ class Decoder:
             height=info.height,
         )
 
+    @staticmethod
+    def _read_top(data: bytes, info: Probe, reduce: int) -> bytes | None:
+        """The signed message from the top of the frame alone, when its JPEG allows a cut."""
+        cut = restart_prefix(data, message_rows(info.height))
+        if cut is None:
+            return None
+        top, rows = cut
+        try:
+            gray = load_gray(top, Probe(info.format, info.width, rows), reduce=reduce)
+        except ImageRejected:
+            return None  # the cut did not decode: read the whole frame instead
+        return _read_message(gray, -(-info.height // reduce))
+
     # -- verification ---------------------------------------------------------------
+    def _verify_clean(self, message: bytes | None, info: Probe) -> Observation | None:
+        """VERIFIED from a clean reduced-scale read, else None (decode at full resolution)."""
+        if message is None:
+            return None
+        fields, signature = split_signed(message)
+        tenant = self.keyring.verify(fields, fields[1:4], signature)
+        if tenant is None:
+            return None
+        try:
+            payload = Payload.from_bytes(fields)
+        except ValueError:
+            return None
+        return Observation(
+            Status.VERIFIED,
+            tenant=tenant,
+            payload=payload,
+            confidence=1.0,
+            path="reduced",
+            width=info.width,
+            height=info.height,
+        )
+
     def _conclude(self, read: _Read, path: str, info: Probe) -> Observation | None:
         """VERIFIED or FORGED from a successful RS decode, else None (try harder)."""
         corr = read.correction
@@ -189,6 +245,11 @@ class Decoder:
 # -- sampling and reading -------------------------------------------------------------
 
 
+def reduced_scale(info: Probe) -> int:
+    """The DCT scale (1, 2, 4 or 8) of the reduced read: modules stay >= 5 px."""
+    return _reduction(info, min_width=COLS * 5)
+
+
 def _reduction(info: Probe, *, min_width: int) -> int:
     if info.format != "jpeg":
         return 1
@@ -205,6 +266,7 @@ def _identity(shape: tuple[int, ...]) -> np.ndarray:
 
 
 _WHITENING = LAYOUT.whitening[:_CODE_BITS]
+_WHITENING_BYTES = np.packbits(_WHITENING)
 _OFFSETS = np.array([[-0.2, -0.2], [0.2, -0.2], [-0.2, 0.2], [0.2, 0.2]])
 
 
@@ -259,6 +321,59 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
             if corr is not None:
                 break
     return _Read(corr, contrast)
+
+
+@lru_cache(maxsize=64)
+def _centre_index(h: int, w: int) -> np.ndarray:
+    """Flat pixel index of each data module's centre, for a frame that fills the image."""
+    matrix = _identity((h, w))
+    x = matrix[0, 0] * (LAYOUT.data_cols[:_CODE_BITS] + 0.5) + matrix[0, 2]
+    y = matrix[1, 1] * (LAYOUT.data_rows[:_CODE_BITS] + 0.5) + matrix[1, 2]
+    rows = np.clip(np.rint(y).astype(np.intp), 0, h - 1)
+    cols = np.clip(np.rint(x).astype(np.intp), 0, w - 1)
+    index: np.ndarray = rows * w + cols
+    return index
+
+
+# The signed message's modules sit in module rows 0..10 (codeword bytes are laid out
+# top to bottom, message first): decoding those rows is enough to verify a clean frame.
+_MESSAGE_BITS = PAYLOAD_BYTES * 8
+_MESSAGE_MODULE_ROWS = int(LAYOUT.data_rows[:_MESSAGE_BITS].max()) + 1
+
+
+def message_rows(height: int) -> int:
+    """How many pixel rows, from the top of a frame `height` high, hold the signed message."""
+    return -(-_MESSAGE_MODULE_ROWS * height // ROWS)
+
+
+def _read_message(img: np.ndarray, full_height: int) -> bytes | None:
+    """The signed message read from the top rows of a frame `full_height` pixels high.
+
+    No parity is read, so nothing is checked here: the MAC is what accepts it.
+    """
+    h, w = img.shape
+    index = _centre_index(full_height, w)[:_MESSAGE_BITS]
+    if int(index.max()) >= h * w:  # the message's last row is not in the image
+        return None
+    _, dark = cv2.threshold(img.take(index), 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    bits = cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)
+    return (np.packbits(bits) ^ _WHITENING_BYTES[:PAYLOAD_BYTES]).tobytes()
+
+
+def _read_reduced(img: np.ndarray) -> bytes | None:
+    """The signed message when the frame fills `img` and reads as an exact codeword.
+
+    The reduced-scale read, at >= 5 px per module: one sample at each module's centre,
+    Otsu's threshold, no error correction (a single symbol error means decoding the
+    full frame), so what it returns is exactly what the camera encoded.
+    """
+    h, w = img.shape
+    samples = img.take(_centre_index(h, w))
+    _, dark = cv2.threshold(samples, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    codeword = np.packbits(cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)) ^ _WHITENING_BYTES
+    if not ecc.is_codeword(codeword):
+        return None
+    return codeword[:PAYLOAD_BYTES].tobytes()
 
 
 def _two_means(values: np.ndarray) -> tuple[float, float, float]:

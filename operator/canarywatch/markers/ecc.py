@@ -2,7 +2,9 @@
 
 Encoding and error/erasure correction use `reedsolo`; the clean-frame check that
 runs on every frame is a vectorised syndrome computation, because a pure-Python
-decode costs ~100 µs even when there is nothing to correct.
+decode costs ~100 µs even when there is nothing to correct. Syndromes are linear in
+the codeword, so each byte position has a table of what each byte value adds to the
+20 syndromes, and the check is one gather and one XOR-reduce (a few µs).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import reedsolo
 
 from canarywatch.markers.payload import PAYLOAD_BYTES
 
-__all__ = ["CODEWORD_BYTES", "PARITY_BYTES", "Correction", "correct", "encode", "is_codeword"]
+__all__ = [
+    "CODEWORD_BYTES",
+    "PARITY_BYTES",
+    "Correction",
+    "correct",
+    "encode",
+    "is_codeword",
+]
 
 PARITY_BYTES = 20
 CODEWORD_BYTES = PAYLOAD_BYTES + PARITY_BYTES
@@ -49,11 +58,24 @@ def encode(message: bytes) -> bytes:
     return bytes(_CODEC.encode(message))
 
 
+def _syndrome_tables() -> np.ndarray:
+    """(position * 256 + byte value, 3) uint64: the 20 syndrome bytes (zero-padded to 24)
+    that `value` at codeword position `position` contributes; syndromes are their XOR."""
+    values = np.arange(256)
+    tables = np.zeros((CODEWORD_BYTES, 256, 24), dtype=np.uint8)
+    tables[:, :, :PARITY_BYTES] = np.where(
+        values[None, :, None] != 0, _EXP[(_LOG[values][None, :, None] + _POWERS.T[:, None, :]) % 255], 0
+    )
+    return tables.view(np.uint64).reshape(CODEWORD_BYTES * 256, 3)
+
+
+_SYNDROMES = _syndrome_tables()
+_ROWS = np.arange(CODEWORD_BYTES, dtype=np.intp) * 256
+
+
 def is_codeword(codeword: np.ndarray) -> bool:
     """True when all syndromes vanish (the frame arrived without a single symbol error)."""
-    nz = codeword != 0
-    terms = np.where(nz[None, :], _EXP[(_LOG[codeword][None, :] + _POWERS) % 255], 0)
-    return not np.bitwise_xor.reduce(terms, axis=1).any()
+    return not np.bitwise_xor.reduce(_SYNDROMES.take(_ROWS + codeword, axis=0), axis=0).any()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DCT_SCALE_FLAGS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ImageLimits",
@@ -22,6 +23,7 @@ __all__ = [
     "Probe",
     "load_gray",
     "probe",
+    "restart_prefix",
 ]
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
@@ -74,6 +76,68 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             raise ImageRejected("corrupt JPEG: scan before frame header")
         i += 2 + length
     raise ImageRejected("truncated JPEG: no frame header")
+
+
+def restart_prefix(data: bytes, rows: int) -> tuple[bytes, int] | None:
+    """A JPEG of only the top of `data` (at least `rows` pixel rows) and its height, or None.
+
+    Possible when the scan has restart markers (DRI) that fall on an MCU-row boundary:
+    the entropy-coded data is cut at that marker, the frame header's height lowered to
+    match and an end-of-image marker appended, so libjpeg decodes only those rows,
+    cleanly (no "premature end" warning). Canary cameras write a restart marker per MCU
+    row for this (and so that a corrupted byte costs one row, not the rest of the frame).
+    """
+    sof = dri = sos = -1
+    interval = 0
+    i, n = 2, len(data)
+    while i + 4 <= n and sos < 0:
+        marker = data[i + 1]
+        if data[i] != 0xFF:
+            return None
+        if marker == 0xFF:
+            i += 1
+            continue
+        (length,) = struct.unpack_from(">H", data, i + 2)
+        if marker in (0xC0, 0xC1):  # baseline/extended sequential: a single scan
+            sof = i
+        elif marker in _SOF_MARKERS:
+            return None  # progressive, lossless, arithmetic: not one cuttable scan
+        elif marker == 0xDD and length == 4 and i + 6 <= n:
+            dri, (interval,) = i, struct.unpack_from(">H", data, i + 4)
+        elif marker == 0xDA:
+            sos = i
+        i += 2 + length
+    if sof < 0 or sos < 0 or dri < 0 or interval == 0 or sof + 10 > n:
+        return None
+    height, width, components = struct.unpack_from(">HHB", data, sof + 5)
+    if data[sos + 4] != components or sof + 10 + 3 * components > n:
+        return None  # not one interleaved scan of every component
+    factors = [data[sof + 11 + 3 * c] for c in range(components)]
+    if components == 1:
+        mcu_w = mcu_h = 8  # a single-component scan is not interleaved: one block per MCU
+    else:
+        mcu_w, mcu_h = 8 * max(f >> 4 for f in factors), 8 * max(f & 15 for f in factors)
+    per_row = -(-width // mcu_w)
+    mcu_rows = -(-rows // mcu_h)
+    while (mcu_rows * per_row) % interval:
+        mcu_rows += 1
+    if mcu_rows * mcu_h >= height:
+        return None  # nothing to save
+    # Restart markers cycle RST0..RST7; the one ending interval m is RST((m-1) % 8), and
+    # is the ((m-1) // 8 + 1)-th occurrence of that marker (0xFF 0xDn never occurs
+    # otherwise in entropy-coded data). One vectorised pass finds it (bytes.find stops
+    # at every stuffed 0xFF and costs twice as much).
+    last = mcu_rows * per_row // interval - 1
+    raw = np.frombuffer(data, dtype=np.uint8)
+    hits = np.flatnonzero(raw[i:] == 0xD0 + last % 8) + (i - 1)
+    hits = hits[raw[hits] == 0xFF]
+    if hits.size <= last // 8:
+        return None
+    cut = int(hits[last // 8])
+    top = mcu_rows * mcu_h
+    return b"".join(
+        (data[: sof + 5], struct.pack(">H", top), memoryview(data)[sof + 7 : cut], b"\xff\xd9")
+    ), top
 
 
 def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
@@ -137,7 +201,8 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ImageRejected("corrupt WebP header")
 
 
-_REDUCED = {
+#: cv2.imdecode flag for a grayscale decode at 1/scale (libjpeg's DCT scaling)
+DCT_SCALE_FLAGS = {
     1: cv2.IMREAD_GRAYSCALE,
     2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
     4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
@@ -147,7 +212,7 @@ _REDUCED = {
 
 def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
     """Decode to 8-bit grayscale; JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling)."""
-    flag = _REDUCED[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
+    flag = DCT_SCALE_FLAGS[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except cv2.error as e:

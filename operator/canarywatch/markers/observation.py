@@ -29,6 +29,6 @@ class Observation:
     tenant: str | None = None
     payload: Payload | None = None
     confidence: float = 0.0
-    path: str = ""
+    path: str = ""  # which read concluded: "reduced" (DCT-scaled JPEG), "fast", "robust"
     width: int = 0
     height: int = 0

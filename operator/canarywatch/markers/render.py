@@ -1,9 +1,19 @@
-"""Render canary frames: the signed marker, the canary background and a caption."""
+"""Render canary frames: the signed marker, the canary background and a caption.
+
+A camera renders one frame per tick at up to 720p, so everything that does not change
+between frames is computed once per camera and size: where each module row and
+column falls in pixels, and the caption box with its first line (tenant and camera).
+Per frame only the module rows (one prepared pixel row each, repeated) and the second
+caption line (seq and time) are drawn. The result is byte-for-byte the frame that
+painting every pixel would give (`tests/unit/test_render_cache.py` holds that
+reference).
+"""
 
 from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -17,7 +27,9 @@ __all__ = [
     "DEFAULT_HEIGHT",
     "DEFAULT_WIDTH",
     "LIGHT_BGR",
+    "FrameRenderer",
     "FrameSpec",
+    "caption_lines",
     "encode_image",
     "module_bits",
     "render_frame",
@@ -30,6 +42,8 @@ LIGHT_BGR = (0, 214, 255)
 DARK_BGR = (100, 40, 40)
 CAPTION_BG_BGR = (215, 250, 255)
 MIN_WIDTH, MIN_HEIGHT = 64, 36
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_PALETTE = np.array([LIGHT_BGR, DARK_BGR], dtype=np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,52 +70,154 @@ def module_bits(message: bytes) -> np.ndarray:
     return grid
 
 
-def render_frame(spec: FrameSpec, key: bytes) -> np.ndarray:
-    """A BGR canary frame for `spec`, signed with the tenant's `key`."""
-    if spec.width < MIN_WIDTH or spec.height < MIN_HEIGHT:
-        raise ValueError(f"frame must be at least {MIN_WIDTH}x{MIN_HEIGHT}, got {spec.width}x{spec.height}")
-    grid = module_bits(pack_signed(spec.payload(), key))
-    # pixel → module index; integer arithmetic keeps module edges on the 8×8 JPEG
-    # grid whenever width/32 and height/18 are multiples of 8
-    col_of_x = (np.arange(spec.width) * COLS) // spec.width
-    row_of_y = (np.arange(spec.height) * ROWS) // spec.height
-    dark = grid[row_of_y[:, None], col_of_x[None, :]]
-    frame = np.empty((spec.height, spec.width, 3), dtype=np.uint8)
-    frame[...] = LIGHT_BGR
-    frame[dark] = DARK_BGR
-    _draw_caption(frame, spec)
-    return frame
+def caption_lines(spec: FrameSpec) -> tuple[str, str]:
+    """The human-readable caption: who and which camera, then seq and UTC time."""
+    stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(spec.time))
+    return f"CANARY {spec.tenant} cam {spec.camera}", f"#{spec.seq} {stamp}Z"
 
 
 def _edge(i: int, n: int, size: int) -> int:
     return -(-i * size // n)  # first pixel whose module index is >= i
 
 
-def _draw_caption(frame: np.ndarray, spec: FrameSpec) -> None:
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """Pixel geometry of one frame size (shared by every camera of that size)."""
+
+    width: int
+    height: int
+    row_edges: tuple[int, ...]  # module row r covers pixel rows row_edges[r]:row_edges[r + 1]
+    col_widths: np.ndarray  # pixel columns of each module column
+    box: tuple[int, int, int, int]  # caption box x0, x1, y0, y1
+
+
+@lru_cache(maxsize=16)
+def _geometry(width: int, height: int) -> _Geometry:
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        raise ValueError(f"frame must be at least {MIN_WIDTH}x{MIN_HEIGHT}, got {width}x{height}")
     c0, r0, w, h = CAPTION_BOX
-    height, width = frame.shape[:2]
-    x0, x1 = _edge(c0, COLS, width), _edge(c0 + w, COLS, width)
-    y0, y1 = _edge(r0, ROWS, height), _edge(r0 + h, ROWS, height)
-    frame[y0:y1, x0:x1] = CAPTION_BG_BGR
-    stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(spec.time))
-    lines = (f"CANARY {spec.tenant} cam {spec.camera}", f"#{spec.seq} {stamp}Z")
+    # integer arithmetic keeps module edges on the 8×8 JPEG grid whenever width/32
+    # and height/18 are multiples of 8
+    col_widths = np.diff([_edge(c, COLS, width) for c in range(COLS + 1)])
+    col_widths.setflags(write=False)
+    return _Geometry(
+        width=width,
+        height=height,
+        row_edges=tuple(_edge(r, ROWS, height) for r in range(ROWS + 1)),
+        col_widths=col_widths,
+        box=(
+            _edge(c0, COLS, width),
+            _edge(c0 + w, COLS, width),
+            _edge(r0, ROWS, height),
+            _edge(r0 + h, ROWS, height),
+        ),
+    )
+
+
+def _draw_line(frame: np.ndarray, box: tuple[int, int, int, int], index: int, text: str) -> None:
+    """Caption line `index` (0 or 1), scaled to fit its half of the caption box."""
+    x0, x1, y0, y1 = box
     box_w, line_h = x1 - x0, (y1 - y0) / 2
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for i, text in enumerate(lines):
-        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
-        scale = min(0.62 * line_h / th, 0.94 * box_w / tw)
-        thickness = max(1, round(scale * 1.6))
-        (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
-        org = (x0 + (box_w - tw) // 2, round(y0 + line_h * i + (line_h + th) / 2))
-        cv2.putText(frame, text, org, font, scale, DARK_BGR, thickness, cv2.LINE_AA)
+    (tw, th), _ = cv2.getTextSize(text, _FONT, 1.0, 1)
+    scale = min(0.62 * line_h / th, 0.94 * box_w / tw)
+    thickness = max(1, round(scale * 1.6))
+    (tw, th), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    org = (x0 + (box_w - tw) // 2, round(y0 + line_h * index + (line_h + th) / 2))
+    cv2.putText(frame, text, org, _FONT, scale, DARK_BGR, thickness, cv2.LINE_AA)
 
 
-def encode_image(frame: np.ndarray, fmt: str = "jpeg", *, quality: int = 85) -> bytes:
-    """Encode a frame as JPEG or PNG bytes."""
+class FrameRenderer:
+    """Renders the frames of one camera (tenant, camera number, size), caching what stays.
+
+    The caption box with its first line is drawn once; when that line's anti-aliased
+    edge would reach outside the box (tiny frames, long tenant ids), it is drawn per
+    frame instead, so a cached frame never differs from a fully painted one.
+    """
+
+    def __init__(
+        self, tenant: str, camera: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT
+    ) -> None:
+        self.tenant, self.camera = tenant, camera
+        self.geometry = _geometry(width, height)
+        self._tag = tenant_tag(tenant)
+        self._first_line = caption_lines(FrameSpec(tenant, camera, 0, 0.0, width, height))[0]
+        self._caption = self._caption_patch()
+
+    def _caption_patch(self) -> np.ndarray | None:
+        """The caption box with its first line, or None when the line leaves the box."""
+        g = self.geometry
+        x0, x1, y0, y1 = g.box
+        # draw on the box plus a margin: ink in the margin means the line leaves the box
+        m = max(8, (y1 - y0) // 2)
+        left, top = max(0, x0 - m), max(0, y0 - m)
+        canvas = np.zeros((min(g.height, y1 + m) - top, min(g.width, x1 + m) - left, 3), dtype=np.uint8)
+        inner = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        canvas[inner] = CAPTION_BG_BGR
+        _draw_line(canvas, (x0 - left, x1 - left, y0 - top, y1 - top), 0, self._first_line)
+        outside = canvas.copy()
+        outside[inner] = 0
+        if outside.any():
+            return None
+        patch = canvas[inner].copy()
+        patch.setflags(write=False)
+        return patch
+
+    def render(self, spec: FrameSpec, key: bytes) -> np.ndarray:
+        """A new BGR frame for `spec` (whose tenant, camera and size are this renderer's)."""
+        g = self.geometry
+        if (spec.tenant, spec.camera, spec.width, spec.height) != (
+            self.tenant,
+            self.camera,
+            g.width,
+            g.height,
+        ):
+            raise ValueError(
+                f"renderer for {self.tenant!r} camera {self.camera} at {g.width}x{g.height} "
+                f"cannot render {spec.tenant!r} camera {spec.camera} at {spec.width}x{spec.height}"
+            )
+        payload = Payload(tenant_tag=self._tag, camera=spec.camera, seq=spec.seq, time=spec.time)
+        grid = module_bits(pack_signed(payload, key))
+        # one pixel row per module row, repeated down the module: (ROWS, width*3)
+        rows = np.repeat(_PALETTE[grid.view(np.uint8)], g.col_widths, axis=1).reshape(ROWS, -1)
+        frame = np.empty((g.height, g.width, 3), dtype=np.uint8)
+        flat = frame.reshape(g.height, -1)
+        for r in range(ROWS):
+            flat[g.row_edges[r] : g.row_edges[r + 1]] = rows[r]
+        x0, x1, y0, y1 = g.box
+        if self._caption is not None:
+            frame[y0:y1, x0:x1] = self._caption
+        else:
+            frame[y0:y1, x0:x1] = CAPTION_BG_BGR
+            _draw_line(frame, g.box, 0, self._first_line)
+        _draw_line(frame, g.box, 1, caption_lines(spec)[1])
+        return frame
+
+
+@lru_cache(maxsize=16)
+def _renderer(tenant: str, camera: int, width: int, height: int) -> FrameRenderer:
+    return FrameRenderer(tenant, camera, width, height)
+
+
+def render_frame(spec: FrameSpec, key: bytes) -> np.ndarray:
+    """A BGR canary frame for `spec`, signed with the tenant's `key`."""
+    return _renderer(spec.tenant, spec.camera, spec.width, spec.height).render(spec, key)
+
+
+def encode_image(
+    frame: np.ndarray, fmt: str = "jpeg", *, quality: int = 85, restart_rows: bool = False
+) -> bytes:
+    """Encode a frame as JPEG or PNG bytes.
+
+    `restart_rows`: a JPEG restart marker after every row of MCUs (16 px at OpenCV's
+    4:2:0), what canary cameras publish: a viewer then decodes only the rows that hold
+    the signed message, and a corrupted byte costs one row, not the rest of the frame.
+    """
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt)
     if ext is None:
         raise ValueError(f"format must be jpeg or png, got {fmt!r}")
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
+    if restart_rows and ext == ".jpg":
+        params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-frame.shape[1] // 16)]
     ok, buf = cv2.imencode(ext, frame, params)
     if not ok:
         raise ValueError(f"could not encode frame as {fmt}")

@@ -1,0 +1,189 @@
+"""The reduced-scale read is a shortcut, never a different answer.
+
+A JPEG is first decoded at 1/2–1/8 scale; only a clean codeword with a verified MAC is
+concluded there. Everything else — including every non-ok verdict — comes from the
+full-resolution decode, so the reduced read can neither attribute differently nor make
+a damaged canary look foreign.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from canarywatch.bench.degradations import DEGRADATIONS, Degradation, samples
+from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
+from canarywatch.markers import decode as decode_module
+from canarywatch.markers.decode import reduced_scale
+from canarywatch.markers.images import probe, restart_prefix
+
+NOW = 1_795_000_000.5
+PER_DEGRADATION = 40
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(scale, rows) of every decode the decoder performs, in order."""
+    calls: list[tuple[int, int]] = []
+    real = decode_module.load_gray
+
+    def spy(data: bytes, info: Any, *, reduce: int = 1) -> np.ndarray:
+        calls.append((reduce, info.height))
+        return real(data, info, reduce=reduce)
+
+    monkeypatch.setattr(decode_module, "load_gray", spy)
+    return calls
+
+
+def _canary(keyring: Keyring, tenant: str = "acme-7", w: int = 1280, h: int = 720) -> np.ndarray:
+    return render_frame(FrameSpec(tenant, 3, 41, NOW, w, h), keyring.key(tenant))
+
+
+@pytest.mark.parametrize("degradation", DEGRADATIONS, ids=lambda d: d.name)
+def test_reduced_decode_agrees_with_full_decode(keyring: Keyring, degradation: Degradation) -> None:
+    with_reduced, full_only = Decoder(keyring), Decoder(keyring, reduced_path=False)
+    batch = samples(degradation, keyring, PER_DEGRADATION, seed=sum(map(ord, degradation.name)) + 5)
+    for s in batch:
+        assert isinstance(s.received, bytes)
+        got, reference = with_reduced.decode(s.received), full_only.decode(s.received)
+        if got.path == "reduced":
+            assert got.status is Status.VERIFIED
+            assert (reference.status, reference.tenant, reference.payload) == (
+                Status.VERIFIED,
+                got.tenant,
+                got.payload,
+            )
+        else:  # fell back: the answer is the full decode's, whatever it is
+            assert got == reference
+
+
+@pytest.mark.parametrize(("w", "h", "scale"), [(1920, 1080, 8), (1280, 720, 8), (640, 360, 4), (320, 180, 2)])
+def test_a_clean_frame_is_judged_on_the_reduced_decode_alone(
+    keyring: Keyring, decodes: list[tuple[int, int]], w: int, h: int, scale: int
+) -> None:
+    obs = Decoder(keyring).decode(encode_image(_canary(keyring, "bravo-2", w, h)))
+    assert (obs.status, obs.tenant, obs.path, obs.confidence) == (Status.VERIFIED, "bravo-2", "reduced", 1.0)
+    assert decodes == [(scale, h)]
+
+
+def test_a_symbol_error_falls_back_to_full_resolution_and_is_corrected(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    frame = _canary(keyring)
+    frame[40:120, 40:200] = (100, 40, 40)  # paint over data modules: symbol errors
+    obs = Decoder(keyring).decode(encode_image(frame))
+    assert decodes == [(8, 720), (1, 720)]
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
+    assert obs.confidence < 1.0
+
+
+def test_a_forged_frame_is_called_forged_only_after_a_full_decode(decodes: list[tuple[int, int]]) -> None:
+    stranger = Keyring.generate(["acme-7"])
+    obs = Decoder(Keyring.generate(["acme-7", "bravo-2"])).decode(encode_image(_canary(stranger)))
+    assert obs.status is Status.FORGED and obs.tenant is None
+    assert decodes == [(8, 720), (1, 720)] and obs.path == "fast"
+
+
+def test_content_is_called_not_a_canary_only_after_a_full_decode(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    rng = np.random.default_rng(3)
+    noise = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 4)
+    obs = Decoder(keyring).decode(encode_image(noise))
+    assert obs.status in (Status.NOT_CANARY, Status.DEGRADED, Status.UNDECODABLE)
+    assert decodes == [(8, 720), (1, 720)]
+
+
+def test_png_and_small_jpegs_are_decoded_once_at_full_resolution(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    decoder = Decoder(keyring)
+    assert decoder.decode(encode_image(_canary(keyring), "png")).status is Status.VERIFIED
+    assert decoder.decode(encode_image(_canary(keyring, w=160, h=90))).status is Status.VERIFIED
+    assert decodes == [(1, 720), (1, 90)]
+
+
+# -- camera JPEGs: a restart marker per MCU row, so only the message's rows are decoded ------
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "top"), [(1920, 1080, 672), (1280, 720, 448), (640, 360, 224), (320, 180, 112)]
+)
+def test_a_camera_jpeg_is_verified_from_the_top_rows_alone(
+    keyring: Keyring, decodes: list[tuple[int, int]], w: int, h: int, top: int
+) -> None:
+    body = encode_image(_canary(keyring, "bravo-2", w, h), restart_rows=True)
+    reference = Decoder(keyring, reduced_path=False).decode(body)
+    decodes.clear()
+    obs = Decoder(keyring).decode(body)
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "bravo-2", "reduced")
+    assert (obs.payload, obs.width, obs.height) == (reference.payload, w, h)
+    assert decodes == [(reduced_scale(probe(body)), top)]
+
+
+def test_the_top_rows_decode_to_the_pixels_of_the_whole_frame(keyring: Keyring) -> None:
+    for body in (
+        encode_image(_canary(keyring), restart_rows=True),
+        # one component, an interval that is not a row: cut at the first boundary after the message
+        cv2.imencode(
+            ".jpg", cv2.cvtColor(_canary(keyring), cv2.COLOR_BGR2GRAY), [cv2.IMWRITE_JPEG_RST_INTERVAL, 7]
+        )[1].tobytes(),
+    ):
+        cut = restart_prefix(body, 440)
+        assert cut is not None
+        top, rows = cut
+        assert 440 <= rows < 720
+        whole = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(cv2.imdecode(np.frombuffer(top, np.uint8), cv2.IMREAD_GRAYSCALE), whole[:rows])
+
+
+def test_jpegs_without_restart_markers_or_with_several_scans_are_not_cut(keyring: Keyring) -> None:
+    frame = _canary(keyring)
+    assert restart_prefix(encode_image(frame), 440) is None
+    progressive = cv2.imencode(
+        ".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_RST_INTERVAL, 80]
+    )[1].tobytes()
+    assert restart_prefix(progressive, 440) is None
+    assert Decoder(keyring).decode(progressive).status is Status.VERIFIED
+    assert restart_prefix(encode_image(frame, restart_rows=True), 720) is None  # nothing to save
+
+
+def test_a_damaged_top_falls_back_to_the_whole_frame(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    frame = _canary(keyring)
+    frame[40:120, 40:200] = (100, 40, 40)  # symbol errors in the message's rows
+    obs = Decoder(keyring).decode(encode_image(frame, restart_rows=True))
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
+    assert decodes == [(8, 448), (8, 720), (1, 720)]
+
+
+def test_a_forged_camera_jpeg_is_called_forged_only_after_a_full_decode(
+    decodes: list[tuple[int, int]],
+) -> None:
+    stranger = Keyring.generate(["acme-7"])
+    obs = Decoder(Keyring.generate(["acme-7"])).decode(encode_image(_canary(stranger), restart_rows=True))
+    assert obs.status is Status.FORGED and obs.path == "fast"
+    assert decodes == [(8, 448), (8, 720), (1, 720)]
+
+
+def test_camera_jpegs_at_any_quality_agree_with_full_decode(keyring: Keyring) -> None:
+    rng = np.random.default_rng(13)
+    with_reduced, full_only = Decoder(keyring), Decoder(keyring, reduced_path=False)
+    tenants = list(keyring)
+    for _ in range(40):
+        w, h = [(1280, 720), (640, 360), (320, 180)][int(rng.integers(0, 3))]
+        tenant = tenants[int(rng.integers(0, len(tenants)))]
+        spec = FrameSpec(tenant, int(rng.integers(0, 65536)), int(rng.integers(0, 2**32)), NOW, w, h)
+        body = encode_image(
+            render_frame(spec, keyring.key(tenant)), quality=int(rng.integers(10, 96)), restart_rows=True
+        )
+        got, reference = with_reduced.decode(body), full_only.decode(body)
+        assert reference.status is Status.VERIFIED
+        if got.path == "reduced":
+            assert (got.tenant, got.payload) == (reference.tenant, reference.payload)
+        else:
+            assert got == reference
