@@ -26,6 +26,7 @@
 # containerd's sandbox netns mounts never reach the host and vanish with it):
 #   * a fresh sysfs (it shows the node's network namespace, as `ip netns exec` gives),
 #     with the host's cgroup mounts bound back under /sys/fs/cgroup;
+#   * kubelet's cgroup root /ID made in every cgroup v1 hierarchy (cpuset filled in);
 #   * read-only files over the six /proc/sys entries kubelet would otherwise set
 #     VM-wide (vm.overcommit_memory, kernel.panic, ...), holding the values it wants.
 set -euo pipefail
@@ -69,6 +70,18 @@ create() { # ID WORKDIR
     "${nsx[@]}" ip route add default dev "${NODE_BRIDGE}"
     "${nsx[@]}" sysctl -qw net.ipv4.ip_forward=1
     "${nsx[@]}" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+
+    # kubelet's cgroup root (cgroupRoot: /ID), in every cgroup v1 hierarchy; a new
+    # cpuset cgroup has no CPUs or memory nodes until given its parent's.
+    local hierarchy
+    for hierarchy in /sys/fs/cgroup/*/; do
+        [[ -f "${hierarchy}cgroup.procs" && ! -f "${hierarchy}cgroup.controllers" ]] || continue
+        mkdir -p "${hierarchy}${id}"
+    done
+    if [[ -d /sys/fs/cgroup/cpuset/${id} ]]; then
+        cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/${id}/cpuset.cpus"
+        cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/${id}/cpuset.mems"
+    fi
 
     local sysctl_dir="${workdir}/kubelet-sysctls" entry
     mkdir -p "${sysctl_dir}"
@@ -178,7 +191,9 @@ sweep() {
         destroy "${id}"
     done
     # A network namespace of ours without a run dir (killed between the two steps).
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cwrc-[a-z0-9]+$' | while read -r id; do
+    local orphans
+    mapfile -t orphans < <(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cwrc-[a-z0-9]+$' || true)
+    for id in "${orphans[@]}"; do
         [[ -d "${RUN_ROOT}/${id}" ]] || destroy "${id}"
     done
 }
