@@ -1,6 +1,7 @@
 """The vocabulary canarywatch speaks to Kubernetes and to its own pods: the API group and
-kinds, label and annotation keys, the probe's transport names and the integration
-endpoints they use, and the paths a frame can come through.
+kinds, label and annotation keys, the agents' roles and environment variables, the
+probe's transport names and the integration endpoints they use, and the paths a frame
+can come through.
 
 One module so a name is written once (crate-operator's ``constants.py``); it imports
 nothing, so pure modules, agents and the operator can all use it.
@@ -8,11 +9,13 @@ nothing, so pure modules, agents and the operator can all use it.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Mapping
 from typing import Final
 
 __all__ = [
+    "AGENT_ENV_PREFIX",
     "API_GROUP",
     "API_VERSION",
     "CONFIG_HASH_ANNOTATION",
@@ -34,6 +37,8 @@ __all__ = [
     "PLURAL_PROBES",
     "TRANSPORT_ENDPOINTS",
     "VERSION",
+    "AgentEnv",
+    "AgentRole",
     "label_value",
 ]
 
@@ -63,6 +68,93 @@ CONFIG_HASH_ANNOTATION: Final = f"{API_GROUP}/config-hash"
 INCIDENT_ID_ANNOTATION: Final = f"{API_GROUP}/viewer-incident"
 #: On an object a kill switch changed: the integration whose kill switch owns the change.
 KILL_SWITCH_OWNER_ANNOTATION: Final = f"{API_GROUP}/kill-switch-of"
+
+
+class AgentRole(enum.StrEnum):
+    """What an agent pod runs: ``canarywatch camera`` or ``canarywatch viewer``."""
+
+    CAMERA = "camera"
+    VIEWER = "viewer"
+
+
+AGENT_ENV_PREFIX: Final = "CANARYWATCH_"
+
+
+class AgentEnv(enum.StrEnum):
+    """The agents' environment: the builders set it (``controller.manifests``), the
+    agents read it (``agents.env``). A member is its variable's name.
+
+    Set by the builders in every agent container::
+
+        ROLE                      camera | viewer
+        NAMESPACE, POD_NAME, NODE_NAME   (downward API)
+        INTEGRATION               the CameraIntegration's name
+        PROBE                     the CanaryProbe's name
+        TENANT                    this workload's synthetic tenant
+        CAMERAS                   cameras per tenant (camera ids 0..N-1)
+        FPS                       frames per second the cameras publish
+        KEYRING_DIR               directory of <tenant>.json keyrings
+        TOKEN_FILE                the tenant's token ({token}); absent without tokenSecretRef
+        ADAPTER                   JSON: the integration's endpoints for this role in the
+                                  standalone config's shape: integration.camera ({push} or
+                                  {serve}) or integration.viewer (the endpoints of the
+                                  probe's transports, pollInterval). Templates may carry
+                                  headersFrom: {header: {"env": NAME}} (resolve with
+                                  TokenSource.from_value, add to headers)
+        SECRET_<n>                Secret values those headersFrom name (``secret_variable``)
+        METRICS_PORT              port of /metrics and /healthz (readiness, liveness)
+      camera only:
+        FRAME_WIDTH, FRAME_HEIGHT
+      viewer only:
+        TENANTS                   every tenant of the probe, comma-separated (authz targets)
+        NETWORK_PROFILE           JSON for NetworkProfile.from_spec: "poor" or {name, latency, …}
+        NETWORK_PROFILE_NAME      the profile's name in the probe (labels, incidents)
+        NETWORK_SHAPER            application | tc. With tc an init container has already
+                                  imposed the profile with netem; the viewer applies only
+                                  what netem cannot (stalls)
+        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz
+        FRESHNESS_SECONDS         the stale bound
+        POLICY                    JSON: the integration's spec.policy verdict rules (absent:
+                                  built-in)
+
+    Optional, read by the agents with defaults a pod wants (see ``agents.env``):
+    METRICS_HOST, INCIDENT_QUIET_SECONDS, INCIDENT_REPEAT_SECONDS, SUMMARY_SECONDS,
+    LOG_LEVEL.
+    """
+
+    ROLE = "CANARYWATCH_ROLE"
+    NAMESPACE = "CANARYWATCH_NAMESPACE"
+    POD_NAME = "CANARYWATCH_POD_NAME"
+    NODE_NAME = "CANARYWATCH_NODE_NAME"
+    INTEGRATION = "CANARYWATCH_INTEGRATION"
+    PROBE = "CANARYWATCH_PROBE"
+    TENANT = "CANARYWATCH_TENANT"
+    CAMERAS = "CANARYWATCH_CAMERAS"
+    FPS = "CANARYWATCH_FPS"
+    KEYRING_DIR = "CANARYWATCH_KEYRING_DIR"
+    TOKEN_FILE = "CANARYWATCH_TOKEN_FILE"
+    ADAPTER = "CANARYWATCH_ADAPTER"
+    METRICS_PORT = "CANARYWATCH_METRICS_PORT"
+    FRAME_WIDTH = "CANARYWATCH_FRAME_WIDTH"
+    FRAME_HEIGHT = "CANARYWATCH_FRAME_HEIGHT"
+    TENANTS = "CANARYWATCH_TENANTS"
+    NETWORK_PROFILE = "CANARYWATCH_NETWORK_PROFILE"
+    NETWORK_PROFILE_NAME = "CANARYWATCH_NETWORK_PROFILE_NAME"
+    NETWORK_SHAPER = "CANARYWATCH_NETWORK_SHAPER"
+    TRANSPORTS = "CANARYWATCH_TRANSPORTS"
+    FRESHNESS_SECONDS = "CANARYWATCH_FRESHNESS_SECONDS"
+    POLICY = "CANARYWATCH_POLICY"
+    METRICS_HOST = "CANARYWATCH_METRICS_HOST"
+    INCIDENT_QUIET_SECONDS = "CANARYWATCH_INCIDENT_QUIET_SECONDS"
+    INCIDENT_REPEAT_SECONDS = "CANARYWATCH_INCIDENT_REPEAT_SECONDS"
+    SUMMARY_SECONDS = "CANARYWATCH_SUMMARY_SECONDS"
+    LOG_LEVEL = "CANARYWATCH_LOG_LEVEL"
+
+    @staticmethod
+    def secret_variable(index: int) -> str:
+        """The variable of the ``index``-th Secret value a ``headersFrom`` names."""
+        return f"{AGENT_ENV_PREFIX}SECRET_{index}"
+
 
 #: A CanaryProbe's ``spec.transports`` entry -> the CameraIntegration viewer endpoint it
 #: fetches through (``spec.adapter.viewer.<endpoint>``; the standalone config's

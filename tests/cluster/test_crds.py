@@ -1,11 +1,13 @@
 """The CRDs in a real API server: examples apply, invalid specs are rejected with
-messages that name the field, defaults, printer columns, the status subresource, the
-policy schema agreeing with ``Policy.from_mapping``, and the builders' manifests
-(RBAC included) accepted and enforced as built."""
+messages that name the field, defaults (the spec model's the same as the server's),
+printer columns, the status subresource, the policy schema agreeing with
+``Policy.from_mapping``, and the builders' manifests (RBAC included) accepted and
+enforced as built."""
 
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import json
 import re
@@ -16,14 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import controlplane
+import cv2
 import pytest
+import skimage
 import yaml
 from kubernetes.client.exceptions import ApiException
 from manifests import CRD_FILES, EXAMPLES, REPO, documents, example
 from polling import eventually
 
+from canarywatch.agents.reporting import build_leak_incident
 from canarywatch.controller import builders
+from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.policy import Policy, PolicyError
+from canarywatch.incidents.records import IncidentRecord
+from canarywatch.markers import FrameSpec, Keyring, encode_image, render_frame
+from canarywatch.spec import Schema
 from canarywatch.verdicts import Verdict
 
 pytestmark = pytest.mark.cluster
@@ -198,6 +207,8 @@ def test_example_applies_server_side(
         stored = get(api, doc["kind"], doc["metadata"]["name"], namespace)
         if doc["kind"] in ("CameraIntegration", "CanaryProbe", "LeakIncident"):
             assert_contains(stored["spec"], doc["spec"])  # nothing pruned, nothing rewritten
+            # The spec model (both shells) defaults exactly as the API server does.
+            assert Schema.of(doc["kind"]).read(doc["spec"], where="spec") == stored["spec"]
 
 
 def assert_contains(actual: Any, expected: Any, where: str = "spec") -> None:
@@ -276,6 +287,7 @@ def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: An
         },
     }
     spec = apply(api, integration, namespace)["spec"]
+    assert Schema.of("CameraIntegration").read(integration["spec"], where="spec") == spec
     assert spec["suspended"] is False
     assert spec["resolveAfterCleanSeconds"] == 300
     assert spec["policy"] == {"mode": "enforce"}
@@ -305,6 +317,7 @@ def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: An
     }
     spec = apply(api, probe, namespace)["spec"]
     # The builders apply the same defaults to a spec the server has not defaulted.
+    assert Schema.of("CanaryProbe").read(probe["spec"], where="spec") == spec
     for key, value in builders.PROBE_DEFAULTS.items():
         assert spec[key] == value, key
     assert spec["customNetworkProfiles"] == [{"name": "hub", "latency": "300ms", "shaper": "application"}]
@@ -472,6 +485,78 @@ def test_a_leak_incidents_spec_is_immutable_evidence(
         api, "LeakIncident", incident["metadata"]["name"], namespace, {"status": status}, "status"
     )
     assert updated["status"]["state"] == "Resolved"
+
+
+def viewer_incident(verdict: Verdict, namespace: str) -> dict[str, Any]:
+    """The LeakIncident a viewer pod creates, evidence picture included: the whole
+    synthetic frame for ``cross_tenant``, the pixelated thumbnail of a real photograph
+    for ``foreign``."""
+    now = 1_773_480_413.4
+    if verdict is Verdict.CROSS_TENANT:
+        keys = Keyring.generate(["acme-7", "bravo-2"])
+        frame = encode_image(
+            render_frame(FrameSpec("acme-7", 1, 1842, now - 0.25, 640, 360), keys.key("acme-7"))
+        )
+        attribution: dict[str, Any] = {
+            "observed_tenant": "acme-7",
+            "observed_camera": 1,
+            "observed_seq": 1842,
+        }
+    else:
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+        assert ok
+        frame = encoded.tobytes()
+        attribution = {"observed_tenant": None, "observed_camera": None, "observed_seq": None}
+    record = IncidentRecord(
+        id=f"{verdict.value}-20260314T092653Z-1-ab12",
+        integration="reference-relay",
+        probe="reference-relay-canaries",
+        verdict=verdict.value,
+        reason="seen by a test",
+        viewer_tenant="bravo-2",
+        viewer_camera=1,
+        stream="reference-relay/reference-relay-canaries/bravo-2/1/snapshot/poor",
+        path="snapshot",
+        network_profile="poor",
+        observed_time=now - 0.25 if verdict is Verdict.CROSS_TENANT else None,
+        frame_received_at=now,
+        recorded_at=now + 0.019,
+        detection_seconds=0.019,
+        mode="enforce",
+        **attribution,
+    )
+    evidence = collect_evidence(frame, verdict=verdict, received_at=now)
+    return build_leak_incident(record, evidence=evidence, namespace=namespace, pod="viewer-bravo-2-x2x8v")
+
+
+@pytest.mark.parametrize("verdict", [Verdict.CROSS_TENANT, Verdict.FOREIGN], ids=lambda v: v.value)
+def test_the_operator_can_record_progress_on_an_incident_with_a_picture(
+    control_plane: controlplane.ControlPlane, crds: Any, namespace: str, verdict: Verdict
+) -> None:
+    """What a viewer pod creates, the operator must be able to update: the spec's
+    immutability rule once failed on the server for any spec with a thumbnail
+    (``illegal base64 data`` evaluating ``self == oldSelf`` over a ``format: byte``
+    field), so no page and no kill switch ever followed a real viewer's incident."""
+    api = control_plane.api_client
+    incident = viewer_incident(verdict, namespace)
+    assert len(incident["spec"]["evidence"]["thumbnail"]) > 500  # a real picture, as pods send
+    name = incident["metadata"]["name"]
+    incidents = object_path({"kind": "LeakIncident"}, namespace)
+    request(api, "POST", incidents, body=incident)
+    status = {"state": "Open", "paged": {"dedupKey": f"canarywatch/reference-relay/{name}", "attempts": 1}}
+    updated = merge_patch(api, "LeakIncident", name, namespace, {"status": status}, "status")
+    assert updated["status"]["state"] == "Open"
+    assert updated["spec"]["evidence"]["thumbnail"] == incident["spec"]["evidence"]["thumbnail"]
+    # ... and the evidence itself still cannot be swapped.
+    swapped = {"spec": {"evidence": {"thumbnail": base64.b64encode(b"\xff\xd8 another frame").decode()}}}
+    code, message = rejection(lambda: merge_patch(api, "LeakIncident", name, namespace, swapped))
+    assert code == 422 and "cannot change" in message
+    # A picture must be base64: refused at creation, naming the field.
+    garbled = copy.deepcopy(incident)
+    garbled["metadata"]["name"] = f"{name}-garbled"
+    garbled["spec"]["evidence"]["thumbnail"] = "not base64!"
+    code, message = rejection(lambda: request(api, "POST", incidents, body=garbled))
+    assert code == 422 and "spec.evidence.thumbnail" in message
 
 
 # -- the policy schema and Policy.from_mapping agree ------------------------------------------

@@ -1,5 +1,6 @@
-"""The agents read exactly the environment ``controller.builders`` gives their containers,
-and a bad value stops them with a message naming the variable (never a secret)."""
+"""The agents read exactly the environment ``controller.builders`` gives their containers
+(both name it through ``canarywatch.api.AgentEnv``), and a bad value stops them with a
+message naming the variable (never a secret)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from manifests import example
 from canarywatch.agents.camera import run_camera_agent
 from canarywatch.agents.env import CameraSettings, EnvError, ViewerSettings, load_keyring
 from canarywatch.agents.viewer import run_viewer_agent
+from canarywatch.api import AgentEnv
 from canarywatch.controller import builders
 from canarywatch.incidents.policy import Confirmation, Policy
 from canarywatch.markers import Keyring
@@ -130,6 +132,19 @@ def test_viewer_reads_the_environment_builders_give_it(
     assert snapshot.headers == {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": API_KEY}
     mjpeg = settings.endpoints["mjpeg"].render(tenant="acme-7", camera="0", token=settings.token)
     assert mjpeg.headers == {"Authorization": f"Bearer {TOKEN}"}  # headersFrom only where configured
+
+
+def test_builders_and_agents_name_the_environment_from_one_vocabulary(
+    probe: dict[str, Any], integration: dict[str, Any]
+) -> None:
+    built = {
+        entry["name"]
+        for obj in builders.build_probe_workloads(probe, integration, image=IMAGE)
+        if obj["kind"] == "Deployment"
+        for entry in obj["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    secrets = {AgentEnv.secret_variable(0)}
+    assert built - secrets <= {str(v) for v in AgentEnv}, built - {str(v) for v in AgentEnv}
 
 
 def test_camera_reads_the_environment_builders_give_it(

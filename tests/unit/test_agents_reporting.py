@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from canarywatch.agents.viewer import IncidentReporter, ReportRejected, ViewerAg
 from canarywatch.incidents.evidence import THUMBNAIL_CELL_PIXELS, THUMBNAIL_CELLS, collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, FrameSpec, Keyring, encode_image, render_frame
+from canarywatch.spec import Schema, SpecError
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
 
@@ -40,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((REPO / "crds" / "leakincidents.yaml").read_text())
 (VERSION,) = CRD["spec"]["versions"]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+INCIDENT = Schema(SCHEMA)
 NOW = 1_773_480_413.412  # 2026-03-14T09:26:53.412Z
 TENANTS = ("acme-7", "bravo-2")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -47,48 +47,6 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 # -- the CRD, mirrored -------------------------------------------------------------------------
-
-
-def schema_problems(value: Any, schema: Mapping[str, Any], where: str = "") -> list[str]:
-    """What the API server's structural validation (and pruning) would object to."""
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(value, dict):
-            return [f"{where}: expected an object"]
-        problems = [f"{where}.{key}: required" for key in schema.get("required", []) if key not in value]
-        properties = schema.get("properties")
-        for key, item in value.items() if properties is not None else ():
-            if key not in properties:
-                problems.append(f"{where}.{key}: unknown field (the API server would prune it)")
-            else:
-                problems += schema_problems(item, properties[key], f"{where}.{key}")
-        return problems
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return [f"{where}: expected an integer, got {value!r}"]
-        low, high = schema.get("minimum", -(2**63)), schema.get("maximum", 2**63)
-        return [] if low <= value <= high else [f"{where}: {value} outside {low}..{high}"]
-    assert kind == "string", f"{where}: mirror {kind} too"
-    if not isinstance(value, str):
-        return [f"{where}: expected a string, got {value!r}"]
-    problems = []
-    if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", 2**31):
-        problems.append(f"{where}: length {len(value)}")
-    if "enum" in schema and value not in schema["enum"]:
-        problems.append(f"{where}: {value!r} not in {schema['enum']}")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        problems.append(f"{where}: {value!r} does not match {schema['pattern']}")
-    if schema.get("format") == "date-time":
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            problems.append(f"{where}: {value!r} is not RFC 3339")
-    if schema.get("format") == "byte":
-        try:
-            base64.b64decode(value, validate=True)
-        except binascii.Error:
-            problems.append(f"{where}: not base64")
-    return problems
 
 
 _ATTRIBUTED = ("cross_tenant", "misrouted", "stale")
@@ -128,9 +86,13 @@ CEL_MIRROR: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 
 def crd_problems(manifest: dict[str, Any]) -> list[str]:
-    problems = schema_problems(manifest, SCHEMA)
-    if problems:
-        return problems
+    try:
+        # What the API server's structural validation would object to (schema, formats,
+        # unknown fields it would prune): the spec model reads with the CRD's own schema.
+        INCIDENT.read(manifest, where="LeakIncident")
+    except SpecError as error:
+        return [str(error)]
+    problems: list[str] = []
     assert manifest["apiVersion"] == f"{CRD['spec']['group']}/{VERSION['name']}"
     assert manifest["kind"] == CRD["spec"]["names"]["kind"]
     for rule in SCHEMA["properties"]["spec"]["x-kubernetes-validations"]:

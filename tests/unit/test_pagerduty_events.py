@@ -20,12 +20,12 @@ from canarywatch.incidents.pagerduty import (
     Outbox,
     OutboxError,
     OutboxStore,
-    backoff_delay,
     build_event,
     make_dedup_key,
     severity_for_verdict,
     validate_event,
 )
+from canarywatch.retrying import backoff_delay
 
 ROUTING_KEY = "R" * 32
 

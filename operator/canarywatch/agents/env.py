@@ -1,11 +1,11 @@
 """The agents' process environment: ``CANARYWATCH_*`` settings parsed once, signals, logging.
 
-``controller.builders`` writes the contract (its module docstring lists every variable)
-and this module reads it. Everything is checked at startup and an error names the
-variable to fix (``CANARYWATCH_FPS: expected a number > 0, got 'fast'``), so a pod
-with a bad spec crash-loops with a message that says why instead of starting half an
-agent. Secret values (tokens, ``headersFrom`` headers) never appear in a message or
-a repr.
+``canarywatch.api.AgentEnv`` names every variable (its docstring says what each holds):
+the manifest builders (``controller.manifests``) write them and this module reads them.
+Everything is checked at startup and an error names the variable to fix
+(``CANARYWATCH_FPS: expected a number > 0, got 'fast'``), so a pod with a bad spec
+crash-loops with a message that says why instead of starting half an agent. Secret
+values (tokens, ``headersFrom`` headers) never appear in a message or a repr.
 
 Besides the builders' contract, a few optional variables tune the agents; their
 defaults are what a pod wants:
@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canarywatch.api import TRANSPORT_ENDPOINTS
-from canarywatch.controller.builders import AgentRole
+from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS, AgentEnv, AgentRole
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError, validate_tenant_id
+from canarywatch.spec import SHAPERS, Schema
 from canarywatch.viewer.http import AdapterConfigError, RenderedRequest, RequestTemplate, TokenSource
 from canarywatch.viewer.network import NetworkProfile, ProfileError
 
@@ -60,8 +60,6 @@ __all__ = [
     "load_keyring",
     "run_until_signalled",
 ]
-
-_SHAPERS = ("application", "tc")
 
 
 class EnvError(FieldError):
@@ -136,13 +134,12 @@ class CameraSettings(AgentSettings):
             serve_port = _ranged_int(serve.get("port"), f"{_ADAPTER}.serve.port", 1, 65535)
             if serve_port == common["metrics_port"]:
                 raise EnvError(
-                    _ADAPTER, f"serve.port {serve_port} is CANARYWATCH_METRICS_PORT too; they must differ"
+                    _ADAPTER, f"serve.port {serve_port} is {AgentEnv.METRICS_PORT} too; they must differ"
                 )
         return cls(
             **common,
-            # The CanaryProbe CRD's ranges.
-            width=_int(environ, "CANARYWATCH_FRAME_WIDTH", 64, 3840),
-            height=_int(environ, "CANARYWATCH_FRAME_HEIGHT", 36, 2160),
+            width=_int(environ, AgentEnv.FRAME_WIDTH, *_PROBE.bounds("frameSize.width")),
+            height=_int(environ, AgentEnv.FRAME_HEIGHT, *_PROBE.bounds("frameSize.height")),
             push=push,
             serve_host=serve_host,
             serve_port=serve_port,
@@ -171,51 +168,52 @@ class ViewerSettings(AgentSettings):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ViewerSettings:
         common = _common(environ, AgentRole.VIEWER)
-        tenants = _list(environ, "CANARYWATCH_TENANTS")
+        tenants = _list(environ, AgentEnv.TENANTS)
         for tenant in tenants:
-            _tenant_id(tenant, "CANARYWATCH_TENANTS")
+            _tenant_id(tenant, AgentEnv.TENANTS)
         if common["tenant"] not in tenants:
-            raise EnvError("CANARYWATCH_TENANTS", f"does not list this viewer's tenant {common['tenant']!r}")
-        shaper = _required(environ, "CANARYWATCH_NETWORK_SHAPER")
-        if shaper not in _SHAPERS:
-            raise EnvError(
-                "CANARYWATCH_NETWORK_SHAPER", f"expected one of {', '.join(_SHAPERS)}, got {shaper!r}"
-            )
-        transports = _list(environ, "CANARYWATCH_TRANSPORTS")
+            raise EnvError(AgentEnv.TENANTS, f"does not list this viewer's tenant {common['tenant']!r}")
+        shaper = _required(environ, AgentEnv.NETWORK_SHAPER)
+        if shaper not in SHAPERS:
+            raise EnvError(AgentEnv.NETWORK_SHAPER, f"expected one of {', '.join(SHAPERS)}, got {shaper!r}")
+        transports = _list(environ, AgentEnv.TRANSPORTS)
         adapter = _adapter(environ)
         endpoints: dict[str, Endpoint] = {}
         for transport in transports:
             endpoint = TRANSPORT_ENDPOINTS.get(transport)
             if endpoint is None:
                 raise EnvError(
-                    "CANARYWATCH_TRANSPORTS",
+                    AgentEnv.TRANSPORTS,
                     f"unknown transport {transport!r}; accepted: {', '.join(TRANSPORT_ENDPOINTS)}",
                 )
             if endpoint not in adapter:
                 raise EnvError(_ADAPTER, f"transport {transport} needs the {endpoint} endpoint")
             endpoints[endpoint] = _endpoint(adapter[endpoint], endpoint, environ)
         if not endpoints.keys() & {"snapshot", "mjpeg", "events"}:
-            raise EnvError("CANARYWATCH_TRANSPORTS", "needs at least one of snapshot, mjpeg, events")
+            raise EnvError(AgentEnv.TRANSPORTS, "needs at least one of snapshot, mjpeg, events")
         return cls(
             **common,
             tenants=tenants,
-            profile_name=_required(environ, "CANARYWATCH_NETWORK_PROFILE_NAME"),
+            profile_name=_required(environ, AgentEnv.NETWORK_PROFILE_NAME),
             profile=_profile(environ, shaper),
             shaper=shaper,
             transports=transports,
-            freshness_seconds=_number(environ, "CANARYWATCH_FRESHNESS_SECONDS"),
+            freshness_seconds=_number(environ, AgentEnv.FRESHNESS_SECONDS),
             endpoints=endpoints,
             poll_interval=_number_value(
-                adapter.get("pollInterval", 0.5), f"{_ADAPTER}.pollInterval", low=0.05, high=3600
+                adapter.get("pollInterval", _POLL_INTERVAL["default"]),
+                f"{_ADAPTER}.pollInterval",
+                low=_POLL_INTERVAL["minimum"],
+                high=_POLL_INTERVAL["maximum"],
             ),
             policy=_policy(environ),
-            incident_quiet_seconds=_number(environ, "CANARYWATCH_INCIDENT_QUIET_SECONDS", default=60.0),
-            incident_repeat_seconds=_number(environ, "CANARYWATCH_INCIDENT_REPEAT_SECONDS", default=120.0),
+            incident_quiet_seconds=_number(environ, AgentEnv.INCIDENT_QUIET_SECONDS, default=60.0),
+            incident_repeat_seconds=_number(environ, AgentEnv.INCIDENT_REPEAT_SECONDS, default=120.0),
         )
 
 
 def load_keyring(
-    directory: Path, *, require: tuple[str, ...], variable: str = "CANARYWATCH_KEYRING_DIR"
+    directory: Path, *, require: tuple[str, ...], variable: str = AgentEnv.KEYRING_DIR
 ) -> Keyring:
     """Every ``<tenant>.json`` keyring in ``directory`` merged into one; each tenant of
     ``require`` must be in it. A tenant in two files must have the same key in both."""
@@ -254,7 +252,7 @@ async def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -
 
 def configure_logging(environ: Mapping[str, str]) -> None:
     """Log lines to stderr (the container log) at ``CANARYWATCH_LOG_LEVEL``."""
-    level = environ.get("CANARYWATCH_LOG_LEVEL", "INFO").strip().upper()
+    level = environ.get(AgentEnv.LOG_LEVEL, "INFO").strip().upper()
     logging.basicConfig(
         level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
         stream=sys.stderr,
@@ -264,37 +262,41 @@ def configure_logging(environ: Mapping[str, str]) -> None:
 
 # -- pieces -------------------------------------------------------------------------------
 
-_ADAPTER = "CANARYWATCH_ADAPTER"
+_ADAPTER = AgentEnv.ADAPTER
+#: The ranges (and the poll interval's default) are the CRDs': the builders pass on
+#: values the API server has checked, and a hand-made environment gets the same checks.
+_PROBE = Schema.of(KIND_PROBE)
+_POLL_INTERVAL = Schema.of(KIND_INTEGRATION).field("viewer.pollInterval")
 
 
 def _common(environ: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
     """The fields of ``AgentSettings``, as keyword arguments."""
-    declared = _required(environ, "CANARYWATCH_ROLE")
+    declared = _required(environ, AgentEnv.ROLE)
     if declared != role.value:
-        raise EnvError("CANARYWATCH_ROLE", f"this is the {role.value} agent, but the role is {declared!r}")
+        raise EnvError(AgentEnv.ROLE, f"this is the {role.value} agent, but the role is {declared!r}")
     token = ""
-    token_file = environ.get("CANARYWATCH_TOKEN_FILE", "")
+    token_file = environ.get(AgentEnv.TOKEN_FILE, "")
     if token_file:
         try:
             token = TokenSource(file=token_file).resolve()
         except AdapterConfigError as error:
-            raise EnvError("CANARYWATCH_TOKEN_FILE", error.message) from None
+            raise EnvError(AgentEnv.TOKEN_FILE, error.message) from None
     return {
         "role": role,
-        "namespace": _required(environ, "CANARYWATCH_NAMESPACE"),
-        "pod_name": _required(environ, "CANARYWATCH_POD_NAME"),
+        "namespace": _required(environ, AgentEnv.NAMESPACE),
+        "pod_name": _required(environ, AgentEnv.POD_NAME),
         # Empty until the pod is scheduled, and in local runs.
-        "node_name": environ.get("CANARYWATCH_NODE_NAME") or None,
-        "integration": _required(environ, "CANARYWATCH_INTEGRATION"),
-        "probe": _required(environ, "CANARYWATCH_PROBE"),
-        "tenant": _tenant_id(_required(environ, "CANARYWATCH_TENANT"), "CANARYWATCH_TENANT"),
-        "cameras": _int(environ, "CANARYWATCH_CAMERAS", 1, 16),
-        "fps": _number(environ, "CANARYWATCH_FPS"),
-        "keyring_dir": Path(_required(environ, "CANARYWATCH_KEYRING_DIR")),
+        "node_name": environ.get(AgentEnv.NODE_NAME) or None,
+        "integration": _required(environ, AgentEnv.INTEGRATION),
+        "probe": _required(environ, AgentEnv.PROBE),
+        "tenant": _tenant_id(_required(environ, AgentEnv.TENANT), AgentEnv.TENANT),
+        "cameras": _int(environ, AgentEnv.CAMERAS, *_PROBE.bounds("camerasPerTenant")),
+        "fps": _number(environ, AgentEnv.FPS),
+        "keyring_dir": Path(_required(environ, AgentEnv.KEYRING_DIR)),
         "token": token,
-        "metrics_host": environ.get("CANARYWATCH_METRICS_HOST") or "0.0.0.0",
-        "metrics_port": _int(environ, "CANARYWATCH_METRICS_PORT", 0, 65535),
-        "summary_seconds": _number(environ, "CANARYWATCH_SUMMARY_SECONDS", default=60.0),
+        "metrics_host": environ.get(AgentEnv.METRICS_HOST) or "0.0.0.0",
+        "metrics_port": _int(environ, AgentEnv.METRICS_PORT, 0, 65535),
+        "summary_seconds": _number(environ, AgentEnv.SUMMARY_SECONDS, default=60.0),
     }
 
 
@@ -402,7 +404,7 @@ def _endpoint(raw: object, name: str, environ: Mapping[str, str]) -> Endpoint:
 
 
 def _profile(environ: Mapping[str, str], shaper: str) -> NetworkProfile:
-    name = "CANARYWATCH_NETWORK_PROFILE"
+    name = AgentEnv.NETWORK_PROFILE
     spec = _json(environ, name)
     if not isinstance(spec, str | Mapping):
         raise EnvError(name, "expected a preset name or a JSON object (NetworkProfile.from_spec)")
@@ -419,7 +421,7 @@ def _profile(environ: Mapping[str, str], shaper: str) -> NetworkProfile:
 
 
 def _policy(environ: Mapping[str, str]) -> Policy:
-    name = "CANARYWATCH_POLICY"
+    name = AgentEnv.POLICY
     if not environ.get(name, "").strip():
         return Policy()
     try:

@@ -47,13 +47,13 @@ from canarywatch.agents.env import (
     run_until_signalled,
 )
 from canarywatch.agents.reporting import LEAK_INCIDENT_PLURAL, build_leak_incident
-from canarywatch.controller.builders import API_VERSION
+from canarywatch.api import API_VERSION
 from canarywatch.incidents.evidence import collect_evidence
-from canarywatch.incidents.pagerduty import backoff_delay
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
+from canarywatch.retrying import backoff_delay
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
 from canarywatch.viewer.loop import judge_frames

@@ -16,10 +16,10 @@ from canarywatch.incidents.pagerduty import (
     DeliveryResult,
     Outcome,
     PagerDutyClient,
-    backoff_delay,
     build_event,
     severity_for_verdict,
 )
+from canarywatch.retrying import backoff_delay
 from canarywatch.verdicts import Verdict
 
 __all__ = ["deliver", "events_url", "read_routing_key", "trigger"]

@@ -18,7 +18,8 @@ import aiohttp
 import kopf
 from prometheus_client.parser import text_string_to_metric_families
 
-from canarywatch.controller import builders
+from canarywatch.api import CONFIG_HASH_ANNOTATION, LABEL_ROLE, LABEL_TENANT, AgentRole
+from canarywatch.controller import manifests
 from canarywatch.controller.indexes import lookup
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
@@ -94,35 +95,33 @@ async def _reconcile_probe(
     problems: list[str] = []
     keyrings: set[str] = set()
     try:
-        spec = builders.parse_probe(probe)
-    except builders.BuildError as error:
+        spec = manifests.parse_probe(probe)
+    except manifests.BuildError as error:
         return _broken_probe_status(probe, str(error)), keyrings
     workloads: list[dict[str, Any]] = []
     if integration is None:
         problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
     else:
         try:
-            workloads = builders.build_probe_workloads(
+            workloads = manifests.build_probe_workloads(
                 probe,
                 integration,
                 image=rt.settings.agent_image,
                 image_pull_policy=rt.settings.agent_image_pull_policy,
             )
-        except builders.BuildError as error:
+        except manifests.BuildError as error:
             problems.append(str(error))
     live = {str(d["metadata"]["name"]): dict(d) for d in existing}
     if not problems:
         keyrings = await _ensure_keyrings(rt, probe, spec.tenant_ids, set(known_keyrings))
         hashes = {
-            n: d["metadata"].get("annotations", {}).get(builders.CONFIG_HASH_ANNOTATION)
-            for n, d in live.items()
+            n: d["metadata"].get("annotations", {}).get(CONFIG_HASH_ANNOTATION) for n, d in live.items()
         }
         stale_deployments = [
             obj
             for obj in workloads
             if obj["kind"] == "Deployment"
-            and hashes.get(obj["metadata"]["name"])
-            != obj["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+            and hashes.get(obj["metadata"]["name"]) != obj["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         ]
         if fresh or stale_deployments:
             # RBAC first, in order (the RoleBinding names the Role); then the rest at once.
@@ -133,13 +132,13 @@ async def _reconcile_probe(
             for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others)):
                 if applied.get("kind") == "Deployment":
                     live[str(applied["metadata"]["name"])] = applied
-        expected = set(builders.expected_workload_names(spec))
+        expected = set(manifests.expected_workload_names(spec))
         for stale in sorted(set(live) - expected):
             await rt.kube.delete(DEPLOYMENTS, namespace, stale, uid=live[stale]["metadata"].get("uid"))
             live.pop(stale)
         if old_spec is not None and integration is not None:
             await _remove_tenants(rt, probe, old_spec, integration, set(spec.tenant_ids))
-    status = builders.build_probe_status(
+    status = manifests.build_probe_status(
         probe,
         deployments=live.values(),
         keyring_tenants=keyrings,
@@ -163,7 +162,7 @@ async def _ensure_keyrings(
     """
 
     async def ensure(tenant: str) -> str:
-        secret = builders.build_keyring_secret(probe, tenant, secrets.token_bytes(32))
+        secret = manifests.build_keyring_secret(probe, tenant, secrets.token_bytes(32))
         await rt.kube.create_if_absent(secret)
         return tenant
 
@@ -182,16 +181,16 @@ async def _remove_tenants(
     """Keyring Secrets and camera Services of tenants the update removed."""
     old_probe = {**probe, "spec": dict(old_spec)}
     try:
-        removed = [t for t in builders.parse_probe(old_probe).tenant_ids if t not in current]
-    except builders.BuildError:
+        removed = [t for t in manifests.parse_probe(old_probe).tenant_ids if t not in current]
+    except manifests.BuildError:
         return
     namespace = probe["metadata"]["namespace"]
     for tenant in removed:
         await rt.kube.delete(
-            SECRETS, namespace, builders.keyring_secret_name(probe["metadata"]["name"], tenant)
+            SECRETS, namespace, manifests.keyring_secret_name(probe["metadata"]["name"], tenant)
         )
-        with contextlib.suppress(builders.BuildError):
-            service = builders.build_camera_service(old_probe, integration, tenant)
+        with contextlib.suppress(manifests.BuildError):
+            service = manifests.build_camera_service(old_probe, integration, tenant)
             if service is not None:
                 await rt.kube.delete(SERVICES, namespace, service["metadata"]["name"])
 
@@ -230,16 +229,16 @@ async def summarize_probe(
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     deployments = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
     try:
-        spec = builders.parse_probe(body)
-    except builders.BuildError:
+        spec = manifests.parse_probe(body)
+    except manifests.BuildError:
         return
     problems = []
     if not lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration)):
         problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
     counts, last_frame = await _agent_counts(memo, namespace, name, deployments)
-    cameras = {d["metadata"]["labels"].get(builders.LABEL_TENANT) for d in deployments}
+    cameras = {d["metadata"]["labels"].get(LABEL_TENANT) for d in deployments}
     keyrings = memo.keyring_tenants or {t for t in spec.tenant_ids if t in cameras}
-    summary = builders.build_probe_status(
+    summary = manifests.build_probe_status(
         body,
         deployments=deployments,
         keyring_tenants=keyrings,
@@ -268,7 +267,7 @@ async def _agent_counts(
     ready = [
         d
         for d in deployments
-        if d["metadata"]["labels"].get(builders.LABEL_ROLE) == builders.AgentRole.VIEWER
+        if d["metadata"]["labels"].get(LABEL_ROLE) == AgentRole.VIEWER
         and d["status"].get("readyReplicas", 0) > 0
     ]
     if not ready:
@@ -289,7 +288,7 @@ async def _agent_counts(
 
         async def scrape(address: str) -> str:
             host = f"[{address}]" if ":" in address else address
-            async with session.get(f"http://{host}:{builders.METRICS_PORT}/metrics") as response:
+            async with session.get(f"http://{host}:{manifests.METRICS_PORT}/metrics") as response:
                 return await response.text() if response.status == 200 else ""
 
         pages = await asyncio.gather(*(scrape(a) for a in addresses), return_exceptions=True)

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import aiohttp
 
 from canarywatch import __version__
 from canarywatch.files import atomic_write
+from canarywatch.retrying import backoff_delay
 from canarywatch.verdicts import Verdict
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "Outcome",
     "PagerDutyClient",
     "PagerDutyError",
-    "backoff_delay",
     "build_event",
     "make_dedup_key",
     "severity_for_verdict",
@@ -590,19 +589,6 @@ class DeliveryResult:
     @property
     def delivered(self) -> bool:
         return self.outcome is Outcome.DELIVERED
-
-
-def backoff_delay(
-    attempt: int, *, base_delay: float, max_delay: float, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based).
-
-    Exponential and capped at ``max_delay``, with "equal jitter": half the delay is
-    fixed and half random, so many clients hit by one outage spread their retries out
-    while each of them still backs off.
-    """
-    ceiling = min(max_delay, base_delay * 2.0 ** min(attempt - 1, 64))
-    return ceiling / 2 + (rng or random).uniform(0.0, ceiling / 2)
 
 
 class PagerDutyClient:

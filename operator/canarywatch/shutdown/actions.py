@@ -35,7 +35,7 @@ import aiohttp
 
 from canarywatch import __version__
 from canarywatch.errors import FieldError
-from canarywatch.incidents.pagerduty import backoff_delay
+from canarywatch.retrying import backoff_delay
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
 
 __all__ = [

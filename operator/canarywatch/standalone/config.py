@@ -1,13 +1,22 @@
-"""The standalone configuration file: same vocabulary as the CRDs, validated up front.
+"""The standalone configuration file: the CRDs' spec, validated with the CRDs' schemas.
 
-Every error names the field by its path (`probe.tenants[1].token`) and, where the
-set is closed, the accepted values, so `canarywatch run` exits 2 with a message a
+``integration`` is a CameraIntegration's ``spec`` and ``probe`` a CanaryProbe's, read
+through ``canarywatch.spec`` exactly as the operator reads them: the CRD's
+``openAPIV3Schema`` (types, ranges, enums, unknown fields), its ``default:`` values,
+then the same typed readers. What a file on a laptop needs and a cluster object does not
+is an explicit extension, listed in ``STANDALONE_EXTENSIONS`` and applied to the CRDs'
+schemas here; fields that only mean something to the operator are refused with a hint.
+
+Every error names the field by its path (``probe.tenants[1].token``) and, where the
+set is closed, the accepted values, so ``canarywatch run`` exits 2 with a message a
 user can act on instead of starting half a monitor.
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +24,17 @@ from typing import Any
 
 import yaml
 
+from canarywatch.api import KIND_INTEGRATION, KIND_PROBE
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
+from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe, spec_schema
 from canarywatch.viewer.http import AdapterConfigError, RequestTemplate, TokenSource
-from canarywatch.viewer.network import NetworkProfile, ProfileError
+from canarywatch.viewer.network import NetworkProfile
 
 __all__ = [
+    "KUBERNETES_ONLY",
+    "STANDALONE_EXTENSIONS",
     "CameraPublish",
     "ConfigError",
     "IntegrationConfig",
@@ -33,7 +46,54 @@ __all__ = [
     "load_config",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_TOKEN_FROM = {"type": "object", "description": "{env: NAME} or {file: PATH} (TokenSource)"}
+_SECRET = {"type": "string", "minLength": 1}
+
+#: Where the file differs from the CRDs' spec, and why. A Secret reference becomes the
+#: value itself or where to read it (``{env: NAME}`` / ``{file: PATH}``); the rest is
+#: what only a process outside a cluster needs.
+STANDALONE_EXTENSIONS: Mapping[str, str] = {
+    "integration.name": "the object's name in a cluster (metadata.name)",
+    "integration.camera.serve.host": "the address cameras listen on (a pod: every interface)",
+    "integration.camera.serve.port": "0 (any free port) is allowed and the default: no Service in front",
+    "integration.killSwitch.webhook": "one webhook action named webhook, without the actions list",
+    "integration.killSwitch.command": "one command action named command (argv, resumeArgv, timeout)",
+    "integration.killSwitch.actions[].type": "webhook or command: no cluster to scale, cut or patch",
+    "integration.killSwitch.*.webhook.secret | secretFrom": "for signingSecretRef",
+    "integration.killSwitch.*.webhook.resume.headers": "the resume call's headers",
+    "integration.pagerduty.routingKey | routingKeyFrom": "for routingKeySecretRef",
+    "integration.*.headers": "may hold credentials: the file is the user's, not a cluster object "
+    "(the CRD's CEL rules refuse literal credentials there)",
+    "probe.name": "the object's name in a cluster (metadata.name); default probe",
+    "probe.keyring": "a keyring file from `keys generate` (default: fresh keys per run)",
+    "probe.tenants[].token | tokenFrom": "for tokenSecretRef",
+    "probe.customNetworkProfiles[].shaper": "application only: tc needs NET_ADMIN in a pod",
+    "metrics.port": "where /metrics and /healthz are served",
+}
+
+#: CRD fields a file may not set: they mean something only to the operator.
+KUBERNETES_ONLY: Mapping[str, Mapping[str, str]] = {
+    "integration": {
+        "suspended": "the operator's switch; standalone resumes with the kill switch's resume",
+        "resolveAfterCleanSeconds": "the operator's resolve loop",
+    },
+    "probe": {
+        "integrationRef": "the integration block is the integration",
+        "placement": "standalone runs no pods",
+        "resources": "standalone runs no pods",
+        "viewersPerProfile": "standalone runs one viewer per stream",
+    },
+}
+
+#: A Secret reference of the CRD -> what the file uses instead.
+_SECRET_REFERENCES = {
+    "tokenSecretRef": "use token or tokenFrom: {env: NAME} | {file: PATH}",
+    "headersFrom": "put the header in headers",
+    "urlSecretRef": "use url",
+    "signingSecretRef": "use secret or secretFrom: {env: NAME} | {file: PATH}",
+    "routingKeySecretRef": "use routingKey or routingKeyFrom: {env: NAME} | {file: PATH}",
+}
 
 
 class ConfigError(FieldError):
@@ -48,15 +108,46 @@ class TenantConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    name: str
+    """The ``probe`` block: the CanaryProbe spec (``spec``, read by ``canarywatch.spec``
+    as the operator reads it) with each tenant's token and the keyring file."""
+
+    spec: ProbeSpec
     tenants: tuple[TenantConfig, ...]
-    cameras_per_tenant: int = 1
-    fps: float = 2.0
-    width: int = 640
-    height: int = 360
-    network_profiles: tuple[NetworkProfile, ...] = ()
-    freshness_seconds: float = 10.0
-    keyring: str | None = None
+    keyring: str | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def cameras_per_tenant(self) -> int:
+        return self.spec.cameras
+
+    @property
+    def fps(self) -> float:
+        return self.spec.fps
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+    @property
+    def height(self) -> int:
+        return self.spec.height
+
+    @property
+    def freshness_seconds(self) -> float:
+        return self.spec.freshness_seconds
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        return self.spec.transports
+
+    @property
+    def network_profiles(self) -> tuple[NetworkProfile, ...]:
+        return tuple(
+            p.network_profile(where=f"probe.customNetworkProfiles[{p.name}]") for p in self.spec.profiles
+        )
 
 
 @dataclass(frozen=True)
@@ -99,14 +190,16 @@ class StandaloneConfig:
 
     @classmethod
     def from_mapping(cls, doc: object) -> StandaloneConfig:
-        root = _mapping(doc, "<root>", {"integration", "probe", "metrics"})
-        integration = _integration(root.get("integration"), "integration")
-        probe = _probe(root.get("probe"), "probe")
-        metrics = _mapping(root.get("metrics", {}), "metrics", {"port"})
-        port = metrics.get("port")
-        if port is not None:
-            port = _int(port, "metrics.port", 0, 65535)
-        return cls(integration, probe, port)
+        if not isinstance(doc, Mapping):
+            raise ConfigError("<root>", f"expected a mapping, got {type(doc).__name__}")
+        accepted = ("integration", "metrics", "probe")
+        unknown = sorted(str(k) for k in doc if k not in accepted)
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown field; accepted: {', '.join(accepted)}")
+        integration = _integration(doc.get("integration"))
+        probe = _probe(doc.get("probe"), integration.name)
+        metrics = _read(_metrics_schema(), doc.get("metrics", {}), "metrics")
+        return cls(integration, probe, metrics.get("port"))
 
 
 def load_config(path: str | Path) -> StandaloneConfig:
@@ -121,117 +214,204 @@ def load_config(path: str | Path) -> StandaloneConfig:
     return StandaloneConfig.from_mapping(doc)
 
 
+# -- the schemas: the CRDs' with the standalone extensions ----------------------------------
+
+
+def _properties(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    """The ``properties`` of the object at the dotted ``path`` (``[]`` steps into items)."""
+    node = schema
+    for key in filter(None, path.split(".")):
+        node = node["items"] if key == "[]" else node["properties"][key]
+    properties: dict[str, Any] = node["properties"]
+    return properties
+
+
+def _own(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy sharing nothing: the CRDs' YAML anchors make several fields one object, and
+    an extension of one must not change the others."""
+    copied: dict[str, Any] = json.loads(json.dumps(schema))
+    return copied
+
+
+@functools.cache
+def _integration_schema() -> Schema:
+    spec = _own(spec_schema(KIND_INTEGRATION))
+    spec["properties"]["name"] = {"type": "string", "pattern": _NAME}
+    spec["required"] = ["name", *spec["required"]]
+    serve = _properties(spec, "camera.serve")
+    serve["host"] = {"type": "string", "minLength": 1, "default": "127.0.0.1"}
+    serve["port"] |= {"minimum": 0, "default": 0}
+    for endpoint in ("camera.push", "viewer.snapshot", "viewer.mjpeg", "viewer.authzProbe", "viewer.events"):
+        del _properties(spec, endpoint)["headersFrom"]
+
+    action = _properties(spec, "killSwitch.actions.[]")
+    for kind in ("scale", "networkPolicy", "patch"):
+        del action[kind]
+    action["type"]["enum"] = ["webhook", "command"]
+    webhook = action["webhook"]
+    webhook.pop("x-kubernetes-validations")  # url xor urlSecretRef
+    webhook["required"] = ["url"]
+    for key in ("urlSecretRef", "headersFrom", "signingSecretRef"):
+        del webhook["properties"][key]
+    webhook["properties"] |= {"secret": _SECRET, "secretFrom": _TOKEN_FROM}
+    resume = webhook["properties"]["resume"]
+    resume.pop("x-kubernetes-validations")
+    resume["required"] = ["url"]
+    del resume["properties"]["urlSecretRef"]
+    resume["properties"]["headers"] = copy.deepcopy(webhook["properties"]["headers"])
+    argv = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+    action["command"] = {
+        "type": "object",
+        "required": ["argv"],
+        "properties": {
+            "argv": argv,
+            "resumeArgv": argv,
+            "timeout": {"type": "number", "minimum": 0.1, "maximum": 3600, "default": 30},
+        },
+    }
+    _properties(spec, "killSwitch").update(webhook=copy.deepcopy(webhook), command=action["command"])
+
+    pagerduty = spec["properties"]["pagerduty"]
+    pagerduty.pop("required")
+    for key in ("routingKeySecretRef", "severity", "component", "group"):
+        del pagerduty["properties"][key]
+    pagerduty["properties"] |= {"routingKey": _SECRET, "routingKeyFrom": _TOKEN_FROM}
+    return Schema(spec)
+
+
+@functools.cache
+def _probe_schema() -> Schema:
+    spec = _own(spec_schema(KIND_PROBE))
+    spec["required"] = [key for key in spec["required"] if key != "integrationRef"]
+    spec["properties"] |= {
+        "name": {"type": "string", "pattern": _NAME, "default": "probe"},
+        "keyring": {"type": "string", "minLength": 1},
+    }
+    tenant = _properties(spec, "tenants.[]")
+    del tenant["tokenSecretRef"]
+    tenant |= {"token": {"type": "string", "minLength": 1}, "tokenFrom": _TOKEN_FROM}
+    _properties(spec, "customNetworkProfiles.[]")["shaper"]["enum"] = ["application"]
+    return Schema(spec)
+
+
+@functools.cache
+def _metrics_schema() -> Schema:
+    return Schema(
+        {"type": "object", "properties": {"port": {"type": "integer", "minimum": 0, "maximum": 65535}}}
+    )
+
+
+def _read(schema: Schema, obj: object, where: str) -> dict[str, Any]:
+    if obj is None:
+        raise ConfigError(where, "required")
+    section = KUBERNETES_ONLY.get(where, {})
+    if isinstance(obj, Mapping):
+        for key, why in section.items():
+            if key in obj:
+                raise ConfigError(f"{where}.{key}", f"a Kubernetes-only field ({why})")
+    try:
+        raw: dict[str, Any] = schema.read(obj, where=where)
+    except SpecError as e:
+        raise _with_hint(e) from e
+    return raw
+
+
+def _with_hint(error: SpecError) -> ConfigError:
+    name = error.field.rsplit(".", 1)[-1]
+    hint = _SECRET_REFERENCES.get(name) if error.message.startswith("unknown field") else None
+    if hint is not None:
+        return ConfigError(error.field, f"a Secret reference, for Kubernetes only: {hint}")
+    return ConfigError(error.field, error.message)
+
+
 # -- sections ------------------------------------------------------------------------------
 
 
-def _integration(obj: object, where: str) -> IntegrationConfig:
-    raw = _mapping(obj, where, {"name", "camera", "viewer", "killSwitch", "policy", "pagerduty"})
-    name = _name(raw.get("name"), f"{where}.name")
-    camera = _camera(raw.get("camera"), f"{where}.camera")
-    viewer = _viewer(raw.get("viewer"), f"{where}.viewer")
-    actions = _kill_switch(raw.get("killSwitch"), f"{where}.killSwitch")
+def _integration(obj: object) -> IntegrationConfig:
+    where = "integration"
+    raw = _read(_integration_schema(), obj, where)
+    camera = _camera(raw["camera"], f"{where}.camera")
+    viewer = _viewer(raw["viewer"], f"{where}.viewer")
+    actions = _kill_switch(raw.get("killSwitch", {}), f"{where}.killSwitch")
     try:
-        policy = Policy.from_mapping(raw.get("policy", {}), where=f"{where}.policy")
+        policy = Policy.from_mapping(raw["policy"], where=f"{where}.policy")
     except PolicyError as e:
         raise ConfigError(e.field, e.message) from e
     pagerduty = None
-    if raw.get("pagerduty") is not None:
-        pd = _mapping(raw["pagerduty"], f"{where}.pagerduty", {"routingKey", "routingKeyFrom", "url"})
+    if "pagerduty" in raw:
+        pd = raw["pagerduty"]
         key = pd.get("routingKey", pd.get("routingKeyFrom"))
         if key is None:
             raise ConfigError(f"{where}.pagerduty.routingKey", "required (or routingKeyFrom: {env|file})")
-        pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), _opt_str(pd, "url", where))
+        pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), pd.get("url"))
+    # The CRD's CEL rule on spec.killSwitch.actions.
     if policy.mode.value == "enforce" and not actions:
         raise ConfigError(f"{where}.killSwitch", "policy mode enforce needs at least one kill-switch action")
-    return IntegrationConfig(name, camera, viewer, actions, policy, pagerduty)
+    return IntegrationConfig(raw["name"], camera, viewer, actions, policy, pagerduty)
 
 
-def _camera(obj: object, where: str) -> CameraPublish:
-    raw = _mapping(obj, where, {"push", "serve"})
+def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:
+    # The CRD's CEL rule on spec.camera.
     if ("push" in raw) == ("serve" in raw):
         raise ConfigError(where, "give exactly one of push (we upload) or serve (the integration pulls)")
     if "push" in raw:
         return CameraPublish(push=_template(raw["push"], f"{where}.push"))
-    serve = _mapping(raw["serve"], f"{where}.serve", {"host", "port"})
-    return CameraPublish(
-        serve_host=str(serve.get("host", "127.0.0.1")),
-        serve_port=_int(serve.get("port", 0), f"{where}.serve.port", 0, 65535),
-    )
+    return CameraPublish(serve_host=raw["serve"]["host"], serve_port=raw["serve"]["port"])
 
 
-def _viewer(obj: object, where: str) -> ViewerPaths:
-    raw = _mapping(obj, where, {"snapshot", "mjpeg", "events", "authzProbe", "pollInterval"})
+def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     paths = {
-        key: _template(raw[key], f"{where}.{key}")
+        key: _template(raw[key], f"{where}.{key}", per_camera=key != "events")
         for key in ("snapshot", "mjpeg", "events", "authzProbe")
         if key in raw
     }
+    # The CRD's CEL rule on spec.viewer.
     if not paths.keys() & {"snapshot", "mjpeg", "events"}:
         raise ConfigError(where, "give at least one of snapshot, mjpeg, events")
-    interval = _number(raw.get("pollInterval", 0.5), f"{where}.pollInterval", 0.05, 3600)
     return ViewerPaths(
         snapshot=paths.get("snapshot"),
         mjpeg=paths.get("mjpeg"),
         events=paths.get("events"),
         authz_probe=paths.get("authzProbe"),
-        poll_interval=interval,
+        poll_interval=float(raw["pollInterval"]),
     )
 
 
-def _kill_switch(obj: object, where: str) -> tuple[WebhookAction | CommandAction, ...]:
+def _kill_switch(raw: Mapping[str, Any], where: str) -> tuple[WebhookAction | CommandAction, ...]:
     """`{webhook: …, command: …}` shorthand, or the CRD's `{actions: [{name, type, <type>: …}]}`."""
-    if obj is None:
-        return ()
-    raw = _mapping(obj, where, {"webhook", "command", "actions"})
     actions: list[WebhookAction | CommandAction] = []
     if "webhook" in raw:
         actions.append(_webhook(raw["webhook"], f"{where}.webhook", "webhook"))
     if "command" in raw:
         actions.append(_command(raw["command"], f"{where}.command", "command"))
-    listed = raw.get("actions", [])
-    if not isinstance(listed, list):
-        raise ConfigError(f"{where}.actions", "expected a list of {name, type, webhook | command}")
-    for i, entry in enumerate(listed):
+    for i, item in enumerate(raw.get("actions", [])):
         at = f"{where}.actions[{i}]"
-        item = _mapping(entry, at, {"name", "type", "webhook", "command"})
-        name = _name(item.get("name"), f"{at}.name")
-        kind = item.get("type")
-        if kind not in ("webhook", "command") or kind not in item:
-            raise ConfigError(
-                f"{at}.type", "standalone mode runs webhook or command actions, with a matching block"
-            )
+        kind = item["type"]
+        # The CRD's CEL rule on an action: its type's block, and no other.
+        if kind not in item or {"webhook", "command"} - {kind} & item.keys():
+            raise ConfigError(f"{at}.type", f"type {kind} needs its settings in `{kind}` and no other block")
         parse = _webhook if kind == "webhook" else _command
-        actions.append(parse(item[kind], f"{at}.{kind}", name))
+        actions.append(parse(item[kind], f"{at}.{kind}", item["name"]))
     names = [a.name for a in actions]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.actions", f"action names must be unique, got {names}")
     return tuple(actions)
 
 
-def _webhook(obj: object, where: str, name: str) -> WebhookAction:
-    raw = _mapping(
-        obj, where, {"method", "url", "headers", "body", "secret", "secretFrom", "resume", "timeout"}
-    )
-
+def _webhook(raw: Mapping[str, Any], where: str, name: str) -> WebhookAction:
     def request(spec: Mapping[str, Any], at: str) -> WebhookRequest:
-        if "url" not in spec:
-            raise ConfigError(f"{at}.url", "required")
         try:
             return WebhookRequest(
                 url=spec["url"],
-                method=spec.get("method", "POST"),
-                headers=spec.get("headers") or {},
+                method=spec["method"],
+                headers=spec.get("headers", {}),
                 body=spec.get("body"),
+                content_type=spec["contentType"],
             )
         except ActionConfigError as e:
             raise ConfigError(f"{at}.{e.field}", e.message) from e
 
-    resume = None
-    if raw.get("resume") is not None:
-        resume = request(
-            _mapping(raw["resume"], f"{where}.resume", {"method", "url", "headers", "body"}),
-            f"{where}.resume",
-        )
+    resume = request(raw["resume"], f"{where}.resume") if "resume" in raw else None
     secret = raw.get("secret", raw.get("secretFrom"))
     try:
         return WebhookAction(
@@ -239,7 +419,8 @@ def _webhook(obj: object, where: str, name: str) -> WebhookAction:
             request=request(raw, where),
             resume_request=resume,
             secret=None if secret is None else _token(secret, f"{where}.secret").resolve(),
-            timeout=_number(raw.get("timeout", 10), f"{where}.timeout", 0.1, 600),
+            timeout=float(raw["timeout"]),
+            max_attempts=int(raw["maxAttempts"]),
         )
     except AdapterConfigError as e:
         raise ConfigError(e.field, e.message) from e
@@ -247,130 +428,47 @@ def _webhook(obj: object, where: str, name: str) -> WebhookAction:
         raise ConfigError(f"{where}.{e.field}", e.message) from e
 
 
-def _command(obj: object, where: str, name: str) -> CommandAction:
-    raw = _mapping(obj, where, {"argv", "resumeArgv", "timeout"})
+def _command(raw: Mapping[str, Any], where: str, name: str) -> CommandAction:
+    resume: Sequence[str] | None = raw.get("resumeArgv")
     try:
-        return CommandAction(
-            name=name,
-            argv=_str_list(raw.get("argv"), f"{where}.argv"),
-            resume_argv=None
-            if raw.get("resumeArgv") is None
-            else _str_list(raw["resumeArgv"], f"{where}.resumeArgv"),
-            timeout=_number(raw.get("timeout", 30), f"{where}.timeout", 0.1, 3600),
-        )
+        return CommandAction(name=name, argv=raw["argv"], resume_argv=resume, timeout=float(raw["timeout"]))
     except ActionConfigError as e:
         raise ConfigError(f"{where}.{e.field}", e.message) from e
 
 
-def _probe(obj: object, where: str) -> ProbeConfig:
-    raw = _mapping(
-        obj,
-        where,
-        {
-            "name",
-            "tenants",
-            "camerasPerTenant",
-            "fps",
-            "frameSize",
-            "networkProfiles",
-            "freshnessSeconds",
-            "keyring",
-        },
-    )
-    tenants_raw = raw.get("tenants")
-    if not isinstance(tenants_raw, list) or not tenants_raw:
-        raise ConfigError(f"{where}.tenants", "expected a non-empty list of {id, token | tokenFrom}")
+def _probe(obj: object, integration: str) -> ProbeConfig:
+    where = "probe"
+    raw = _read(_probe_schema(), obj, where)
+    try:
+        spec = read_probe(raw, name=raw["name"], integration=integration, where=where, schema=_probe_schema())
+    except SpecError as e:
+        raise ConfigError(e.field, e.message) from e
     tenants: list[TenantConfig] = []
-    for i, entry in enumerate(tenants_raw):
+    for i, entry in enumerate(raw["tenants"]):
         at = f"{where}.tenants[{i}]"
-        t = _mapping(entry, at, {"id", "token", "tokenFrom"})
-        tenant_id = _name(t.get("id"), f"{at}.id")
-        if any(existing.id == tenant_id for existing in tenants):
-            raise ConfigError(f"{at}.id", f"tenant {tenant_id!r} is listed twice")
-        if ("token" in t) == ("tokenFrom" in t):
+        if ("token" in entry) == ("tokenFrom" in entry):
             raise ConfigError(
                 f"{at}.token", "give exactly one of token or tokenFrom: {env: NAME} | {file: PATH}"
             )
-        source = t["token"] if "token" in t else t["tokenFrom"]
-        field_name = f"{at}.token" if "token" in t else f"{at}.tokenFrom"
-        if "token" in t and not isinstance(source, str):
-            raise ConfigError(field_name, "expected a string (use tokenFrom for env or file)")
-        tenants.append(TenantConfig(tenant_id, _token(source, field_name)))
-    size = _mapping(raw.get("frameSize", {}), f"{where}.frameSize", {"width", "height"})
-    # poor is in the default on purpose: the 2019 leak only reached hubs on weak links
-    profiles_raw = raw.get("networkProfiles", ["good", "poor"])
-    if not isinstance(profiles_raw, list) or not profiles_raw:
+        key = "token" if "token" in entry else "tokenFrom"
+        tenants.append(TenantConfig(entry["id"], _token(entry[key], f"{at}.{key}")))
+    return ProbeConfig(spec, tuple(tenants), raw.get("keyring"))
+
+
+# -- the core's own readers ------------------------------------------------------------------
+
+
+def _template(obj: Mapping[str, Any], where: str, *, per_camera: bool = True) -> RequestTemplate:
+    if (
+        per_camera
+        and "{camera}" not in obj["url"]
+        and not any("{camera}" in value for value in obj.get("headers", {}).values())
+    ):
+        # The CRD's CEL rule on camera.push and the per-camera viewer endpoints.
         raise ConfigError(
-            f"{where}.networkProfiles", "expected a non-empty list of good|poor|extreme or {...}"
+            f"{where}.url",
+            "every canary camera needs its own endpoint: use {camera} in the url (or in a header)",
         )
-    profiles = []
-    for i, spec in enumerate(profiles_raw):
-        try:
-            profiles.append(NetworkProfile.from_spec(spec, where=f"{where}.networkProfiles[{i}]"))
-        except ProfileError as e:
-            raise ConfigError(e.field, e.message) from e
-    keyring = raw.get("keyring")
-    if keyring is not None and not isinstance(keyring, str):
-        raise ConfigError(f"{where}.keyring", "expected a path to a keyring JSON file")
-    return ProbeConfig(
-        name=_name(raw.get("name", "probe"), f"{where}.name"),
-        tenants=tuple(tenants),
-        cameras_per_tenant=_int(raw.get("camerasPerTenant", 1), f"{where}.camerasPerTenant", 1, 16),
-        fps=_number(raw.get("fps", 2), f"{where}.fps", 0.1, 30),
-        width=_int(size.get("width", 640), f"{where}.frameSize.width", 64, 3840),
-        height=_int(size.get("height", 360), f"{where}.frameSize.height", 36, 2160),
-        network_profiles=tuple(profiles),
-        freshness_seconds=_number(raw.get("freshnessSeconds", 10), f"{where}.freshnessSeconds", 0.5, 86400),
-        keyring=keyring,
-    )
-
-
-# -- scalar helpers --------------------------------------------------------------------------
-
-
-def _mapping(obj: object, where: str, accepted: set[str]) -> Mapping[str, Any]:
-    if obj is None:
-        raise ConfigError(where, "required")
-    if not isinstance(obj, Mapping):
-        raise ConfigError(where, f"expected a mapping, got {type(obj).__name__}")
-    unknown = sorted(str(k) for k in obj if k not in accepted)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}", f"unknown field; accepted: {', '.join(sorted(accepted))}")
-    return obj
-
-
-def _name(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(where, f"expected a name of 1-63 letters, digits, '.', '_', '-', got {value!r}")
-    return value
-
-
-def _int(value: object, where: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(where, f"expected an integer in {lo}..{hi}, got {value!r}")
-    return value
-
-
-def _number(value: object, where: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise ConfigError(where, f"expected a number in {lo:g}..{hi:g}, got {value!r}")
-    return float(value)
-
-
-def _opt_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{where}.{key}", "expected a string")
-    return value
-
-
-def _str_list(value: object, where: str) -> Sequence[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(where, "expected a non-empty list of strings (argv, no shell)")
-    return value
-
-
-def _template(obj: object, where: str) -> RequestTemplate:
     try:
         return RequestTemplate.from_mapping(obj, where=where)
     except AdapterConfigError as e:

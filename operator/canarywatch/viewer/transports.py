@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
-from canarywatch.incidents.pagerduty import backoff_delay
+from canarywatch.retrying import backoff_delay
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.network import GOOD, ShapedResponse, Shaper
 

@@ -1,0 +1,43 @@
+"""Everything a probe runs except its keyring Secrets, in creation order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
+from canarywatch.controller.manifests.probe import builder, parse_probe
+from canarywatch.controller.manifests.rbac import build_agent_rbac
+from canarywatch.controller.manifests.viewer import build_viewer_deployment
+
+__all__ = ["build_probe_workloads"]
+
+
+@builder
+def build_probe_workloads(
+    probe: Mapping[str, Any],
+    integration: Mapping[str, Any],
+    *,
+    image: str,
+    image_pull_policy: str = "IfNotPresent",
+) -> list[dict[str, Any]]:
+    """Everything the probe runs except its keyring Secrets, in creation order: RBAC,
+    then per tenant its camera (and Service) and its viewers."""
+    spec = parse_probe(probe)
+    objects = build_agent_rbac(probe)
+    for tenant in spec.tenant_ids:
+        objects.append(
+            build_camera_deployment(
+                probe, integration, tenant, image=image, image_pull_policy=image_pull_policy
+            )
+        )
+        service = build_camera_service(probe, integration, tenant)
+        if service is not None:
+            objects.append(service)
+        for profile in spec.profiles:
+            objects.append(
+                build_viewer_deployment(
+                    probe, integration, tenant, profile.name, image=image, image_pull_policy=image_pull_policy
+                )
+            )
+    return objects
