@@ -314,13 +314,14 @@ class _Daemon:
         except OSError:
             return ""
 
-    def stop(self, grace: float) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
+    def terminate(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
+    def wait_or_kill(self, deadline: float) -> None:
         try:
-            self.popen.wait(timeout=grace)
+            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
@@ -401,9 +402,12 @@ class RealNode:
             with contextlib.suppress(Exception):
                 self._api_client.close()
             self._api_client = None
-        # kubelet first (no new containers), the control plane last.
-        for daemon in sorted(self._daemons, key=lambda d: d.name != "kubelet"):
-            daemon.stop(grace=10.0)
+        # All at once (what is left of the pods is killed by realnode-ns.sh destroy).
+        for daemon in self._daemons:
+            daemon.terminate()
+        deadline = time.monotonic() + 10.0
+        for daemon in self._daemons:
+            daemon.wait_or_kill(deadline)
         self._daemons.clear()
         if self._netns is not None:
             self._netns.close()
