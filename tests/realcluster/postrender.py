@@ -6,6 +6,8 @@
 * the demo CameraIntegration's kill switch becomes ``scale`` of the relay's Deployment
   (to 0; resume restores it) followed by the chart's own ``networkPolicy`` action, so a
   leak is seen to end with the relay's pods terminating and its ingress cut by the CNI;
+* the integration resolves its incidents after 30 s clean instead of 5 min, so resume
+  is seen to resolve incidents and pages within a test;
 * the demo PagerDuty receiver records every accepted event in ``/tmp/pages.jsonl``
   (an emptyDir), which the tests read with ``kubectl exec``: the count of triggers.
 """
@@ -18,14 +20,16 @@ from typing import Any
 import yaml
 
 RECORD_PATH = "/tmp/pages.jsonl"
+RESOLVE_AFTER_CLEAN_SECONDS = 30
 
 
-def relay_kill_switch(doc: dict[str, Any]) -> None:
+def demo_integration(doc: dict[str, Any]) -> None:
     spec = doc["spec"]
     relay = doc["metadata"]["name"]  # the demo names its integration after its relay
     by_type = {a["type"]: a for a in spec["killSwitch"]["actions"]}
     scale = {"name": "scale-relay", "type": "scale", "scale": {"kind": "Deployment", "name": relay}}
     spec["killSwitch"]["actions"] = [scale, by_type["networkPolicy"]]
+    spec["resolveAfterCleanSeconds"] = RESOLVE_AFTER_CLEAN_SECONDS
 
 
 def record_pages(doc: dict[str, Any]) -> None:
@@ -38,7 +42,7 @@ def main() -> int:
     for doc in docs:
         kind, name = doc.get("kind"), doc.get("metadata", {}).get("name", "")
         if kind == "CameraIntegration":
-            relay_kill_switch(doc)
+            demo_integration(doc)
         elif kind == "Deployment" and name.endswith("-demo-pd-receiver"):
             record_pages(doc)
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)

@@ -173,6 +173,10 @@ class Release:
 
     def pages(self) -> list[dict[str, Any]]:
         """Events the demo receiver accepted (recorded by the post-renderer's ``--record``)."""
+        return [record["event"] for record in self.pages_recorded()]
+
+    def pages_recorded(self) -> list[dict[str, Any]]:
+        """The receiver's records: ``{"received_at": ISO time, "event": {...}}``."""
         out = self.node.kubectl(
             "exec", "-n", self.namespace, f"deploy/{self.receiver}", "--",
             "/opt/canarywatch/bin/python", "-c",
@@ -182,7 +186,7 @@ class Release:
         )  # fmt: skip
         if out.returncode != 0:
             return []
-        return [json.loads(line)["event"] for line in out.stdout.splitlines() if line.strip()]
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def triggers(self) -> list[dict[str, Any]]:
         return [e for e in self.pages() if e.get("event_action") == "trigger"]
