@@ -77,7 +77,16 @@ class Watcher:
         self.pod_terminating: dict[str, float] = {}
         self.pod_deleted: dict[str, float] = {}
         for target in (self._incidents, self._relay_pods):
-            threading.Thread(target=target, daemon=True).start()
+            threading.Thread(target=self._forever, args=(target,), daemon=True).start()
+
+    @staticmethod
+    def _forever(watch_once: Any) -> None:
+        # A watch ends on its timeout, on a dropped connection and when the node stops.
+        while True:
+            try:
+                watch_once()
+            except Exception:  # re-watch; the main thread's waits time out if it never recovers
+                time.sleep(1.0)
 
     def _incidents(self) -> None:
         from kubernetes import watch
@@ -85,32 +94,30 @@ class Watcher:
         from canarywatch import api
 
         group, version = api.API_VERSION.split("/")
-        while True:
-            stream = watch.Watch().stream(
-                self.release.custom().list_namespaced_custom_object, group, version, NAMESPACE,
-                "leakincidents", timeout_seconds=300,
-            )  # fmt: skip
-            for event in stream:
-                now = time.time()
-                name = event["object"]["metadata"]["name"]
-                if event["type"] == "ADDED":
-                    self.incident_added.setdefault(name, now)
+        stream = watch.Watch().stream(
+            self.release.custom().list_namespaced_custom_object, group, version, NAMESPACE,
+            "leakincidents", timeout_seconds=300,
+        )  # fmt: skip
+        for event in stream:
+            now = time.time()
+            name = event["object"]["metadata"]["name"]
+            if event["type"] == "ADDED":
+                self.incident_added.setdefault(name, now)
 
     def _relay_pods(self) -> None:
         from kubernetes import watch
 
-        while True:
-            stream = watch.Watch().stream(
-                self.release.core().list_namespaced_pod, NAMESPACE, label_selector=RELAY_SELECTOR,
-                timeout_seconds=300,
-            )  # fmt: skip
-            for event in stream:
-                now = time.time()
-                pod = event["object"]
-                if pod.metadata.deletion_timestamp is not None:
-                    self.pod_terminating.setdefault(pod.metadata.name, now)
-                if event["type"] == "DELETED":
-                    self.pod_deleted.setdefault(pod.metadata.name, now)
+        stream = watch.Watch().stream(
+            self.release.core().list_namespaced_pod, NAMESPACE, label_selector=RELAY_SELECTOR,
+            timeout_seconds=300,
+        )  # fmt: skip
+        for event in stream:
+            now = time.time()
+            pod = event["object"]
+            if pod.metadata.deletion_timestamp is not None:
+                self.pod_terminating.setdefault(pod.metadata.name, now)
+            if event["type"] == "DELETED":
+                self.pod_deleted.setdefault(pod.metadata.name, now)
 
 
 def build_image(node: RealNode) -> Image:
