@@ -174,12 +174,20 @@ destroy() { # ID
         rm -rf --one-file-system "${workdir}"
     fi
     rm -rf "${dir}"
+    drop_run_root_if_empty
     log "node ${id}: destroyed"
+}
+
+# The last node gone: drop the run dir's private bind mount too (create makes it again).
+drop_run_root_if_empty() {
+    if [[ -d "${RUN_ROOT}" ]] && [[ -z "$(ls -A "${RUN_ROOT}")" ]]; then
+        umount "${RUN_ROOT}" 2>/dev/null || true
+        rmdir "${RUN_ROOT}" 2>/dev/null || true
+    fi
 }
 
 sweep() {
     local dir id owner
-    [[ -d "${RUN_ROOT}" ]] || return 0
     for dir in "${RUN_ROOT}"/cwrc-*; do
         [[ -d "${dir}" ]] || continue
         id="${dir##*/}"
@@ -196,11 +204,18 @@ sweep() {
     for id in "${orphans[@]}"; do
         [[ -d "${RUN_ROOT}/${id}" ]] || destroy "${id}"
     done
+    drop_run_root_if_empty
 }
 
 [[ ${EUID} -eq 0 ]] || die "run as root: namespaces, mounts and cgroups need it"
 cmd="${1:-}"
 shift || true
+# One create/destroy/sweep at a time on this machine (two test runs may overlap); the
+# lock is on this script itself, so nothing is left behind for it.
+if [[ "${cmd}" != exec ]]; then
+    exec 8<"${BASH_SOURCE[0]}"
+    flock 8
+fi
 case "${cmd}" in
     create) [[ $# -eq 2 ]] || die "usage: $0 create ID WORKDIR"; create "$1" "$2" ;;
     destroy) [[ $# -eq 1 ]] || die "usage: $0 destroy ID"; destroy "$1" ;;
