@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator tools prometheus prometheus-crds test-chart test-cluster test-kmock clean
+.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,22 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## image: the canarywatch image as an OCI tar for containerd, built without Docker (root; prints the tar path; ~2 min cold, seconds after a code change)
+.PHONY: image
+image:
+	hack/build-image.sh
+
 ## tools: build pinned kube-apiserver, kube-controller-manager, kubectl, etcd, helm (~10 min cold, then a no-op)
 tools:
 	hack/build-tools.sh
+
+## tools-node: the tools plus kubelet, kube-proxy, kube-scheduler, CoreDNS, kube-router, pause for the realcluster node (~6 min more cold, then a no-op)
+tools-node:
+	hack/build-tools.sh node
+
+## node-packages: containerd, runc, CNI plugins, iptables, ipset, mmdebstrap from Debian for the realcluster node (root or sudo; no-op when present)
+node-packages:
+	hack/install-node-packages.sh
 
 ## prometheus: promtool + prometheus from the Debian package, for the chart tier (root or sudo; no-op when present)
 prometheus:
@@ -42,8 +55,8 @@ prometheus:
 prometheus-crds:
 	hack/fetch-prometheus-operator-crds.sh >/dev/null
 
-## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs)
-test: lint tools prometheus prometheus-crds
+## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs; realcluster the node tools and packages)
+test: lint tools tools-node node-packages prometheus prometheus-crds
 	$(BIN)/pytest -q
 
 ## test-chart: helm lint/template + server-side dry-run, promtool rule tests, dashboards against a real Prometheus
@@ -53,6 +66,10 @@ test-chart: setup tools prometheus prometheus-crds
 ## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager
 test-cluster: setup tools
 	$(BIN)/pytest -q tests/cluster
+
+## test-realcluster: helm install, agent pods, leak, page, kill switch, resume on a single-node Kubernetes in its own namespaces (root)
+test-realcluster: setup tools-node node-packages
+	$(BIN)/pytest -q tests/realcluster
 
 ## test-kmock: the operator against kmock's API emulator with injected faults (429/500/403, dropped watches)
 test-kmock: setup
@@ -72,6 +89,10 @@ bench-operator: setup tools
 ## bench-pipeline: detect/switch-off p50/p99 over 20 leaks, verdicts/s/core, memory, no-fault soak
 bench-pipeline: setup
 	$(BIN)/canarywatch bench pipeline
+
+## bench-realcluster: frame -> LeakIncident -> page -> relay pods gone (p50/p99) over 10 leaks on the realcluster node (root)
+bench-realcluster: setup tools-node node-packages
+	$(BIN)/python hack/bench-realcluster.py
 
 ## clean: remove the virtualenv and caches (keeps the slow-to-build .cache/tools)
 clean:

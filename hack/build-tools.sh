@@ -3,9 +3,16 @@
 #   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes)
 #   etcd                                              (go.etcd.io/etcd/server/v3)
 #   helm                                              (helm.sh/helm/v3)
+# and, for the realcluster tier's node (`node`, not built by default):
+#   kubelet, kube-proxy, kube-scheduler               (k8s.io/kubernetes)
+#   coredns                                           (github.com/coredns/coredns)
+#   kube-router (its NetworkPolicy firewall only)     (github.com/cloudnativelabs/kube-router/v2)
+#   pause (the pod sandbox's process)                 (kubernetes' build/pause/linux/pause.c, gcc -static)
 # from source, with the local Go toolchain, through the Go module proxy.
 #
-# Usage: hack/build-tools.sh [--prune] [TOOL...]     (default: all of them)
+# Usage: hack/build-tools.sh [--prune] [TOOL... | all | node]   (default: all)
+#   all      kube-apiserver kube-controller-manager kubectl etcd helm
+#   node     all of the above plus the node tools
 #   --prune  afterwards delete the Go build and module caches (~5.6 GB), keeping only
 #            bin/ (~360 MB); a later rebuild then starts cold (~10 min).
 #
@@ -29,10 +36,13 @@ set -euo pipefail
 KUBERNETES_VERSION=v1.37.2   # kube-apiserver, kube-controller-manager, kubectl
 ETCD_VERSION=v3.7.3          # the etcd line kubernetes v1.37 is tested with (3.7.x)
 HELM_VERSION=v3.22.0         # built against k8s.io client libraries v0.37
+COREDNS_VERSION=v1.14.7      # cluster DNS for the realcluster node
+KUBE_ROUTER_VERSION=v2.1.0   # the v2 line the module proxy serves; firewall only
 # Bumped when the build recipe (flags, layout) changes, to force a rebuild.
 RECIPE=1
 
 ALL_TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm)
+NODE_TOOLS=(kubelet kube-proxy kube-scheduler coredns kube-router pause)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${CANARYWATCH_TOOLS_DIR:-${repo_root}/.cache/tools}"
@@ -56,8 +66,10 @@ for arg in "$@"; do
       ;;
     --prune) prune=true ;;
     all) tools+=("${ALL_TOOLS[@]}") ;;
+    node) tools+=("${ALL_TOOLS[@]}" "${NODE_TOOLS[@]}") ;;
     kube-apiserver | kube-controller-manager | kubectl | etcd | helm) tools+=("${arg}") ;;
-    *) die "unknown tool '${arg}' (known: ${ALL_TOOLS[*]})" ;;
+    kubelet | kube-proxy | kube-scheduler | coredns | kube-router | pause) tools+=("${arg}") ;;
+    *) die "unknown tool '${arg}' (known: ${ALL_TOOLS[*]} ${NODE_TOOLS[*]})" ;;
   esac
 done
 [[ ${#tools[@]} -gt 0 ]] || tools=("${ALL_TOOLS[@]}")
@@ -178,9 +190,9 @@ skip_or_build() { # NAME VERSION -> 0 if it must be built
   return 0
 }
 
-# ---- kubernetes: kube-apiserver, kube-controller-manager, kubectl ----------------
+# ---- kubernetes: kube-apiserver, kube-controller-manager, kubectl (+ node tools) ---
 k8s_needed=()
-for t in kube-apiserver kube-controller-manager kubectl; do
+for t in kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler; do
   if skip_or_build "${t}" "${KUBERNETES_VERSION}"; then k8s_needed+=("${t}"); fi
 done
 if [[ ${#k8s_needed[@]} -gt 0 ]]; then
@@ -210,6 +222,22 @@ if [[ ${#k8s_needed[@]} -gt 0 ]]; then
   for t in "${k8s_needed[@]}"; do
     build_one "${t}" "${KUBERNETES_VERSION}" "${k8s_dir}" "k8s.io/kubernetes/cmd/${t}" "${k8s_ldflags}"
   done
+fi
+
+# ---- pause: the pod sandbox's process, C from the pinned kubernetes module ----------
+# Static, as upstream's pause image ships it; the image itself is packed by the tests.
+if skip_or_build pause "${KUBERNETES_VERSION}"; then
+  command -v gcc >/dev/null || die "gcc is needed to build pause (apt-get install gcc libc6-dev)"
+  module_gomod k8s.io/kubernetes "${KUBERNETES_VERSION}" >/dev/null # fetches the module source
+  pause_src="${GOMODCACHE}/k8s.io/kubernetes@${KUBERNETES_VERSION}/build/pause/linux/pause.c"
+  [[ -f "${pause_src}" ]] || die "no ${pause_src} in the kubernetes module"
+  log "building pause ${KUBERNETES_VERSION} (gcc -static ${pause_src##*/}) ..."
+  gcc -Os -Wall -Werror -static -DVERSION="${KUBERNETES_VERSION}-canarywatch" \
+    -o "${BIN_DIR}/.pause.tmp" "${pause_src}"
+  strip "${BIN_DIR}/.pause.tmp"
+  mv -f "${BIN_DIR}/.pause.tmp" "${BIN_DIR}/pause"
+  stamp_of "${KUBERNETES_VERSION}" >"${BIN_DIR}/.pause.stamp"
+  timings+=("pause ${KUBERNETES_VERSION}: built")
 fi
 
 # ---- etcd ------------------------------------------------------------------------
@@ -242,6 +270,29 @@ if skip_or_build helm "${HELM_VERSION}"; then
     done
   fi
   build_one helm "${HELM_VERSION}" "${helm_dir}" helm.sh/helm/v3/cmd/helm "${helm_ldflags}"
+fi
+
+# ---- coredns (cluster DNS of the realcluster node) ---------------------------------
+if skip_or_build coredns "${COREDNS_VERSION}"; then
+  coredns_gomod="$(module_gomod github.com/coredns/coredns "${COREDNS_VERSION}")"
+  check_toolchain github.com/coredns/coredns "${coredns_gomod}"
+  coredns_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "${coredns_gomod}" | head -n1)"
+  coredns_dir="${SRC_DIR}/coredns"
+  write_module "${coredns_dir}" "${coredns_go}" "github.com/coredns/coredns ${COREDNS_VERSION}"
+  build_one coredns "${COREDNS_VERSION}" "${coredns_dir}" github.com/coredns/coredns \
+    "-s -w -X github.com/coredns/coredns/coremain.GitCommit=${COREDNS_VERSION}"
+fi
+
+# ---- kube-router (NetworkPolicy enforcement of the realcluster node) ---------------
+if skip_or_build kube-router "${KUBE_ROUTER_VERSION}"; then
+  kr_gomod="$(module_gomod github.com/cloudnativelabs/kube-router/v2 "${KUBE_ROUTER_VERSION}")"
+  check_toolchain github.com/cloudnativelabs/kube-router/v2 "${kr_gomod}"
+  kr_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "${kr_gomod}" | head -n1)"
+  kr_dir="${SRC_DIR}/kube-router"
+  write_module "${kr_dir}" "${kr_go}" "github.com/cloudnativelabs/kube-router/v2 ${KUBE_ROUTER_VERSION}"
+  build_one kube-router "${KUBE_ROUTER_VERSION}" "${kr_dir}" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=${KUBE_ROUTER_VERSION}"
 fi
 
 # ---- summary ---------------------------------------------------------------------
