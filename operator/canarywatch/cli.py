@@ -176,7 +176,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_pd_receiver(args: argparse.Namespace) -> int:
+    from canarywatch.incidents import receiver
     from canarywatch.incidents.receiver import serve
+
+    # Its log is where a demo's pages are read (`kubectl logs`): one line per event.
+    logging.getLogger(receiver.__name__).setLevel(logging.INFO)
 
     def ready(receiver: object) -> None:
         print(f"PagerDuty Events v2 receiver on {getattr(receiver, 'url', '?')}", file=sys.stderr, flush=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -306,6 +308,37 @@ async def test_receiver_records_accepted_events_without_the_routing_key(
     assert [line["event"]["dedup_key"] for line in lines] == [KEY]
     assert lines[0]["event"]["routing_key"] == "****cdef"
     assert ROUTING_KEY not in record.read_text(encoding="utf-8")
+
+
+async def test_the_receiver_command_logs_each_page_without_its_routing_key() -> None:
+    """`canarywatch pd-receiver` is the demo's PagerDuty: its log is where pages are read."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "canarywatch.cli",
+        "pd-receiver",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        started = await asyncio.wait_for(process.stderr.readline(), timeout=30)
+        assert b"receiver" in started and str(port).encode() in started
+        async with PagerDutyClient(url=f"http://127.0.0.1:{port}/v2/enqueue") as client:
+            assert (await client.send(event("trigger"))).delivered
+        lines = []
+        while not any("accepted" in line for line in lines) and len(lines) < 5:
+            lines.append((await asyncio.wait_for(process.stderr.readline(), timeout=10)).decode())
+        page = next(line for line in lines if "accepted" in line)
+        assert "accepted trigger" in page and KEY in page
+        assert ROUTING_KEY not in "".join(lines)
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def test_serve_runs_a_receiver_until_cancelled() -> None:

@@ -221,6 +221,15 @@ class EventsReceiver:
         self.requests.append(ReceivedRequest(202, body))
         self._apply(body, dedup_key)
         self._record(body)
+        # What a page says, never its routing key (a credential) nor anything else.
+        payload = body.get("payload") or {}
+        log.info(
+            "accepted %s %s [%s] %s",
+            body["event_action"],
+            dedup_key,
+            payload.get("severity", "-"),
+            payload.get("summary", ""),
+        )
         async with self._accepted:
             self.events.append(body)
             self._accepted.notify_all()
