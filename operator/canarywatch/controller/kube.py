@@ -395,13 +395,21 @@ class Kube:
         )
 
     async def delete(
-        self, resource: Resource, namespace: str | None, name: str, *, uid: str | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
     ) -> bool:
         """Delete (in the background); False if it was gone already. ``uid`` guards
-        against deleting a same-named successor of the object that was meant."""
+        against deleting a same-named successor of the object that was meant,
+        ``resource_version`` against deleting it after someone else changed it (409)."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
-        if uid is not None:
-            body["preconditions"] = {"uid": uid}
+        preconditions = {"uid": uid, "resourceVersion": resource_version}
+        if any(preconditions.values()):
+            body["preconditions"] = {k: v for k, v in preconditions.items() if v is not None}
         try:
             await self.request(
                 "DELETE", resource.path(namespace, name), verb="delete", what=resource.plural, body=body
