@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -47,6 +45,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from daemons import Daemon, PkiError, die_with_parent, make_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -94,14 +94,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Child side of Popen: get SIGKILL when the parent (thread) dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-
-
 _WORKDIR_PREFIX = "canarywatch-cp-"
 
 
@@ -115,62 +107,6 @@ def _remove_orphaned_workdirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
         except (OSError, ValueError):
             continue  # not ours to judge (no or unreadable pid file, other user)
-
-
-@dataclass
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace: float) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-
-_OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,\
-DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-[client_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
 
 
 @dataclass(frozen=True)
@@ -191,40 +127,19 @@ class Pki:
 
     @classmethod
     def create(cls, directory: Path) -> Pki:
-        directory.mkdir(parents=True, exist_ok=True)
-        cnf = directory / "openssl.cnf"
-        cnf.write_text(_OPENSSL_CNF)
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise ControlPlaneError("the openssl CLI is needed to make the test PKI")
-
-        def run(*args: str) -> None:
-            proc = subprocess.run(
-                [openssl, *args], cwd=directory, capture_output=True, text=True, check=False
+        try:
+            make_pki(
+                directory,
+                ca_name="canarywatch-test-ca",
+                server_ips=["127.0.0.1", "10.0.0.1"],
+                leaves={
+                    "apiserver": ("/CN=kube-apiserver", "server_ext"),
+                    "admin": (f"/O=system:masters/CN={ADMIN_USER}", "client_ext"),
+                    "kcm": ("/CN=system:kube-controller-manager", "client_ext"),
+                },
             )
-            if proc.returncode != 0:
-                raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
-
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        run("req", "-x509", "-config", str(cnf), "-extensions", "ca_ext", *ec,
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "3",
-            "-subj", "/CN=canarywatch-test-ca")  # fmt: skip
-
-        def leaf(name: str, subject: str, ext: str) -> None:
-            run("req", "-new", "-config", str(cnf), *ec, "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", "-subj", subject)  # fmt: skip
-            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-set_serial", str(secrets.randbits(63)), "-days", "3",
-                "-extfile", str(cnf), "-extensions", ext, "-out", f"{name}.crt")  # fmt: skip
-
-        leaf("apiserver", "/CN=kube-apiserver", "server_ext")
-        leaf("admin", f"/O=system:masters/CN={ADMIN_USER}", "client_ext")
-        leaf("kcm", "/CN=system:kube-controller-manager", "client_ext")
-        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", "sa.key")  # fmt: skip
-        run("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
-        for key in directory.glob("*.key"):
-            key.chmod(0o600)
+        except PkiError as e:
+            raise ControlPlaneError(str(e)) from e
         d = directory
         return cls(
             dir=d,
@@ -291,7 +206,7 @@ class ControlPlane:
     pki: Pki | None = None
     etcd_endpoint: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    _processes: list[_Process] = field(default_factory=list)
+    _processes: list[Daemon] = field(default_factory=list)
     _own_workdir: bool = False
     _api_client: Any = None
 
@@ -384,7 +299,7 @@ class ControlPlane:
         return path
 
     # ---- internals ---------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> _Process:
+    def _spawn(self, name: str, argv: list[str]) -> Daemon:
         assert self.workdir is not None
         log_dir = self.workdir / "logs"
         log_dir.mkdir(exist_ok=True)
@@ -399,13 +314,13 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls prctl
             )
-        proc = _Process(name, popen, log_path)
+        proc = Daemon(name, popen, log_path)
         self._processes.append(proc)
         return proc
 
-    def _wait(self, proc: _Process, what: str, check: Callable[[], bool]) -> None:
+    def _wait(self, proc: Daemon, what: str, check: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if not proc.alive():

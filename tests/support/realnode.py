@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from controlplane import REPO_ROOT, ToolsMissingError, find_binary, kubeconfig_dict, tool_version
+from daemons import Daemon, PkiError, die_with_parent, make_pki
 
 __all__ = [
     "NODE_IP",
@@ -166,32 +167,6 @@ def _netns_pool_classes(netns: Netns) -> dict[str, type]:
 
 
 # ---- PKI ------------------------------------------------------------------------------
-_OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = IP:{node_ip},IP:{service_ip},IP:127.0.0.1,DNS:localhost,DNS:kubernetes,\
-DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-[client_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
 # name -> (subject, extension); every client gets a kubeconfig of the same name.
 _LEAVES = {
     "apiserver": ("/CN=kube-apiserver", "server_ext"),
@@ -208,28 +183,15 @@ _LEAVES = {
 
 
 def _make_pki(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    cnf = directory / "openssl.cnf"
-    cnf.write_text(_OPENSSL_CNF.format(node_ip=NODE_IP, service_ip=KUBERNETES_SERVICE_IP))
-
-    def run(*args: str) -> None:
-        proc = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise NodeError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", "-config", str(cnf), "-extensions", "ca_ext", *ec, "-keyout", "ca.key",
-        "-out", "ca.crt", "-days", "3", "-subj", "/CN=canarywatch-realnode-ca")  # fmt: skip
-    for name, (subject, ext) in _LEAVES.items():
-        run("req", "-new", "-config", str(cnf), *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", subject)  # fmt: skip
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(secrets.randbits(63)), "-days", "3", "-extfile", str(cnf),
-            "-extensions", ext, "-out", f"{name}.crt")  # fmt: skip
-    run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key")
-    run("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
-    for key in directory.glob("*.key"):
-        key.chmod(0o600)
+    try:
+        make_pki(
+            directory,
+            ca_name="canarywatch-realnode-ca",
+            server_ips=[NODE_IP, KUBERNETES_SERVICE_IP, "127.0.0.1"],
+            leaves=_LEAVES,
+        )
+    except PkiError as e:
+        raise NodeError(str(e)) from e
 
 
 # ---- the pause image ------------------------------------------------------------------
@@ -294,40 +256,6 @@ def write_single_binary_image(binary: Path, reference: str, out: Path) -> Path:
 
 
 # ---- processes ------------------------------------------------------------------------
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class _Daemon:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def terminate(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-
-    def wait_or_kill(self, deadline: float) -> None:
-        try:
-            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-
 @dataclass
 class RealNode:
     """One node: start with :meth:`start` (or as a context manager), stop with :meth:`stop`."""
@@ -341,7 +269,7 @@ class RealNode:
     kubeconfig: Path = Path()
     timings: dict[str, float] = field(default_factory=dict)
     network_policies: bool = False  # kube-router's firewall runs
-    _daemons: list[_Daemon] = field(default_factory=list)
+    _daemons: list[Daemon] = field(default_factory=list)
     _netns: Netns | None = None
     _api_client: Any = None
     _started: bool = False
@@ -526,7 +454,7 @@ class RealNode:
             path.chmod(0o600)
         self.kubeconfig = self.workdir / "admin.kubeconfig"
 
-    def _spawn(self, name: str, argv: list[str]) -> _Daemon:
+    def _spawn(self, name: str, argv: list[str]) -> Daemon:
         log_dir = self.workdir / "logs"
         log_dir.mkdir(exist_ok=True)
         log_path = log_dir / f"{name}.log"
@@ -536,14 +464,14 @@ class RealNode:
             log.flush()
             popen = subprocess.Popen(
                 full, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl
+                start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
             )  # fmt: skip
-        daemon = _Daemon(name, popen, log_path)
+        daemon = Daemon(name, popen, log_path)
         self._daemons.append(daemon)
         return daemon
 
     def _wait(
-        self, daemon: _Daemon, what: str, check: Callable[[], bool], timeout: float | None = None
+        self, daemon: Daemon, what: str, check: Callable[[], bool], timeout: float | None = None
     ) -> None:
         t = time.monotonic()
         deadline = t + (timeout or self.startup_timeout)
