@@ -49,7 +49,8 @@ from canarywatch.metrics import METRIC_NAMES, Metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from controlplane import _die_with_parent, _Process, free_port
+from controlplane import free_port
+from daemons import Daemon, die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "dashboards"
@@ -321,7 +322,7 @@ def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _spawn(name: str, argv: list[str], workdir: Path) -> _Process:
+def _spawn(name: str, argv: list[str], workdir: Path) -> Daemon:
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
@@ -329,10 +330,10 @@ def _spawn(name: str, argv: list[str], workdir: Path) -> _Process:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
-            start_new_session=True,  # _Process.stop() signals the whole group
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+            start_new_session=True,  # Daemon.stop() signals the whole group
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls prctl
         )
-    return _Process(name, popen, log_path)
+    return Daemon(name, popen, log_path)
 
 
 def _get(url: str, timeout: float = 2.0) -> bytes:
@@ -347,7 +348,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for(what: str, check: Callable[[], bool], processes: list[_Process], timeout: float) -> None:
+def _wait_for(what: str, check: Callable[[], bool], processes: list[Daemon], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in processes:
@@ -530,7 +531,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     config["integration"]["name"] = LEAKING
     (workdir / "leak.yaml").write_text(yaml.safe_dump(config))
 
-    processes: list[_Process] = []
+    processes: list[Daemon] = []
     try:
         processes.append(
             _spawn(
