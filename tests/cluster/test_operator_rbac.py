@@ -177,7 +177,7 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     probe["spec"]["integrationRef"]["name"] = "relay"
     api.apply(ci)
     api.apply(probe)
-    operator = start_operator()
+    start_operator()
 
     name = probe["metadata"]["name"]
     eventually(
@@ -212,15 +212,8 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     )
     assert api.replicas("relay-ingest") == 3
 
-    # A clean stop: the leader deletes its Lease on the way out, a call of its own.
-    assert operator.stop() == 0
     user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
-
-    def audited() -> tuple[set[tuple[str, str, str]], list[str]] | None:
-        found = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]
-        return found if ("coordination.k8s.io", "leases", "delete") in found[0] else None
-
-    calls, denied = eventually(audited, what="the audit log to show the Lease deleted on the way out")
+    calls, denied = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]
     assert denied == []
     # The test's own check that the binding is in effect, made with the operator's token.
     calls.discard(("authorization.k8s.io", "selfsubjectaccessreviews", "create"))
