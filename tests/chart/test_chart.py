@@ -617,7 +617,7 @@ def test_ha_runs_several_replicas_with_one_leader(renders: dict[str, Manifests])
     # The Lease the operator renews is the one its Role names.
     lease_role = manifests.one("Role", f"{RELEASE}-canarywatch-operator-leader-election")
     rules = lease_role["rules"]
-    for verb in ("get", "update", "delete"):
+    for verb in ("get", "update"):
         assert allows(rules, "coordination.k8s.io", "leases", verb, "canarywatch-ha-leader")
         assert not allows(rules, "coordination.k8s.io", "leases", verb, "someone-elses-lease")
     assert allows(rules, "coordination.k8s.io", "leases", "create")
@@ -657,9 +657,9 @@ def test_rbac_is_exactly_the_operators_permissions_module(
         granted = permissions.expand(role["rules"])
         assert granted == expected[suffix], f"{name}: {_difference(granted, expected[suffix])}"
         if suffix == "-leader-election":
-            # get/update/delete narrowed to the one Lease the operator renews.
+            # get/update narrowed to the one Lease the operator renews.
             named = [rule for rule in role["rules"] if rule.get("resourceNames")]
-            assert [set(rule["verbs"]) for rule in named] == [{"get", "update", "delete"}]
+            assert [set(rule["verbs"]) for rule in named] == [{"get", "update"}]
             assert named[0]["resourceNames"] == [operator_settings(manifests).lease_name]
 
 
@@ -1116,10 +1116,9 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
         ("create", "leases.coordination.k8s.io"),
     ]:
         assert cluster.can(account, verb, resource, namespace), f"cannot {verb} {resource}"
-    for verb in ("update", "delete"):
-        assert cluster.can(
-            account, verb, f"leases.coordination.k8s.io/{RELEASE}-canarywatch-operator", namespace
-        )
+    assert cluster.can(
+        account, "update", f"leases.coordination.k8s.io/{RELEASE}-canarywatch-operator", namespace
+    )
     for verb, resource, where in [
         ("get", "secrets", other),  # namespaced install: the namespaces it handles only
         ("watch", "canaryprobes.canarywatch.io", other),
@@ -1128,7 +1127,6 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
         ("create", "pods:exec", namespace),
         ("patch", "statefulsets.apps", namespace),  # only their scale subresource
         ("update", "leases.coordination.k8s.io/kube-controller-manager", namespace),
-        ("delete", "leases.coordination.k8s.io/kube-controller-manager", namespace),
         ("create", "clusterroles.rbac.authorization.k8s.io", None),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("get", "secrets", None),

@@ -395,21 +395,13 @@ class Kube:
         )
 
     async def delete(
-        self,
-        resource: Resource,
-        namespace: str | None,
-        name: str,
-        *,
-        uid: str | None = None,
-        resource_version: str | None = None,
+        self, resource: Resource, namespace: str | None, name: str, *, uid: str | None = None
     ) -> bool:
         """Delete (in the background); False if it was gone already. ``uid`` guards
-        against deleting a same-named successor of the object that was meant,
-        ``resource_version`` against deleting it after someone else changed it (409)."""
+        against deleting a same-named successor of the object that was meant."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
-        preconditions = {"uid": uid, "resourceVersion": resource_version}
-        if any(preconditions.values()):
-            body["preconditions"] = {k: v for k, v in preconditions.items() if v is not None}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
         try:
             await self.request(
                 "DELETE", resource.path(namespace, name), verb="delete", what=resource.plural, body=body

@@ -91,24 +91,16 @@ class LeaderElector:
                 return
 
     async def release(self) -> None:
-        """Delete the lease if it is still ours: a standby creates a new one at once, and
-        an operator that is uninstalled leaves nothing behind (the chart does not own
-        the Lease, so nothing else would ever remove it). Deleted only at the version
-        read, so a lease another replica took meanwhile is left alone."""
         if not self.leading:
             return
         self.leading = False
         with contextlib.suppress(KubeError):
             lease = await self._kube.get(LEASES, self.namespace, self.name)
             if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                metadata = lease.get("metadata") or {}
-                await self._kube.delete(
-                    LEASES,
-                    self.namespace,
-                    self.name,
-                    uid=metadata.get("uid"),
-                    resource_version=metadata.get("resourceVersion"),
-                )
+                lease["spec"]["holderIdentity"] = ""
+                lease["spec"]["leaseDurationSeconds"] = 1
+                lease["spec"]["renewTime"] = now_rfc3339(micro=True)
+                await self._replace(lease)
                 log.info("released lease %s/%s", self.namespace, self.name)
 
     async def _try(self) -> bool:

@@ -90,12 +90,7 @@ KILL_SWITCH_RULES: tuple[Rule, ...] = (
 )
 
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
-    # delete: a leader deletes its Lease on a clean shutdown (hand-over, uninstall).
-    {
-        "apiGroups": ["coordination.k8s.io"],
-        "resources": ["leases"],
-        "verbs": ["get", "create", "update", "delete"],
-    },
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 )
 
 #: (group, resource, verb) granted but never called, and why no test can see it.
