@@ -358,11 +358,8 @@ def test_upgrade_rolls_the_operator_and_uninstall_leaves_nothing_behind(release:
     def settled_leftovers() -> bool:
         nonlocal left
         left = leftovers()
-        return not set(left) - {"Lease"}
+        return not left
 
+    # The operator's Lease included: the chart owns it, so the uninstall removes it.
     if not poll(settled_leftovers, STARTUP):
         pytest.fail(f"left in {NAMESPACE} after helm uninstall: {left}")
-    if left:
-        # The operator's leader-election Lease is made by the operator, not the chart,
-        # so `helm uninstall` cannot remove it and nothing else does.
-        pytest.xfail(f"known product bug: helm uninstall leaves the operator's Lease behind: {left}")

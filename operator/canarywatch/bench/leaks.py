@@ -96,8 +96,7 @@ async def _measure_leaks(leaks: int, *, profiles: Sequence[str], seed: int) -> L
         integration = doc["integration"]
         # the leak is on the live paths; a thumbnail of it could surface after `resolve`
         # and open an incident no injection caused, so event feeds are left out here
-        for path in ("events", "authzProbe"):
-            integration["viewer"].pop(path)
+        doc["probe"]["transports"] = ["snapshot", "mjpeg"]
         # every leak is switched off: lift the cap of 3 automatic kills per hour
         integration["policy"]["killCap"] = {"maxKills": leaks + 10, "windowSeconds": 3600}
         doc["probe"]["frameSize"] = {"width": WIDTH, "height": HEIGHT}
