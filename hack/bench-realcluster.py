@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -40,8 +38,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from helm_release import Image, Release  # noqa: E402
+from helm_release import Image, ImageBuildError, Release, build_image  # noqa: E402
 from realnode import RealNode, missing_prerequisites  # noqa: E402
+
+from canarywatch.bench.harness import percentile  # noqa: E402
 
 NAMESPACE = "cw-bench"
 IMAGE_REF = "localhost/canarywatch:bench"
@@ -120,17 +120,12 @@ class Watcher:
                 self.pod_deleted.setdefault(pod.metadata.name, now)
 
 
-def build_image(node: RealNode) -> Image:
+def import_image(node: RealNode) -> Image:
     log("building the image (hack/build-image.sh)")
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-image.sh"), "--ref", IMAGE_REF],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"hack/build-image.sh failed:\n{proc.stderr[-3000:]}")
-    node.import_image(Path(proc.stdout.strip().splitlines()[-1]))
+    try:
+        node.import_image(build_image(IMAGE_REF))
+    except ImageBuildError as e:
+        raise SystemExit(str(e)) from e
     return Image.parse(IMAGE_REF)
 
 
@@ -203,12 +198,6 @@ def one_leak(release: Release, watcher: Watcher, known: set[str]) -> dict[str, f
     return moments
 
 
-def percentile(values: list[float], q: float) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--leaks", type=int, default=10)
@@ -230,7 +219,7 @@ def main() -> int:
                 "probe": {"networkProfiles": ["poor"], "transports": ["snapshot"], "fps": 2},
             },
         }
-        release = Release(node, NAMESPACE, build_image(node), values=values)
+        release = Release(node, NAMESPACE, import_image(node), values=values)
         log("helm install")
         release.install()
         wait(

@@ -83,10 +83,9 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 dpkg -s debian-archive-keyring >/dev/null 2>&1 || need+=(debian-archive-keyring)
 command -v unshare >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
-  log "apt-get install ${need[*]}"
-  { apt-get -o DPkg::Lock::Timeout=300 update -q \
-    && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
-         --no-install-recommends "${need[@]}"; } >&2 || die "apt-get install ${need[*]} failed"
+  # shellcheck source=hack/lib/apt-install.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-install.sh"
+  apt_install - "${need[@]}" >&2
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
   || die "host python3 must be >= 3.11 (tomllib)"

@@ -29,46 +29,9 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 \
-    || die "apt-get not found; install ${PACKAGES[*]} (or their equivalents) any way you like"
-
-as_root=()
-if [[ ${EUID} -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "run as root (or install sudo): apt-get needs it"
-    as_root=(sudo)
-fi
-
-# invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d whether a package may start
-# its service; exit code 101 means "no".  Hold one in place for the install only.
-policy=/usr/sbin/policy-rc.d
-made_policy=false
-cleanup() {
-    if [[ ${made_policy} == true ]]; then
-        "${as_root[@]}" rm -f "${policy}"
-    fi
-}
-trap cleanup EXIT
-if [[ ! -e ${policy} ]]; then
-    printf '#!/bin/sh\n# temporary, from canarywatch hack/install-node-packages.sh\nexit 101\n' \
-        | "${as_root[@]}" tee "${policy}" >/dev/null
-    "${as_root[@]}" chmod 0755 "${policy}"
-    made_policy=true
-fi
-
-apt_env=(env DEBIAN_FRONTEND=noninteractive)
-apt_opts=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-
-log "apt-get update"
-"${as_root[@]}" "${apt_env[@]}" apt-get "${apt_opts[@]}" update -qq
-log "apt-get install ${missing[*]} (without recommends)"
-"${as_root[@]}" "${apt_env[@]}" apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"
-
-# If something let the system containerd start anyway, stop it and keep it from booting.
-if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-    "${as_root[@]}" systemctl disable --now containerd.service >/dev/null 2>&1 || true
-elif [[ -x /etc/init.d/containerd ]]; then
-    "${as_root[@]}" /etc/init.d/containerd stop >/dev/null 2>&1 || true
-fi
+# shellcheck source=hack/lib/apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-install.sh"
+apt_install containerd "${missing[@]}"
 
 for bin in containerd runc ctr iptables ipset nsenter; do
     command -v "${bin}" >/dev/null 2>&1 || die "${bin} is not on PATH after the install (PATH=${PATH})"

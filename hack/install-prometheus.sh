@@ -23,49 +23,9 @@ if have_all; then
     exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 \
-    || die "apt-get not found; install Prometheus >= 2.42 (prometheus and promtool) and put both on PATH"
-
-as_root=()
-if [[ ${EUID} -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "run as root (or install sudo): apt-get needs it"
-    as_root=(sudo)
-fi
-
-# invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d whether a package may start
-# its service; exit code 101 means "no".  Container images usually ship one already; when
-# there is none, hold one in place for the duration of the install only.
-policy=/usr/sbin/policy-rc.d
-made_policy=false
-cleanup() {
-    if [[ ${made_policy} == true ]]; then
-        "${as_root[@]}" rm -f "${policy}"
-    fi
-}
-trap cleanup EXIT
-if [[ ! -e ${policy} ]]; then
-    printf '#!/bin/sh\n# temporary, from canarywatch hack/install-prometheus.sh\nexit 101\n' \
-        | "${as_root[@]}" tee "${policy}" >/dev/null
-    "${as_root[@]}" chmod 0755 "${policy}"
-    made_policy=true
-fi
-
-apt_env=(env DEBIAN_FRONTEND=noninteractive)
-apt_opts=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-
-# A fresh image has empty package lists; a stale one may 404 on a superseded version.
-log "apt-get update"
-"${as_root[@]}" "${apt_env[@]}" apt-get "${apt_opts[@]}" update -qq
-log "apt-get install prometheus (without recommends)"
-"${as_root[@]}" "${apt_env[@]}" apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends prometheus
-
-# If something let the service start anyway (a pre-existing policy that allows it, or
-# systemd's own preset), stop it and keep it from starting at boot.
-if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-    "${as_root[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-elif [[ -x /etc/init.d/prometheus ]]; then
-    "${as_root[@]}" /etc/init.d/prometheus stop >/dev/null 2>&1 || true
-fi
+# shellcheck source=hack/lib/apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-install.sh"
+apt_install prometheus prometheus
 
 have_all || die "prometheus was installed but promtool/prometheus are not on PATH (PATH=${PATH})"
 log "installed: $(promtool --version 2>&1 | head -n1)"

@@ -12,8 +12,6 @@ events and the logs of every container in the test's namespace.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +19,10 @@ from typing import Any
 
 import pytest
 from availability import unavailable
-from helm_release import Image
+from helm_release import BUILD_IMAGE, Image, ImageBuildError, build_image
 from realnode import NodeError, RealNode, missing_prerequisites
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_IMAGE = REPO_ROOT / "hack" / "build-image.sh"
 IMAGE_REF = "localhost/canarywatch:realcluster"
 
 _nodes: list[RealNode] = []
@@ -55,13 +52,10 @@ def canarywatch_image(realnode: RealNode) -> Image:
     if not BUILD_IMAGE.exists():
         unavailable(f"{BUILD_IMAGE} is missing")
     t = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(BUILD_IMAGE), "--ref", IMAGE_REF],
-        capture_output=True, text=True, check=False, timeout=1800, env=os.environ.copy(),
-    )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.fail(f"hack/build-image.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}", pytrace=False)
-    archive = Path(proc.stdout.strip().splitlines()[-1])
+    try:
+        archive = build_image(IMAGE_REF)
+    except ImageBuildError as e:
+        pytest.fail(str(e), pytrace=False)
     _figures["image build"] = time.monotonic() - t
     t = time.monotonic()
     realnode.import_image(archive)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from realnode import RealNode
 
 from canarywatch import api
 
-__all__ = ["CHART", "Image", "Release"]
+__all__ = ["BUILD_IMAGE", "CHART", "Image", "ImageBuildError", "Release", "build_image"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "canarywatch"
@@ -53,6 +54,24 @@ class Image:
             "tag": self.tag,
             "pullPolicy": "Never",
         }
+
+
+BUILD_IMAGE = REPO_ROOT / "hack" / "build-image.sh"
+
+
+class ImageBuildError(RuntimeError):
+    pass
+
+
+def build_image(reference: str) -> Path:
+    """``hack/build-image.sh --ref reference``: the OCI tar of this checkout's image."""
+    proc = subprocess.run(
+        ["bash", str(BUILD_IMAGE), "--ref", reference],
+        capture_output=True, text=True, check=False, timeout=1800, env=os.environ.copy(),
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise ImageBuildError(f"hack/build-image.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def _postrender_wrapper(directory: Path) -> Path:
