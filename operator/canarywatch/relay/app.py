@@ -26,6 +26,7 @@ from canarywatch.relay.web_admin import (
 from canarywatch.relay.web_devices import DEVICE_PATH, push_frame, snapshot, stream
 from canarywatch.relay.web_events import list_events, thumbnail
 from canarywatch.relay.web_gates import RELAY_KEY, json_errors
+from canarywatch.relay.web_streams import video_routes
 
 __all__ = ["RELAY_KEY", "build_app"]
 
@@ -55,6 +56,7 @@ def build_app(config: RelayConfig, *, clock: Callable[[], float] | None = None) 
             web.put("/v3/admin/fault", admin_fault),
             web.post("/v3/admin/outage", admin_outage),
             web.get("/healthz", healthz),
+            *video_routes(),
         ]
     )
     app.cleanup_ctx.append(_pull_sources)

@@ -105,6 +105,12 @@ class RelayConfig:
     pull_sources: tuple[PullSource, ...] = ()
     #: default polling interval for ``pull_sources``.
     pull_interval_seconds: float = 1.0
+    #: length of one HLS segment (a window of a camera's frames).
+    hls_segment_seconds: float = 2.0
+    #: segments a live media playlist lists.
+    hls_playlist_segments: int = 3
+    #: how long a stream URL handed to a hub (``GetCameraStream``) stays valid.
+    stream_url_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -163,6 +169,9 @@ class RelayConfig:
         _check_int("thumbnail_width", self.thumbnail_width, low=16, high=4096)
         _check_int("event_retention", self.event_retention, low=1)
         _check_seconds("pull_interval_seconds", self.pull_interval_seconds, allow_zero=False)
+        _check_seconds("hls_segment_seconds", self.hls_segment_seconds, allow_zero=False)
+        _check_int("hls_playlist_segments", self.hls_playlist_segments, low=1, high=20)
+        _check_seconds("stream_url_seconds", self.stream_url_seconds, allow_zero=False)
         object.__setattr__(self, "pull_sources", tuple(self.pull_sources))
         for index, source in enumerate(self.pull_sources):
             _check_pull_source(f"pull_sources[{index}]", source, self.tenants)

@@ -4,7 +4,8 @@ Each fault is a realistic defect in one mechanism, not a "serve the wrong frame"
 switch: the leak has to emerge from the cache or the check, under the same condition
 as in the real incident, so that canarywatch is tested against the real failure shape.
 
-- ``xiaomi-2019``: the low-bandwidth variant cache is keyed by camera name only.
+- ``xiaomi-2019``: the low-bandwidth variant cache is keyed by camera name only (the
+  low rung of the HLS ladder comes out of it too).
 - ``wyze-2024``: the device→owner map rebuilt during outage recovery pairs devices
   with the wrong owners until the recovery window ends.
 - ``stale-cache``: the snapshot cache ignores its TTL.
@@ -21,6 +22,7 @@ from canarywatch.relay.state import Phase
 __all__ = [
     "owner_map_is_scrambled",
     "rebuild_owner_map",
+    "segment_cache_key",
     "snapshot_checks_owner",
     "snapshot_ttl",
     "variant_cache_key",
@@ -37,6 +39,15 @@ def variant_cache_key(fault: Fault, tenant: str, camera: str) -> Hashable:
     if fault is Fault.XIAOMI_2019:
         return ("camera", camera)
     return ("tenant-camera", tenant, camera)
+
+
+def segment_cache_key(fault: Fault, tenant: str, camera: str, *, rung: str, window: int) -> Hashable:
+    """Key of the video segment cache: the low rung is made by the low-bandwidth cache
+    (``variant_cache_key``), so it loses the tenant under ``xiaomi-2019`` like every
+    other low-bandwidth rendition; the high rung is always the camera's own."""
+    if rung == "low":
+        return (variant_cache_key(fault, tenant, camera), rung, window)
+    return (("tenant-camera", tenant, camera), rung, window)
 
 
 def snapshot_ttl(fault: Fault, *, ttl: float, stale_ttl: float | None) -> float | None:

@@ -7,6 +7,7 @@ itself always holds, per (tenant, camera), the last frame that camera delivered.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["CameraKey", "Frame", "FrameStore"]
@@ -29,10 +30,13 @@ class Frame:
 
 
 class FrameStore:
-    """Latest frame per camera, plus wake-ups for MJPEG streams waiting on a camera."""
+    """Latest frame per camera, its recent frames (what video segments are made of),
+    plus wake-ups for MJPEG streams waiting on a camera."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, history: int = 64) -> None:
         self._latest: dict[CameraKey, Frame] = {}
+        self._history: dict[CameraKey, deque[Frame]] = {}
+        self._history_length = history
         self._ingest_count = 0
         # One event per camera that somebody waits on, replaced on every publish so a
         # waiter never sees a stale "set" from an earlier frame.
@@ -51,6 +55,7 @@ class FrameStore:
             jpeg=jpeg,
         )
         self._latest[key] = frame
+        self._history.setdefault(key, deque(maxlen=self._history_length)).append(frame)
         waiter = self._waiters.pop(key, None)
         if waiter is not None:
             waiter.set()
@@ -58,6 +63,14 @@ class FrameStore:
 
     def latest(self, tenant: str, camera: str) -> Frame | None:
         return self._latest.get((tenant, camera))
+
+    def recent(self, tenant: str, camera: str) -> tuple[Frame, ...]:
+        """The camera's retained frames, oldest first (empty for an unknown camera)."""
+        return tuple(self._history.get((tenant, camera), ()))
+
+    def cameras_of(self, tenant: str) -> list[str]:
+        """The cameras of ``tenant`` that have delivered a frame, by name."""
+        return sorted(camera for owner, camera in self._latest if owner == tenant)
 
     async def wait_for_publish(self, tenant: str, camera: str) -> None:
         """Return after the camera's next frame, or after ``wake_all``."""

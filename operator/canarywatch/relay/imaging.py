@@ -13,6 +13,8 @@ import numpy as np
 __all__ = [
     "LOW_VARIANT_BOX",
     "TranscodeError",
+    "decode_jpeg",
+    "fit_box",
     "looks_like_jpeg",
     "make_low_variant",
     "make_thumbnail",
@@ -37,21 +39,24 @@ def looks_like_jpeg(data: bytes) -> bool:
 
 def make_low_variant(jpeg: bytes, *, quality: int) -> bytes:
     """The frame scaled down to fit ``LOW_VARIANT_BOX`` and re-encoded at ``quality``."""
-    image = _decode(jpeg)
-    box_w, box_h = LOW_VARIANT_BOX
-    height, width = image.shape[:2]
-    scale = min(box_w / width, box_h / height, 1.0)
-    return _encode(_resize(image, scale), quality)
+    return _encode(fit_box(decode_jpeg(jpeg), LOW_VARIANT_BOX), quality)
 
 
 def make_thumbnail(jpeg: bytes, *, width: int) -> bytes:
     """The frame scaled to ``width`` (never up), aspect ratio kept."""
-    image = _decode(jpeg)
+    image = decode_jpeg(jpeg)
     scale = min(width / image.shape[1], 1.0)
     return _encode(_resize(image, scale), _THUMBNAIL_QUALITY)
 
 
-def _decode(jpeg: bytes) -> np.ndarray:
+def fit_box(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled down (never up) to fit ``box`` (width, height), aspect kept."""
+    height, width = image.shape[:2]
+    return _resize(image, min(box[0] / width, box[1] / height, 1.0))
+
+
+def decode_jpeg(jpeg: bytes) -> np.ndarray:
+    """The frame's BGR pixels; raises ``TranscodeError``."""
     image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise TranscodeError(f"cannot decode a {len(jpeg)}-byte JPEG")

@@ -11,7 +11,8 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,22 @@ from canarywatch.relay.caches import SnapshotCache, ThumbnailCache, Variant, Var
 from canarywatch.relay.config import Fault, RelayConfig
 from canarywatch.relay.events import DeviceRegistry, EventLog, raises_event
 from canarywatch.relay.frames import Frame, FrameStore
+from canarywatch.relay.grants import StreamGrant, StreamGrants
 from canarywatch.relay.hints import Quality
 from canarywatch.relay.imaging import TranscodeError, make_low_variant, make_thumbnail
+from canarywatch.relay.ladder import listed_windows, window_of
 from canarywatch.relay.state import Phase, RelayState
+from canarywatch.relay.video import Rung, encode_segment
 
 __all__ = ["FeedItem", "Refusal", "RefusalKind", "Relay", "Served"]
 
 logger = logging.getLogger(__name__)
+
+# Frames kept per camera for video segments: the windows a playlist lists, at up to
+# 30 fps for 2 s segments (a camera sending faster loses its oldest frames first).
+_HISTORY_FRAMES = 256
+# A few windows of every rung of every camera; older segments are no longer listed.
+_MAX_SEGMENTS = 4096
 
 
 class RefusalKind(enum.StrEnum):
@@ -71,12 +81,14 @@ class Relay:
         self.clock = clock
         self.tokens = TokenBook(config.tenants, config.admin_token)
         self.state = RelayState(fault=config.fault, recovery_window_seconds=config.wyze_window_seconds)
-        self.frames = FrameStore()
+        self.frames = FrameStore(history=_HISTORY_FRAMES)
         self._snapshots = SnapshotCache()
         self._variants = VariantCache()
         self._thumbnails = ThumbnailCache()
         self._devices = DeviceRegistry()
         self._events = EventLog(retention=config.event_retention)
+        self._segments: OrderedDict[Hashable, bytes] = OrderedDict()
+        self.grants = StreamGrants(lifetime_seconds=config.stream_url_seconds)
         self._closing = False
 
     @property
@@ -170,6 +182,67 @@ class Relay:
         self.state.counters.low_variants_served += 1
         return Served(variant.jpeg, variant.source_seq, quality)
 
+    # -- video (the HLS ladder) ----------------------------------------------------
+
+    def video_windows(self, tenant: str, camera: str) -> range | None:
+        """The segment windows a media playlist of the camera lists now; None for a
+        camera that has sent nothing (or nothing the relay still holds)."""
+        recent = self.frames.recent(tenant, camera)
+        if not recent:
+            return None
+        return listed_windows(
+            first_frame_at=recent[0].received_at,
+            now=self.clock(),
+            segment_seconds=self.config.hls_segment_seconds,
+            count=self.config.hls_playlist_segments,
+        )
+
+    async def video_segment(self, tenant: str, camera: str, rung: Rung, window: int) -> bytes | None:
+        """Segment ``window`` of the camera at ``rung``, through the segment cache; None
+        when the window is not listed (too old, not complete) or its frames are gone.
+        Raises ``TranscodeError``."""
+        windows = self.video_windows(tenant, camera)
+        if windows is None or window not in windows:
+            return None
+        key = faults.segment_cache_key(self.state.fault, tenant, camera, rung=rung.name, window=window)
+        segment = self._segments.get(key)
+        if segment is None:
+            frames = self._window_frames(tenant, camera, window)
+            if not frames:
+                return None
+            start = window * self.config.hls_segment_seconds
+            try:
+                segment = await asyncio.to_thread(encode_segment, frames, rung, start=start)
+            except TranscodeError:
+                self.state.counters.transcode_failures += 1
+                raise
+            self.state.counters.segments_encoded += 1
+            self._segments[key] = segment
+            while len(self._segments) > _MAX_SEGMENTS:
+                self._segments.popitem(last=False)
+        self._segments.move_to_end(key)
+        self.state.counters.segments_served += 1
+        return segment
+
+    def _window_frames(self, tenant: str, camera: str, window: int) -> list[tuple[float, bytes]]:
+        seconds = self.config.hls_segment_seconds
+        inside = [
+            f for f in self.frames.recent(tenant, camera) if window_of(f.received_at, seconds) == window
+        ]
+        if inside:
+            return [(f.received_at, f.jpeg) for f in inside]
+        # A quiet window holds the camera's previous picture, as a live segmenter does.
+        before = [f for f in self.frames.recent(tenant, camera) if window_of(f.received_at, seconds) < window]
+        return [(window * seconds, before[-1].jpeg)] if before else []
+
+    def grant_stream(self, tenant: str, camera: str) -> str:
+        """A stream token for the tenant's camera (the hub's URL carries it)."""
+        self.state.counters.hub_streams_issued += 1
+        return self.grants.issue(tenant, camera, now=self.clock())
+
+    def stream_grant(self, token: str) -> StreamGrant | None:
+        return self.grants.resolve(token, now=self.clock())
+
     def feed(self, tenant: str, *, since: int, limit: int) -> list[FeedItem]:
         """The tenant's events newer than ``since``, oldest first, at most ``limit``."""
         owners = self._owner_map()
@@ -236,6 +309,7 @@ class Relay:
     def _flush_caches(self) -> None:
         self._snapshots.clear()
         self._variants.clear()
+        self._segments.clear()
         self._thumbnails.invalidate_owners()
 
     def describe(self) -> dict[str, Any]:

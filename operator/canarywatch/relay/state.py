@@ -58,6 +58,10 @@ class Counters:
     transcode_failures: int = 0
     events_raised: int = 0
     thumbnails_served: int = 0
+    segments_encoded: int = 0
+    segments_served: int = 0
+    hub_requests: int = 0
+    hub_streams_issued: int = 0
     auth_failures: int = 0
     refused_disabled: int = 0
     refused_outage: int = 0

@@ -20,6 +20,7 @@ __all__ = [
     "RELAY_KEY",
     "ApiError",
     "admit_admin",
+    "admit_available",
     "admit_tenant",
     "int_query",
     "json_errors",
@@ -69,6 +70,12 @@ def admit_tenant(request: web.Request, *, url_tenant: str | None) -> str:
     access = relay.tokens.tenant_access(token, url_tenant=url_tenant)
     if not access.allowed or access.tenant is None:
         _deny(relay, access)
+    admit_available(relay)
+    return access.tenant
+
+
+def admit_available(relay: Relay) -> None:
+    """Raise the 503 while the integration is switched off or down."""
     refusal = relay.refusal()
     if refusal is not None:
         if refusal.kind is RefusalKind.DISABLED:
@@ -79,7 +86,6 @@ def admit_tenant(request: web.Request, *, url_tenant: str | None) -> str:
         if refusal.retry_after_seconds is not None:
             headers[hdrs.RETRY_AFTER] = str(max(1, math.ceil(refusal.retry_after_seconds)))
         raise ApiError(503, str(refusal.kind), refusal.message, headers=headers, **(refusal.detail or {}))
-    return access.tenant
 
 
 def admit_admin(request: web.Request) -> None:

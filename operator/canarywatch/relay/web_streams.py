@@ -1,0 +1,101 @@
+"""Video and hub endpoints: each camera's HLS ladder, and the smart-home fulfillment.
+
+The ladder is served twice, as camera clouds do: under the device path to a tenant's
+bearer token (``…/hls/master.m3u8``), and under a stream URL issued to a hub by
+``GetCameraStream`` (``/v3/streams/<token>/master.m3u8``), where the unguessable token
+is the credential. Playlists use relative URIs, so one set of handlers serves both.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from canarywatch.relay.imaging import TranscodeError
+from canarywatch.relay.ladder import master_playlist, media_playlist, rung_named
+from canarywatch.relay.smarthome import FulfillmentError, fulfill
+from canarywatch.relay.web_devices import DEVICE_PATH
+from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_available, admit_tenant
+
+__all__ = ["STREAM_PATH", "device_video", "fulfillment", "stream_video", "video_routes"]
+
+#: A stream URL issued to a hub: the token stands for one tenant's camera.
+STREAM_PATH = "/v3/streams/{token:[A-Za-z0-9_-]{16,64}}"
+_PLAYLIST = "application/vnd.apple.mpegurl"
+_SEGMENT = "video/mp2t"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def video_routes() -> list[web.RouteDef]:
+    routes = []
+    for prefix, handler in ((f"{DEVICE_PATH}/hls", device_video), (STREAM_PATH, stream_video)):
+        routes += [
+            web.get(f"{prefix}/master.m3u8", handler, allow_head=False),
+            web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/index.m3u8", handler, allow_head=False),
+            web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/{{window:\\d{{1,12}}}}.ts", handler, allow_head=False),
+        ]
+    routes.append(web.post("/v3/smarthome/fulfillment", fulfillment))
+    return routes
+
+
+async def device_video(request: web.Request) -> web.Response:
+    """The ladder of ``…/devices/{tenant}/{camera}/hls/``, to the camera's owner."""
+    tenant, camera = request.match_info["tenant"], request.match_info["camera"]
+    admit_tenant(request, url_tenant=tenant)
+    return await _video(request, tenant, camera)
+
+
+async def stream_video(request: web.Request) -> web.Response:
+    """The ladder of a stream URL a hub was given; expired and unknown tokens are 404."""
+    relay = request.app[RELAY_KEY]
+    grant = relay.stream_grant(request.match_info["token"])
+    if grant is None:
+        raise ApiError(404, "no_stream", "unknown or expired stream URL; ask GetCameraStream again")
+    admit_available(relay)
+    return await _video(request, grant.tenant, grant.camera)
+
+
+async def _video(request: web.Request, tenant: str, camera: str) -> web.Response:
+    relay = request.app[RELAY_KEY]
+    windows = relay.video_windows(tenant, camera)
+    if windows is None:
+        raise ApiError(404, "no_frame", f"camera {camera} has not sent a frame yet")
+    rung_name = request.match_info.get("rung")
+    if rung_name is None:
+        body = master_playlist()
+        return web.Response(text=body, content_type=_PLAYLIST, headers=_NO_STORE)
+    rung = rung_named(rung_name)
+    if rung is None:
+        raise ApiError(404, "no_rendition", f"no rendition {rung_name!r}")
+    window = request.match_info.get("window")
+    if window is None:
+        body = media_playlist(windows, segment_seconds=relay.config.hls_segment_seconds)
+        return web.Response(text=body, content_type=_PLAYLIST, headers=_NO_STORE)
+    try:
+        segment = await relay.video_segment(tenant, camera, rung, int(window))
+    except TranscodeError as error:
+        raise ApiError(502, "transcode_failed", str(error)) from error
+    if segment is None:
+        raise ApiError(404, "no_segment", f"segment {window} is not in the playlist")
+    return web.Response(body=segment, content_type=_SEGMENT, headers=_NO_STORE)
+
+
+async def fulfillment(request: web.Request) -> web.Response:
+    """``POST /v3/smarthome/fulfillment``: the Google smart-home intents of the bearer
+    token's tenant (the token is the OAuth access token the account link issued)."""
+    relay = request.app[RELAY_KEY]
+    tenant = admit_tenant(request, url_tenant=None)
+    relay.state.counters.hub_requests += 1
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"body is not JSON: {error}") from error
+
+    def stream_url(camera: str) -> str:
+        token = relay.grant_stream(tenant, camera)
+        return str(request.url.with_path(f"/v3/streams/{token}/master.m3u8").with_query(None))
+
+    try:
+        answer = fulfill(body, tenant=tenant, cameras=relay.frames.cameras_of(tenant), stream_url=stream_url)
+    except FulfillmentError as error:
+        raise ApiError(400, "bad_request", str(error)) from error
+    return web.json_response(answer, headers=_NO_STORE)
