@@ -215,6 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from canarywatch.delivery import summary_line
     from canarywatch.standalone import ConfigError, Pipeline, load_config
     from canarywatch.viewer.http import AdapterConfigError
 
@@ -247,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"integration {summary['state']}",
         flush=True,
     )
+    print(summary_line(summary["delivery"]), flush=True)
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from canarywatch.delivery import summary_line
 from canarywatch.incidents.pagerduty import EVENTS_URL
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers import Keyring
@@ -195,6 +196,7 @@ def _conclude(options: DemoOptions, summary: dict[str, Any], progress: _Progress
         f"done: {summary['frames']} frames {summary['verdicts']}; {len(incidents)} incident(s); "
         f"integration {summary['state']}; evidence and summary in {options.out}/"
     )
+    progress.event(summary_line(summary["delivery"]))
     if options.fault is Fault.NONE:
         if incidents:
             progress.event("UNEXPECTED: incidents were raised with no fault")

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from canarywatch.delivery import DeliveryLedger
 from canarywatch.incidents.client import Outcome, PagerDutyClient
 from canarywatch.incidents.evidence import collect_evidence, write_evidence
 from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event, trigger_event
@@ -73,6 +74,8 @@ class Monitor:
         self.on_event = on_event or (lambda message: log.info("%s", message))
         self.clock = clock
         self.verdicts: Counter[str] = Counter()
+        #: published vs seen, per camera (the shell reports what its cameras published).
+        self.delivery = DeliveryLedger()
         self.warnings: list[dict[str, Any]] = []
         self.pagerduty_results: Counter[str] = Counter()
         self.suspended = kill_switch is not None and kill_switch.engaged
@@ -87,6 +90,7 @@ class Monitor:
         """Account for one judged frame; returns the incident it opened, if any."""
         stream = result.stream
         self.verdicts[result.verdict.value] += 1
+        self.delivery.seen(stream.tenant, result.observation, at=result.received_at)
         self.metrics.record_frame(
             integration=self.integration,
             probe=self.probe,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
+from canarywatch.delivery import CameraDelivery, describe
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
@@ -215,8 +217,14 @@ class Pipeline:
         self, started: float, duration: float | None, linger: float | None, monitor: Monitor
     ) -> None:
         switched_off_at: float | None = None
+        reported: set[tuple[str, int]] = set()
         while duration is None or time.monotonic() - started < duration:
             await asyncio.sleep(0.1)
+            for camera in self._undelivered(monitor):
+                if (camera.tenant, camera.camera) not in reported:
+                    reported.add((camera.tenant, camera.camera))
+                    for line in describe([camera]):
+                        self.on_event("WARNING " + line)
             if monitor.suspended and switched_off_at is None:
                 switched_off_at = time.monotonic()
             if (
@@ -226,8 +234,24 @@ class Pipeline:
             ):
                 return
 
+    def _min_published(self) -> int:
+        """Accepted frames after which a camera nobody saw is reported: as many as it
+        sends in one freshness bound (at least 3), the longest a frame may take."""
+        probe = self.config.probe
+        return max(3, math.ceil(probe.fps * probe.freshness_seconds))
+
+    def _undelivered(self, monitor: Monitor) -> list[CameraDelivery]:
+        """Published vs seen now: the cameras whose accepted frames their tenant never saw."""
+        if self.fleet is None:
+            return []
+        for camera in self.fleet.cameras:
+            monitor.delivery.published(camera.tenant, camera.camera, camera.published)
+        return monitor.delivery.undelivered(min_published=self._min_published())
+
     def _summary(self, monitor: Monitor, elapsed: float) -> dict[str, Any]:
+        self._undelivered(monitor)
         summary = monitor.summary()
+        summary["delivery"] = monitor.delivery.summary(min_published=self._min_published())
         summary["duration_seconds"] = round(elapsed, 3)
         summary["streams"] = len(self.streams)
         summary["viewer_network_errors"] = sum(s.errors for s in self.streams)
