@@ -60,6 +60,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_pagerduty_events_total",
     "canarywatch_viewer_errors_total",
     "canarywatch_killswitch_actions_total",
+    "canarywatch_leaked_frames_while_suspended_total",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -160,7 +161,14 @@ class Metrics:
             registry=r,
         )
 
-    def prime(self, *, integration: str, probe: str, tenants: Iterable[str]) -> None:
+        self._leaked_while_suspended = Counter(
+            "canarywatch_leaked_frames_while_suspended",
+            "Leaked frames received while the kill switch said the integration was off.",
+            ["namespace", "integration"],
+            registry=r,
+        )
+
+    def prime(self, *, integration: str, probe: str, tenants: Iterable[str], namespace: str = "") -> None:
         """Create every verdict series at 0 before the first frame.
 
         A counter series that first appears at 1 is invisible to `increase()`, and for a
@@ -175,6 +183,7 @@ class Metrics:
         for step in KILLSWITCH_STEPS:
             for result in KILLSWITCH_RESULTS:
                 self._killswitch.labels(integration, step, result)
+        self._leaked_while_suspended.labels(namespace, integration)
 
     def record_frame(
         self,
@@ -226,6 +235,11 @@ class Metrics:
             _closed("action", action, KILLSWITCH_STEPS),
             _closed("result", result, KILLSWITCH_RESULTS),
         ).inc()
+
+    def record_leaked_while_suspended(self, *, namespace: str, integration: str, frames: int = 1) -> None:
+        """Leaked frames received while the kill switch was engaged: it does not hold.
+        ``namespace`` is empty in standalone mode; ``frames=0`` creates the series at 0."""
+        self._leaked_while_suspended.labels(namespace, integration).inc(frames)
 
     def record_pagerduty_event(self, *, action: str, result: str) -> None:
         self._pagerduty.labels(

@@ -618,3 +618,30 @@ async def test_a_version_1_state_file_is_still_understood(tmp_path: Path) -> Non
     loaded = KillSwitch([Recorded("hook", [])], integration="relay-prod", state_path=state).record
     assert loaded is not None and loaded.state is SwitchState.ENGAGED
     assert [(a.name, a.result) for a in loaded.actions] == [("hook", Result.SUCCEEDED)]
+
+
+async def test_reassert_runs_every_action_again_and_keeps_what_they_replaced(tmp_path: Path) -> None:
+    # A GitOps revert undid the kill: engage() calls nothing on an Engaged switch, so the
+    # only way to act again is reassert(); resume must still restore the original.
+    log: list[str] = []
+    scale, webhook = Recorded("scale", log), Recorded("webhook", log)
+    switch = KillSwitch([scale, webhook], integration="relay-prod", state_path=tmp_path / "ks.json")
+    engaged = await switch.engage("inc-1", "leak")
+    record = await switch.reassert()
+    assert record.state is SwitchState.ENGAGED and record.incident == "inc-1"
+    assert (record.engaged_at, record.seconds) == (engaged.engaged_at, engaged.seconds)
+    assert [a.previous for a in record.actions] == [{"replicas": 3}] * 2 and scale.snapshots == 1
+    assert [a.attempts for a in record.actions] == [2, 2]
+    webhook.broken = True  # a re-assertion that fails says so, and is completed later
+    assert (await switch.reassert()).state is SwitchState.ENGAGE_FAILED
+    webhook.broken = False
+    assert (await switch.reassert()).state is SwitchState.ENGAGED
+    await switch.resume()
+    assert log == [
+        *["engage-scale", "engage-webhook"] * 3,
+        "engage-webhook",
+        "resume-webhook",
+        "resume-scale",
+    ]
+    with pytest.raises(NotEngagedError):
+        await switch.reassert()

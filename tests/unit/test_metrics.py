@@ -36,6 +36,7 @@ def exercised() -> Metrics:
     metrics.record_suspended(integration="relay", suspended=True)
     metrics.record_killswitch_action(integration="relay", action="engage", result="succeeded")
     metrics.record_pagerduty_event(action="trigger", result="delivered")
+    metrics.record_leaked_while_suspended(namespace="ns", integration="relay")
     return metrics
 
 
@@ -61,6 +62,7 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_pagerduty_events_total",
         "canarywatch_viewer_errors_total",
         "canarywatch_killswitch_actions_total",
+        "canarywatch_leaked_frames_while_suspended_total",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 

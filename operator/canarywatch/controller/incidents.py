@@ -27,7 +27,7 @@ from canarywatch.controller.runtime import (
     is_open,
     timestamp,
 )
-from canarywatch.controller.suspension import engage, patch_integration
+from canarywatch.controller.suspension import engage, hold, patch_integration
 from canarywatch.incidents.client import Outcome
 from canarywatch.incidents.events import make_dedup_key
 from canarywatch.incidents.pages import resolve_event
@@ -229,12 +229,13 @@ async def _shut_down(
     )
     if shutdown.get("done") or shutdown.get("skipped") or resumed:
         if counters:
-            await patch_integration(rt, integration, counters)
+            integration = await patch_integration(rt, integration, counters)
         if resumed and not (shutdown.get("done") or shutdown.get("skipped")):
             # Resumed by hand before this response finished: that human decision stands.
             held = {"done": False, "skipped": "resumed before it completed"}
             await patch_incident(rt, incident, {"shutdown": held})
-        return True
+            return True
+        return await _hold(rt, incident, integration, status, fresh=counters is not None)
     reason = f"{incident['spec']['observed']['verdict']}: {status.get('decision', '')}"
     integration, state = await engage(
         rt, integration, incident=name, reason=reason, automatic=True, extra=counters
@@ -246,7 +247,7 @@ async def _shut_down(
         await patch_incident(
             rt, incident, {"shutdown": {"done": True, "at": timestamp(now), "skipped": skipped}}
         )
-        return True
+        return await _hold(rt, incident, integration, status, fresh=counters is not None)
     if state != SwitchState.ENGAGED:
         return False
     seconds = max(0.0, now - _recorded(incident))
@@ -255,6 +256,25 @@ async def _shut_down(
     )
     rt.metrics.record_shutdown(integration=integration["metadata"]["name"], seconds=seconds)
     return True
+
+
+async def _hold(
+    rt: Runtime,
+    incident: Mapping[str, Any],
+    integration: dict[str, Any],
+    status: Mapping[str, Any],
+    *,
+    fresh: bool,
+) -> bool:
+    """An open leak while another incident's kill switch holds the integration off (or
+    should): it does not hold. Re-asserted under ``enforce`` only (dry-run and
+    alert-only run no action); False: retry later."""
+    switch = (integration.get("status") or {}).get("killSwitch") or {}
+    if not is_open(status.get("state")) or switch.get("incident") == incident["metadata"]["name"]:
+        return True
+    enforce = integration_policy(integration, rt.settings)[0].mode is Mode.ENFORCE
+    leaked_at = epoch((incident["spec"].get("times") or {}).get("frameReceived")) or time.time()
+    return (await hold(rt, integration, leaked_at=leaked_at, fresh=fresh, reassert=enforce))[1]
 
 
 async def resolve_if_clean(

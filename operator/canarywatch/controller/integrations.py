@@ -65,6 +65,8 @@ async def _validate(body: kopf.Body, memo: Runtime) -> None:
     memo.metrics.record_suspended(
         integration=name, suspended=(status.get("killSwitch") or {}).get("state") in ENGAGED_STATES
     )
+    # primed at 0: the first leaked frame through an engaged switch is a visible step
+    memo.metrics.record_leaked_while_suspended(namespace=namespace, integration=name, frames=0)
 
 
 async def _integration_problems(rt: Runtime, integration: Mapping[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.settings import OperatorSettings
 from canarywatch.incidents.policy import Confirmation, Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
+from canarywatch.shutdown.holding import Holding
 
 __all__ = [
     "RETRY_DELAY",
@@ -89,6 +90,9 @@ class Runtime:
     written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     #: Tenants of this probe whose keyring Secret is known to exist.
     keyring_tenants: frozenset[str] = frozenset()
+    #: Re-assertion pacing of each engaged kill switch (memory only: after a restart the
+    #: next leak re-asserts at once, which is the safe side).
+    holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)
 
     def lock(self, namespace: str, integration: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, integration), asyncio.Lock())

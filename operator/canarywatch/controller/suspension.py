@@ -29,6 +29,7 @@ from canarywatch.shutdown import (
     ENGAGED_STATES,
     Action,
     ActionRecord,
+    Holding,
     KillSwitch,
     KillSwitchRecord,
     Result,
@@ -36,7 +37,7 @@ from canarywatch.shutdown import (
     SwitchState,
 )
 
-__all__ = ["StatusStore", "engage", "patch_integration", "resume"]
+__all__ = ["StatusStore", "engage", "hold", "patch_integration", "resume"]
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ async def engage(
     store = StatusStore(rt, integration)
     store.extra = dict(extra or {})
     if state not in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
+        rt.holdings.pop((namespace, name), None)  # a new engagement: re-assert at once if it leaks
         now = time.time()
         if automatic:
             window = integration_policy(integration, rt.settings)[0].kill_cap.window_seconds
@@ -244,10 +246,60 @@ async def engage(
     return integration, record.state
 
 
+async def hold(
+    rt: Runtime, integration: dict[str, Any], *, leaked_at: float, fresh: bool, reassert: bool = True
+) -> tuple[dict[str, Any], bool]:
+    """A leak reported (at ``leaked_at``) while the kill switch holds the integration off,
+    or should: the kill does not hold (caller holds the lock).
+
+    Engaged: a ``fresh`` report of a frame received after the engagement completed is
+    counted in ``canarywatch_leaked_frames_while_suspended_total`` and, when the pacing
+    (``shutdown.Holding``) allows, every action runs again (``KillSwitch.reassert``).
+    Engaging or EngageFailed: the engagement is completed. ``reassert=False`` (dry-run,
+    alert-only) only counts. Returns the integration and False while the kill switch is
+    not Engaged (the caller retries).
+    """
+    meta = integration["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    switch = (integration.get("status") or {}).get("killSwitch") or {}
+    state = switch.get("state")
+    holding = rt.holdings.setdefault((namespace, name), Holding())
+    if state == SwitchState.ENGAGED:
+        engaged_until = (epoch(switch.get("engagedAt")) or 0.0) + float(switch.get("seconds") or 0)
+        if not (fresh and holding.leaked_while_engaged(received_at=leaked_at, engaged_until=engaged_until)):
+            return integration, True
+        rt.metrics.record_leaked_while_suspended(namespace=namespace, integration=name)
+        now = time.monotonic()
+        if not (reassert and holding.due(now)):
+            return integration, True
+        holding.note(now)
+    elif state not in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED) or not reassert:
+        return integration, True  # resumed, or being resumed: a human decided
+    store = StatusStore(rt, integration)
+    try:
+        actions: list[Action] = list(await build_actions(integration, rt.kube))
+    except ActionSpecError as error:
+        message = f"cannot build the kill-switch actions: {error}"
+        rt.event(integration, "KillSwitchFailed", message, warning=True)
+        return integration, False
+    record = await _kill_switch(rt, store, actions, integration).reassert()
+    integration = store.integration
+    if record.state is SwitchState.ENGAGED:
+        done = "; ".join(a.detail for a in record.actions)
+        message = f"leaked frames arrived while switched off for {record.incident}: actions run again: {done}"
+        rt.event(integration, "KillSwitchReasserted", message[:_TEXT_LIMIT], warning=True)
+        return integration, True
+    failed_names = [a.name for a in record.actions if a.result is not Result.SUCCEEDED]
+    message = f"kill switch for {record.incident} does not hold: {', '.join(failed_names)} failed; retrying"
+    rt.event(integration, "KillSwitchFailed", message, warning=True)
+    return integration, False
+
+
 async def resume(rt: Runtime, integration: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Undo every recorded action, in reverse order (caller holds the lock)."""
     meta = integration["metadata"]
     name = meta["name"]
+    rt.holdings.pop((meta["namespace"], name), None)
     store = StatusStore(rt, integration)
     configured: list[Action] = []
     try:

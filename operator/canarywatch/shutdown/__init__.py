@@ -5,7 +5,9 @@ Public surface::
     WebhookAction, WebhookRequest   call an HTTP endpoint (retries, optional HMAC signature)
     CommandAction                   run a program (argv list, env, timeout)
     KillSwitch                      the one engine: engage / resume all actions, in order,
-                                    idempotent, crash-safe; its record in a StateStore
+                                    idempotent, crash-safe; its record in a StateStore;
+                                    reassert when leaks show the kill does not hold
+    Holding                         paces those re-assertions (backoff)
     FileStore, MemoryStore          where standalone mode keeps the record
     SwitchState, Result, KillSwitchRecord, ActionRecord
                                     the vocabulary of status.killSwitch (the CRD's words)
@@ -27,6 +29,7 @@ from canarywatch.shutdown.actions import (
     WebhookAction,
     WebhookRequest,
 )
+from canarywatch.shutdown.holding import IN_FLIGHT_GRACE_SECONDS, Holding
 from canarywatch.shutdown.killswitch import KillSwitch, NotEngagedError, Resumer, Snapshotting
 from canarywatch.shutdown.records import ENGAGED_STATES, ActionRecord, KillSwitchRecord, Result, SwitchState
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, SignatureError, sign, verify_signature
@@ -40,6 +43,7 @@ from canarywatch.shutdown.state import (
 
 __all__ = [
     "ENGAGED_STATES",
+    "IN_FLIGHT_GRACE_SECONDS",
     "PLACEHOLDERS",
     "SIGNATURE_HEADER",
     "Action",
@@ -49,6 +53,7 @@ __all__ = [
     "ActionRecord",
     "CommandAction",
     "FileStore",
+    "Holding",
     "KillSwitch",
     "KillSwitchError",
     "KillSwitchRecord",

@@ -11,7 +11,9 @@ recorded in the ``KillSwitchRecord``: "what the kill switch did and how to resum
 Idempotent: engaging an engaged switch returns the existing record without calling
 anything; if some actions failed, engaging again (for any incident) completes the
 original engagement, running only what did not succeed. Resuming a resumed switch is
-likewise a no-op, and retries only failed resume steps. Every action whose engage step
+likewise a no-op, and retries only failed resume steps. ``reassert`` is the one way to
+call actions again on an engaged switch: leaked frames arriving while it is engaged mean
+the kill does not hold (``shutdown.holding`` paces how often). Every action whose engage step
 ran is resumed, failed ones included: a request that timed out may still have switched
 the integration off.
 
@@ -149,82 +151,113 @@ class KillSwitch:
                     incident_id,
                 )
                 return current
-            carried: dict[str, Mapping[str, Any]] = {}
-            if current is not None and current.state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
-                record = replace(current, state=SwitchState.ENGAGING)
-            else:
-                if current is not None:
-                    # Engaged again before a resume finished: what an action has not
-                    # restored yet, its first reading still describes.
-                    carried = {
-                        a.name: a.previous
-                        for a in current.actions
-                        if a.previous is not None
-                        and not (a.step is Step.RESUME and a.result is Result.SUCCEEDED)
-                    }
-                record = KillSwitchRecord(
-                    integration=self._integration,
-                    incident=incident_id,
-                    reason=reason,
-                    state=SwitchState.ENGAGING,
-                    engaged_at=self._clock(),
-                )
-            log.warning(
-                "engaging kill switch for %s (incident %s): %s",
-                self._integration,
-                record.incident,
-                record.reason,
+            return await self._engage(current, incident_id, reason, again=False)
+
+    async def reassert(self) -> KillSwitchRecord:
+        """Run every action's engage step again: the integration leaks while recorded as
+        switched off (a GitOps revert scaled it back up, a webhook's effect was undone).
+
+        Keeps the engagement's incident, ``engaged_at``, ``seconds`` and every recorded
+        ``previous`` (no new snapshot: what an action finds now is the kill's own change,
+        or the revert), so resume still restores the original. An engagement that is not
+        complete (``EngageFailed``, interrupted) is completed instead. ``NotEngagedError``
+        when there is no engagement to hold.
+        """
+        async with self._lock:
+            current = self._record
+            if current is None or current.state not in (
+                SwitchState.ENGAGED,
+                SwitchState.ENGAGING,
+                SwitchState.ENGAGE_FAILED,
+            ):
+                raise NotEngagedError(f"the kill switch for {self._integration} is not engaged")
+            again = current.state is SwitchState.ENGAGED
+            return await self._engage(current, current.incident, current.reason, again=again)
+
+    async def _engage(
+        self, current: KillSwitchRecord | None, incident_id: str, reason: str, *, again: bool
+    ) -> KillSwitchRecord:
+        """The engage step under the lock; ``again``: re-run actions that succeeded too."""
+        carried: dict[str, Mapping[str, Any]] = {}
+        if current is not None and (
+            again or current.state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED)
+        ):
+            record = replace(current, state=SwitchState.ENGAGING)
+        else:
+            if current is not None:
+                # Engaged again before a resume finished: what an action has not
+                # restored yet, its first reading still describes.
+                carried = {
+                    a.name: a.previous
+                    for a in current.actions
+                    if a.previous is not None and not (a.step is Step.RESUME and a.result is Result.SUCCEEDED)
+                }
+            record = KillSwitchRecord(
+                integration=self._integration,
+                incident=incident_id,
+                reason=reason,
+                state=SwitchState.ENGAGING,
+                engaged_at=self._clock(),
             )
-            context = ActionContext(self._integration, record.incident, record.reason, Step.ENGAGE)
-            recorded = {a.name: a for a in record.actions}
-            # Recorded actions no longer configured were engaged before the others.
-            order = [name for name in recorded if name not in self._actions] + list(self._actions)
-            entries = dict(recorded)
+        log.warning(
+            "%s kill switch for %s (incident %s): %s",
+            "re-asserting the" if again else "engaging",
+            self._integration,
+            record.incident,
+            record.reason,
+        )
+        context = ActionContext(self._integration, record.incident, record.reason, Step.ENGAGE)
+        recorded = {a.name: a for a in record.actions}
+        # Recorded actions no longer configured were engaged before the others.
+        order = [name for name in recorded if name not in self._actions] + list(self._actions)
+        entries = dict(recorded)
 
-            def listed() -> tuple[ActionRecord, ...]:
-                return tuple(entries[name] for name in order if name in entries)
+        def listed() -> tuple[ActionRecord, ...]:
+            return tuple(entries[name] for name in order if name in entries)
 
+        await self._checkpoint(record)
+        for action in self._actions.values():
+            prior = entries.get(action.name)
+            succeeded = prior is not None and prior.step is Step.ENGAGE and prior.result is Result.SUCCEEDED
+            if succeeded and not again:
+                continue
+            attempts = prior.attempts if prior is not None else 0
+            previous = prior.previous if prior is not None else carried.get(action.name)
+            if previous is None and isinstance(action, Snapshotting) and not succeeded:
+                previous = await self._snapshot(action)
+            now = self._clock()
+            entries[action.name] = ActionRecord(
+                action.name, action.kind, _target(action), Step.ENGAGE, Result.PENDING,
+                "recorded; acting", attempts, now, now, previous,
+            )  # fmt: skip
+            record = replace(record, actions=listed())
             await self._checkpoint(record)
-            for action in self._actions.values():
-                prior = entries.get(action.name)
-                if prior is not None and prior.step is Step.ENGAGE and prior.result is Result.SUCCEEDED:
-                    continue
-                attempts = prior.attempts if prior is not None else 0
-                previous = prior.previous if prior is not None else carried.get(action.name)
-                if previous is None and isinstance(action, Snapshotting):
-                    previous = await self._snapshot(action)
-                now = self._clock()
-                entries[action.name] = ActionRecord(
-                    action.name, action.kind, _target(action), Step.ENGAGE, Result.PENDING,
-                    "recorded; acting", attempts, now, now, previous,
-                )  # fmt: skip
-                record = replace(record, actions=listed())
-                await self._checkpoint(record)
-                entries[action.name] = await self._run(
-                    action, Step.ENGAGE, context, replace(entries[action.name], attempts=attempts)
-                )
-                record = replace(record, actions=listed())
-                await self._checkpoint(record)
-            failed = [
-                name
-                for name in self._actions
-                if entries[name].step is not Step.ENGAGE or entries[name].result is not Result.SUCCEEDED
-            ]
-            record = replace(
-                record,
-                state=SwitchState.ENGAGE_FAILED if failed else SwitchState.ENGAGED,
-                seconds=round(max(0.0, self._clock() - record.engaged_at), 6),
+            entries[action.name] = await self._run(
+                action, Step.ENGAGE, context, replace(entries[action.name], attempts=attempts)
             )
-            await self._save(record)
-            if failed:
-                log.error(
-                    "kill switch for %s incomplete: %s failed; engage again to retry them",
-                    self._integration,
-                    ", ".join(failed),
-                )
-            else:
-                log.warning("kill switch for %s engaged in %.3fs", self._integration, record.seconds)
-            return record
+            record = replace(record, actions=listed())
+            await self._checkpoint(record)
+        failed = [
+            name
+            for name in self._actions
+            if entries[name].step is not Step.ENGAGE or entries[name].result is not Result.SUCCEEDED
+        ]
+        record = replace(
+            record,
+            state=SwitchState.ENGAGE_FAILED if failed else SwitchState.ENGAGED,
+            # a re-assertion keeps how long the engagement itself took
+            seconds=record.seconds if again else round(max(0.0, self._clock() - record.engaged_at), 6),
+        )
+        await self._save(record)
+        if failed:
+            log.error(
+                "kill switch for %s incomplete: %s failed; engage again to retry them",
+                self._integration,
+                ", ".join(failed),
+            )
+        else:
+            log.warning("kill switch for %s engaged in %.3fs", self._integration, record.seconds)
+        return record
 
     async def resume(self) -> KillSwitchRecord:
         """Undo the engagement: resume steps in reverse order; see the module docstring."""
