@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
+from standalone_configs import snapshot_watch
 
 from canarywatch.markers import Keyring
 from canarywatch.relay import RelayConfig, run_relay
@@ -16,26 +17,6 @@ from canarywatch.serving import ServedApp
 from canarywatch.standalone import Pipeline, StandaloneConfig
 
 TENANTS = ("acme-7", "bravo-2")
-
-
-def config(base: str) -> dict[str, Any]:
-    device = base + "/v3/devices/{tenant}/{camera}"
-    bearer = {"Authorization": "Bearer {token}"}
-    return {
-        "integration": {
-            "name": "under-test",
-            "camera": {"push": {"method": "PUT", "url": device + "/frame", "headers": bearer}},
-            "viewer": {"snapshot": {"url": device + "/live.jpg", "headers": bearer}, "pollInterval": 0.2},
-            "policy": {"mode": "dry-run"},
-        },
-        "probe": {
-            "tenants": [{"id": t, "token": f"token-{t}"} for t in TENANTS],
-            "fps": 4,
-            "frameSize": {"width": 320, "height": 180},
-            "freshnessSeconds": 1,
-            "networkProfiles": ["good"],
-        },
-    }
 
 
 @asynccontextmanager
@@ -58,7 +39,10 @@ async def black_hole() -> AsyncIterator[str]:
 async def run(base: str, keyring: Keyring) -> tuple[dict[str, Any], list[str]]:
     events: list[str] = []
     pipeline = Pipeline(
-        StandaloneConfig.from_mapping(config(base)), keyring=keyring, out_dir=None, on_event=events.append
+        StandaloneConfig.from_mapping(snapshot_watch(base, TENANTS, fps=4)),
+        keyring=keyring,
+        out_dir=None,
+        on_event=events.append,
     )
     result = await pipeline.run(duration=3.0)
     return result.summary, events

@@ -170,6 +170,34 @@ def test_a_camera_the_integration_pulls_from_serves_on_every_interface(
     assert (settings.serve_host, settings.serve_port) == ("0.0.0.0", 8081)
 
 
+@pytest.mark.parametrize("protocol", ["rtsp", "rtmp", "mjpeg"])
+def test_a_streaming_camera_reads_its_stream_and_credentials(
+    protocol: str, probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    url = {
+        "rtsp": "rtsp://{tenant}:{token}@ingest:8554/{tenant}/{camera}",
+        "rtmp": "rtmp://ingest/live/{tenant}-{camera}?token={token}",
+        "mjpeg": "http://ingest/cameras/{tenant}/{camera}/stream",
+    }[protocol]
+    publish: dict[str, Any] = {"protocol": protocol, "url": url, "bitrate": 300000}
+    if protocol == "mjpeg":
+        publish["headersFrom"] = [
+            {"header": "X-Api-Key", "secretKeyRef": {"name": "relay-api", "key": "key"}}
+        ]
+    integration["spec"]["camera"] = {"publish": publish}
+    settings = CameraSettings.from_environ(camera_env(probe, integration, mounts))
+    assert settings.push is None and settings.publish is not None and settings.stream_endpoint is not None
+    assert settings.publish.protocol == protocol
+    assert (settings.publish.bitrate, settings.publish.keyframe_interval) == (
+        300000,
+        2.0,
+    )  # the CRD's default
+    request = settings.stream_endpoint.render(tenant="acme-7", camera="1", token=settings.token)
+    assert request.url == url.format(tenant="acme-7", camera="1", token=TOKEN)
+    if protocol == "mjpeg":
+        assert (request.method, request.headers["X-Api-Key"]) == ("POST", API_KEY)
+
+
 def test_with_a_tc_shaper_the_viewer_adds_only_what_netem_cannot(
     probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
 ) -> None:

@@ -70,6 +70,11 @@ _DELETE = object()
         ("integration.viewer", {}, "integration.viewer"),
         ("probe.transports", ["snapshot", "mjpeg"], "probe.transports[1]"),
         ("probe.transports", ["authz"], "probe.transports[0]"),
+        (
+            "integration.camera.publish",
+            {"protocol": "rtsp", "url": "rtsp://h/{camera}"},
+            "integration.camera",
+        ),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -129,3 +134,35 @@ def test_poor_network_viewers_are_on_by_default() -> None:
     doc = example()
     del doc["probe"]["networkProfiles"]
     assert [p.name for p in StandaloneConfig.from_mapping(doc).probe.network_profiles] == ["good", "poor"]
+
+
+@pytest.mark.parametrize(
+    ("publish", "field"),
+    [
+        ({"protocol": "rtsp", "url": "rtmp://h/{tenant}/{camera}"}, "integration.camera.publish.url"),
+        ({"protocol": "mjpeg", "url": "rtsp://h/{tenant}/{camera}"}, "integration.camera.publish.url"),
+        ({"protocol": "rtsp", "url": "rtsp://h/{tenant}"}, "integration.camera.publish.url"),
+        ({"protocol": "srt", "url": "rtsp://h/{camera}"}, "integration.camera.publish.protocol"),
+        (
+            {"protocol": "rtmp", "url": "rtmp://h/{camera}", "bitrate": 5},
+            "integration.camera.publish.bitrate",
+        ),
+    ],
+)
+def test_a_streaming_camera_block_is_checked(publish: dict[str, Any], field: str) -> None:
+    doc = example()
+    doc["integration"]["camera"] = {"publish": publish}
+    with pytest.raises(ConfigError) as caught:
+        StandaloneConfig.from_mapping(doc)
+    assert caught.value.field == field
+
+
+def test_a_streaming_camera_block_loads_with_the_crds_defaults() -> None:
+    doc = example()
+    doc["integration"]["camera"] = {
+        "publish": {"protocol": "rtsp", "url": "rtsp://{tenant}:{token}@127.0.0.1:8554/{tenant}/{camera}"}
+    }
+    stream = StandaloneConfig.from_mapping(doc).integration.camera.stream
+    assert stream is not None and (stream.keyframe_interval, stream.bitrate) == (2.0, 1_000_000)
+    rendered = stream.template.render(tenant="acme-7", camera="0", token="t:k@x")
+    assert rendered.url == "rtsp://acme-7:t%3Ak%40x@127.0.0.1:8554/acme-7/0"

@@ -26,6 +26,7 @@ from canarywatch.agents.env import (
     run_until_signalled,
 )
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
+from canarywatch.camera.streams import publish_streams
 from canarywatch.markers import Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.serving import ServedApp
@@ -72,6 +73,12 @@ class CameraAgent:
                     )
                 self._tasks.append(asyncio.create_task(self.fleet.run_push(targets)))
                 how = f"pushing to {s.push.template!r}"
+            elif s.publish is not None and s.stream_endpoint is not None:
+                streaming = publish_streams(
+                    self.fleet, s.publish, token=lambda _: s.token, render=s.stream_endpoint.render
+                )
+                self._tasks.append(asyncio.create_task(streaming))
+                how = f"streaming {s.publish.protocol} to {s.publish.template!r}"
             else:
                 fleet_server = await ServedApp.start(
                     self.fleet.app(), s.serve_host, s.serve_port, access_log=None

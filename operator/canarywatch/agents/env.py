@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS, AgentEnv, AgentRole
+from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.markers.keyring import Keyring, KeyringError, validate_tenant_id
@@ -117,17 +118,33 @@ class CameraSettings(AgentSettings):
     push: Endpoint | None
     serve_host: str
     serve_port: int
+    #: set when cameras hold a stream open (``camera.publish``); rendered by ``stream_endpoint``.
+    publish: StreamPublish | None = None
+    stream_endpoint: Endpoint | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> CameraSettings:
         common = _common(environ, AgentRole.CAMERA)
         adapter = _adapter(environ)
         push: Endpoint | None = None
+        publish: StreamPublish | None = None
+        stream_endpoint: Endpoint | None = None
         serve_host, serve_port = "0.0.0.0", 0
-        if ("push" in adapter) == ("serve" in adapter):
-            raise EnvError(_ADAPTER, "expected exactly one of push or serve (the integration's camera block)")
+        if sum(key in adapter for key in ("push", "serve", "publish")) != 1:
+            raise EnvError(
+                _ADAPTER, "expected exactly one of push, serve or publish (the integration's camera block)"
+            )
         if "push" in adapter:
             push = _endpoint(adapter["push"], "push", environ)
+        elif "publish" in adapter:
+            raw = dict(_object(adapter["publish"], f"{_ADAPTER}.publish"))
+            try:
+                publish = StreamPublish.from_mapping(raw, where=f"{_ADAPTER}.publish")
+            except AdapterConfigError as error:
+                raise EnvError(error.field, error.message) from None
+            request: dict[str, Any] = {k: raw[k] for k in ("url", "headers", "headersFrom") if k in raw}
+            request["method"] = "POST"
+            stream_endpoint = _endpoint(request, "publish", environ, schemes=publish.template.schemes)
         else:
             serve = _object(adapter["serve"], f"{_ADAPTER}.serve")
             serve_host = str(serve.get("host", "0.0.0.0"))
@@ -143,6 +160,8 @@ class CameraSettings(AgentSettings):
             push=push,
             serve_host=serve_host,
             serve_port=serve_port,
+            publish=publish,
+            stream_endpoint=stream_endpoint,
         )
 
 
@@ -380,12 +399,14 @@ def _adapter(environ: Mapping[str, str]) -> Mapping[str, Any]:
     return _object(_json(environ, _ADAPTER), _ADAPTER)
 
 
-def _endpoint(raw: object, name: str, environ: Mapping[str, str]) -> Endpoint:
+def _endpoint(
+    raw: object, name: str, environ: Mapping[str, str], *, schemes: tuple[str, ...] = ("http", "https")
+) -> Endpoint:
     where = f"{_ADAPTER}.{name}"
     spec = dict(_object(raw, where))
     headers_from = _object(spec.pop("headersFrom", {}), f"{where}.headersFrom")
     try:
-        template = RequestTemplate.from_mapping(spec, where=where)
+        template = RequestTemplate.from_mapping(spec, where=where, schemes=schemes)
     except AdapterConfigError as error:
         raise EnvError(error.field, error.message) from None
     secret_headers: dict[str, str] = {}

@@ -1,8 +1,9 @@
 """Many canary cameras in one process: render signed frames at a rate, publish them.
 
-Publishing is either *push* (HTTP PUT/POST of each JPEG to the integration's ingest
-URL, like a camera uploading) or *serve* (the integration pulls snapshots or MJPEG from
-us, like a camera with a local web server). Memory is bounded: a camera keeps only
+Publishing is *push* (HTTP PUT/POST of each JPEG to the integration's ingest URL, like
+a camera uploading), a long MJPEG POST (one upload held open, a JPEG per part), or
+*serve* (the integration pulls snapshots or MJPEG from us, like a camera with a local
+web server); H.264 over RTSP/RTMP is ``camera.video``. Memory is bounded: a camera keeps only
 its latest encoded frame.
 """
 
@@ -12,13 +13,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
 from canarywatch.markers import FrameRenderer, FrameSpec, encode_image
+from canarywatch.retrying import Backoff
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CameraFleet", "CanaryCamera", "PushTarget"]
 
@@ -52,8 +58,8 @@ class CanaryCamera:
     last_status: int | None = None
     _renderer: FrameRenderer | None = field(default=None, init=False, repr=False, compare=False)
 
-    def next_frame(self, now: float) -> bytes:
-        """Render and encode the next frame (seq increments), keep it as `latest`."""
+    def next_picture(self, now: float) -> np.ndarray:
+        """Render the next frame's pixels (BGR; seq increments), for video encoders."""
         self.seq += 1
         spec = FrameSpec(self.tenant, self.camera, self.seq, now, self.width, self.height)
         renderer = self._renderer
@@ -64,7 +70,11 @@ class CanaryCamera:
         ):
             # the static parts of this camera's frames, drawn once (not per frame)
             renderer = self._renderer = FrameRenderer(self.tenant, self.camera, self.width, self.height)
-        self.latest = encode_image(renderer.render(spec, self.key), quality=self.quality, restart_rows=True)
+        return renderer.render(spec, self.key)
+
+    def next_frame(self, now: float) -> bytes:
+        """Render and encode the next frame (seq increments), keep it as `latest`."""
+        self.latest = encode_image(self.next_picture(now), quality=self.quality, restart_rows=True)
         self.latest_time = now
         return self.latest
 
@@ -101,6 +111,52 @@ class CameraFleet:
                 for i, cam in enumerate(self.cameras)
             ]
             await asyncio.gather(*loops)
+
+    async def run_mjpeg_post(self, targets: Mapping[tuple[str, int], PushTarget]) -> None:
+        """Hold one long ``multipart/x-mixed-replace`` upload open per camera, a JPEG per
+        part, reconnecting (with backoff) when the integration ends or refuses it."""
+        # No total timeout: the upload is meant to last; connecting still has one.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            loops = [
+                self._mjpeg_post_loop(session, cam, targets[(cam.tenant, cam.camera)], i)
+                for i, cam in enumerate(self.cameras)
+            ]
+            await asyncio.gather(*loops)
+
+    async def _mjpeg_post_loop(
+        self, session: aiohttp.ClientSession, cam: CanaryCamera, target: PushTarget, index: int
+    ) -> None:
+        await self._tick(index)
+        headers = {**target.headers, "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"}
+        backoff = Backoff(base=0.5, cap=10.0)
+        failures = 0
+        while True:
+            sent_before = cam.published
+            try:
+                async with session.request(
+                    target.method, target.url, data=self._mjpeg_parts(cam), headers=headers
+                ) as resp:
+                    await resp.read()
+                    cam.last_status = resp.status
+                    if not 200 <= resp.status < 300:
+                        cam.failed += 1
+            except (aiohttp.ClientError, TimeoutError) as e:
+                cam.failed += 1
+                cam.last_status = None
+                log.debug("camera %s/%s MJPEG upload ended: %s", cam.tenant, cam.camera, type(e).__name__)
+            failures = 0 if cam.published > sent_before else failures + 1
+            await asyncio.sleep(backoff.delay(max(1, failures)))
+
+    async def _mjpeg_parts(self, cam: CanaryCamera) -> AsyncIterator[bytes]:
+        interval = 1.0 / self.fps
+        while True:
+            started = time.monotonic()
+            body = cam.next_frame(self.clock())
+            yield _mjpeg_part(body)
+            # counted once handed to the connection: the integration answers only at the end
+            cam.published += 1
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def run_render(self) -> None:
         """Serve mode: keep `latest` fresh for pulls and MJPEG until cancelled."""
@@ -165,20 +221,27 @@ class CameraFleet:
 
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
         cam = self._lookup(request)
-        boundary = "canarywatchframe"
-        resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={boundary}"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"}
+        )
         await resp.prepare(request)
         last = -1
         with contextlib.suppress(ConnectionResetError):
             while True:
                 if cam.seq != last:
-                    last, body = cam.seq, cam.latest
-                    head = f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
-                    part = head.encode() + body + b"\r\n"
-                    await resp.write(part)
+                    last = cam.seq
+                    await resp.write(_mjpeg_part(cam.latest))
                     cam.published += 1
                 await self._new_frame.wait()
         return resp
+
+
+_BOUNDARY = "canarywatchframe"
+
+
+def _mjpeg_part(jpeg: bytes) -> bytes:
+    head = f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"
 
 
 async def _healthz(_: web.Request) -> web.Response:

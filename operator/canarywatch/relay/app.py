@@ -23,7 +23,7 @@ from canarywatch.relay.web_admin import (
     admin_state,
     healthz,
 )
-from canarywatch.relay.web_devices import DEVICE_PATH, push_frame, snapshot, stream
+from canarywatch.relay.web_devices import DEVICE_PATH, push_frame, push_stream, snapshot, stream
 from canarywatch.relay.web_events import list_events, thumbnail
 from canarywatch.relay.web_gates import RELAY_KEY, json_errors
 from canarywatch.relay.web_streams import video_routes
@@ -46,6 +46,7 @@ def build_app(config: RelayConfig, *, clock: Callable[[], float] | None = None) 
         [
             web.put(f"{DEVICE_PATH}/frame", push_frame),
             web.post(f"{DEVICE_PATH}/frame", push_frame),
+            web.post(f"{DEVICE_PATH}/stream", push_stream),
             web.get(f"{DEVICE_PATH}/live.jpg", snapshot, allow_head=False),
             web.get(f"{DEVICE_PATH}/stream.mjpg", stream, allow_head=False),
             web.get("/v3/events", list_events, allow_head=False),

@@ -19,9 +19,10 @@ from canarywatch.relay.hints import (
 )
 from canarywatch.relay.imaging import TranscodeError, looks_like_jpeg
 from canarywatch.relay.service import Relay, Served
-from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_tenant
+from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_available, admit_tenant
+from canarywatch.viewer.transports.multipart import MultipartParser, OversizedPart, boundary_from_content_type
 
-__all__ = ["DEVICE_PATH", "push_frame", "snapshot", "stream"]
+__all__ = ["DEVICE_PATH", "push_frame", "push_stream", "snapshot", "stream"]
 
 #: Route prefix of one camera; names outside the config's alphabet never route.
 DEVICE_PATH = f"/v3/devices/{{tenant:{NAME_REGEX}}}/{{camera:{NAME_REGEX}}}"
@@ -55,6 +56,34 @@ async def push_frame(request: web.Request) -> web.Response:
         _reject_frame(relay, 415, "body is not a JPEG image")
     frame = await relay.ingest(tenant, camera, body)
     return web.Response(status=204, headers={"X-Frame-Seq": str(frame.seq)})
+
+
+async def push_stream(request: web.Request) -> web.Response:
+    """``POST …/stream``: a camera holds one long ``multipart/x-mixed-replace`` upload
+    open, one JPEG per part (how many IP cameras push MJPEG); each part is a frame."""
+    relay = request.app[RELAY_KEY]
+    tenant, camera = request.match_info["tenant"], request.match_info["camera"]
+    admit_tenant(request, url_tenant=tenant)
+    if request.content_type != "multipart/x-mixed-replace":
+        _reject_frame(relay, 415, f"expected multipart/x-mixed-replace, got {request.content_type}")
+    parser = MultipartParser(
+        boundary_from_content_type(request.headers.get(hdrs.CONTENT_TYPE, "")),
+        max_part_bytes=relay.config.max_frame_bytes,
+    )
+    accepted = 0
+    async for chunk in request.content.iter_any():
+        for part in parser.feed(chunk):
+            # An oversized or non-JPEG part is rejected on its own; the stream goes on.
+            if isinstance(part, OversizedPart) or not looks_like_jpeg(part.body):
+                relay.state.counters.frames_rejected += 1
+                continue
+            if relay.refusal() is not None:
+                admit_available(relay)  # a kill switch or outage ends the upload (503)
+            await relay.ingest(tenant, camera, part.body)
+            accepted += 1
+        if parser.finished:
+            break
+    return web.Response(status=204, headers={"X-Frames-Accepted": str(accepted)})
 
 
 def _reject_frame(relay: Relay, status: int, message: str) -> NoReturn:

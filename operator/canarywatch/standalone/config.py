@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS
+from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
@@ -155,6 +156,8 @@ class CameraPublish:
     push: RequestTemplate | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int | None = None  # set: serve snapshots/MJPEG for the integration to pull
+    #: set: cameras hold a stream open (RTSP, RTMP, a long MJPEG POST).
+    stream: StreamPublish | None = None
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,14 @@ def _integration_schema() -> Schema:
     serve = _properties(spec, "camera.serve")
     serve["host"] = {"type": "string", "minLength": 1, "default": "127.0.0.1"}
     serve["port"] |= {"minimum": 0, "default": 0}
-    for endpoint in ("camera.push", "viewer.snapshot", "viewer.mjpeg", "viewer.authzProbe", "viewer.events"):
+    for endpoint in (
+        "camera.push",
+        "camera.publish",
+        "viewer.snapshot",
+        "viewer.mjpeg",
+        "viewer.authzProbe",
+        "viewer.events",
+    ):
         del _properties(spec, endpoint)["headersFrom"]
 
     action = _properties(spec, "killSwitch.actions.[]")
@@ -381,10 +391,23 @@ def _integration(obj: object) -> IntegrationConfig:
 
 def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:
     # The CRD's CEL rule on spec.camera.
-    if ("push" in raw) == ("serve" in raw):
-        raise ConfigError(where, "give exactly one of push (we upload) or serve (the integration pulls)")
+    if sum(key in raw for key in ("push", "serve", "publish")) != 1:
+        raise ConfigError(
+            where,
+            "give exactly one of push (we upload), serve (the integration pulls) or publish (we stream)",
+        )
     if "push" in raw:
         return CameraPublish(push=_template(raw["push"], f"{where}.push"))
+    if "publish" in raw:
+        publish = raw["publish"]
+        if "{camera}" not in publish["url"]:  # the CRD's CEL rule on camera.publish
+            raise ConfigError(
+                f"{where}.publish.url", "every canary camera needs its own stream: use {camera}"
+            )
+        try:
+            return CameraPublish(stream=StreamPublish.from_mapping(publish, where=f"{where}.publish"))
+        except AdapterConfigError as e:
+            raise ConfigError(e.field, e.message) from e
     return CameraPublish(serve_host=raw["serve"]["host"], serve_port=raw["serve"]["port"])
 
 

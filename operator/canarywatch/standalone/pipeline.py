@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
+from canarywatch.camera.streams import publish_streams
 from canarywatch.delivery import CameraDelivery, describe
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
 from canarywatch.incidents.records import IncidentRecord
@@ -176,6 +177,9 @@ class Pipeline:
             tasks: list[asyncio.Task[Any]] = []
             if integration.camera.push is not None:
                 tasks.append(asyncio.create_task(fleet.run_push(self._push_targets(tokens))))
+            elif integration.camera.stream is not None:
+                streaming = publish_streams(fleet, integration.camera.stream, token=tokens.__getitem__)
+                tasks.append(asyncio.create_task(streaming))
             else:
                 camera_server = await ServedApp.start(
                     fleet.app(), integration.camera.serve_host, integration.camera.serve_port or 0

@@ -78,6 +78,8 @@ class RequestTemplate:
     body: str | None = None
     #: where this template was configured, for error messages.
     where: str = field(default="request", compare=False)
+    #: the URL schemes accepted (an RTSP endpoint takes ``rtsp``/``rtsps``).
+    schemes: tuple[str, ...] = field(default=("http", "https"), compare=False)
 
     def __post_init__(self) -> None:
         where = self.where
@@ -92,9 +94,10 @@ class RequestTemplate:
         # Judge the URL's shape with the placeholders filled, so "http://{tenant}.cam/"
         # counts as having a host.
         probe = urlsplit(_substitute(self.url, dict.fromkeys(PLACEHOLDERS, "x")))
-        if probe.scheme not in ("http", "https") or not probe.hostname:
+        if probe.scheme not in self.schemes or not probe.hostname:
+            example = f"{self.schemes[0]}://host/path"
             raise AdapterConfigError(
-                f"{where}.url", "expected an absolute http(s) URL such as https://host/path"
+                f"{where}.url", f"expected an absolute {'/'.join(self.schemes)} URL such as {example}"
             )
         if not isinstance(self.headers, Mapping):
             raise AdapterConfigError(f"{where}.headers", "expected a mapping of header name to value")
@@ -121,11 +124,13 @@ class RequestTemplate:
         return f"RequestTemplate({self.method} {parts.scheme}://{host}{parts.path}, where={self.where!r})"
 
     @classmethod
-    def from_mapping(cls, obj: object, *, where: str) -> RequestTemplate:
+    def from_mapping(
+        cls, obj: object, *, where: str, schemes: tuple[str, ...] = ("http", "https")
+    ) -> RequestTemplate:
         """From a config mapping ``{method?, url, headers?, body?}``; a bare string is
         taken as a GET of that URL."""
         if isinstance(obj, str):
-            return cls(url=obj, where=where)
+            return cls(url=obj, where=where, schemes=schemes)
         if not isinstance(obj, Mapping):
             raise AdapterConfigError(where, "expected a URL or a mapping with url, method, headers, body")
         unknown = sorted(str(key) for key in obj if key not in _TEMPLATE_KEYS)
@@ -142,6 +147,7 @@ class RequestTemplate:
             headers=headers,
             body=obj.get("body"),
             where=where,
+            schemes=schemes,
         )
 
     def render(self, *, tenant: str, camera: str, token: str) -> RenderedRequest:

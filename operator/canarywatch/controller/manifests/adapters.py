@@ -57,10 +57,16 @@ def camera_adapter(integration: Mapping[str, Any]) -> tuple[dict[str, Any], list
     secrets = _SecretEnv()
     if "push" in camera:
         return {"push": _request_template(camera["push"], secrets)}, secrets.env()
+    if "publish" in camera:
+        publish = camera["publish"]
+        template = _request_template({**publish, "method": "POST"}, secrets)
+        del template["method"]
+        settings = {k: publish[k] for k in ("protocol", "keyframeInterval", "bitrate") if k in publish}
+        return {"publish": {**template, **settings}}, secrets.env()
     if "serve" in camera:
         # In a pod the camera answers on every interface, behind its Service.
         return {"serve": {"host": "0.0.0.0", "port": int(camera["serve"]["port"])}}, []
-    raise BuildError("spec.camera", "needs push or serve (CameraIntegration)")
+    raise BuildError("spec.camera", "needs push, serve or publish (CameraIntegration)")
 
 
 def viewer_adapter(

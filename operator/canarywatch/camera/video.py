@@ -1,0 +1,186 @@
+"""A canary camera that publishes H.264 video: RTSP (ANNOUNCE/RECORD) or RTMP.
+
+Many cameras do not upload JPEGs: they push a video stream to the vendor's ingest (RTMP,
+or RTSP in RECORD mode). ``VideoPublisher`` does that for one ``CanaryCamera``: it
+renders each frame (the signed marker in every picture), encodes H.264 with PyAV at the
+configured bitrate and keyframe interval, and muxes it to the server, live. A dropped
+connection is counted and retried with backoff, the camera's sequence numbers going on.
+
+PyAV is the ``video`` extra, imported when the first stream opens: a fleet that only
+pushes JPEGs never loads it. The encoder runs in a thread (FFmpeg's network I/O blocks),
+one per camera; ``run()`` stops it when cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+from canarywatch.camera.fleet import CanaryCamera
+from canarywatch.retrying import Backoff
+
+__all__ = ["StreamProtocol", "VideoPublisher", "VideoTarget"]
+
+log = logging.getLogger(__name__)
+
+# Milliseconds: what FLV counts in, and fine enough for RTP's 90 kHz.
+_TIME_BASE = Fraction(1, 1000)
+# How long a connect or a write may block before the session counts as failed.
+_IO_TIMEOUT_S = 5.0
+
+
+class StreamProtocol(enum.StrEnum):
+    """How a camera publishes video; the URL's scheme must match."""
+
+    RTSP = "rtsp"
+    RTMP = "rtmp"
+
+    @property
+    def container(self) -> str:
+        return "rtsp" if self is StreamProtocol.RTSP else "flv"
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        return ("rtsp", "rtsps") if self is StreamProtocol.RTSP else ("rtmp", "rtmps")
+
+
+@dataclass(frozen=True)
+class VideoTarget:
+    """Where and how one camera publishes its stream (credentials in the URL's userinfo
+    for RTSP, in its path or query for RTMP, as servers take them)."""
+
+    protocol: StreamProtocol
+    url: str = field(repr=False)
+    #: seconds between keyframes (a player joins, and a lost frame heals, at the next one).
+    keyframe_interval: float = 2.0
+    #: target bitrate in bits per second.
+    bitrate: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.url).scheme
+        if scheme not in self.protocol.schemes:
+            raise ValueError(f"a {self.protocol} camera needs a {'/'.join(self.protocol.schemes)} URL")
+        if not self.keyframe_interval > 0:
+            raise ValueError(f"keyframe_interval must be > 0 seconds, got {self.keyframe_interval}")
+        if self.bitrate < 10_000:
+            raise ValueError(f"bitrate must be at least 10000 bit/s, got {self.bitrate}")
+
+    @property
+    def where(self) -> str:
+        """The URL without credentials, for logs."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+
+
+class VideoPublisher:
+    """Publishes one camera's frames as a live H.264 stream until cancelled.
+
+    Counts on the camera as the JPEG paths do: ``published`` for each frame written to
+    the server, ``failed`` for each session that broke (connect refused, server gone).
+    """
+
+    def __init__(
+        self,
+        camera: CanaryCamera,
+        target: VideoTarget,
+        *,
+        fps: float,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.camera = camera
+        self.target = target
+        self.fps = fps
+        self.clock = clock
+        self.backoff = backoff or Backoff(base=0.5, cap=10.0)
+        #: sessions opened (the first and every reconnection).
+        self.sessions = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+
+    async def run(self) -> None:
+        self._stop.clear()
+        try:
+            await asyncio.to_thread(self._publish)
+        finally:
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _publish(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self.sessions += 1
+            try:
+                sent = self._session()
+            except Exception as error:  # FFmpeg's errors, OSError: the session is over
+                sent = 0
+                self.camera.failed += 1
+                self.last_error = f"{type(error).__name__}: {str(error)[:120]}"
+                log.debug(
+                    "camera %s/%s: %s to %s",
+                    self.camera.tenant,
+                    self.camera.camera,
+                    self.last_error,
+                    self.target.where,
+                )
+            failures = 0 if sent else failures + 1
+            if not self._stop.is_set():
+                self._stop.wait(self.backoff.delay(max(1, failures)))
+
+    def _session(self) -> int:
+        """One connection: frames until stopped or the server goes; frames sent."""
+        import av  # the video extra; see the module docstring
+
+        target, camera = self.target, self.camera
+        options = {"rtsp_transport": "tcp"} if target.protocol is StreamProtocol.RTSP else {}
+        container: Any = av.open(
+            target.url, mode="w", format=target.protocol.container, options=options, timeout=_IO_TIMEOUT_S
+        )
+        sent = 0
+        try:
+            stream: Any = container.add_stream("libx264", rate=round(self.fps) or 1)
+            stream.width, stream.height = camera.width - camera.width % 2, camera.height - camera.height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.bit_rate = target.bitrate
+            gop = max(1, round(self.fps * target.keyframe_interval))
+            # Live: no B-frames, no lookahead; a keyframe every `gop` frames.
+            stream.options = {
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "g": str(gop),
+                "keyint_min": str(gop),
+                "sc_threshold": "0",
+            }
+            interval = 1.0 / self.fps
+            started = time.monotonic()
+            last_pts = -1
+            while not self._stop.is_set():
+                tick = time.monotonic()
+                picture = camera.next_picture(self.clock())
+                frame = av.VideoFrame.from_ndarray(picture[: stream.height, : stream.width], format="bgr24")
+                pts = max(last_pts + 1, round((tick - started) / _TIME_BASE))
+                frame.pts, frame.time_base, last_pts = pts, _TIME_BASE, pts
+                container.mux(stream.encode(frame))
+                camera.published += 1
+                camera.last_status = 200
+                sent += 1
+                self._stop.wait(max(0.0, interval - (time.monotonic() - tick)))
+            container.mux(stream.encode(None))
+        finally:
+            try:
+                container.close()
+            except Exception as error:  # closing a broken connection fails too; nothing to save
+                log.debug("closing %s: %s", target.where, type(error).__name__)
+        return sent
