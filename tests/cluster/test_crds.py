@@ -263,6 +263,33 @@ def test_every_rejection_scenario_is_named_once() -> None:
 # -- defaults ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "publish",
+    [
+        {"protocol": "rtsp", "url": "rtsp://{tenant}:{token}@ingest:8554/{tenant}/{camera}"},
+        {"protocol": "rtmp", "url": "rtmp://ingest/live/{tenant}-{camera}?token={token}", "bitrate": 300000},
+        {"protocol": "mjpeg", "url": "http://ingest/{tenant}/{camera}/stream", "keyframeInterval": 1},
+    ],
+)
+def test_a_streaming_camera_applies_with_its_defaults(
+    control_plane: controlplane.ControlPlane, crds: Any, namespace: str, publish: dict[str, Any]
+) -> None:
+    integration = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "CameraIntegration",
+        "metadata": {"name": f"streams-{publish['protocol']}"},
+        "spec": {
+            "camera": {"publish": publish},
+            "viewer": {"snapshot": {"url": "http://relay/{tenant}/{camera}.jpg"}},
+            "policy": {"mode": "alert-only"},
+        },
+    }
+    spec = apply(control_plane.api_client, integration, namespace)["spec"]
+    assert Schema.of("CameraIntegration").read(integration["spec"], where="spec") == spec
+    stored = spec["camera"]["publish"]
+    assert stored == {"keyframeInterval": 2, "bitrate": 1000000, **publish}
+
+
 def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: Any, namespace: str) -> None:
     api = control_plane.api_client
     webhook_action = {
