@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from canarywatch.delivery import summary_line
+from canarywatch.httpclient import client_session
 from canarywatch.incidents.pagerduty import EVENTS_URL
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers import Keyring
@@ -220,7 +219,7 @@ async def _fault_trigger(fault: Fault, relay_url: str, progress: _Progress) -> N
     if fault is not Fault.WYZE_2024:
         return
     await asyncio.sleep(4.0)
-    async with aiohttp.ClientSession() as session:
+    async with client_session() as session:
         progress.event("simulating a relay outage (3 s); the thumbnail cache is rebuilt on recovery")
         async with session.post(
             relay_url + "/v3/admin/outage",

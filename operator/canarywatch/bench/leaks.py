@@ -30,6 +30,7 @@ from canarywatch.bench.harness import (
 )
 from canarywatch.camera import CanaryCamera
 from canarywatch.demo import DEMO_TENANTS
+from canarywatch.httpclient import client_session
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Keyring
 from canarywatch.relay import RelayHandle
@@ -108,7 +109,7 @@ async def _measure_leaks(leaks: int, *, profiles: Sequence[str], seed: int) -> L
             run = asyncio.create_task(pipeline.run(duration=None, linger_after_shutdown=None))
             try:
                 await asyncio.wait_for(pipeline.started.wait(), 10.0)
-                async with aiohttp.ClientSession() as http:
+                async with client_session() as http:
                     injector = _LeakInjector(
                         pipeline,
                         relay,

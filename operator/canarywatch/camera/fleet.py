@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from canarywatch.httpclient import client_session
 from canarywatch.markers import FrameRenderer, FrameSpec, encode_image
 from canarywatch.retrying import Backoff
 
@@ -105,7 +106,7 @@ class CameraFleet:
     async def run_push(self, targets: Mapping[tuple[str, int], PushTarget]) -> None:
         """Upload every camera's frames until cancelled; failures are counted, not raised."""
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with client_session(timeout=timeout) as session:
             loops = [
                 self._push_loop(session, cam, targets[(cam.tenant, cam.camera)], i)
                 for i, cam in enumerate(self.cameras)
@@ -117,7 +118,7 @@ class CameraFleet:
         part, reconnecting (with backoff) when the integration ends or refuses it."""
         # No total timeout: the upload is meant to last; connecting still has one.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with client_session(timeout=timeout) as session:
             loops = [
                 self._mjpeg_post_loop(session, cam, targets[(cam.tenant, cam.camera)], i)
                 for i, cam in enumerate(self.cameras)

@@ -31,6 +31,7 @@ from canarywatch.controller.kube import (
     KubeError,
 )
 from canarywatch.controller.runtime import RETRY_DELAY, Runtime, epoch, is_degraded, status_condition
+from canarywatch.httpclient import client_session
 from canarywatch.verdicts import Verdict
 
 __all__ = ["reconcile_probe", "reroll_probes", "summarize_probe"]
@@ -284,7 +285,7 @@ async def _agent_counts(
     counts: dict[str, int] = {}
     last_frame: float | None = None
     timeout = aiohttp.ClientTimeout(total=_SCRAPE_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with client_session(timeout=timeout) as session:
 
         async def scrape(address: str) -> str:
             host = f"[{address}]" if ":" in address else address

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from canarywatch import __version__
+from canarywatch.httpclient import client_session
 from canarywatch.incidents.events import EVENTS_URL, InvalidEventError, PagerDutyError, validate_event
 from canarywatch.incidents.outbox import MemoryOutbox, OutboxEntry, OutboxError, OutboxStore
 from canarywatch.retrying import Backoff, RetryLater, retry
@@ -277,7 +278,11 @@ class PagerDutyClient:
             await self._outbox.attempting(entry, number)
             made = number
             try:
-                async with session.post(self._url, json=entry.event, timeout=self._timeout) as response:
+                # Not following redirects: the event carries the routing key, and Events v2
+                # never redirects; a 3xx is reported as a rejection naming the status.
+                async with session.post(
+                    self._url, json=entry.event, timeout=self._timeout, allow_redirects=False
+                ) as response:
                     status = response.status
                     body = await response.read()
                     retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
@@ -320,7 +325,7 @@ class PagerDutyClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": f"canarywatch/{__version__}"})
+            self._session = client_session(headers={"User-Agent": f"canarywatch/{__version__}"})
         return self._session
 
     async def _sleep_unless_closing(self, seconds: float) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from canarywatch.httpclient import client_session
 from canarywatch.relay.config import PullSource
 from canarywatch.relay.imaging import looks_like_jpeg
 from canarywatch.relay.service import Relay
@@ -29,7 +30,7 @@ async def pulling(relay: Relay) -> AsyncIterator[None]:
         yield
         return
     timeout = aiohttp.ClientTimeout(total=_FETCH_TIMEOUT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with client_session(timeout=timeout) as session:
         tasks = [
             asyncio.create_task(_poll(relay, session, source), name=f"pull {source.url}")
             for source in sources

@@ -34,6 +34,7 @@ import aiohttp
 
 from canarywatch import __version__
 from canarywatch.errors import FieldError
+from canarywatch.httpclient import client_session
 from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.shutdown.records import Step
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
@@ -272,7 +273,7 @@ class WebhookAction:
                 detail += " (redirects are not followed: configure the final URL)"
             return ActionOutcome(False, detail, number)
 
-        async with aiohttp.ClientSession(headers={"User-Agent": f"canarywatch/{__version__}"}) as session:
+        async with client_session(headers={"User-Agent": f"canarywatch/{__version__}"}) as session:
             try:
                 return await retry(
                     attempt,

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder
 from canarywatch.metrics import Metrics
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
@@ -74,9 +75,9 @@ def viewer_session(kind: str) -> aiohttp.ClientSession:
     """The HTTP session of one viewer stream (a hub holds its own connections): for
     ``mjpeg``, small receive buffers so that a slow link shows late frames as late."""
     if kind != "mjpeg":
-        return aiohttp.ClientSession()
+        return client_session()
     connector = aiohttp.TCPConnector(socket_factory=_stream_socket)
-    return aiohttp.ClientSession(connector=connector, read_bufsize=STREAM_RECEIVE_BUFFER)
+    return client_session(connector=connector, read_bufsize=STREAM_RECEIVE_BUFFER)
 
 
 @dataclass
