@@ -14,6 +14,7 @@ from aiohttp import web
 
 from canarywatch.relay.config import RelayConfig
 from canarywatch.relay.pull import pulling
+from canarywatch.relay.rtsp import serving_rtsp
 from canarywatch.relay.service import Relay
 from canarywatch.relay.web_admin import (
     admin_fault,
@@ -61,12 +62,23 @@ def build_app(config: RelayConfig, *, clock: Callable[[], float] | None = None) 
         ]
     )
     app.cleanup_ctx.append(_pull_sources)
+    app.cleanup_ctx.append(_rtsp_server)
     app.on_shutdown.append(_close_streams)
     return app
 
 
 async def _pull_sources(app: web.Application) -> AsyncIterator[None]:
     async with pulling(app[RELAY_KEY]):
+        yield
+
+
+async def _rtsp_server(app: web.Application) -> AsyncIterator[None]:
+    relay = app[RELAY_KEY]
+    if relay.config.rtsp_port is None:
+        yield
+        return
+    async with serving_rtsp(relay, host=relay.config.rtsp_host, port=relay.config.rtsp_port) as server:
+        relay.rtsp_url = server.base_url
         yield
 
 

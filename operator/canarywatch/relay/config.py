@@ -111,6 +111,10 @@ class RelayConfig:
     hls_playlist_segments: int = 3
     #: how long a stream URL handed to a hub (``GetCameraStream``) stays valid.
     stream_url_seconds: float = 600.0
+    #: the RTSP server (the URIs Alexa's InitializeCameraStreams hands out): its port
+    #: (0: any free one; None: no RTSP server) and address.
+    rtsp_port: int | None = None
+    rtsp_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self._validate()
@@ -172,6 +176,8 @@ class RelayConfig:
         _check_seconds("hls_segment_seconds", self.hls_segment_seconds, allow_zero=False)
         _check_int("hls_playlist_segments", self.hls_playlist_segments, low=1, high=20)
         _check_seconds("stream_url_seconds", self.stream_url_seconds, allow_zero=False)
+        if self.rtsp_port is not None:
+            _check_int("rtsp_port", self.rtsp_port, low=0, high=65535)
         object.__setattr__(self, "pull_sources", tuple(self.pull_sources))
         for index, source in enumerate(self.pull_sources):
             _check_pull_source(f"pull_sources[{index}]", source, self.tenants)

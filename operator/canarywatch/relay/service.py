@@ -88,7 +88,10 @@ class Relay:
         self._devices = DeviceRegistry()
         self._events = EventLog(retention=config.event_retention)
         self._segments: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._encoding: dict[Hashable, asyncio.Future[bytes | None]] = {}
         self.grants = StreamGrants(lifetime_seconds=config.stream_url_seconds)
+        #: ``rtsp://host:port`` of the relay's RTSP server once it listens (None: none).
+        self.rtsp_url: str | None = None
         self._closing = False
 
     @property
@@ -207,21 +210,34 @@ class Relay:
         key = faults.segment_cache_key(self.state.fault, tenant, camera, rung=rung.name, window=window)
         segment = self._segments.get(key)
         if segment is None:
-            frames = self._window_frames(tenant, camera, window)
-            if not frames:
+            # One encode per key at a time (a single-flight cache): viewers asking for a
+            # segment being made wait for it rather than encoding it again.
+            pending = self._encoding.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._encode(tenant, camera, rung, window))
+                self._encoding[key] = pending
+                pending.add_done_callback(lambda _: self._encoding.pop(key, None))
+            segment = await asyncio.shield(pending)
+            if segment is None:
                 return None
-            start = window * self.config.hls_segment_seconds
-            try:
-                segment = await asyncio.to_thread(encode_segment, frames, rung, start=start)
-            except TranscodeError:
-                self.state.counters.transcode_failures += 1
-                raise
-            self.state.counters.segments_encoded += 1
             self._segments[key] = segment
             while len(self._segments) > _MAX_SEGMENTS:
                 self._segments.popitem(last=False)
         self._segments.move_to_end(key)
         self.state.counters.segments_served += 1
+        return segment
+
+    async def _encode(self, tenant: str, camera: str, rung: Rung, window: int) -> bytes | None:
+        frames = self._window_frames(tenant, camera, window)
+        if not frames:
+            return None
+        start = window * self.config.hls_segment_seconds
+        try:
+            segment = await asyncio.to_thread(encode_segment, frames, rung, start=start)
+        except TranscodeError:
+            self.state.counters.transcode_failures += 1
+            raise
+        self.state.counters.segments_encoded += 1
         return segment
 
     def _window_frames(self, tenant: str, camera: str, window: int) -> list[tuple[float, bytes]]:
@@ -310,6 +326,7 @@ class Relay:
         self._snapshots.clear()
         self._variants.clear()
         self._segments.clear()
+        self._encoding.clear()
         self._thumbnails.invalidate_owners()
 
     def describe(self) -> dict[str, Any]:

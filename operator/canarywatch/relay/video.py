@@ -67,3 +67,26 @@ def encode_segment(frames: Sequence[tuple[float, bytes]], rung: Rung, *, start: 
     except av.FFmpegError as error:
         raise TranscodeError(f"H.264 encoder failed: {error}") from error
     return out.getvalue()
+
+
+def access_units(segment: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The H.264 of an MPEG-TS segment: the decoder configuration (SPS/PPS, Annex B;
+    may be empty) and each access unit with its timestamp (90 kHz, from the segment's
+    start), for RTP. Raises ``TranscodeError``."""
+    try:
+        import av  # the video extra; see the module docstring
+    except ImportError as error:
+        raise TranscodeError("video needs PyAV: pip install 'canarywatch[video]'") from error
+    units = []
+    try:
+        container: Any
+        with av.open(io.BytesIO(segment), format="mpegts") as container:
+            stream = container.streams.video[0]
+            extradata = bytes(stream.codec_context.extradata or b"")
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    units.append((int(packet.pts), bytes(packet)))
+    except (av.FFmpegError, IndexError) as error:
+        raise TranscodeError(f"cannot read the segment's H.264: {error}") from error
+    first = units[0][0] if units else 0
+    return extradata, [(pts - first, unit) for pts, unit in units]

@@ -22,6 +22,7 @@ __all__ = [
     "admit_admin",
     "admit_available",
     "admit_tenant",
+    "deny",
     "int_query",
     "json_errors",
     "json_object",
@@ -69,7 +70,7 @@ def admit_tenant(request: web.Request, *, url_tenant: str | None) -> str:
     token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
     access = relay.tokens.tenant_access(token, url_tenant=url_tenant)
     if not access.allowed or access.tenant is None:
-        _deny(relay, access)
+        deny(relay, access)
     admit_available(relay)
     return access.tenant
 
@@ -93,10 +94,10 @@ def admit_admin(request: web.Request) -> None:
     relay = request.app[RELAY_KEY]
     access = relay.tokens.admin_access(bearer_token(request.headers.get(hdrs.AUTHORIZATION)))
     if not access.allowed:
-        _deny(relay, access)
+        deny(relay, access)
 
 
-def _deny(relay: Relay, access: Access) -> NoReturn:
+def deny(relay: Relay, access: Access) -> NoReturn:
     relay.state.counters.auth_failures += 1
     if access.decision is Decision.UNAUTHENTICATED:
         raise ApiError(

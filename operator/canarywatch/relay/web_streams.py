@@ -8,15 +8,19 @@ is the credential. Playlists use relative URIs, so one set of handlers serves bo
 
 from __future__ import annotations
 
+import datetime as dt
+
 from aiohttp import web
 
+from canarywatch.relay.alexa import AlexaError, directive_token, handle_directive
+from canarywatch.relay.auth import Access, Decision
 from canarywatch.relay.imaging import TranscodeError
 from canarywatch.relay.ladder import master_playlist, media_playlist, rung_named
 from canarywatch.relay.smarthome import FulfillmentError, fulfill
 from canarywatch.relay.web_devices import DEVICE_PATH
-from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_available, admit_tenant
+from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_available, admit_tenant, deny
 
-__all__ = ["STREAM_PATH", "device_video", "fulfillment", "stream_video", "video_routes"]
+__all__ = ["STREAM_PATH", "alexa_directive", "device_video", "fulfillment", "stream_video", "video_routes"]
 
 #: A stream URL issued to a hub: the token stands for one tenant's camera.
 STREAM_PATH = "/v3/streams/{token:[A-Za-z0-9_-]{16,64}}"
@@ -34,6 +38,7 @@ def video_routes() -> list[web.RouteDef]:
             web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/{{window:\\d{{1,12}}}}.ts", handler, allow_head=False),
         ]
     routes.append(web.post("/v3/smarthome/fulfillment", fulfillment))
+    routes.append(web.post("/v3/alexa/directive", alexa_directive))
     return routes
 
 
@@ -97,5 +102,40 @@ async def fulfillment(request: web.Request) -> web.Response:
     try:
         answer = fulfill(body, tenant=tenant, cameras=relay.frames.cameras_of(tenant), stream_url=stream_url)
     except FulfillmentError as error:
+        raise ApiError(400, "bad_request", str(error)) from error
+    return web.json_response(answer, headers=_NO_STORE)
+
+
+async def alexa_directive(request: web.Request) -> web.Response:
+    """``POST /v3/alexa/directive``: Alexa ``Discover`` and ``InitializeCameraStreams``
+    for the tenant whose OAuth token the directive's ``scope`` carries (as Alexa sends
+    it, in the body). The stream URIs point at the relay's RTSP server."""
+    relay = request.app[RELAY_KEY]
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"body is not JSON: {error}") from error
+    token = directive_token(body)
+    tenant = relay.tokens.tenant_of(token)
+    if tenant is None:
+        deny(relay, Access(Decision.UNAUTHENTICATED))
+    admit_available(relay)
+    relay.state.counters.hub_requests += 1
+    rtsp_url = relay.rtsp_url
+    if rtsp_url is None:
+        raise ApiError(501, "no_rtsp", "this relay runs no RTSP server (rtsp_port)")
+    expires = dt.datetime.fromtimestamp(relay.clock() + relay.config.stream_url_seconds, dt.UTC)
+
+    def stream_uri(camera: str, rung: str) -> str:
+        return f"{rtsp_url}/streams/{relay.grant_stream(tenant, camera)}/{rung}"
+
+    try:
+        answer = handle_directive(
+            body,
+            cameras=relay.frames.cameras_of(tenant),
+            stream_uri=stream_uri,
+            expires_at=expires.strftime("%Y-%m-%dT%H:%M:%S.00Z"),
+        )
+    except AlexaError as error:
         raise ApiError(400, "bad_request", str(error)) from error
     return web.json_response(answer, headers=_NO_STORE)
