@@ -26,6 +26,7 @@ not even two anchors match). A badly damaged canary must never look foreign.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -34,6 +35,7 @@ import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
+from canarywatch.markers.damage import canary_border, intact_rows, scan_damage
 from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe, restart_prefix
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
@@ -55,6 +57,18 @@ _ANCHOR_ACCEPT = 0.45  # normalised correlation for an anchor to enter the geome
 _ANCHOR_STRONG = 0.6
 _ANCHOR_SURE = 0.75
 _BLANK_STD = 3.0
+
+
+class _Budget:
+    """A decode's time budget, checked between stages: past it, `ImageRejected`."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.perf_counter() + seconds
+
+    def check(self, stage: str) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise ImageRejected(f"decode over its {self.seconds:g} s budget before {stage}")
 
 
 @dataclass(slots=True)
@@ -83,21 +97,32 @@ class Decoder:
         self.reduced_path = reduced_path
 
     # -- entry points ---------------------------------------------------------------
-    def decode(self, data: bytes) -> Observation:
-        """Classify encoded image bytes (JPEG, PNG, GIF, BMP, WebP)."""
+    def decode(self, data: bytes, *, budget_s: float | None = None) -> Observation:
+        """Classify encoded image bytes (JPEG, PNG, GIF, BMP, WebP).
+
+        `budget_s`: the longest the decode may run; checked between stages (each one
+        bounded by the image limits), past it the frame is `UNDECODABLE`.
+        """
+        budget = _Budget(budget_s)
         try:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
                 obs = self._verify_clean(self._read_top(data, info, reduce), info)
                 if obs is None:
+                    budget.check("the reduced read")
                     obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
                 if obs is not None:
                     return obs
+            budget.check("the full-resolution decode")
             gray = load_gray(data, info)
+            obs = self._classify(
+                gray, info, robust_reduce=_reduction(info, min_width=COLS * 10), budget=budget
+            )
         except ImageRejected as e:
             return Observation(Status.UNDECODABLE, reason=str(e))
-        return self._classify(gray, info, robust_reduce=_reduction(info, min_width=COLS * 10))
+        damage = scan_damage(data) if info.format == "jpeg" and obs.status in _RECONSIDERED else None
+        return _reconsidered(obs, gray, info, damage)
 
     def decode_image(self, image: np.ndarray) -> Observation:
         """Classify an already decoded frame (BGR or grayscale array), e.g. from a video."""
@@ -106,14 +131,20 @@ class Decoder:
         if image.size == 0 or image.ndim != 2:
             return Observation(Status.UNDECODABLE, reason="empty or malformed image array")
         gray = np.ascontiguousarray(image, dtype=np.uint8)
-        return self._classify(gray, Probe("array", gray.shape[1], gray.shape[0]), robust_reduce=1)
+        info = Probe("array", gray.shape[1], gray.shape[0])
+        return _reconsidered(self._classify(gray, info, robust_reduce=1), gray, info, None)
 
-    def _classify(self, gray: np.ndarray, info: Probe, *, robust_reduce: int) -> Observation:
+    def _classify(
+        self, gray: np.ndarray, info: Probe, *, robust_reduce: int, budget: _Budget | None = None
+    ) -> Observation:
         """Every verdict but a reduced-scale `VERIFIED` comes from here, on the full frame."""
+        budget = budget or _Budget(None)
         if self.fast_path:
+            budget.check("the fast read")
             obs = self._conclude(_read_grid(gray, None), "fast", info)
             if obs is not None:
                 return obs
+        budget.check("the robust read")
         if robust_reduce > 1:
             # the working resolution the robust path was tuned at (1/2–1/8 of a large frame)
             h, w = gray.shape
@@ -240,6 +271,39 @@ class Decoder:
                 height=info.height,
             )
         return None
+
+
+# -- damaged frames -------------------------------------------------------------------
+
+# What a damaged or partial frame could wrongly conclude: both are leak verdicts.
+_RECONSIDERED = frozenset({Status.NOT_CANARY, Status.FORGED})
+
+
+def _reconsidered(obs: Observation, gray: np.ndarray, info: Probe, damage: str | None) -> Observation:
+    """`obs` unless the frame is damaged (`damage`: libjpeg's complaint about its scan) or
+    partial: a damaged scan is never `forged` or `foreign`, and neither is a frame
+    showing a canary's border in its top rows (see `markers.damage`)."""
+    if obs.status not in _RECONSIDERED:
+        return obs
+    rows = intact_rows(gray) if damage is not None else gray.shape[0]
+    border = canary_border(gray[:rows])
+    scan = f"damaged JPEG scan ({damage})" if damage is not None else "partial frame"
+    if border is not None:
+        matching, visible = border
+        return Observation(
+            Status.DEGRADED,
+            reason=f"{scan}: canary border in the top {rows} rows ({matching}/{visible} fixed modules match)",
+            width=info.width,
+            height=info.height,
+        )
+    if damage is None:
+        return obs
+    return Observation(
+        Status.UNDECODABLE,
+        reason=f"{scan}, {rows} intact rows, no canary border in them",
+        width=info.width,
+        height=info.height,
+    )
 
 
 # -- sampling and reading -------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Turn untrusted bytes into a grayscale image without trusting them.
 
 Every image the viewer receives may be hostile: empty, truncated, not an image,
-a header that claims 60000×60000 pixels, or a 50 MB body. The size checks happen on
-the header *before* any pixel buffer is allocated; anything that fails becomes an
-`ImageRejected` with a reason, which the decoder turns into an `undecodable` verdict.
+a header that claims 60000×60000 pixels, a 50 MB body, or a 99 KB progressive JPEG of
+thousands of scans (each one a pass over every block: tens of seconds of CPU). The
+size and work checks happen on the header *before* any pixel buffer is allocated;
+anything that fails becomes an `ImageRejected` with a reason, which the decoder turns
+into an `undecodable` verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = [
     "DCT_SCALE_FLAGS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SCANS",
+    "DEFAULT_MAX_SCAN_PIXELS",
     "ImageLimits",
     "ImageRejected",
     "Probe",
@@ -28,6 +32,12 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# A progressive JPEG is decoded one scan at a time, each a pass over the whole image,
+# so its cost is scans × pixels. Encoders write about 10 scans (libjpeg's default
+# progression) and rarely more than 20; a frame may have 64 scans, and a large frame
+# fewer: a 4096×4096 one 16.
+DEFAULT_MAX_SCANS = 64
+DEFAULT_MAX_SCAN_PIXELS = 16 * DEFAULT_MAX_PIXELS
 
 
 class ImageRejected(Exception):
@@ -39,6 +49,9 @@ class ImageLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = 16384
+    max_scans: int = DEFAULT_MAX_SCANS
+    #: JPEG scans × pixels: the CPU one frame may cost.
+    max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,8 @@ class Probe:
     format: str
     width: int
     height: int
+    #: JPEG start-of-scan markers (1 for a baseline frame); 1 for other formats.
+    scans: int = 1
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -144,6 +159,7 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
     """Identify the format and claimed size from the header; reject before decoding."""
     if not data:
         raise ImageRejected("empty body")
+    scans = 1
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"body of {len(data)} bytes exceeds the {limits.max_bytes}-byte cap")
     if data[:3] == b"\xff\xd8\xff":
@@ -152,6 +168,9 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
         # libjpeg happily pads a truncated scan with gray; a missing EOI means truncation
         if not data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
             raise ImageRejected("truncated JPEG: no end-of-image marker")
+        # 0xFF 0xDA occurs only as a marker in entropy-coded data (0xFF is stuffed), so
+        # this counts the scans, and any embedded thumbnail's: an upper bound.
+        scans = data.count(b"\xff\xda")
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
         fmt = "png"
         if len(data) < 24 or data[12:16] != b"IHDR":
@@ -181,7 +200,14 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
         raise ImageRejected(
             f"{fmt} header claims {width}x{height} pixels, above the cap of {limits.max_pixels} pixels"
         )
-    return Probe(fmt, width, height)
+    if fmt != "jpeg":
+        return Probe(fmt, width, height)
+    if scans > limits.max_scans or scans * width * height > limits.max_scan_pixels:
+        raise ImageRejected(
+            f"JPEG of {scans} scans at {width}x{height}: above the decode budget "
+            f"({limits.max_scans} scans, {limits.max_scan_pixels} scan-pixels)"
+        )
+    return Probe(fmt, width, height, scans)
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:

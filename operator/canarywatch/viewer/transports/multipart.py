@@ -49,10 +49,11 @@ class MultipartParser:
 
     Cameras and relays get this format wrong in every possible way, so it accepts:
     parts with or without ``Content-Length`` (a wrong length is survived: the parser
-    resynchronises on the next delimiter), CRLF or bare LF line ends, no newline
-    before a delimiter, a declared boundary that already starts with ``--``, a
-    missing boundary parameter (taken from the first ``--`` line), parts without any
-    header block (a JPEG straight after the delimiter), and junk between parts.
+    resynchronises on the next delimiter; a length over the cap is not waited for),
+    CRLF or bare LF line ends, no newline before a delimiter, a declared boundary
+    that already starts with ``--``, a missing boundary parameter (taken from the
+    first ``--`` line), parts without any header block (a JPEG straight after the
+    delimiter), and junk between parts.
 
     Memory is bounded by ``max_part_bytes``: a larger part is discarded as it arrives
     and reported as an ``OversizedPart``.
@@ -69,6 +70,7 @@ class MultipartParser:
         self._headers: dict[str, str] = {}
         self._length: int | None = None
         self._skipped = 0  # bytes of the current part discarded for being over the cap
+        self._announced_oversize: int | None = None  # the current part's Content-Length, over the cap
         self._scan_from = 0
         #: the closing delimiter (``--boundary--``) was seen; nothing more will come.
         self.finished = False
@@ -118,7 +120,7 @@ class MultipartParser:
             return False
         del self._buffer[: line_end + 1]
         self._state, self._headers, self._length = "headers", {}, None
-        self._skipped, self._scan_from = 0, 0
+        self._skipped, self._scan_from, self._announced_oversize = 0, 0, None
         return True
 
     def _sniff_boundary(self) -> bool:
@@ -154,22 +156,20 @@ class MultipartParser:
         del buffer[: match.end()]
         self._length = _content_length(self._headers.get("content-length"))
         self._state = "body"
+        if self._length is not None and self._length > self.max_part_bytes:
+            # Not trusted to say where the part ends: one announcing 99 TB would blind the
+            # stream for good. Its body is skipped up to the next delimiter (like a part
+            # without a length) and reported there, with the size it announced.
+            self._announced_oversize = self._length
+            self._length = None
         return True
 
     def _read_sized_body(self, parts: list[MultipartPart | OversizedPart]) -> bool:
-        assert self._length is not None
-        if self._length > self.max_part_bytes:
-            discard = min(len(self._buffer), self._length - self._skipped)
-            del self._buffer[:discard]
-            self._skipped += discard
-            if self._skipped < self._length:
-                return False
-            parts.append(OversizedPart(self._headers, self._length))
-        else:
-            if len(self._buffer) < self._length:
-                return False
-            parts.append(MultipartPart(self._headers, bytes(self._buffer[: self._length])))
-            del self._buffer[: self._length]
+        assert self._length is not None  # at most max_part_bytes (see _read_headers)
+        if len(self._buffer) < self._length:
+            return False
+        parts.append(MultipartPart(self._headers, bytes(self._buffer[: self._length])))
+        del self._buffer[: self._length]
         self._state = "seek"
         return True
 
@@ -177,7 +177,7 @@ class MultipartParser:
         found = self._find_delimiter(self._scan_from)
         if found is None:
             keep = max(len(d) for d in self._delimiters) + 1  # a delimiter and its CRLF may straddle reads
-            if self._skipped or len(self._buffer) > self.max_part_bytes:
+            if self._skipped or self._announced_oversize or len(self._buffer) > self.max_part_bytes:
                 discard = max(0, len(self._buffer) - keep)
                 del self._buffer[:discard]
                 self._skipped += discard
@@ -191,13 +191,15 @@ class MultipartParser:
         elif body.endswith(b"\n"):
             body = body[:-1]
         del self._buffer[:end]
-        if self._skipped:
+        if self._announced_oversize is not None:
+            parts.append(OversizedPart(self._headers, self._announced_oversize))
+        elif self._skipped:
             parts.append(OversizedPart(self._headers, self._skipped + len(body)))
         elif len(body) > self.max_part_bytes:
             parts.append(OversizedPart(self._headers, len(body)))
         else:
             parts.append(MultipartPart(self._headers, body))
-        self._state, self._skipped = "seek", 0
+        self._state, self._skipped, self._announced_oversize = "seek", 0, None
         return True
 
     def _find_delimiter(self, start: int) -> tuple[int, int] | None:
