@@ -387,7 +387,7 @@ async def test_a_body_over_the_cap_is_cut_short_and_flagged(
     capped = await shaper.request(
         session, "GET", origin.url("/body?size=100000"), headers={}, timeout=10, max_body_bytes=1000
     )
-    assert capped.truncated and capped.body == b"x" * 1000
+    assert capped.truncated and capped.body == b""  # nobody decodes a part of a frame: not kept
     exact = await shaper.request(
         session, "GET", origin.url("/body?size=1000"), headers={}, timeout=10, max_body_bytes=1000
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Required, TypedDict, Unpack
 
 from canarywatch.markers import Decoder, Observation, Status
 from canarywatch.verdicts import Judgement, Verdict, ViewerIdentity, judge
+from canarywatch.viewer.decoding import DecodePool, shared_pool
 
-__all__ = ["FrameResult", "StreamJudge", "ViewerStream"]
+__all__ = ["Arrival", "FrameResult", "StreamJudge", "ViewerStream"]
 
 # Snapshot polls and MJPEG parts may repeat the current frame; only going *back* by
 # more than this many frames counts as a replay.
@@ -54,6 +56,17 @@ class FrameResult:
     meta: Mapping[str, str] = field(default_factory=dict)
 
 
+class Arrival(TypedDict, total=False):
+    """How a frame arrived: ``received_at`` (wall clock, when its body was complete),
+    the ``source`` path, the ``camera`` (event feeds name it per event, overriding the
+    stream's) and the transport's ``meta``."""
+
+    received_at: Required[float]
+    source: str
+    camera: int | None
+    meta: Mapping[str, str] | None
+
+
 class StreamJudge:
     """Turns one stream's received frames into verdicts."""
 
@@ -64,26 +77,37 @@ class StreamJudge:
         *,
         max_age: float | None,
         clock: Callable[[], float] = time.time,
+        pool: DecodePool | None = None,
     ) -> None:
         self.decoder = decoder
+        #: where ``judge_off_loop`` decodes (default: the process's ``shared_pool()``).
+        self.pool = pool
         self.stream = stream
         self.max_age = max_age
         self.clock = clock
         self.newest: dict[int, tuple[int, float]] = {}  # camera → (seq, capture time)
 
-    def judge(
-        self,
-        body: bytes,
-        *,
-        received_at: float,
-        source: str = "",
-        camera: int | None = None,
-        meta: Mapping[str, str] | None = None,
-    ) -> FrameResult:
-        """Verdict for one frame. `camera` overrides the stream's (event feeds name it per event)."""
+    def judge(self, body: bytes, **arrival: Unpack[Arrival]) -> FrameResult:
+        """Verdict for one frame, decoded in the calling thread (tools and tests; a viewer
+        uses ``judge_off_loop``)."""
         started = time.perf_counter()
         obs = self.decoder.decode(body)
-        decode_seconds = time.perf_counter() - started
+        return self.verdict(obs, time.perf_counter() - started, body, **arrival)
+
+    async def judge_off_loop(self, body: bytes, **arrival: Unpack[Arrival]) -> FrameResult:
+        """``judge``, decoding in the decode pool: the event loop goes on receiving the
+        other streams' frames meanwhile. The frame's ``received_at`` was stamped on
+        arrival, so the time it waited for a worker counts in its detection time."""
+        pool = self.pool or shared_pool()
+        obs, decode_seconds = await pool.decode(self.decoder, body)
+        return self.verdict(obs, decode_seconds, body, **arrival)
+
+    def verdict(
+        self, obs: Observation, decode_seconds: float, body: bytes, **arrival: Unpack[Arrival]
+    ) -> FrameResult:
+        """The result for a frame already observed (decoded, or rejected unread)."""
+        received_at = arrival["received_at"]
+        camera = arrival.get("camera")
         identity = ViewerIdentity(self.stream.tenant, self.stream.camera if camera is None else camera)
         judgement = judge(obs, identity, now=received_at, max_age=self.max_age)
         judgement = self._replay_check(obs, judgement)
@@ -96,9 +120,9 @@ class StreamJudge:
             judged_at=self.clock(),
             decode_seconds=decode_seconds,
             age=judgement.age,
-            source=source,
+            source=arrival.get("source", ""),
             body=body,
-            meta=dict(meta or {}),
+            meta=dict(arrival.get("meta") or {}),
         )
 
     def _replay_check(self, obs: Observation, judgement: Judgement) -> Judgement:

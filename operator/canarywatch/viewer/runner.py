@@ -31,6 +31,7 @@ import aiohttp
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder
 from canarywatch.metrics import Metrics
+from canarywatch.viewer.decoding import DecodePool
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
 from canarywatch.viewer.loop import judge_frames
 from canarywatch.viewer.network import NetworkProfile, Shaper
@@ -105,7 +106,8 @@ class ViewerRunner:
 
     ``start()`` (in the running loop) opens the streams and starts one task each;
     ``stop()`` cancels them and closes the sessions; or ``async with runner.running()``. ``shaper``
-    makes a hub's shaper from its profile (tests pass one on fake time).
+    makes a hub's shaper from its profile (tests pass one on fake time); ``pool`` is where
+    frames are decoded (default: the process's shared ``DecodePool``).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class ViewerRunner:
         clock: Callable[[], float] = time.time,
         shaper: ShaperFactory = Shaper,
         measure_wait_s: float = MEASURE_WAIT_S,
+        pool: DecodePool | None = None,
     ) -> None:
         self.plan = tuple(plan)
         self.decoder = decoder
@@ -126,6 +129,7 @@ class ViewerRunner:
         self.clock = clock
         self._make_shaper = shaper
         self.measure_wait_s = measure_wait_s
+        self.pool = pool
         self.streams: list[RunningStream] = []
         self.shapers: dict[tuple[str, str], Shaper] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -166,7 +170,7 @@ class ViewerRunner:
         if shaper is None:
             shaper = self.shapers[plan.hub] = self._make_shaper(plan.profile)
         session = viewer_session(plan.path)
-        judge = StreamJudge(self.decoder, plan.stream, max_age=plan.max_age, clock=self.clock)
+        judge = StreamJudge(self.decoder, plan.stream, max_age=plan.max_age, clock=self.clock, pool=self.pool)
         return RunningStream(plan, _transport(plan, session, shaper), session, shaper, judge)
 
     async def _view(self, s: RunningStream) -> None:

@@ -63,7 +63,7 @@ class ShapedResponse:
     body: bytes
     #: seconds from the call to the last body byte, shaping included (shaper's clock).
     elapsed: float
-    #: the body was longer than the caller's ``max_body_bytes``; ``body`` is its start.
+    #: the body was longer than the caller's ``max_body_bytes``; ``body`` is empty.
     truncated: bool = False
 
 
@@ -145,8 +145,8 @@ class Shaper:
         request, a stall) or the network makes it exceed ``timeout`` seconds, and
         whatever aiohttp raises for connection errors.
 
-        A body longer than ``max_body_bytes`` is not read further: the connection is
-        closed and the response comes back ``truncated`` with the bytes read so far.
+        A body longer than ``max_body_bytes`` (announced or found so) is not read further:
+        the connection is closed and the response comes back ``truncated``, without a body.
         """
         start = self._clock()
         deadline = start + timeout
@@ -165,14 +165,16 @@ class Shaper:
             link = _Link(self.profile.bandwidth_bps, headers_at)
             chunks: list[bytes] = []
             received = 0
-            truncated = False
-            while True:
+            # A body announced over the cap is not read at all: the answer is known.
+            truncated = max_body_bytes is not None and (content_length or 0) > max_body_bytes
+            while not truncated:
                 chunk = await self._io(response.content.read(self._read_size()), deadline)
                 if not chunk:
                     break
                 if max_body_bytes is not None and received + len(chunk) > max_body_bytes:
                     truncated = True
-                    chunk = chunk[: max_body_bytes - received]
+                    chunks.clear()  # what was read is of no use; holding it would double the peak
+                    chunk = b""
                 chunks.append(chunk)
                 received += len(chunk)
                 arrived_at = self._clock()

@@ -60,9 +60,10 @@ META_HEADERS = (
 MAX_META_VALUE = 200
 # Error bodies are read for their JSON `error` code only; a huge one is not worth parsing.
 MAX_ERROR_BODY = 16 * 1024
-#: Default cap on a snapshot, thumbnail or probe body: far above any camera frame, far
-#: below what would hurt a viewer pod if a misconfigured URL pointed at a stream or a file.
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Default cap on a snapshot, thumbnail or probe body: the decoder's own cap
+#: (``markers.ImageLimits().max_bytes``; a longer body could only be rejected), far above
+#: any camera frame. Each stream holds at most this much of a body at a time.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class FrameKind(enum.StrEnum):
@@ -188,8 +189,12 @@ class Transport(abc.ABC):
         extra: Mapping[str, str] | None = None,
     ) -> ReceivedFrame:
         """A frame for one complete answer; an over-long body becomes an empty frame
-        marked ``skipped: oversized`` (the verdict for it is ``undecodable``)."""
+        marked ``skipped: oversized`` (the verdict for it is ``undecodable``), with the
+        ``limit_bytes`` it exceeded and the ``body_bytes`` it announced."""
         oversized = {"skipped": "oversized", "limit_bytes": str(self.max_body_bytes)}
+        announced = response.headers.get("Content-Length", "")
+        if announced.isdigit():
+            oversized["body_bytes"] = announced[:20]
         return self._frame(
             kind,
             source=source,

@@ -21,7 +21,12 @@ from canarywatch.viewer.transports.base import (
     check_interval,
 )
 
-__all__ = ["EventFeedReader"]
+__all__ = ["MAX_PENDING_THUMBNAILS", "THUMBNAIL_ATTEMPTS", "EventFeedReader"]
+
+#: Polls on which an unreachable thumbnail is tried before it is reported and dropped.
+THUMBNAIL_ATTEMPTS = 3
+#: Unreachable thumbnails waiting for their next try; beyond it they are reported at once.
+MAX_PENDING_THUMBNAILS = 64
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,10 @@ class EventFeedReader(Transport):
     thumbnail}`` with integer ids, oldest first, and takes ``since=<last id>``.
     Relative thumbnail URLs are resolved against ``base_url`` (default: the feed URL).
     The feed's headers (its credentials) go only to thumbnails on the feed's own
-    origin; a thumbnail elsewhere (a signed CDN URL) is fetched without them.
+    origin; a thumbnail elsewhere (a signed CDN URL) is fetched without them. A
+    thumbnail that cannot be fetched (network error) is tried again on the next
+    ``THUMBNAIL_ATTEMPTS - 1`` polls while the feed moves on, then reported as a frame
+    of status 0 with ``meta["problem"] == "thumbnail_unreachable"``.
     """
 
     def __init__(
@@ -62,6 +70,9 @@ class EventFeedReader(Transport):
         self.since = since
         #: feed answers or events that could not be understood (skipped).
         self.malformed = 0
+        #: thumbnails given up on after ``THUMBNAIL_ATTEMPTS`` network errors (reported).
+        self.unreachable = 0
+        self._retry: dict[int, tuple[_FeedEvent, int]] = {}  # event id → (event, failed attempts)
 
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         feed = self.feed
@@ -77,13 +88,13 @@ class EventFeedReader(Transport):
                 if response.status != 200 or response.truncated:
                     yield self._answer(FrameKind.THUMBNAIL, response, source=feed.source, success=False)
                 else:
-                    for event in self._parse(response.body):
-                        thumbnail = await self._thumbnail(event)
-                        # Advanced once the thumbnail is in (a network error above retries
-                        # the same event next time) and before it is handed over (a
-                        # consumer that stops here has seen it).
+                    for event in [*self._retries_due(), *self._parse(response.body)]:
+                        thumbnail = await self._thumbnail_or_problem(event)
+                        # Advanced before the thumbnail is handed over (a consumer that
+                        # stops here has seen it); an unreachable one is retried apart.
                         self.since = max(self.since, event.event_id)
-                        yield thumbnail
+                        if thumbnail is not None:
+                            yield thumbnail
             except NETWORK_ERRORS as error:
                 failures += 1
                 self._record_error(error, feed.source)
@@ -91,6 +102,37 @@ class EventFeedReader(Transport):
                 continue
             failures = 0
             await self._sleep(self.interval_s)
+
+    def _retries_due(self) -> list[_FeedEvent]:
+        return [event for event, _ in self._retry.values()]
+
+    async def _thumbnail_or_problem(self, event: _FeedEvent) -> ReceivedFrame | None:
+        """The event's thumbnail; None while an unreachable one is still being retried,
+        then a frame that reports it (``meta["problem"] == "thumbnail_unreachable"``).
+
+        One event's thumbnail must not hold up the feed: the events after it are
+        fetched meanwhile (the 2024 leak was in the thumbnails of *other* events).
+        """
+        try:
+            frame = await self._thumbnail(event)
+        except NETWORK_ERRORS as error:
+            self._record_error(error, urlsplit(urljoin(self.base_url, event.thumbnail)).path)
+            _, attempts = self._retry.pop(event.event_id, (event, 0))
+            if attempts + 1 < THUMBNAIL_ATTEMPTS and len(self._retry) < MAX_PENDING_THUMBNAILS:
+                self._retry[event.event_id] = (event, attempts + 1)
+                return None
+            self.unreachable += 1
+            return self._frame(
+                FrameKind.THUMBNAIL,
+                source=urlsplit(urljoin(self.base_url, event.thumbnail)).path,
+                status=0,
+                body=b"",
+                headers={},
+                success=False,
+                extra={**_event_meta(event), "problem": "thumbnail_unreachable"},
+            )
+        self._retry.pop(event.event_id, None)
+        return frame
 
     async def _thumbnail(self, event: _FeedEvent) -> ReceivedFrame:
         url = urljoin(self.base_url, event.thumbnail)
@@ -101,7 +143,7 @@ class EventFeedReader(Transport):
             response,
             source=urlsplit(url).path,
             success=response.status == 200,
-            extra={"event_id": str(event.event_id), "camera": event.camera, "event_time": event.time},
+            extra=_event_meta(event),
         )
 
     def _parse(self, body: bytes) -> list[_FeedEvent]:
@@ -123,6 +165,10 @@ class EventFeedReader(Transport):
             elif event.event_id > self.since:  # a feed that ignores `since` repeats itself
                 events.append(event)
         return sorted(events, key=lambda e: e.event_id)
+
+
+def _event_meta(event: _FeedEvent) -> dict[str, str]:
+    return {"event_id": str(event.event_id), "camera": event.camera, "event_time": event.time}
 
 
 def _feed_event(item: object) -> _FeedEvent | None:

@@ -37,8 +37,10 @@ class MjpegReader(Transport):
     Reconnects (with backoff, reset by every part received, cut short when the hub's
     link sees the integration serve again after server errors) when the stream ends,
     the server closes it, or nothing arrives for ``timeout_s``. Parts larger than
-    ``max_part_bytes`` are skipped without being buffered and reported as an empty
-    frame with ``meta["skipped"] == "oversized"`` (and counted in ``oversized``).
+    ``max_part_bytes`` (or announcing so) are skipped without being buffered and
+    reported as an empty frame with ``meta["skipped"] == "oversized"`` (and counted in
+    ``oversized``); the stream goes on from the next boundary. A 200 whose stream ends
+    without a part is reported as a frame with ``meta["problem"] == "empty_stream"``.
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class MjpegReader(Transport):
         self.reconnects = 0
         #: parts skipped for exceeding ``max_part_bytes``.
         self.oversized = 0
+        #: answers of 200 whose stream ended without a single part.
+        self.empty_streams = 0
 
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         request = self.request
@@ -109,6 +113,10 @@ class MjpegReader(Transport):
                                 yield self._part_frame(item, response_meta)
                             if parser.finished:
                                 break
+                        if not parts:
+                            # An answer of 200 that ends without one frame is reported, not
+                            # just reconnected to: to a monitor it is a blind stream.
+                            yield self._no_parts(stream.headers)
             except NETWORK_ERRORS as error:
                 self._record_error(error, request.source)
             failures = 0 if parts else failures + 1
@@ -128,13 +136,25 @@ class MjpegReader(Transport):
             for wait in waits:
                 wait.cancel()
 
+    def _no_parts(self, headers: Mapping[str, str]) -> ReceivedFrame:
+        self.empty_streams += 1
+        return self._frame(
+            FrameKind.MJPEG,
+            source=self.request.source,
+            status=200,
+            body=b"",
+            headers=headers,
+            success=True,
+            extra={"problem": "empty_stream"},
+        )
+
     def _part_frame(
         self, item: MultipartPart | OversizedPart, response_meta: Mapping[str, str]
     ) -> ReceivedFrame:
         meta = {**response_meta, **header_meta(item.headers)}
         if isinstance(item, OversizedPart):
             self.oversized += 1
-            meta.update(skipped="oversized", part_bytes=str(item.size))
+            meta.update(skipped="oversized", part_bytes=str(item.size), limit_bytes=str(self.max_part_bytes))
             body = b""
         else:
             body = item.body
