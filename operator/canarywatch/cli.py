@@ -292,6 +292,12 @@ def cmd_bench_codec(args: argparse.Namespace) -> int:
     return run_codec_benchmark(samples=args.samples, timing_rounds=args.rounds)
 
 
+def cmd_bench_hostile(args: argparse.Namespace) -> int:
+    from canarywatch.bench.stalls import run_hostile_benchmark
+
+    return run_hostile_benchmark(rounds=args.rounds)
+
+
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from canarywatch.bench.pipeline import run_pipeline_benchmark
 
@@ -369,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=_int_in("--rounds", 5, 10000), default=60, help="timing rounds per decoder"
     )
     codec.set_defaults(func=cmd_bench_codec)
+    hostile = bench.add_parser(
+        "hostile", help="a hostile frame's decode, and a concurrent leak's latency, before/after the bounds"
+    )
+    hostile.add_argument("--rounds", type=_int_in("--rounds", 1, 1000), default=5)
+    hostile.set_defaults(func=cmd_bench_hostile)
     pipe = bench.add_parser("pipeline", help="time to detect/switch off, viewer throughput, no-fault soak")
     pipe.add_argument("--leaks", type=_int_in("--leaks", 1, 1000), default=20)
     pipe.add_argument("--streams", default="100,500", help="viewer stream counts for the throughput table")
