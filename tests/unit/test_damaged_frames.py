@@ -15,6 +15,7 @@ import skimage.data
 
 from canarywatch.bench.hostile import progressive_bomb, top_rows, truncated_jpeg
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
+from canarywatch.markers.damage import scan_damage
 from canarywatch.markers.images import ImageLimits, probe
 from canarywatch.viewer.transports import MultipartParser, MultipartPart, OversizedPart
 
@@ -114,3 +115,15 @@ def test_an_mjpeg_part_announcing_an_absurd_length_is_reported_at_the_next_bound
     assert [type(p).__name__ for p in parts] == ["OversizedPart", "MultipartPart", "MultipartPart"]
     assert isinstance(parts[0], OversizedPart) and parts[0].size == 99999999999999
     assert [p.body for p in parts[1:] if isinstance(p, MultipartPart)] == [good, good]
+
+
+def test_junk_between_header_segments_is_no_damage(decoder: Decoder) -> None:
+    # Some cameras pad between segments; libjpeg warns ("extraneous bytes before marker
+    # 0xc4") but the pixels are whole: a photograph so padded is still foreign.
+    photo = cv2.resize(skimage.data.astronaut()[..., ::-1], (640, 360))
+    data = encode_image(np.ascontiguousarray(photo), quality=85)
+    table = data.index(b"\xff\xc4")
+    padded = data[:table] + b"\x00\x00\x00" + data[table:]
+    assert scan_damage(padded) is None
+    assert decoder.decode(padded).status is Status.NOT_CANARY
+    assert scan_damage(truncated_jpeg(data, 0.5)) is not None

@@ -46,12 +46,22 @@ _FIXED = [
 ]
 
 
+# libjpeg's warnings that scan data is missing or wrong (jerror.h: JWRN_HIT_MARKER,
+# JWRN_JPEG_EOF, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, and JWRN_EXTRANEOUS_DATA before
+# the end-of-image marker: a scan that desynchronised on a corrupt byte). Others, such
+# as junk between header segments (some cameras write it), say nothing about the pixels.
+_DATA_LOSS = ("premature end", "bad huffman code", "instead of rst", "before marker 0xd9")
+
+
 def scan_damage(data: bytes) -> str | None:
-    """libjpeg's warning or error for ``data``'s scan (a JPEG), or None when it is whole."""
+    """libjpeg's warning that ``data``'s scan (a JPEG) lost data, or None when it did not."""
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
     except ValueError as error:
-        return str(error)[:120] or "corrupt JPEG data"
+        message = str(error)
+        if not any(sign in message.lower() for sign in _DATA_LOSS):
+            return None  # another warning, or a JPEG this decoder cannot read (OpenCV could)
+        return message[:120]
     return None
 
 
