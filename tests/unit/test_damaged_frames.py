@@ -95,7 +95,9 @@ def test_a_decode_stops_at_its_time_budget(decoder: Decoder) -> None:
 
 
 @pytest.mark.parametrize("chunk_size", [1, 64, 1 << 20])
-def test_an_mjpeg_part_announcing_an_absurd_length_is_reported_at_the_next_boundary(chunk_size: int) -> None:
+def test_an_mjpeg_part_announcing_an_absurd_length_is_reported_and_skipped_to_the_next_boundary(
+    chunk_size: int,
+) -> None:
     good = b"\xff\xd8GOOD\xff\xd9"
     raw = (
         b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: 99999999999999\r\n\r\n"
@@ -127,3 +129,13 @@ def test_junk_between_header_segments_is_no_damage(decoder: Decoder) -> None:
     assert scan_damage(padded) is None
     assert decoder.decode(padded).status is Status.NOT_CANARY
     assert scan_damage(truncated_jpeg(data, 0.5)) is not None
+
+
+def test_an_mjpeg_part_announcing_an_absurd_length_is_reported_before_its_body() -> None:
+    head = b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: 99999999999999\r\n\r\n"
+    parser = MultipartParser("f", max_part_bytes=1000)
+    parts = parser.feed(head)
+    assert [(type(p).__name__, getattr(p, "size", None)) for p in parts] == [
+        ("OversizedPart", 99999999999999)
+    ]
+    assert parser.feed(b"Z" * 5000) == []  # its body is skipped, not reported twice

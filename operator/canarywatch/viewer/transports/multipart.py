@@ -90,7 +90,7 @@ class MultipartParser:
         if self._state == "seek":
             return self._seek()
         if self._state == "headers":
-            return self._read_headers()
+            return self._read_headers(parts)
         if self._length is not None:
             return self._read_sized_body(parts)
         return self._read_delimited_body(parts)
@@ -134,7 +134,7 @@ class MultipartParser:
             del self._buffer[: -self.max_header_bytes]
         return False
 
-    def _read_headers(self) -> bool:
+    def _read_headers(self, parts: list[MultipartPart | OversizedPart]) -> bool:
         buffer = self._buffer
         if buffer.startswith((b"\r\n", b"\n")):
             del buffer[: 2 if buffer.startswith(b"\r\n") else 1]
@@ -157,9 +157,10 @@ class MultipartParser:
         self._length = _content_length(self._headers.get("content-length"))
         self._state = "body"
         if self._length is not None and self._length > self.max_part_bytes:
-            # Not trusted to say where the part ends: one announcing 99 TB would blind the
-            # stream for good. Its body is skipped up to the next delimiter (like a part
-            # without a length) and reported there, with the size it announced.
+            # Reported at once, and not trusted to say where the part ends: one announcing
+            # 99 TB would blind the stream for good. Its body is skipped up to the next
+            # delimiter, like a part without a length.
+            parts.append(OversizedPart(self._headers, self._length))
             self._announced_oversize = self._length
             self._length = None
         return True
@@ -191,14 +192,11 @@ class MultipartParser:
         elif body.endswith(b"\n"):
             body = body[:-1]
         del self._buffer[:end]
-        if self._announced_oversize is not None:
-            parts.append(OversizedPart(self._headers, self._announced_oversize))
-        elif self._skipped:
-            parts.append(OversizedPart(self._headers, self._skipped + len(body)))
-        elif len(body) > self.max_part_bytes:
-            parts.append(OversizedPart(self._headers, len(body)))
-        else:
-            parts.append(MultipartPart(self._headers, body))
+        if self._announced_oversize is None:  # else reported when its headers announced it
+            if self._skipped or len(body) > self.max_part_bytes:
+                parts.append(OversizedPart(self._headers, self._skipped + len(body)))
+            else:
+                parts.append(MultipartPart(self._headers, body))
         self._state, self._skipped, self._announced_oversize = "seek", 0, None
         return True
 
