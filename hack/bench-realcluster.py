@@ -8,8 +8,8 @@ NetworkPolicy; the receiver records its pages) and one viewer per tenant on the 
 profile, then repeats ``--leaks`` times:
 
   switch the relay's fault to xiaomi-2019 (its admin API), wait until the incident is
-  paged and the relay's pods are gone, resume (``spec.suspended: false``), wait until
-  the relay serves again and the incident is resolved.
+  paged and the relay's pods are gone, resume (the ``kill-switch.canarywatch.io/resume``
+  annotation), wait until the relay serves again and the incident is resolved.
 
 Every moment is a wall-clock time on this machine (pods share its clock):
   frame     the viewer pod received the leaked frame   (LeakIncident spec.times.frameReceived)
@@ -183,7 +183,7 @@ def one_leak(release: Release, watcher: Watcher, known: set[str]) -> dict[str, f
         "gone": gone,
     }
     # Resume: the relay comes back without the fault (a new pod starts from its args).
-    release.patch_custom("cameraintegrations", release.integration, {"spec": {"suspended": False}})
+    release.resume(release.integration)
     wait(
         lambda: status(release, "cameraintegrations", release.integration).get("phase") == "Active",
         300,

@@ -31,10 +31,12 @@ __all__ = [
     "LABEL_ROLE",
     "LABEL_TENANT",
     "LABEL_VERDICT",
+    "MANUAL_INCIDENT",
     "PATHS",
     "PLURAL_INCIDENTS",
     "PLURAL_INTEGRATIONS",
     "PLURAL_PROBES",
+    "RESUME_ANNOTATION",
     "TRANSPORT_ENDPOINTS",
     "VERSION",
     "AgentEnv",
@@ -68,6 +70,14 @@ CONFIG_HASH_ANNOTATION: Final = f"{API_GROUP}/config-hash"
 INCIDENT_ID_ANNOTATION: Final = f"{API_GROUP}/viewer-incident"
 #: On an object a kill switch changed: the integration whose kill switch owns the change.
 KILL_SWITCH_OWNER_ANNOTATION: Final = f"{API_GROUP}/kill-switch-of"
+#: On a CameraIntegration: resume the kill switch, which must hold for the incident this
+#: names (``status.killSwitch.incident``). The latch lives in status: the user-owned
+#: ``spec.suspended`` only switches off by hand, and back on only what it switched off.
+#: Not under ``canarywatch.io/``: kopf keeps its own state there and leaves annotations
+#: with that prefix out of the diffs it triggers handlers on.
+RESUME_ANNOTATION: Final = f"kill-switch.{API_GROUP}/resume"
+#: ``status.killSwitch.incident`` of a switch-off by hand (``spec.suspended: true``).
+MANUAL_INCIDENT: Final = "manual"
 
 
 class AgentRole(enum.StrEnum):

@@ -73,7 +73,14 @@ STANDARD_LABELS = (
     "app.kubernetes.io/managed-by",
     "helm.sh/chart",
 )
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "Namespace",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 DEFAULT_IMAGE = f"ghcr.io/canarywatch/canarywatch:{canarywatch.__version__}"
 
 
@@ -457,14 +464,6 @@ TEMPLATE_REJECTIONS = [
         "operator.watchNamespaces: leave it empty",
     ),
     (
-        ("rbac.clusterWide=true", "rbac.killSwitchNamespaces={relay}"),
-        "rbac.killSwitchNamespaces: leave it empty",
-    ),
-    (
-        (f"rbac.killSwitchNamespaces={{{NAMESPACE}}}",),
-        f"rbac.killSwitchNamespaces: {NAMESPACE} is watched already",
-    ),
-    (
         ("pagerduty.existingSecret=pd", "pagerduty.routingKey=R0UT1NGKEY0000000000000000000001"),
         "set either existingSecret",
     ),
@@ -699,6 +698,49 @@ def test_cluster_wide_rbac_is_one_cluster_role(renders: dict[str, Manifests]) ->
         f"{RELEASE}-canarywatch-operator-leader-election"
     ]
     assert all(obj["metadata"]["labels"]["team"] == "privacy" for obj in manifests.objects)  # commonLabels
+
+
+def test_the_kill_switch_allowlist_reaches_the_operator_and_admission(helm: Helm) -> None:
+    """rbac.killSwitchNamespaces is one allowlist: the operator's setting, the admission
+    policy's, and a kill-switch Role where the operator is not watching already (a
+    watched namespace in it, or any with rbac.clusterWide, needs no Role of its own)."""
+    sets = [f"operator.watchNamespaces={{{NAMESPACE},team-a}}", "rbac.killSwitchNamespaces={team-a,shop}"]
+    manifests = helm.render(sets=sets)
+    assert operator_settings(manifests).kill_switch_namespaces == ("team-a", "shop")
+    kill_switch_roles = [
+        r for r in manifests.of_kind("Role") if r["metadata"]["name"].endswith("-kill-switch")
+    ]
+    assert [r["metadata"]["namespace"] for r in kill_switch_roles] == ["shop"]
+    policies = {p["metadata"]["name"]: p for p in manifests.of_kind("ValidatingAdmissionPolicy")}
+    targets = policies[f"{RELEASE}-canarywatch-operator-{NAMESPACE}-kill-switch-namespaces"]
+    variables = {v["name"]: v["expression"] for v in targets["spec"]["variables"]}
+    assert json.loads(variables["allowed"]) == ["team-a", "shop"]
+    # Bound where the operator watches: another release's namespaces are its own business.
+    for binding in manifests.of_kind("ValidatingAdmissionPolicyBinding"):
+        [selector] = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert selector["values"] == [NAMESPACE, "team-a"]
+
+    wide = helm.render(sets=["rbac.clusterWide=true", "rbac.killSwitchNamespaces={shop}"])
+    assert operator_settings(wide).kill_switch_namespaces == ("shop",)
+    assert not [r for r in wide.of_kind("Role") if r["metadata"]["name"].endswith("-kill-switch")]
+    assert all("matchResources" not in b["spec"] for b in wide.of_kind("ValidatingAdmissionPolicyBinding"))
+
+
+def test_admission_policies_guard_leak_incidents_and_kill_switch_targets(helm: Helm) -> None:
+    manifests = helm.render()
+    policies = {p["metadata"]["name"]: p for p in manifests.of_kind("ValidatingAdmissionPolicy")}
+    prefix = f"{RELEASE}-canarywatch-operator-{NAMESPACE}"
+    assert set(policies) == {f"{prefix}-leakincident-creators", f"{prefix}-kill-switch-namespaces"}
+    [rule] = policies[f"{prefix}-leakincident-creators"]["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["leakincidents"], ["CREATE"])
+    bindings = {b["spec"]["policyName"]: b for b in manifests.of_kind("ValidatingAdmissionPolicyBinding")}
+    assert set(bindings) == set(policies)
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings.values())
+    assert all(p["spec"]["failurePolicy"] == "Fail" for p in policies.values())
+    off = helm.render(sets=["admission.enabled=false"])
+    assert not off.of_kind("ValidatingAdmissionPolicy") and not off.of_kind(
+        "ValidatingAdmissionPolicyBinding"
+    )
 
 
 def test_without_leader_election_there_is_no_lease_role(helm: Helm) -> None:

@@ -24,14 +24,26 @@ import controlplane
 import pytest
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
-from manifests import CRD_FILES, deployment, documents, example, integration, leak, secrets_of
+from manifests import (
+    CRD_FILES,
+    OBSERVED_TENANT,
+    TEST_KEY,
+    canary_probe,
+    deployment,
+    documents,
+    example,
+    integration,
+    keyring_secret,
+    leak,
+    secrets_of,
+)
 from operator_process import AGENT_IMAGE, Operator
 from outcomes import settled as settled_status
 from outcomes import triggers
 from polling import eventually
 from test_crds import GROUP_VERSION, request
 
-from canarywatch.api import CONFIG_HASH_ANNOTATION
+from canarywatch.api import CONFIG_HASH_ANNOTATION, RESUME_ANNOTATION
 from canarywatch.controller import permissions
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
@@ -388,6 +400,30 @@ def api(control_plane: controlplane.ControlPlane, namespace: str) -> Api:
     return cluster
 
 
+def trusted_probe(api: Api, integration_name: str) -> bytes:
+    """The CanaryProbe whose viewers report the integration's leaks (``leak`` names it),
+    with the observed tenant's keyring Secret; the key ``leak`` must sign with (the
+    tests' own, unless the operator generated the Secret first)."""
+    live = api.apply(canary_probe(integration_name))
+    try:
+        api.create(keyring_secret(live))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        secret = api.get(SECRETS, keyring_secret_name(live["metadata"]["name"], OBSERVED_TENANT))
+        document = base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode()
+        return Keyring.from_json(document).key(OBSERVED_TENANT)
+    return TEST_KEY
+
+
+def resume(api: Api, integration_name: str) -> None:
+    """The explicit resume: the annotation naming the incident the kill switch holds for."""
+    holder = api.status(CAMERA_INTEGRATIONS, integration_name)["killSwitch"]["incident"]
+    api.patch(
+        CAMERA_INTEGRATIONS, integration_name, {"metadata": {"annotations": {RESUME_ANNOTATION: holder}}}
+    )
+
+
 def incident_status(api: Api, name: str) -> dict[str, Any]:
     return api.status(LEAK_INCIDENTS, name)
 
@@ -572,6 +608,7 @@ def test_a_leak_pages_once_switches_the_integration_off_and_resume_restores_it(
     ci = integration("relay", webhook)
     target(api, "relay-ingest", replicas=3)
     api.apply(ci)
+    trusted_probe(api, "relay")
     operator = start_operator()
     api.create(leak("relay-leak-1", "relay"))
 
@@ -605,8 +642,9 @@ def test_a_leak_pages_once_switches_the_integration_off_and_resume_restores_it(
     assert records["hub-integration-flag"]["previous"]["keys"] == [
         {"path": ["data", "hub-integration"], "was": "enabled", "set": "disabled"}
     ]
-    assert "suspended" in switch["resumeHint"]
-    assert api.get(CAMERA_INTEGRATIONS, "relay")["spec"]["suspended"] is True
+    assert f"{RESUME_ANNOTATION}=relay-leak-1" in switch["resumeHint"]
+    # The latch is in status: spec, which users (and GitOps) own, is left as it was.
+    assert api.get(CAMERA_INTEGRATIONS, "relay")["spec"]["suspended"] is False
     assert (ci_status["incidents"], ci_status["openIncidents"], len(ci_status["recentKills"])) == (1, 1, 1)
     eventually(
         lambda: {"LeakDetected", "Paged"} <= set(api.events("relay-leak-1")), what="the incident's Events"
@@ -628,7 +666,7 @@ def test_a_leak_pages_once_switches_the_integration_off_and_resume_restores_it(
     assert operator.health() is not None and "canarywatch" in operator.health()  # kopf's probe endpoint
 
     # Resume: everything restored, and the page resolved once the integration ran clean.
-    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    resume(api, "relay")
     eventually(
         lambda: incident_status(api, "relay-leak-1").get("state") == "Resolved",
         what="the incident to resolve",
@@ -658,6 +696,7 @@ def test_an_operator_killed_mid_incident_finishes_the_job_after_restart_and_page
     ci["spec"]["killSwitch"]["actions"] = [by_type["scale"], by_type["webhook"], by_type["networkPolicy"]]
     target(api, "relay-ingest", replicas=3)
     api.apply(ci)
+    trusted_probe(api, "relay")
     pagerduty.script("timeout")  # the first trigger hangs too: the page is in flight
     webhook.hold()
     first = start_operator("first")
@@ -703,7 +742,7 @@ def test_an_operator_killed_mid_incident_finishes_the_job_after_restart_and_page
     time.sleep(1)
     assert len(pagerduty.requests) == 2 and len(webhook.calls) == 2
 
-    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    resume(api, "relay")
     eventually(lambda: api.replicas("relay-ingest") == 3, what="resume to restore the recorded 3 replicas")
     eventually(lambda: api.list(NETWORK_POLICIES) == [], what="resume to delete the NetworkPolicy")
 
@@ -713,6 +752,7 @@ def test_pagerduty_answering_500_then_202_is_delivered_once(
 ) -> None:
     target(api, "relay-ingest")
     api.apply(integration("relay"))
+    trusted_probe(api, "relay")
     pagerduty.script(500)
     operator = start_operator()
     api.create(leak("relay-leak-1", "relay"))
@@ -737,6 +777,7 @@ def test_dry_run_alert_only_and_the_kill_cap(
 ) -> None:
     for name in ("dry", "alert", "capped"):
         target(api, f"{name}-ingest")
+        trusted_probe(api, name)
     api.apply(integration("dry", policy={"mode": "dry-run"}))
     # alert-only switches nothing off, so a 1 s clean period could resolve alert-1 before
     # the test looks at it (or before alert-2 joins it): keep it open for the test.
@@ -776,7 +817,7 @@ def test_dry_run_alert_only_and_the_kill_cap(
     api.create(leak("capped-1", "capped"))
     eventually(lambda: settled(api, "capped-1"), what="the first capped kill")
     assert api.replicas("capped-ingest") == 0
-    api.patch(CAMERA_INTEGRATIONS, "capped", {"spec": {"suspended": False}})
+    resume(api, "capped")
     eventually(
         lambda: incident_status(api, "capped-1").get("state") == "Resolved", what="resume and resolution"
     )
@@ -836,6 +877,7 @@ def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over(
     for name in ("one", "two"):
         target(api, f"{name}-ingest")
         api.apply(integration(name))
+        trusted_probe(api, name)
     first = start_operator("replica-a")
     second = start_operator("replica-b", wait=False)
     eventually(lambda: second.health() == {"standby": True}, what="the second replica to stand by")

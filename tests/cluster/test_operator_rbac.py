@@ -10,6 +10,7 @@ a call of the operator's account, except the few ``GRANTED_NOT_CALLED`` explains
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from test_operator import (  # noqa: F401  (fixtures)
     loop,
     operator_crds,
     pagerduty,
+    resume,
     settled,
     start_operator,
     target,
@@ -45,6 +47,7 @@ from canarywatch.controller.kube import (
     LEAK_INCIDENTS,
     SECRETS,
 )
+from canarywatch.markers.keyring import Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
@@ -203,14 +206,24 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
         what="the removed tenant's objects to go",
     )
 
-    api.create(leak("relay-leak-1", "relay"))
+    # The leak, signed with the key the operator generated for acme-7 (it verifies it).
+    secret = api.get(SECRETS, manifests.keyring_secret_name(name, "acme-7"))
+    key = Keyring.from_json(base64.b64decode(secret["data"][manifests.KEYRING_SECRET_KEY]).decode()).key(
+        "acme-7"
+    )
+    reported = leak("relay-leak-1", "relay", key=key)
+    reported["spec"]["probeRef"]["name"] = name
+    api.create(reported)
     eventually(lambda: settled(api, "relay-leak-1"), what="the leak to be answered")
-    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    resume(api, "relay")
     eventually(
         lambda: api.status(LEAK_INCIDENTS, "relay-leak-1").get("state") == "Resolved",
         what="resume and resolution",
     )
     assert api.replicas("relay-ingest") == 3
+    # No history kept: the resolved incident is deleted.
+    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"incidentHistoryLimit": 0}})
+    eventually(lambda: api.get(LEAK_INCIDENTS, "relay-leak-1") is None, what="the history limit")
 
     user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
     calls, denied = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import kmock
 import pytest
 from apiserver import ApiServer, Serving
 from harness import NAMESPACE, Cluster, eventually
-from manifests import deployment, example, integration, leak
+from manifests import canary_probe, deployment, example, integration, keyring_secret, leak
 from operator_process import Operator
 from outcomes import triggers
 
@@ -43,11 +43,19 @@ def forbidden(verb: str, resource: Resource, name: str) -> tuple[int, str, str]:
     )
 
 
+async def trusted_probe(cluster: Cluster, integration_name: str) -> None:
+    """The probe whose viewers report the integration's leaks, with the keyring ``leak``
+    signs with (created before the operator starts, so the tests' key is the one)."""
+    probe = await cluster.create(canary_probe(integration_name))
+    await cluster.create(keyring_secret(probe))
+
+
 async def relay_with_leak(cluster: Cluster, start_operator: StartOperator) -> dict[str, Any]:
     """integration("relay") and its 3-replica target, the operator, then a leak; the
     incident's status once it is settled."""
     await cluster.create(deployment(TARGET, replicas=3))
     await cluster.create(integration("relay"))
+    await trusted_probe(cluster, "relay")
     await start_operator()
     await cluster.create(leak("relay-leak-1", "relay"))
     return await eventually(lambda: cluster.settled("relay-leak-1"), what="the incident to settle")
@@ -118,6 +126,7 @@ async def test_a_kill_switch_action_rbac_refuses_fails_alone_and_says_so(
     )
     await cluster.create(deployment(TARGET, replicas=3))
     await cluster.create(integration("relay"))
+    await trusted_probe(cluster, "relay")
     await start_operator()
     await cluster.create(leak("relay-leak-1", "relay"))
 
@@ -178,6 +187,7 @@ async def test_an_operator_whose_api_server_restarts_mid_watch_answers_the_next_
     api = serving.api
     await cluster.create(deployment(TARGET, replicas=3))
     await cluster.create(integration("relay"))
+    await trusted_probe(cluster, "relay")
     await start_operator()
     # Mid-watch, not mid-handler: the operator's own calls are not retried on a refused connection.
     await eventually(lambda: cluster.handled(CAMERA_INTEGRATIONS, "relay"), what="the integration")

@@ -243,7 +243,7 @@ def test_resume_after_the_fix_brings_the_relay_back_and_resolves_incident_and_pa
     assert release.status("cameraintegrations", release.integration)["phase"] == "Suspended"
     # The fix, deployed as a user would; then the documented resume.
     release.upgrade({"demo": {"relay": {"fault": "none"}}}, wait=False)
-    release.patch_custom("cameraintegrations", release.integration, {"spec": {"suspended": False}})
+    release.resume(release.integration)
 
     ci = eventually(
         lambda: (

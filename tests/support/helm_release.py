@@ -174,6 +174,14 @@ class Release:
     def patch_custom(self, plural: str, name: str, body: dict[str, Any]) -> None:
         self.custom().patch_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body)
 
+    def resume(self, integration: str) -> None:
+        """The documented resume: annotate the integration with the incident its kill
+        switch holds for (``status.killSwitch.incident``)."""
+        holder = self.status("cameraintegrations", integration)["killSwitch"]["incident"]
+        self.patch_custom(
+            "cameraintegrations", integration, {"metadata": {"annotations": {api.RESUME_ANNOTATION: holder}}}
+        )
+
     def status(self, plural: str, name: str) -> dict[str, Any]:
         return dict(self.get_custom(plural, name).get("status") or {})
 

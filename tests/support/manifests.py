@@ -4,6 +4,7 @@ test (shared by the cluster and kmock tiers)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,15 +12,24 @@ from typing import Any, Protocol
 
 import yaml
 
+from canarywatch.agents.reporting import rfc3339
+from canarywatch.controller.manifests import build_keyring_secret
+from canarywatch.markers.payload import Payload, pack_signed, tenant_tag
+
 __all__ = [
     "CRD_FILES",
     "EXAMPLES",
+    "OBSERVED_TENANT",
     "REPO",
+    "TEST_KEY",
+    "canary_probe",
     "deployment",
     "documents",
     "example",
     "integration",
+    "keyring_secret",
     "leak",
+    "probe_name",
     "secrets_of",
 ]
 
@@ -81,19 +91,58 @@ def integration(name: str, webhook: Webhook | None = None, **spec: Any) -> dict[
     return body
 
 
-def leak(name: str, integration_name: str, *, verdict: str = "cross_tenant") -> dict[str, Any]:
-    """examples/leakincident.yaml for ``integration_name``, received just now."""
+#: The key the tests sign canaries with (``keyring_secret``, ``leak``): tenant acme-7's.
+TEST_KEY = b"canarywatch-tests-acme-7-key-32b"
+OBSERVED_TENANT = "acme-7"  # the tenant whose canary the example's viewer was shown
+
+
+def probe_name(integration_name: str) -> str:
+    return f"{integration_name}-canaries"
+
+
+def canary_probe(integration_name: str) -> dict[str, Any]:
+    """examples/canaryprobe.yaml watching ``integration_name``: the probe ``leak``
+    names, whose viewers alone may report leaks of that integration."""
+    body = copy.deepcopy(example("CanaryProbe"))
+    body["metadata"] = {"name": probe_name(integration_name)}
+    body["spec"]["integrationRef"]["name"] = integration_name
+    return body
+
+
+def keyring_secret(
+    probe: dict[str, Any], key: bytes = TEST_KEY, tenant: str = OBSERVED_TENANT
+) -> dict[str, Any]:
+    """The tenant's keyring Secret of ``probe`` (as read back: it has a uid), owned by
+    it, as the operator would have made it; ``key`` is what ``leak`` signs with."""
+    return build_keyring_secret(probe, tenant, key)
+
+
+def leak(
+    name: str, integration_name: str, *, verdict: str = "cross_tenant", key: bytes | None = TEST_KEY
+) -> dict[str, Any]:
+    """examples/leakincident.yaml for ``integration_name``, reported by its probe
+    (``canary_probe``), received just now; a cross_tenant frame signed with ``key``
+    (None: no signed payload, as a forger without the keyring would send it)."""
     body = copy.deepcopy(example("LeakIncident"))
     body["metadata"] = {"name": name}
     body["spec"]["integrationRef"]["name"] = integration_name
+    body["spec"]["probeRef"]["name"] = probe_name(integration_name)
     now = datetime.now(UTC)
     body["spec"]["times"] = {
         "frameReceived": now.isoformat().replace("+00:00", "Z"),
         "recorded": now.isoformat().replace("+00:00", "Z"),
     }
+    observed = body["spec"]["observed"]
+    observed.pop("signedPayload", None)
     if verdict != "cross_tenant":
         body["spec"]["observed"] = {"verdict": verdict}
         body["spec"]["evidence"]["kept"] = "hash-and-pixelated-thumbnail"
+    elif key is not None:
+        payload = Payload(
+            tenant_tag(observed["tenant"]), observed["camera"], observed["seq"], now.timestamp()
+        )
+        observed["time"] = rfc3339(payload.time)
+        observed["signedPayload"] = base64.b64encode(pack_signed(payload, key)).decode()
     return body
 
 

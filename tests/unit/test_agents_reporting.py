@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import skimage.data
 import yaml
+from manifests import example
 
 from canarywatch.agents.env import ViewerSettings
 from canarywatch.agents.reporting import (
@@ -28,6 +30,8 @@ from canarywatch.agents.reporting import (
     rfc3339,
 )
 from canarywatch.agents.viewer import IncidentReporter, ReportRejected, ViewerAgent
+from canarywatch.controller.manifests import build_keyring_secret
+from canarywatch.controller.trust import judge_evidence
 from canarywatch.incidents.evidence import THUMBNAIL_CELL_PIXELS, THUMBNAIL_CELLS, collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, FrameSpec, Keyring, encode_image, render_frame
@@ -520,3 +524,32 @@ def test_manifests_are_plain_json(keys: Keyring) -> None:
     evidence = collect_evidence(canary(keys, "acme-7", 1), verdict=Verdict.CROSS_TENANT, received_at=NOW)
     manifest = build_leak_incident(record(), evidence=evidence, namespace="ns", pod=POD)
     assert json.loads(json.dumps(manifest)) == manifest
+
+
+def probe_of_this_viewer(keys: Keyring) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The viewer's CanaryProbe, as the API server holds it, and acme-7's keyring Secret."""
+    probe = example("CanaryProbe")
+    probe["metadata"] |= {"namespace": "cameras", "uid": "0d9c4d1e-probe"}
+    return probe, build_keyring_secret(probe, "acme-7", keys.key("acme-7"))
+
+
+async def test_the_operator_verifies_what_a_viewer_reports_and_nothing_else(
+    tmp_path: Path, keys: Keyring
+) -> None:
+    """The signed payload the viewer copies from the frame is what the operator checks
+    before it acts (controller.trust): the real report verifies, an edited one does not."""
+    viewer = Viewer(tmp_path, keys)
+    await viewer.show(canary(keys, "acme-7", 1, seq=7))
+    (manifest,) = await viewer.reports()
+    assert crd_problems(manifest) == []
+    probe, secret = probe_of_this_viewer(keys)
+    trust = judge_evidence(manifest, probe=probe, keyring_secret=secret)
+    assert trust.verified, trust.reason
+    edited = copy.deepcopy(manifest)
+    edited["spec"]["observed"]["camera"] = 2
+    assert not judge_evidence(edited, probe=probe, keyring_secret=secret).verified
+    other_key = build_keyring_secret(probe, "acme-7", b"k" * 32)
+    assert "does not verify" in judge_evidence(manifest, probe=probe, keyring_secret=other_key).reason
+    foreign_secret = copy.deepcopy(secret)
+    foreign_secret["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
+    assert "not owned by" in judge_evidence(manifest, probe=probe, keyring_secret=foreign_secret).reason

@@ -67,4 +67,4 @@ def test_resolution_written_here_wins_over_an_open_copy_from_the_watch() -> None
     rt = runtime()
     merged = views(rt, watched=[incident("a", result="Accepted")], written=[incident("a", state="Resolved")])
     assert merged["a"]["state"] == "Resolved" and not is_open(merged["a"]["state"])
-    assert is_open("Acknowledged") and is_open("Open")
+    assert is_open("Open") and not is_open("Untrusted")

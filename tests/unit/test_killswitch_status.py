@@ -65,7 +65,9 @@ def test_the_hint_names_what_must_be_undone_by_hand_while_engaged() -> None:
     # The old hint looked for "no resume" in the engage step's detail, which never says
     # so: a one-way webhook was only named once a resume had skipped it.
     hint = store(integration()).status_of(engaged())["resumeHint"]
-    assert 'spec":{"suspended":false' in hint and hint.endswith("undo by hand: notify-ops")
+    # A switch-off for a leak resumes by the annotation naming it, never by spec.suspended.
+    assert "kill-switch.canarywatch.io/resume=relay-leak-1" in hint and "suspended" not in hint
+    assert hint.endswith("undo by hand: notify-ops")
 
 
 def test_after_a_resume_the_hint_says_what_is_left() -> None:

@@ -135,13 +135,15 @@ grant different (group, resource, verb)s. The reasons are commented there.
 - apiGroups: ["canarywatch.io"]
   resources: ["cameraintegrations"]
   verbs: ["get", "list", "watch", "patch"]
+# get: the probe a LeakIncident names, whose keyring verifies its evidence.
 - apiGroups: ["canarywatch.io"]
   resources: ["canaryprobes"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # create: held only so the operator may grant it to the viewers' Role (RBAC escalation check).
+# delete: finished incidents beyond an integration's spec.incidentHistoryLimit.
 - apiGroups: ["canarywatch.io"]
   resources: ["leakincidents"]
-  verbs: ["list", "watch", "patch", "create"]
+  verbs: ["list", "watch", "patch", "create", "delete"]
 - apiGroups: ["canarywatch.io"]
   resources: ["cameraintegrations/status", "canaryprobes/status", "leakincidents/status"]
   verbs: ["patch"]
@@ -224,6 +226,9 @@ grant different (group, resource, verb)s. The reasons are commented there.
   value: {{ .Values.operator.statusIntervalSeconds | quote }}
 - name: CANARYWATCH_RESOLVE_CHECK_SECONDS
   value: {{ .Values.operator.resolveCheckSeconds | quote }}
+# Where kill-switch actions may act besides each integration's own namespace.
+- name: CANARYWATCH_KILL_SWITCH_NAMESPACES
+  value: {{ .Values.rbac.killSwitchNamespaces | join "," | quote }}
 - name: CANARYWATCH_KILL_CAP_MAX_KILLS
   value: {{ .Values.operator.killCap.maxKills | quote }}
 - name: CANARYWATCH_KILL_CAP_WINDOW_SECONDS

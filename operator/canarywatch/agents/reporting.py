@@ -69,12 +69,20 @@ def leak_incident_name(record: IncidentRecord, *, namespace: str, pod: str) -> s
 
 
 def build_leak_incident(
-    record: IncidentRecord, *, evidence: Evidence | None, namespace: str, pod: str
+    record: IncidentRecord,
+    *,
+    evidence: Evidence | None,
+    namespace: str,
+    pod: str,
+    signed_payload: bytes | None = None,
 ) -> dict[str, Any]:
     """The LeakIncident for ``record`` in ``namespace``, seen by viewer pod ``pod``.
 
     ``evidence`` is ``collect_evidence`` of the frame that opened the incident (None
-    when it could not be collected: the incident is reported without it). Raises
+    when it could not be collected: the incident is reported without it).
+    ``signed_payload`` is the frame's signed payload (``markers.payload.pack_signed``),
+    for an attributed verdict: the operator verifies it before it pages or switches
+    anything off (``controller.trust``), so without it the incident is not acted on. Raises
     ``ValueError`` for a record the CRD would reject (an ``ok`` verdict, a tenant named
     without a verified signature, evidence of another frame), which is a bug upstream.
     """
@@ -105,6 +113,8 @@ def build_leak_incident(
                 observed[key] = value
         if record.observed_time is not None:
             observed["time"] = rfc3339(record.observed_time)
+        if signed_payload is not None:
+            observed["signedPayload"] = base64.b64encode(signed_payload).decode("ascii")
     if record.reason:
         observed["reason"] = record.reason[:_MAX_REASON]
     spec: dict[str, Any] = {

@@ -53,6 +53,7 @@ from canarywatch.api import API_GROUP, VERSION
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
+from canarywatch.markers.payload import pack_signed
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
 from canarywatch.retrying import Backoff, RetryLater, retry
@@ -355,8 +356,23 @@ class ViewerAgent:
             log.exception("no evidence for incident %s", record.id)
             evidence = None
         self.reporter.submit(
-            build_leak_incident(record, evidence=evidence, namespace=s.namespace, pod=s.pod_name)
+            build_leak_incident(
+                record,
+                evidence=evidence,
+                namespace=s.namespace,
+                pod=s.pod_name,
+                signed_payload=self._signed_payload(result),
+            )
         )
+
+    def _signed_payload(self, result: FrameResult) -> bytes | None:
+        """The signed payload of a frame attributed to a tenant: its fields and MAC, as
+        the frame carried them (the MAC is deterministic, so re-signing the decoded
+        fields with the key that verified them gives the frame's own bytes)."""
+        obs = result.observation
+        if obs.tenant is None or obs.payload is None or obs.tenant not in self.keyring:
+            return None
+        return pack_signed(obs.payload, self.keyring.key(obs.tenant))
 
     async def _housekeeping(self) -> None:
         """Close incidents that went quiet or are due to be reported again; a status

@@ -23,6 +23,7 @@ Figures only; nothing here asserts a threshold.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import queue
@@ -46,9 +47,13 @@ from typing import Any
 
 import yaml
 
-from canarywatch.api import API_VERSION
+from canarywatch.agents.reporting import rfc3339
+from canarywatch.api import API_VERSION, RESUME_ANNOTATION
 from canarywatch.controller import permissions
+from canarywatch.controller.manifests import KEYRING_SECRET_KEY, keyring_secret_name
 from canarywatch.incidents.receiver import EventsReceiver
+from canarywatch.markers.keyring import Keyring
+from canarywatch.markers.payload import Payload, pack_signed, tenant_tag
 
 __all__ = ["run_operator_benchmark"]
 
@@ -504,6 +509,12 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
     integration = f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations/{_INTEGRATION}"
     incidents_path = f"{_GROUP}/namespaces/{_NAMESPACE}/leakincidents"
     example = _example("LeakIncident")
+    # Reported as probe-0000's viewer would: the frame's payload signed with the observed
+    # tenant's key from the keyring the operator generated (it verifies it before acting).
+    reporter = "probe-0000"
+    tenant = example["spec"]["observed"]["tenant"]
+    secret = api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(reporter, tenant)}")
+    keyring = Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode())
     latencies: list[float] = []
     time.sleep(1)  # the watch is established
     for index in range(incidents):
@@ -512,8 +523,13 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
         incident = json.loads(json.dumps(example))
         incident["metadata"] = {"name": f"leak-{index:03d}"}
         incident["spec"]["integrationRef"]["name"] = _INTEGRATION
+        incident["spec"]["probeRef"]["name"] = reporter
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         incident["spec"]["times"] = {"frameReceived": now, "recorded": now}
+        observed = incident["spec"]["observed"]
+        payload = Payload(tenant_tag(tenant), observed["camera"], observed["seq"], time.time())
+        observed["time"] = rfc3339(payload.time)
+        observed["signedPayload"] = base64.b64encode(pack_signed(payload, keyring.key(tenant))).decode()
         started = time.monotonic()
         api.create(incidents_path, incident)
         while True:
@@ -528,7 +544,8 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
             30,
             "engaged",
         )
-        api.patch(integration, {"spec": {"suspended": False}})
+        holder = api.get(integration)["status"]["killSwitch"]["incident"]
+        api.patch(integration, {"metadata": {"annotations": {RESUME_ANNOTATION: holder}}})
         _until(partial(_back_on, api, f"{incidents_path}/leak-{index:03d}"), 30, "resume and resolution")
     stop.set()
     return latencies

@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,8 @@ from canarywatch.api import (
     KILL_SWITCH_OWNER_ANNOTATION,
     LABEL_INTEGRATION,
     LABEL_KILL_SWITCH_ACTION,
+    MANUAL_INCIDENT,
+    RESUME_ANNOTATION,
     label_value,
 )
 from canarywatch.controller.kube import (
@@ -385,11 +387,17 @@ class WebhookKillAction:
 # ---------------------------------------------------------------------------------------
 
 
-async def build_actions(integration: Mapping[str, Any], kube: Kube) -> list[KubeAction]:
+async def build_actions(
+    integration: Mapping[str, Any], kube: Kube, *, may_act_in: Callable[[str], bool] | None = None
+) -> list[KubeAction]:
     """The integration's ``spec.killSwitch.actions``, ready to run.
 
     Reads the Secrets webhooks refer to. Raises ``ActionSpecError`` naming the field for
-    anything that cannot run (a missing Secret, a webhook URL that is not absolute).
+    anything that cannot run (a missing Secret, a webhook URL that is not absolute) or
+    must not: a target namespace other than the integration's own that ``may_act_in``
+    refuses (None: the integration's own namespace only). The operator acts with its
+    own, wide permissions: whoever may create a CameraIntegration must not borrow them
+    to switch off another team's workloads (a confused deputy).
     """
     meta = integration.get("metadata") or {}
     namespace = str(meta.get("namespace"))
@@ -403,6 +411,13 @@ async def build_actions(integration: Mapping[str, Any], kube: Kube) -> list[Kube
             raise ActionSpecError(where, f"needs a name and its {kind or 'type'} settings")
         where = f"{where}.{kind}"
         target_namespace = str(settings.get("namespace") or namespace)
+        if target_namespace != namespace and not (may_act_in is not None and may_act_in(target_namespace)):
+            raise ActionSpecError(
+                f"{where}.namespace",
+                f"{target_namespace!r} is not this integration's namespace ({namespace}) and the "
+                "install does not allow kill-switch actions there (Helm value "
+                "rbac.killSwitchNamespaces, CANARYWATCH_KILL_SWITCH_NAMESPACES)",
+            )
         if kind == "scale":
             workload_kind = str(settings.get("kind", "Deployment"))
             if workload_kind not in _WORKLOADS:
@@ -529,13 +544,24 @@ def resume_action(
     return configured
 
 
-def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord]) -> str:
-    """How to resume, and what a human must undo (for ``status.killSwitch.resumeHint``)."""
+def resume_hint(integration: Mapping[str, Any], action_names: Iterable[str], incident: str) -> str:
+    """How to resume, and what a human must undo (for ``status.killSwitch.resumeHint``).
+
+    A switch-off by hand (``spec.suspended: true``) is undone by setting it back to
+    false; one for a leak only by the resume annotation naming that incident, so no sync
+    of ``spec`` from Git can switch a live leak back on."""
     meta = integration.get("metadata") or {}
-    command = (
-        f"kubectl -n {meta.get('namespace')} patch cameraintegration {meta.get('name')} "
-        """--type merge -p '{"spec":{"suspended":false}}'"""
-    )
+    where = f"kubectl -n {meta.get('namespace')}"
+    if incident == MANUAL_INCIDENT:
+        command = (
+            f"{where} patch cameraintegration {meta.get('name')} "
+            """--type merge -p '{"spec":{"suspended":false}}'"""
+        )
+    else:
+        command = (
+            f"{where} annotate cameraintegration {meta.get('name')} "
+            f"{RESUME_ANNOTATION}={incident} --overwrite"
+        )
     # A webhook with no resume request is the one action nothing here can undo.
     entries = ((integration.get("spec") or {}).get("killSwitch") or {}).get("actions") or []
     one_way = {
@@ -543,7 +569,7 @@ def resume_hint(integration: Mapping[str, Any], records: Sequence[ActionRecord])
         for e in entries
         if e.get("type") == "webhook" and not isinstance((e.get("webhook") or {}).get("resume"), Mapping)
     }
-    manual = [r.name for r in records if r.name in one_way]
+    manual = [name for name in action_names if name in one_way]
     hint = f"to resume, run: {command}"
     if manual:
         hint += f"; undo by hand: {', '.join(manual)}"

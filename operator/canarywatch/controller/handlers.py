@@ -11,8 +11,10 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
                                              verdict counts scraped from ready viewers)
     CameraIntegration  create/update/resume  policy and kill-switch validation: phase
                                              Active or Degraded, the Degraded condition
-                       spec.suspended        true by hand: engage; false: resume (restore
-                                             what the kill switch changed)
+                       spec.suspended        true by hand: engage; false: resume what it
+                                             switched off (never a switch-off for a leak)
+                       annotation            resume the switch-off for the incident it
+                       kill-switch.canarywatch.io/resume  names (restore what it changed)
                        spec.camera/viewer,   re-roll the probes that run against it
                        spec.policy.verdicts  (the viewers confirm with those rules)
                        timer                 resolve open incidents once clean
@@ -41,7 +43,14 @@ from typing import Any
 
 import kopf
 
-from canarywatch.api import API_GROUP, PLURAL_INCIDENTS, PLURAL_INTEGRATIONS, PLURAL_PROBES, VERSION
+from canarywatch.api import (
+    API_GROUP,
+    PLURAL_INCIDENTS,
+    PLURAL_INTEGRATIONS,
+    PLURAL_PROBES,
+    RESUME_ANNOTATION,
+    VERSION,
+)
 from canarywatch.controller.incidents import respond_to_incident
 from canarywatch.controller.indexes import (
     deployments_by_probe,
@@ -92,6 +101,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for cause in (on.create, on.update, on.resume):
         cause(*_INTEGRATIONS, registry=registry)(configure_integration)
     on.field(*_INTEGRATIONS, field="spec.suspended", registry=registry)(suspend_or_resume)
+    on.field(
+        *_INTEGRATIONS,
+        id="resume_on_annotation",
+        field=("metadata", "annotations", RESUME_ANNOTATION),
+        registry=registry,
+    )(suspend_or_resume)
     on.resume(*_INTEGRATIONS, id="suspend_or_resume_on_start", registry=registry)(suspend_or_resume)
     on.create(*_INTEGRATIONS, registry=registry)(reroll_probes)
     for path in ("spec.camera", "spec.viewer", "spec.policy.verdicts"):

@@ -28,6 +28,7 @@ from canarywatch.controller.runtime import (
     timestamp,
 )
 from canarywatch.controller.suspension import engage, hold, patch_integration
+from canarywatch.controller.trust import Trust, verify_incident
 from canarywatch.incidents.client import Outcome
 from canarywatch.incidents.events import make_dedup_key
 from canarywatch.incidents.pages import resolve_event
@@ -41,7 +42,7 @@ from canarywatch.incidents.policy import (
 from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 from canarywatch.verdicts import Verdict
 
-__all__ = ["resolve_if_clean", "respond_to_incident"]
+__all__ = ["prune_history", "resolve_if_clean", "respond_to_incident"]
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,15 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
     incident = dict(body)
     meta, spec = incident["metadata"], incident["spec"]
     status = dict(incident.get("status") or {})
-    if status.get("state") == IncidentState.RESOLVED:
+    if status.get("state") in (IncidentState.RESOLVED, IncidentState.UNTRUSTED):
         return
     namespace, integration_name = meta["namespace"], spec["integrationRef"]["name"]
+    trust = None
+    if not status.get("decision"):
+        trust = await verify_incident(memo.kube, incident)
+        if not trust.verified:
+            await _distrust(memo, incident, trust)
+            return
     page: asyncio.Task[bool] | None = None
     try:
         async with memo.lock(namespace, integration_name):
@@ -67,7 +74,7 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
                 views = incident_views(
                     memo, kwargs.get("incidents_by_integration"), namespace, integration_name
                 )
-                status, counters = await _decide(memo, incident, integration, views)
+                status, counters = await _decide(memo, incident, integration, views, trust)
             if (status.get("paged") or {}).get("result") in (PageResult.PENDING, PageResult.FAILED):
                 # Concurrently with the kill switch: neither may wait for the other.
                 page = asyncio.ensure_future(paging.trigger(memo, incident, integration, status))
@@ -79,8 +86,43 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
         raise kopf.TemporaryError(f"{what} not complete; retrying", delay=RETRY_DELAY)
 
 
+async def _distrust(rt: Runtime, incident: dict[str, Any], trust: Trust) -> None:
+    """Record an incident whose creator or evidence did not verify (``controller.trust``):
+    never paged (anyone able to create one could page the on-call at will) and never
+    acted on; a Warning Event on it and its integration says why."""
+    spec = incident["spec"]
+    why = f"untrusted: {trust.reason}"[:1024]
+    await patch_incident(
+        rt,
+        incident,
+        {
+            "state": IncidentState.UNTRUSTED,
+            "decision": why,
+            "verification": trust.to_status(),
+            "paged": {"result": PageResult.SKIPPED, "detail": why},
+            "shutdown": {"done": False, "skipped": why},
+        },
+    )
+    rt.event(incident, "UntrustedIncident", f"{why}; not paged, nothing switched off", warning=True)
+    integration = await rt.kube.get(
+        CAMERA_INTEGRATIONS, incident["metadata"]["namespace"], spec["integrationRef"]["name"]
+    )
+    if integration is not None:
+        rt.event(
+            integration,
+            "UntrustedIncident",
+            f"LeakIncident {incident['metadata']['name']} ignored: {why}",
+            warning=True,
+        )
+    log.warning("LeakIncident %s/%s %s", incident["metadata"]["namespace"], incident["metadata"]["name"], why)
+
+
 async def _decide(
-    rt: Runtime, incident: dict[str, Any], integration: dict[str, Any], views: Sequence[Mapping[str, Any]]
+    rt: Runtime,
+    incident: dict[str, Any],
+    integration: dict[str, Any],
+    views: Sequence[Mapping[str, Any]],
+    trust: Trust | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decide the response and record it in the incident (caller holds the integration's
     lock); the integration's new counters, for the caller's next write of its status."""
@@ -117,6 +159,8 @@ async def _decide(
     decision = engine.decide(name, verdict, time.time())
     primary = primaries.get(verdict)
     status = _incident_status(decision, incident, integration, primary, policy_problem)
+    if trust is not None:
+        status["verification"] = trust.to_status()
     writes = [patch_incident(rt, incident, status)]
     if decision.incident is not None and not decision.open_incident and primary is not None:
         writes.append(patch_incident(rt, _view_body(primary), {"occurrences": primary["occurrences"] + 1}))
@@ -244,6 +288,8 @@ async def _shut_down(
     if state == "other":
         other = ((integration.get("status") or {}).get("killSwitch") or {}).get("incident")
         skipped = f"already switched off by {other}"
+        if other == name:
+            skipped = "already switched off by hand; the kill switch now holds for this incident"
         await patch_incident(
             rt, incident, {"shutdown": {"done": True, "at": timestamp(now), "skipped": skipped}}
         )
@@ -290,7 +336,12 @@ async def resolve_if_clean(
         switch = status.get("killSwitch") or {}
         if switch.get("state") in ENGAGED_STATES:
             return
-        incidents = incident_views(rt, index, namespace, integration_name)
+        # An untrusted incident was never acted on: it must not hold the resolution back.
+        incidents = [
+            i
+            for i in incident_views(rt, index, namespace, integration_name)
+            if i["state"] != IncidentState.UNTRUSTED
+        ]
         open_incidents = [i for i in incidents if is_open(i["state"])]
         if not open_incidents:
             if status.get("openIncidents"):
@@ -313,6 +364,38 @@ async def resolve_if_clean(
         fresh = await rt.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
         if fresh is not None:
             await patch_integration(rt, fresh, {"openIncidents": still_open})
+
+
+async def prune_history(
+    rt: Runtime, index: kopf.Index[Any, Any] | None, integration: Mapping[str, Any]
+) -> int:
+    """Delete the oldest finished (Resolved or Untrusted) LeakIncidents of the
+    integration beyond ``spec.incidentHistoryLimit``; how many were deleted. Open ones
+    are never deleted: they are what resolution and PagerDuty still refer to. (In
+    alert-only mode each viewer reports a leak still going on again every few minutes,
+    each incident up to 64 KiB of evidence: without a limit they pile up in etcd.)"""
+    meta = integration["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    limit = int((integration.get("spec") or {}).get("incidentHistoryLimit", 50))
+    finished = [
+        v
+        for v in incident_views(rt, index, namespace, name)
+        if v["state"] in (IncidentState.RESOLVED, IncidentState.UNTRUSTED)
+    ]
+    pruned = 0
+    for view in finished[: max(0, len(finished) - limit)]:  # oldest first
+        try:
+            await rt.kube.delete(LEAK_INCIDENTS, namespace, view["name"], uid=view["uid"])
+        except KubeError as error:
+            log.warning("cannot delete LeakIncident %s/%s: %s", namespace, view["name"], error)
+            continue
+        rt.written.pop((namespace, view["name"]), None)
+        pruned += 1
+    if pruned:
+        log.info(
+            "deleted %d finished LeakIncidents of %s/%s (history limit %d)", pruned, namespace, name, limit
+        )
+    return pruned
 
 
 def page_outstanding(view: Mapping[str, Any]) -> bool:

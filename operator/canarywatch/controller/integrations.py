@@ -1,6 +1,7 @@
 """CameraIntegration handlers: validation of its policy, kill switch and pager (phase
-Active or Degraded, the Degraded condition), ``spec.suspended`` as the switch (engage
-by hand, or resume), and the timer that resolves its incidents once it runs clean."""
+Active or Degraded, the Degraded condition), the user's levers on the kill switch
+(``spec.suspended`` by hand, the resume annotation), and the timer that resolves its
+incidents once it runs clean."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import Any
 
 import kopf
 
+from canarywatch.api import MANUAL_INCIDENT, RESUME_ANNOTATION
 from canarywatch.controller.actions import ActionSpecError, build_actions
-from canarywatch.controller.incidents import resolve_if_clean
+from canarywatch.controller.incidents import prune_history, resolve_if_clean
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, KubeError
 from canarywatch.controller.runtime import (
     RETRY_DELAY,
     IntegrationPhase,
     Runtime,
+    kill_switch_scope,
     status_condition,
 )
 from canarywatch.controller.suspension import engage, patch_integration, resume
@@ -77,7 +80,7 @@ async def _integration_problems(rt: Runtime, integration: Mapping[str, Any]) -> 
     except PolicyError as error:
         problems.append(str(error))
     try:
-        await build_actions(integration, rt.kube)
+        await build_actions(integration, rt.kube, may_act_in=kill_switch_scope(rt, integration))
     except ActionSpecError as error:
         problems.append(str(error))
     pagerduty = spec.get("pagerduty")
@@ -93,20 +96,30 @@ async def _integration_problems(rt: Runtime, integration: Mapping[str, Any]) -> 
 
 
 async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
-    """``spec.suspended`` is the switch: true engages by hand (unless engaged already),
-    false resumes whatever is engaged, then resolves incidents once clean."""
+    """The user's two levers on the kill switch, whose latch is ``status.killSwitch``:
+
+    - ``spec.suspended: true`` switches off by hand (unless switched off already);
+      setting it back to false resumes only that hand-made switch-off;
+    - the annotation ``kill-switch.canarywatch.io/resume=<incident>`` resumes a switch-off for a
+      leak, when it names the incident the switch holds for (a stale one in Git cannot
+      resume the next leak), and ``spec.suspended`` is not true.
+
+    The operator never writes ``spec``: a GitOps sync of ``suspended: false`` is a no-op
+    for a live leak. After a resume, incidents are resolved once the integration runs clean.
+    """
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     async with memo.lock(namespace, name):
         integration = await memo.kube.get(CAMERA_INTEGRATIONS, namespace, name)
         if integration is None:
             return
-        wanted = bool(integration.get("spec", {}).get("suspended"))
-        state = (integration.get("status") or {}).get("killSwitch", {}).get("state")
-        if wanted and state not in ENGAGED_STATES:
+        by_hand = bool(integration.get("spec", {}).get("suspended"))
+        switch = (integration.get("status") or {}).get("killSwitch") or {}
+        state = switch.get("state")
+        if by_hand and state not in ENGAGED_STATES:
             integration, state = await engage(
                 memo,
                 integration,
-                incident="manual",
+                incident=MANUAL_INCIDENT,
                 reason="spec.suspended set to true by hand",
                 automatic=False,
             )
@@ -115,7 +128,7 @@ async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> No
                     "kill switch incomplete; retrying the failed actions", delay=RETRY_DELAY
                 )
             return
-        if wanted or state not in ENGAGED_STATES:
+        if state not in ENGAGED_STATES or not _resume_requested(memo, integration, by_hand=by_hand):
             return
         integration, state = await resume(memo, integration)
     if state != SwitchState.RESUMED:
@@ -123,9 +136,41 @@ async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> No
     await resolve_if_clean(memo, kwargs.get("incidents_by_integration"), namespace, name)
 
 
+def _resume_requested(rt: Runtime, integration: Mapping[str, Any], *, by_hand: bool) -> bool:
+    """Whether the user asked to resume what the kill switch holds for (see
+    ``suspend_or_resume``); a request that does not match is answered with an Event."""
+    holder = ((integration.get("status") or {}).get("killSwitch") or {}).get("incident")
+    if holder == MANUAL_INCIDENT:
+        return not by_hand
+    requested = ((integration.get("metadata") or {}).get("annotations") or {}).get(RESUME_ANNOTATION)
+    if not requested:
+        return False
+    if requested != holder:
+        rt.event(
+            integration,
+            "ResumeIgnored",
+            f"{RESUME_ANNOTATION}={requested} does not name the incident the kill switch holds "
+            f"for ({holder}); set it to {holder} to resume",
+            warning=True,
+        )
+        return False
+    if by_hand:
+        rt.event(
+            integration,
+            "ResumeIgnored",
+            f"spec.suspended is true: the integration is also switched off by hand; set it to "
+            f"false to resume {holder}",
+            warning=True,
+        )
+        return False
+    return True
+
+
 async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **kwargs: Any) -> None:
-    """Timer: an active integration with open incidents is checked for a clean run."""
-    if not status.get("openIncidents") or status.get("phase") == IntegrationPhase.SUSPENDED:
+    """Timer: finished incidents beyond the history limit are deleted; an active
+    integration with open incidents is checked for a clean run."""
+    await prune_history(memo, kwargs.get("incidents_by_integration"), body)
+    if not status.get("openIncidents") or (status.get("killSwitch") or {}).get("state") in ENGAGED_STATES:
         return
     index = kwargs.get("incidents_by_integration")
     await resolve_if_clean(memo, index, body["metadata"]["namespace"], body["metadata"]["name"])

@@ -41,12 +41,17 @@ _GROUP = API_GROUP
 
 NAMESPACE_RULES: tuple[Rule, ...] = (
     # kopf: list+watch, annotations (progress, last-handled configuration); handlers:
-    # get the integration fresh under its lock, set spec.suspended, list incidents.
+    # get the integration fresh under its lock, list incidents; get the probe an
+    # incident names (controller.trust); delete finished incidents beyond the history limit.
     {"apiGroups": [_GROUP], "resources": ["cameraintegrations"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": [_GROUP], "resources": ["canaryprobes"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": [_GROUP], "resources": ["canaryprobes"], "verbs": ["get", "list", "watch", "patch"]},
     # create: not called; RBAC lets the operator grant it to the viewers' Role only if
     # it holds it itself (the escalation check).
-    {"apiGroups": [_GROUP], "resources": ["leakincidents"], "verbs": ["list", "watch", "patch", "create"]},
+    {
+        "apiGroups": [_GROUP],
+        "resources": ["leakincidents"],
+        "verbs": ["list", "watch", "patch", "create", "delete"],
+    },
     {
         "apiGroups": [_GROUP],
         "resources": ["cameraintegrations/status", "canaryprobes/status", "leakincidents/status"],

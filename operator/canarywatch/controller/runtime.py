@@ -9,7 +9,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +32,7 @@ __all__ = [
     "epoch",
     "integration_policy",
     "is_degraded",
+    "kill_switch_scope",
     "status_condition",
     "timestamp",
 ]
@@ -42,23 +43,30 @@ RETRY_DELAY = 30.0  # a kopf retry of a response that could not finish (page, ki
 
 
 class IntegrationPhase(StrEnum):
-    """``CameraIntegration.status.phase``."""
+    """``CameraIntegration.status.phase``: the kill switch's state when it is not
+    resumed (so a failure shows at a glance), else Degraded or Active."""
 
     ACTIVE = "Active"
+    SUSPENDING = "Suspending"
     SUSPENDED = "Suspended"
+    KILL_SWITCH_FAILED = "KillSwitchFailed"
+    RESUMING = "Resuming"
+    RESUME_FAILED = "ResumeFailed"
     DEGRADED = "Degraded"
 
 
 class IncidentState(StrEnum):
+    """``LeakIncident.status.state``. Untrusted: its creator or evidence did not verify
+    (``controller.trust``); recorded, never paged nor acted on."""
+
     OPEN = "Open"
-    ACKNOWLEDGED = "Acknowledged"
     RESOLVED = "Resolved"
+    UNTRUSTED = "Untrusted"
 
 
 def is_open(state: object) -> bool:
-    """An incident counts as open until resolved; acknowledging it (a human, in the
-    status) does not end it."""
-    return state != IncidentState.RESOLVED
+    """An incident counts as open until resolved (or found untrusted)."""
+    return state not in (IncidentState.RESOLVED, IncidentState.UNTRUSTED)
 
 
 class PageResult(StrEnum):
@@ -165,6 +173,12 @@ def status_condition(
     if isinstance(generation, int):
         condition["observedGeneration"] = generation
     return condition
+
+
+def kill_switch_scope(rt: Runtime, integration: Mapping[str, Any]) -> Callable[[str], bool]:
+    """Where the integration's kill-switch actions may act (``build_actions``' ``may_act_in``)."""
+    own = str(integration["metadata"]["namespace"])
+    return functools.partial(rt.settings.kill_switch_may_act_in, integration_namespace=own)
 
 
 def is_degraded(status: Mapping[str, Any]) -> bool:

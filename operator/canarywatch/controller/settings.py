@@ -36,6 +36,9 @@ CANARYWATCH_RESOLVE_CHECK_SECONDS           how often open incidents are checked
 CANARYWATCH_KILL_CAP_MAX_KILLS              default of spec.policy.killCap.maxKills (3)
 CANARYWATCH_KILL_CAP_WINDOW_SECONDS         default of spec.policy.killCap.windowSeconds
                                             (3600)
+CANARYWATCH_KILL_SWITCH_NAMESPACES          namespaces, besides an integration's own, that
+                                            its kill-switch actions may act in,
+                                            comma-separated; ``*``: any (none)
 CANARYWATCH_LEADER_ELECTION                 true: replicas elect a leader with a Lease;
                                             false: this replica acts alone (true)
 CANARYWATCH_LEASE_NAME                      the Lease's name (canarywatch-operator)
@@ -112,6 +115,10 @@ class OperatorSettings:
     #: Kill cap for integrations whose spec.policy.killCap leaves it out.
     kill_cap_max_kills: int = 3
     kill_cap_window_seconds: float = 3600.0
+    #: Namespaces besides an integration's own that its kill-switch actions may act in
+    #: (the confused-deputy guard: a CameraIntegration must not switch off another team's
+    #: workloads). ``("*",)``: any namespace.
+    kill_switch_namespaces: tuple[str, ...] = ()
     leader_election: bool = True
     lease_name: str = "canarywatch-operator"
     lease_duration_seconds: float = 15.0
@@ -140,6 +147,15 @@ class OperatorSettings:
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    def kill_switch_may_act_in(self, namespace: str, *, integration_namespace: str) -> bool:
+        """Whether an integration in ``integration_namespace`` may have kill-switch
+        actions in ``namespace``: its own, or one the install allowlists."""
+        return (
+            namespace == integration_namespace
+            or namespace in self.kill_switch_namespaces
+            or self.kill_switch_namespaces == ("*",)
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
@@ -177,6 +193,7 @@ class OperatorSettings:
             resolve_check_seconds=env.seconds("RESOLVE_CHECK_SECONDS", d["resolve_check_seconds"]),
             kill_cap_max_kills=env.integer("KILL_CAP_MAX_KILLS", d["kill_cap_max_kills"], 0, 1_000_000),
             kill_cap_window_seconds=env.seconds("KILL_CAP_WINDOW_SECONDS", d["kill_cap_window_seconds"]),
+            kill_switch_namespaces=env.namespace_allowlist("KILL_SWITCH_NAMESPACES"),
             leader_election=leader_election,
             lease_name=env.dns_name("LEASE_NAME", d["lease_name"]),
             lease_duration_seconds=env.seconds("LEASE_DURATION_SECONDS", d["lease_duration_seconds"]),
@@ -280,6 +297,17 @@ class _Env:
             return names
 
         return self._parse(name, (), parse, "comma-separated namespace names, or * for every namespace")
+
+    def namespace_allowlist(self, name: str) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...]:
+            names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+            if names == ("*",):
+                return names
+            if not all(_is_dns_label(n) for n in names):
+                raise ValueError(raw)
+            return names
+
+        return self._parse(name, (), parse, "comma-separated namespace names, or * for any namespace")
 
 
 def _is_dns_label(value: str) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from canarywatch.api import MANUAL_INCIDENT
 from canarywatch.controller.actions import ActionSpecError, build_actions, resume_action, resume_hint
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS
 from canarywatch.controller.mergepatch import merged
@@ -23,6 +24,7 @@ from canarywatch.controller.runtime import (
     epoch,
     integration_policy,
     is_degraded,
+    kill_switch_scope,
     timestamp,
 )
 from canarywatch.shutdown import (
@@ -59,9 +61,19 @@ async def patch_integration(
     return dict(patched)
 
 
+_PHASES = {
+    SwitchState.ENGAGING: IntegrationPhase.SUSPENDING,
+    SwitchState.ENGAGED: IntegrationPhase.SUSPENDED,
+    SwitchState.ENGAGE_FAILED: IntegrationPhase.KILL_SWITCH_FAILED,
+    SwitchState.RESUMING: IntegrationPhase.RESUMING,
+    SwitchState.RESUME_FAILED: IntegrationPhase.RESUME_FAILED,
+}
+
+
 def _phase(status: Mapping[str, Any]) -> IntegrationPhase:
-    if (status.get("killSwitch") or {}).get("state") in ENGAGED_STATES:
-        return IntegrationPhase.SUSPENDED
+    state = (status.get("killSwitch") or {}).get("state")
+    if state in _PHASES:
+        return _PHASES[SwitchState(state)]
     return IntegrationPhase.DEGRADED if is_degraded(status) else IntegrationPhase.ACTIVE
 
 
@@ -122,7 +134,9 @@ class StatusStore:
                 hint = f"{', '.join(failed)} failed to resume (retrying); " + hint
             status["resumeHint"] = hint[:_TEXT_LIMIT]
         elif record.state is not SwitchState.RESUMING:
-            status["resumeHint"] = resume_hint(self.integration, record.actions)
+            status["resumeHint"] = resume_hint(
+                self.integration, [a.name for a in record.actions], record.incident
+            )
         return status
 
 
@@ -197,8 +211,18 @@ async def engage(
     switch = (integration.get("status") or {}).get("killSwitch") or {}
     state = switch.get("state")
     if (state in ENGAGED_STATES and switch.get("incident") != incident) or state == SwitchState.ENGAGED:
-        if extra:
-            integration = await patch_integration(rt, integration, extra)
+        changes = dict(extra or {})
+        if automatic and switch.get("incident") == MANUAL_INCIDENT and state in ENGAGED_STATES:
+            # A leak while switched off by hand: from now on the switch holds for the
+            # leak, so spec.suspended set back to false (say, by a GitOps sync) cannot
+            # switch a live leak back on; only the resume annotation naming it can.
+            taken = f"{reason} (already switched off by hand)"
+            changes["killSwitch"] = {"incident": incident, "reason": taken[:_TEXT_LIMIT]}
+            changes["killSwitch"]["resumeHint"] = resume_hint(
+                integration, [str(a.get("name")) for a in switch.get("actions", [])], incident
+            )
+        if changes:
+            integration = await patch_integration(rt, integration, changes)
         return integration, ("other" if switch.get("incident") != incident else SwitchState.ENGAGED)
     store = StatusStore(rt, integration)
     store.extra = dict(extra or {})
@@ -214,13 +238,10 @@ async def engage(
             ]
             store.extra["recentKills"] = [*recent, timestamp(now)][-100:]
         log.warning("engaging the kill switch of %s/%s for %s: %s", namespace, name, incident, reason)
-    if integration.get("spec", {}).get("suspended") is not True:
-        # Says "switched off" to anyone looking, and setting it back to false resumes.
-        store.alongside.append(
-            rt.kube.merge_patch(CAMERA_INTEGRATIONS, namespace, name, {"spec": {"suspended": True}})
-        )
     try:
-        actions: list[Action] = list(await build_actions(integration, rt.kube))
+        actions: list[Action] = list(
+            await build_actions(integration, rt.kube, may_act_in=kill_switch_scope(rt, integration))
+        )
     except ActionSpecError as error:
         failed = _kill_switch(rt, store, [], integration).record or KillSwitchRecord(
             name, incident, reason, SwitchState.ENGAGE_FAILED, time.time()
@@ -277,7 +298,9 @@ async def hold(
         return integration, True  # resumed, or being resumed: a human decided
     store = StatusStore(rt, integration)
     try:
-        actions: list[Action] = list(await build_actions(integration, rt.kube))
+        actions: list[Action] = list(
+            await build_actions(integration, rt.kube, may_act_in=kill_switch_scope(rt, integration))
+        )
     except ActionSpecError as error:
         message = f"cannot build the kill-switch actions: {error}"
         rt.event(integration, "KillSwitchFailed", message, warning=True)
@@ -303,7 +326,9 @@ async def resume(rt: Runtime, integration: dict[str, Any]) -> tuple[dict[str, An
     store = StatusStore(rt, integration)
     configured: list[Action] = []
     try:
-        configured = list(await build_actions(integration, rt.kube))
+        configured = list(
+            await build_actions(integration, rt.kube, may_act_in=kill_switch_scope(rt, integration))
+        )
     except ActionSpecError as error:
         # The Kubernetes actions resume from their records; only webhooks need the spec.
         log.warning("resuming %s without the configured actions: %s", name, error)
