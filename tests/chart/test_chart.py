@@ -43,10 +43,11 @@ import pytest
 import yaml
 
 import canarywatch
-from canarywatch.api import LABEL_ROLE
+from canarywatch.api import LABEL_ROLE, AgentRole
 from canarywatch.cli import build_parser
 from canarywatch.controller import kube, permissions, settings
 from canarywatch.controller.manifests import build_keyring_secret, build_probe_workloads, parse_probe
+from canarywatch.controller.manifests.names import service_account_name
 from canarywatch.controller.settings import OperatorSettings
 from canarywatch.relay import RelayConfig
 
@@ -55,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import controlplane
 from availability import unavailable
 from cluster_fixtures import start_control_plane
+from manifests import leak
+from polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canarywatch"
@@ -1023,6 +1026,52 @@ def test_rendered_manifests_pass_a_server_side_dry_run(helm: Helm, cluster: Clus
     assert len(applied) == len(Manifests.parse(manifests).objects), result.stdout
 
 
+def assert_only_the_demo_viewer_may_report(cluster: Cluster, namespace: str) -> None:
+    """The installed admission policy admits a LeakIncident from the demo probe's viewer
+    ServiceAccount (the name the operator gives it) and refuses one from anyone else
+    (impersonated by the admin: the policy sees the impersonated user)."""
+    probe = f"{RELEASE}-canarywatch-demo-relay-canaries"
+    viewer = service_account_name(probe, AgentRole.VIEWER)
+    for account in (viewer, "intruder"):
+        cluster.ok("create", "serviceaccount", account, "-n", namespace)
+        cluster.ok(
+            "create",
+            "role",
+            account,
+            "--verb=create",
+            "--resource=leakincidents.canarywatch.io",
+            "-n",
+            namespace,
+        )
+        cluster.ok(
+            "create",
+            "rolebinding",
+            account,
+            f"--role={account}",
+            f"--serviceaccount={namespace}:{account}",
+            "-n",
+            namespace,
+        )
+
+    def report(account: str, name: str) -> subprocess.CompletedProcess[str]:
+        body = leak(name, f"{RELEASE}-canarywatch-demo-relay")
+        body["spec"]["probeRef"]["name"] = probe
+        who = f"--as=system:serviceaccount:{namespace}:{account}"
+        return cluster.kubectl("create", who, "-n", namespace, "-f", "-", stdin=json.dumps(body))
+
+    def refused() -> subprocess.CompletedProcess[str] | None:
+        answer = report("intruder", f"intruder-{uuid.uuid4().hex[:6]}")
+        return answer if answer.returncode != 0 and "ValidatingAdmissionPolicy" in answer.stderr else None
+
+    answer = eventually(refused, what="the admission policy to refuse another account")
+    assert f"only the viewer ServiceAccount of CanaryProbe {probe}" in answer.stderr
+    admitted = report(viewer, "demo-leak-1")
+    assert admitted.returncode == 0, admitted.stderr
+    cluster.ok("delete", "leakincident", "demo-leak-1", "-n", namespace)
+    for kind in ("rolebinding", "role", "serviceaccount"):
+        cluster.ok("delete", kind, viewer, "intruder", "-n", namespace)
+
+
 def test_install_upgrade_and_uninstall_the_demo(helm: Helm, cluster: Cluster) -> None:
     namespace = cluster.namespace()
     kubeconfig = cluster.plane.kubeconfig
@@ -1046,7 +1095,7 @@ def test_install_upgrade_and_uninstall_the_demo(helm: Helm, cluster: Cluster) ->
         f"kubectl get canarywatch -n {namespace}",
         f"port-forward service/{RELEASE}-canarywatch-operator-metrics 9090:9090",
         f"logs -f deployment/{RELEASE}-canarywatch-demo-pd-receiver",
-        '{"spec":{"suspended":false}}',
+        "kill-switch.canarywatch.io/resume=<incident>",
         "kubectl apply --server-side -f crds/",
         *(f'- "{json.loads(path.read_text())["title"]}"' for path in DASHBOARDS),
     ):
@@ -1054,6 +1103,7 @@ def test_install_upgrade_and_uninstall_the_demo(helm: Helm, cluster: Cluster) ->
     listing = cluster.ok("get", "canarywatch", "--namespace", namespace, "--output", "name")
     assert f"cameraintegration.canarywatch.io/{RELEASE}-canarywatch-demo-relay" in listing
     assert f"canaryprobe.canarywatch.io/{RELEASE}-canarywatch-demo-relay-canaries" in listing
+    assert_only_the_demo_viewer_may_report(cluster, namespace)
 
     # Upgrades keep the generated tokens (lookup), and the relay restarts with the new fault.
     def tokens() -> str:

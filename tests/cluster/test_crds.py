@@ -179,7 +179,7 @@ def crds(control_plane: controlplane.ControlPlane) -> list[dict[str, Any]]:
 def test_crds_are_structural_and_carry_names_and_categories(crds: list[dict[str, Any]]) -> None:
     by_kind = {crd["spec"]["names"]["kind"]: crd for crd in crds}
     assert set(by_kind) == {"CameraIntegration", "CanaryProbe", "LeakIncident"}
-    short_names = {"CameraIntegration": ["camint", "ci"], "CanaryProbe": ["cprobe"], "LeakIncident": ["leak"]}
+    short_names = {"CameraIntegration": ["camint"], "CanaryProbe": ["cprobe"], "LeakIncident": ["leak"]}
     for kind, crd in by_kind.items():
         conditions = {c["type"]: c for c in crd["status"]["conditions"]}
         assert conditions["Established"]["status"] == "True"
@@ -371,7 +371,9 @@ def test_printer_columns_tell_the_story(
     leak = "reference-relay-cross-tenant-7k2qd"
     statuses = {
         ("CameraIntegration", "reference-relay"): {
-            "phase": "Suspended",
+            "phase": "KillSwitchFailed",
+            "killSwitch": {"state": "EngageFailed", "incident": leak},
+            "openIncidents": 1,
             "incidents": 1,
             "lastIncident": {"name": leak, "verdict": "cross_tenant", "time": "2026-03-14T09:26:53Z"},
         },
@@ -382,6 +384,7 @@ def test_printer_columns_tell_the_story(
         },
         ("LeakIncident", leak): {
             "state": "Open",
+            "occurrences": 3,
             "paged": {"result": "Accepted"},
             "shutdown": {"done": True, "seconds": 0.4},
         },
@@ -390,9 +393,20 @@ def test_printer_columns_tell_the_story(
         merge_patch(api, kind, name, namespace, {"status": status}, subresource="status")
 
     columns, rows = table(api, "CameraIntegration", namespace)
-    assert columns == ["Name", "Phase", "Mode", "Incidents", "Last Leak", "Age"]
-    assert rows["reference-relay"][1:4] == ["Suspended", "enforce", 1]
-    assert rows["reference-relay"][4]  # rendered as an age
+    # A kill switch that did not complete shows as such, not as "Suspended".
+    assert columns == [
+        "Name",
+        "Phase",
+        "Mode",
+        "Kill Switch",
+        "Held For",
+        "Open",
+        "Incidents",
+        "Last Leak",
+        "Age",
+    ]
+    assert rows["reference-relay"][1:7] == ["KillSwitchFailed", "enforce", "EngageFailed", leak, 1, 1]
+    assert rows["reference-relay"][7]  # rendered as an age
 
     columns, rows = table(api, "CanaryProbe", namespace)
     assert columns == ["Name", "Integration", "Tenants", "Ready", "Last Frame", "Age"]
@@ -403,19 +417,25 @@ def test_printer_columns_tell_the_story(
         "Name",
         "Integration",
         "Verdict",
+        "Path",
+        "Network",
         "Viewer",
         "Observed",
         "State",
+        "Occurrences",
         "Paged",
         "Shut Down",
         "Age",
     ]
-    assert rows["reference-relay-cross-tenant-7k2qd"][1:8] == [
+    assert rows["reference-relay-cross-tenant-7k2qd"][1:11] == [
         "reference-relay",
         "cross_tenant",
+        "snapshot",
+        "poor",
         "bravo-2",
         "acme-7",
         "Open",
+        3,
         "Accepted",
         True,
     ]

@@ -284,37 +284,46 @@ def webhook(loop: Loop) -> Iterator[WebhookSink]:
 # -- the operator as a subprocess -----------------------------------------------------------
 
 
+def grant(where: Api, name: str, rules: list[dict[str, Any]], account_namespace: str) -> None:
+    """A Role ``name`` in ``where``'s namespace with ``rules``, bound to ServiceAccount
+    ``name`` of ``account_namespace``."""
+    rbac = "rbac.authorization.k8s.io"
+    where.apply({"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules})
+    where.apply(
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": account_namespace}],
+        }
+    )
+
+
+def account_token(api: Api, name: str, rules: list[dict[str, Any]], seconds: int = 3600) -> str:
+    """A real token (TokenRequest API) of ServiceAccount ``name`` of ``api``'s namespace,
+    created and bound to ``rules`` there."""
+    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+    grant(api, name, rules, api.namespace)
+    return str(
+        api.call(
+            "POST",
+            f"/api/v1/namespaces/{api.namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds},
+            },
+        )["status"]["token"]
+    )
+
+
 def operator_kubeconfig(plane: controlplane.ControlPlane, namespace: str, directory: Path) -> Path:
     """A kubeconfig for a ServiceAccount bound to ``controller.permissions`` and nothing else."""
     api = Api(plane.api_client, namespace)
-    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_ACCOUNT}})
-    rules = permissions.role_rules(kill_switch=True, leader_election=True)
-    api.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": OPERATOR_ACCOUNT},
-            "rules": rules,
-        }
+    token = account_token(
+        api, OPERATOR_ACCOUNT, permissions.role_rules(kill_switch=True, leader_election=True)
     )
-    api.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": OPERATOR_ACCOUNT},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": namespace}],
-        }
-    )
-    token = api.call(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{OPERATOR_ACCOUNT}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )["status"]["token"]
     sa_client = plane.token_api_client(token)
     try:
 

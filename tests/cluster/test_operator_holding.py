@@ -21,8 +21,10 @@ from test_operator import (  # noqa: F401  (fixtures)
     loop,
     operator_crds,
     pagerduty,
+    resume,
     start_operator,
     target,
+    trusted_probe,
     webhook,
 )
 
@@ -45,6 +47,7 @@ def test_a_leak_through_an_engaged_kill_switch_runs_its_actions_again(
 ) -> None:
     target(api, "relay-ingest", replicas=3)
     api.apply(integration("relay", webhook))
+    trusted_probe(api, "relay")
     operator = start_operator()
     api.create(leak("relay-leak-1", "relay"))
     eventually(lambda: settled_status(incident_status(api, "relay-leak-1")), what="the first kill")
@@ -76,7 +79,7 @@ def test_a_leak_through_an_engaged_kill_switch_runs_its_actions_again(
     assert len([e for e in pagerduty.events if e["event_action"] == "trigger"]) == 1
 
     # Resume restores the original replicas, once.
-    api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"suspended": False}})
+    resume(api, "relay")
     eventually(lambda: api.replicas("relay-ingest") == 3, what="resume to restore the recorded 3 replicas")
     eventually(lambda: len(webhook.calls) == 3, what="the webhook's resume call")
     assert webhook.paths() == ["/v3/admin/kill", "/v3/admin/kill", "/v3/admin/resume"]

@@ -200,12 +200,6 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     assert status["verdictCounts"] == {"ok": 5, "cross_tenant": 1}
     assert status["lastFrameTime"] == "2026-03-14T09:26:53Z"
 
-    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
-    eventually(
-        lambda: api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is None,
-        what="the removed tenant's objects to go",
-    )
-
     # The leak, signed with the key the operator generated for acme-7 (it verifies it).
     secret = api.get(SECRETS, manifests.keyring_secret_name(name, "acme-7"))
     key = Keyring.from_json(base64.b64decode(secret["data"][manifests.KEYRING_SECRET_KEY]).decode()).key(
@@ -224,6 +218,12 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     # No history kept: the resolved incident is deleted.
     api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"incidentHistoryLimit": 0}})
     eventually(lambda: api.get(LEAK_INCIDENTS, "relay-leak-1") is None, what="the history limit")
+
+    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
+    eventually(
+        lambda: api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is None,
+        what="the removed tenant's objects to go",
+    )
 
     user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
     calls, denied = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]

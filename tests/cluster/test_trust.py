@@ -28,7 +28,9 @@ from test_operator import (  # noqa: F401  (fixtures)
     Loop,
     Operator,
     WebhookSink,
+    account_token,
     api,
+    grant,
     incident_status,
     loop,
     operator_crds,
@@ -99,28 +101,7 @@ def admission(control_plane: controlplane.ControlPlane, namespace: str) -> Itera
 def account_client(plane: controlplane.ControlPlane, api: Api, name: str, rules: list[dict[str, Any]]) -> Any:
     """An API client authenticated as ServiceAccount ``name`` of the test's namespace, bound
     to ``rules`` (a real token, from the TokenRequest API)."""
-    api.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}}
-    api.apply(role | {"rules": rules})
-    api.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": api.namespace}],
-        }
-    )
-    token = api.call(
-        "POST",
-        f"/api/v1/namespaces/{api.namespace}/serviceaccounts/{name}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 600},
-        },
-    )["status"]["token"]
-    return plane.token_api_client(token)
+    return plane.token_api_client(account_token(api, name, rules, seconds=600))
 
 
 CREATE_INCIDENTS = [{"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}]
@@ -258,7 +239,7 @@ def test_a_kill_switch_aimed_at_another_namespace_is_refused_naming_the_field(
     control_plane_namespace(control_plane, other.namespace)
     try:
         other.apply(deployment("payments-api", replicas=3))
-        grant_kill_switch_rules(other, namespace)
+        grant(other, OPERATOR_ACCOUNT, permissions.role_rules(kill_switch=True), namespace)
         aimed = integration("relay")
         scale = next(a for a in aimed["spec"]["killSwitch"]["actions"] if a["type"] == "scale")
         scale["scale"] = {"name": "payments-api", "namespace": other.namespace}
@@ -293,24 +274,6 @@ def test_a_kill_switch_aimed_at_another_namespace_is_refused_naming_the_field(
 
 def control_plane_namespace(plane: controlplane.ControlPlane, name: str) -> None:
     request(plane.api_client, "POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-
-
-def grant_kill_switch_rules(where: Api, operator_namespace: str) -> None:
-    name = OPERATOR_ACCOUNT
-    rules = permissions.role_rules(kill_switch=True)
-    where.apply(
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}}
-        | {"rules": rules}
-    )
-    where.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": operator_namespace}],
-        }
-    )
 
 
 # -- the kill latch lives in status ----------------------------------------------------------

@@ -142,7 +142,8 @@ async def test_a_kill_switch_action_rbac_refuses_fails_alone_and_says_so(
     assert cluster.replicas(TARGET) == 0
     assert cluster.get(CONFIG_MAPS, "relay-feature-flags")["data"] == {"hub-integration": "disabled"}
     assert [records[n]["result"] for n in ("scale-relay-ingest", "hub-integration-flag")] == ["Succeeded"] * 2
-    assert cluster.status(CAMERA_INTEGRATIONS, "relay")["phase"] == "Suspended"
+    # ...and the phase says the kill switch is incomplete, not "Suspended" (issue 12).
+    assert cluster.status(CAMERA_INTEGRATIONS, "relay")["phase"] == "KillSwitchFailed"
     # ...and the refused one says why, where a user looks.
     assert records["isolate-relay"]["result"] == "Failed"
     assert "403" in records["isolate-relay"]["detail"] and "forbidden" in records["isolate-relay"]["detail"]
