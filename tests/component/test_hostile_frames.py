@@ -240,6 +240,25 @@ async def test_an_mjpeg_part_announcing_99_tb_is_reported_and_the_stream_goes_on
     assert reader.oversized == 1
 
 
+async def test_an_mjpeg_part_that_never_ends_is_reported_while_it_runs(decoder: Decoder) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=f"})
+        await response.prepare(request)
+        await response.write(b"--f\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8")
+        for _ in range(40):  # 2.5 MiB and counting, no boundary in sight
+            await response.write(b"Z" * (1 << 16))
+        await asyncio.sleep(30)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/stream", stream)
+    async with aiohttp.ClientSession() as session, TestServer(app) as server:
+        reader = MjpegReader(session, request(server, "/stream"), max_part_bytes=100_000)
+        results = await _verdicts(reader.frames(), decoder, 1)
+    assert results[0].verdict is Verdict.UNDECODABLE
+    assert "over the 100000-byte cap" in results[0].reason
+
+
 async def test_an_mjpeg_answer_without_a_part_is_counted(decoder: Decoder) -> None:
     async def stream(request: web.Request) -> web.Response:
         return web.Response(body=b"--f--\r\n", content_type="multipart/x-mixed-replace; boundary=f")

@@ -25,7 +25,9 @@ class MultipartPart:
 
 @dataclass(frozen=True)
 class OversizedPart:
-    """A part that exceeded the size cap and was discarded; ``size`` is its length."""
+    """A part that exceeded the size cap and was discarded; ``size`` is the length it
+    announced, or the length it had reached when it passed the cap (it is reported then,
+    not when its end comes)."""
 
     headers: Mapping[str, str]
     size: int
@@ -55,8 +57,8 @@ class MultipartParser:
     first ``--`` line), parts without any header block (a JPEG straight after the
     delimiter), and junk between parts.
 
-    Memory is bounded by ``max_part_bytes``: a larger part is discarded as it arrives
-    and reported as an ``OversizedPart``.
+    Memory is bounded by ``max_part_bytes``: a larger part is reported as an
+    ``OversizedPart`` as soon as it is known to be one and discarded as it arrives.
     """
 
     def __init__(
@@ -70,7 +72,7 @@ class MultipartParser:
         self._headers: dict[str, str] = {}
         self._length: int | None = None
         self._skipped = 0  # bytes of the current part discarded for being over the cap
-        self._announced_oversize: int | None = None  # the current part's Content-Length, over the cap
+        self._reported = False  # the current part was reported as oversized already
         self._scan_from = 0
         #: the closing delimiter (``--boundary--``) was seen; nothing more will come.
         self.finished = False
@@ -120,7 +122,7 @@ class MultipartParser:
             return False
         del self._buffer[: line_end + 1]
         self._state, self._headers, self._length = "headers", {}, None
-        self._skipped, self._scan_from, self._announced_oversize = 0, 0, None
+        self._skipped, self._scan_from, self._reported = 0, 0, False
         return True
 
     def _sniff_boundary(self) -> bool:
@@ -161,7 +163,7 @@ class MultipartParser:
             # 99 TB would blind the stream for good. Its body is skipped up to the next
             # delimiter, like a part without a length.
             parts.append(OversizedPart(self._headers, self._length))
-            self._announced_oversize = self._length
+            self._reported = True
             self._length = None
         return True
 
@@ -178,7 +180,12 @@ class MultipartParser:
         found = self._find_delimiter(self._scan_from)
         if found is None:
             keep = max(len(d) for d in self._delimiters) + 1  # a delimiter and its CRLF may straddle reads
-            if self._skipped or self._announced_oversize or len(self._buffer) > self.max_part_bytes:
+            if self._skipped or self._reported or len(self._buffer) > self.max_part_bytes:
+                if not self._reported:
+                    # Over the cap with no end in sight: reported now, not when (if ever)
+                    # the next delimiter comes, with the size it has reached.
+                    parts.append(OversizedPart(self._headers, self._skipped + len(self._buffer)))
+                    self._reported = True
                 discard = max(0, len(self._buffer) - keep)
                 del self._buffer[:discard]
                 self._skipped += discard
@@ -192,12 +199,11 @@ class MultipartParser:
         elif body.endswith(b"\n"):
             body = body[:-1]
         del self._buffer[:end]
-        if self._announced_oversize is None:  # else reported when its headers announced it
-            if self._skipped or len(body) > self.max_part_bytes:
-                parts.append(OversizedPart(self._headers, self._skipped + len(body)))
-            else:
-                parts.append(MultipartPart(self._headers, body))
-        self._state, self._skipped, self._announced_oversize = "seek", 0, None
+        if len(body) > self.max_part_bytes and not self._reported:
+            parts.append(OversizedPart(self._headers, len(body)))
+        elif not self._reported:
+            parts.append(MultipartPart(self._headers, body))
+        self._state, self._skipped, self._reported = "seek", 0, False
         return True
 
     def _find_delimiter(self, start: int) -> tuple[int, int] | None:
