@@ -10,14 +10,13 @@ on). Real kube-apiserver, the operator as a subprocess (``test_operator``'s fixt
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import controlplane
 import pytest
-import yaml
+from admission import AdmissionPolicies
 from kubernetes.client.exceptions import ApiException
 from manifests import REPO, TEST_KEY, deployment, integration, leak, probe_name
 from polling import eventually
@@ -60,42 +59,10 @@ HANDLED = "canarywatch.io/last-handled-configuration"  # controller.main: kopf's
 
 @pytest.fixture
 def admission(control_plane: controlplane.ControlPlane, namespace: str) -> Iterator[Callable[..., None]]:
-    """``admission(*sets)``: the chart's admission policies, rendered by the real helm for a
-    release watching the test's namespace (so bound to it alone), applied to the API
-    server and deleted afterwards."""
-    applied: list[tuple[str, str]] = []
-
-    def install(*sets: str) -> None:
-        args = [str(controlplane.find_binary("helm")), "template", "cw", str(CHART), "--namespace", namespace]
-        args += ["--show-only", "templates/admission-policies.yaml"]
-        for assignment in (f"operator.watchNamespaces={{{namespace}}}", *sets):
-            args += ["--set", assignment]
-        rendered = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
-        for obj in (d for d in yaml.safe_load_all(rendered) if d):
-            plural = {
-                "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-                "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
-            }[obj["kind"]]
-            path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{obj['metadata']['name']}"
-            request(
-                control_plane.api_client,
-                "PATCH",
-                path,
-                body=obj,
-                query=[("fieldManager", "tests"), ("force", "true")],
-                content_type="application/apply-patch+yaml",
-            )
-            applied.append((plural, obj["metadata"]["name"]))
-
-    yield install
-    for plural, name in applied:
-        try:
-            request(
-                control_plane.api_client, "DELETE", f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}"
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+    """``admission(*sets)``: the chart's admission policies, bound to the test's namespace."""
+    policies = AdmissionPolicies(control_plane.api_client, namespace)
+    yield policies.install
+    policies.remove()
 
 
 def account_client(plane: controlplane.ControlPlane, api: Api, name: str, rules: list[dict[str, Any]]) -> Any:

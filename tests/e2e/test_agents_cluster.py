@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import yaml
+from admission import AdmissionPolicies
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 from polling import eventually
@@ -45,6 +46,7 @@ from canarywatch.agents.camera import CameraAgent
 from canarywatch.agents.env import CameraSettings, load_keyring
 from canarywatch.agents.reporting import ATTRIBUTED_VERDICTS, REPORTABLE_VERDICTS, build_leak_incident
 from canarywatch.controller import manifests
+from canarywatch.controller.trust import judge_evidence
 from canarywatch.incidents.evidence import collect_evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
@@ -424,6 +426,13 @@ def scenario(
         print(scenario.logs())  # pytest shows it for a failed test only
 
 
+@pytest.fixture
+def admission(control_plane: Any, namespace: str) -> Iterator[AdmissionPolicies]:
+    policies = AdmissionPolicies(control_plane.api_client, namespace)
+    yield policies
+    policies.remove()
+
+
 def start_probe(scenario: Scenario) -> tuple[list[Agent], list[Agent]]:
     """Every camera and viewer Deployment builders make for the probe, as processes."""
     probe, integration = scenario.probe, scenario.integration
@@ -442,8 +451,13 @@ LEAK = {"verdict": "cross_tenant"}
 
 
 @pytest.mark.parametrize("relay", [Fault.XIAOMI_2019], indirect=True, ids=str)
-def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(control_plane: Any, scenario: Scenario) -> None:
+def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(
+    control_plane: Any, scenario: Scenario, admission: AdmissionPolicies
+) -> None:
     scenario.create_objects()
+    # The chart's admission policy is in force: the viewer processes, with their
+    # ServiceAccount's token, are the ones it admits.
+    admission.install()
     scenario.control_plane.write_kubeconfig(scenario.kubeconfig, user="viewer", token=scenario.viewer_token())
     cameras, viewers = start_probe(scenario)
     # The viewers catch the leak before their ServiceAccount may report it: the API
@@ -492,6 +506,13 @@ def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(control_plane: Any
         assert spec["evidence"]["kept"] == "whole"
         proof = decoder.decode(base64.b64decode(spec["evidence"]["thumbnail"]))
         assert (proof.status, proof.tenant) == (Status.VERIFIED, observed["tenant"])
+        # And the operator will act on it: its signed payload verifies under the observed
+        # tenant's keyring Secret of the probe (controller.trust).
+        secret = manifests.build_keyring_secret(
+            scenario.probe, observed["tenant"], scenario.keyring.key(observed["tenant"])
+        )
+        trust = judge_evidence(incident, probe=scenario.probe, keyring_secret=secret)
+        assert trust.verified, trust.reason
 
     # The viewers' token creates LeakIncidents and can do nothing else, not even read them.
     viewer_api = control_plane.token_api_client(scenario.viewer_token())
