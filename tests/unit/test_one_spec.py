@@ -111,6 +111,7 @@ def test_the_cli_reads_the_crds_custom_network_profiles() -> None:
         ("probe.placement", {"spreadAcross": "zones"}, "probe.placement"),
         ("probe.integrationRef", {"name": "relay"}, "probe.integrationRef"),
         ("integration.suspended", True, "integration.suspended"),
+        ("integration.incidentHistoryLimit", 10, "integration.incidentHistoryLimit"),
         ("probe.tenants.0.tokenSecretRef", {"name": "s", "key": "k"}, "probe.tenants[0].tokenSecretRef"),
         (
             "integration.pagerduty",

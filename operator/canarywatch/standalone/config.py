@@ -76,8 +76,9 @@ STANDALONE_EXTENSIONS: Mapping[str, str] = {
 #: CRD fields a file may not set: they mean something only to the operator.
 KUBERNETES_ONLY: Mapping[str, Mapping[str, str]] = {
     "integration": {
-        "suspended": "the operator's switch; standalone resumes with the kill switch's resume",
+        "suspended": "the operator's switch by hand; standalone resumes with the kill switch's resume",
         "resolveAfterCleanSeconds": "the operator's resolve loop",
+        "incidentHistoryLimit": "LeakIncidents the operator keeps; standalone keeps its incidents file",
     },
     "probe": {
         "integrationRef": "the integration block is the integration",
