@@ -249,6 +249,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(summary_line(summary["delivery"]), flush=True)
+    if summary["unfinished"]:
+        # exit 1: a page or a kill switch did not complete; the next run with the same
+        # --out finishes it (outbox, kill-switch state, incident intent)
+        for problem in summary["unfinished"]:
+            print(f"canarywatch: unfinished: {problem}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

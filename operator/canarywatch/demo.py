@@ -139,6 +139,10 @@ async def run_demo(options: DemoOptions, *, write: Callable[[str], None] = print
     )
     keyring = Keyring.generate(DEMO_TENANTS)
     options.out.mkdir(parents=True, exist_ok=True)
+    # Each demo is a new world (a new relay, new keys): what a previous demo left in the
+    # folder (open incidents, an engaged kill switch, pages) belongs to a relay that is gone.
+    for state in ("incidents.jsonl", "killswitch.json", "pagerduty-outbox.jsonl"):
+        (options.out / state).unlink(missing_ok=True)
     receiver: EventsReceiver | None = None
     if options.routing_key is None:
         receiver = EventsReceiver(record_path=options.out / "pagerduty-events.jsonl")

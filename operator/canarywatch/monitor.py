@@ -2,9 +2,17 @@
 
 Viewer streams hand every judged frame to `Monitor.handle`. It counts the frame,
 asks the response policy what to do, and for a confirmed leak records the incident
-with privacy-preserving evidence *before* anything slow happens; paging and the kill
-switch then run as background tasks so the next frame is judged without waiting.
-This is the pipeline of `canarywatch demo`, `canarywatch run` and the viewer pods.
+with privacy-preserving evidence and what it intends (page, kill switch) in one durable
+write *before* anything slow happens; paging and the kill switch then run as background
+tasks so the next frame is judged without waiting. This is the pipeline of
+`canarywatch demo`, `canarywatch run` and the viewer pods.
+
+Crash-safe with an ``out_dir``: a new Monitor recovers the incident journal (open
+incidents keep absorbing the same leak, past kills still count against the cap) and
+``finish_recovered`` completes what a crash interrupted: pages not delivered, kill
+switches not engaged (an interrupted one is not taken for engaged). A kill switch that
+fails is retried with backoff until it holds; leaked frames arriving while it is
+engaged are counted and make it run its actions again (``shutdown.Holding``).
 
 In a cluster, the viewer pod's Monitor records the incident as a LeakIncident and the
 operator responds to it: with the same response core — the page from
@@ -26,13 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.delivery import DeliveryLedger
-from canarywatch.incidents.client import Outcome, PagerDutyClient
+from canarywatch.incidents.client import DeliveryResult, Outcome, PagerDutyClient
 from canarywatch.incidents.evidence import collect_evidence, write_evidence
 from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event, trigger_event
-from canarywatch.incidents.policy import Decision, Policy, PolicyEngine
-from canarywatch.incidents.records import IncidentLog, IncidentRecord
+from canarywatch.incidents.policy import Decision, IncidentKey, Mode, OpenIncident, Policy, PolicyEngine
+from canarywatch.incidents.records import IncidentLog, IncidentRecord, Intent
 from canarywatch.metrics import Metrics
-from canarywatch.shutdown import KillSwitch, KillSwitchStateError, SwitchState
+from canarywatch.retrying import Backoff
+from canarywatch.shutdown import (
+    Holding,
+    KillSwitch,
+    KillSwitchRecord,
+    KillSwitchStateError,
+    Result,
+    SwitchState,
+)
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 
@@ -63,7 +79,6 @@ class Monitor:
             raise ValueError("a PagerDuty client needs a routing_key")
         self.integration = integration
         self.probe = probe
-        self.engine = PolicyEngine(policy, integration=integration)
         self.metrics = metrics
         self.pagerduty = pagerduty
         self.routing_key = routing_key
@@ -71,6 +86,18 @@ class Monitor:
         self.kill_switch = kill_switch
         self.out_dir = out_dir
         self.incidents = IncidentLog(out_dir / "incidents.jsonl" if out_dir else None)
+        # what a previous run left open: the same leak attaches to it, and its kills count
+        recovered = [r for r in self.incidents.recovered if r.integration == integration]
+        still_open = {Verdict(r.verdict): r for r in recovered if r.state == "Open"}
+        self.engine = PolicyEngine(
+            policy,
+            integration=integration,
+            open_incidents=[
+                OpenIncident(IncidentKey(integration, verdict), r.frame_received_at, r.occurrences)
+                for verdict, r in still_open.items()
+            ],
+            recent_kills=[r.frame_received_at for r in recovered if r.intent.kill],
+        )
         self.on_event = on_event or (lambda message: log.info("%s", message))
         self.clock = clock
         self.verdicts: Counter[str] = Counter()
@@ -78,8 +105,12 @@ class Monitor:
         self.delivery = DeliveryLedger()
         self.warnings: list[dict[str, Any]] = []
         self.pagerduty_results: Counter[str] = Counter()
-        self.suspended = kill_switch is not None and kill_switch.engaged
-        self._open: dict[Verdict, str] = {}  # verdict → open incident id
+        # Engaged only: an engagement a crash interrupted is not holding anything off.
+        self.suspended = _holds(kill_switch)
+        self.holding = Holding()
+        self.retry_backoff = Backoff(1.0, 30.0)  # between attempts of a failing kill switch
+        self._open: dict[Verdict, str] = {v: r.id for v, r in still_open.items()}  # verdict → incident id
+        self._switching = 0  # switch-off (or re-assertion) loops running
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = itertools.count(1)
         self._last_storm_save = 0.0
@@ -108,6 +139,8 @@ class Monitor:
             at=result.received_at,
         )
         decision = self.engine.decide(stream.key, result.verdict, result.received_at)
+        if decision.incident is not None and self.engine.policy.rule(result.verdict).incident:
+            self._leaked(result, decision.mode)
         if decision.warn:
             self._warn(result, decision)
         if decision.open_incident:
@@ -144,6 +177,8 @@ class Monitor:
             f"{result.verdict.value.replace('_', '-')}-{stamp}-{next(self._serial)}-{secrets.token_hex(2)}"
         )
         evidence = self._evidence(result, incident_id)
+        page = decision.page and self.pagerduty is not None
+        kill = decision.kill and self.kill_switch is not None
         recorded_at = self.clock()
         record = IncidentRecord(
             id=incident_id,
@@ -166,7 +201,14 @@ class Monitor:
             mode=decision.mode.value,
         )
         record.evidence = evidence
+        record.intent = Intent(page=page, kill=kill)
+        if not kill:
+            record.shutdown.skipped = decision.reason if decision.would_kill else "policy does not switch off"
+        if not page and decision.would_page:
+            record.pagerduty = {"skipped": decision.reason}
         self._open[result.verdict] = incident_id
+        # one durable write holds the incident and what it intends: a crash from here on
+        # leaves the page and the kill switch for the next run to finish
         self.incidents.save(record)
         self.metrics.record_incident(
             integration=self.integration, verdict=result.verdict, detection_seconds=record.detection_seconds
@@ -177,17 +219,49 @@ class Monitor:
             f"({result.stream.kind}, {result.stream.profile} network) was shown {who}; "
             f"detected in {record.detection_seconds * 1000:.1f} ms [{decision.mode.value}]"
         )
-        # the switch-off is scheduled first: it protects users, the page informs people
-        if decision.kill and self.kill_switch is not None:
-            self._spawn(self._switch_off(record))
-        else:
-            record.shutdown.skipped = decision.reason if decision.would_kill else "policy does not switch off"
-        if decision.page and self.pagerduty is not None:
-            self._spawn(self._page(record))
-        elif decision.would_page:
-            record.pagerduty = {"skipped": decision.reason}
-        self.incidents.save(record)
+        self._respond(record)
         return record
+
+    def _respond(self, record: IncidentRecord) -> None:
+        """Start what ``record`` intends and has not done (new, or recovered)."""
+        # the switch-off is scheduled first: it protects users, the page informs people
+        if record.intent.kill and not record.shutdown.done and self.kill_switch is not None:
+            self._start_switch_off(record)
+        if record.intent.page and record.paged_at is None and self.pagerduty is not None:
+            self._spawn(self._page(record))
+
+    def finish_recovered(self) -> None:
+        """Finish what a previous run recorded and did not complete (call once, in the
+        running loop): pages not delivered, kill switches not engaged."""
+        for verdict, incident_id in self._open.items():
+            record = self.incidents.get(incident_id)
+            if record is not None and record.state == "Open":
+                self.on_event(f"RECOVERED open incident {record.id} ({verdict}) from a previous run")
+                self._respond(record)
+        switch = self.kill_switch.record if self.kill_switch is not None else None
+        left = switch is not None and switch.state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED)
+        if switch is not None and left and not self._switching:
+            self.on_event(f"KILL SWITCH of {switch.incident} was left {switch.state}: completing it")
+            self._start_switch_off(None)
+
+    def _leaked(self, result: FrameResult, mode: Mode) -> None:
+        """A confirmed leaked frame: if the kill switch says Engaged, it does not hold."""
+        switch = self.kill_switch.record if self.kill_switch is not None else None
+        if switch is None or switch.state is not SwitchState.ENGAGED:
+            return
+        if not self.holding.leaked_while_engaged(
+            received_at=result.received_at, engaged_until=switch.engaged_at + switch.seconds
+        ):
+            return
+        self.metrics.record_leaked_while_suspended(namespace="", integration=self.integration)
+        now = time.monotonic()
+        if mode is Mode.ENFORCE and not self._switching and self.holding.due(now):
+            self.holding.note(now)
+            self.on_event(
+                f"LEAK WHILE SWITCHED OFF: {result.verdict.value} frame for viewer {result.stream.tenant!r} "
+                f"after {switch.incident} switched {self.integration} off; running the kill switch again"
+            )
+            self._start_switch_off(None, again=True)
 
     def _evidence(self, result: FrameResult, incident_id: str) -> dict[str, Any]:
         evidence = collect_evidence(result.body, verdict=result.verdict, received_at=result.received_at)
@@ -210,6 +284,14 @@ class Monitor:
         dedup_key = page.dedup_key
         record.pagerduty = {"dedup_key": dedup_key, "result": "pending"}
         result = await self.pagerduty.send(event)
+        if result.outcome is Outcome.DEDUPLICATED:
+            # Still in the outbox from before a restart: delivered there, in order, not
+            # sent twice. The background loop may have delivered it already.
+            delivered = [r for r in await self.pagerduty.flush() if r.dedup_key == dedup_key]
+            if delivered:
+                result = delivered[-1]
+            elif not any(e.event.get("dedup_key") == dedup_key for e in self.pagerduty.outbox.pending()):
+                result = DeliveryResult(Outcome.DELIVERED, "trigger", dedup_key, attempts=0)
         self.pagerduty_results[result.outcome.value] += 1
         record.pagerduty = {
             "dedup_key": dedup_key,
@@ -224,40 +306,102 @@ class Monitor:
             self.on_event(f"PAGE {record.id}: {result.outcome.value} ({result.reason or result.status})")
         self.incidents.save(record)
 
-    async def _switch_off(self, record: IncidentRecord) -> None:
+    def _start_switch_off(self, record: IncidentRecord | None, *, again: bool = False) -> None:
+        self._switching += 1  # counted now, not when the task starts: no second loop meanwhile
+        self._spawn(self._switch_off(record, again=again))
+
+    async def _switch_off(self, record: IncidentRecord | None, *, again: bool) -> None:
+        """Engage the kill switch for ``record`` (None: complete, or with ``again``
+        re-assert, the recorded engagement), retried with backoff until it holds."""
         assert self.kill_switch is not None
         try:
-            ks = await self.kill_switch.engage(record.id, f"{record.verdict}: {record.reason}"[:500])
+            attempt = 0
+            while True:
+                attempt += 1
+                ks = await self._engage_once(record, again=again and attempt == 1)
+                if ks is None:
+                    return
+                self._account(record, ks)
+                if ks.state is SwitchState.ENGAGED or not ks.engaged:
+                    return  # holds, or a resume came first: that decision stands
+                await asyncio.sleep(self.retry_backoff.delay(attempt))
+                current = self.kill_switch.record
+                if current is None or current.state not in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
+                    return  # resumed (or completed) meanwhile
+        finally:
+            self._switching -= 1
+
+    async def _engage_once(self, record: IncidentRecord | None, *, again: bool) -> KillSwitchRecord | None:
+        assert self.kill_switch is not None
+        try:
+            if record is not None and not again:
+                return await self.kill_switch.engage(record.id, f"{record.verdict}: {record.reason}"[:500])
+            return await self.kill_switch.reassert()
         except KillSwitchStateError:
             # every action ran; only persisting the state failed (disk full?): report
             # what happened rather than lose the switch-off
             log.exception("kill-switch state for %s not saved", self.integration)
-            if self.kill_switch.record is None:
-                return
-            ks = self.kill_switch.record
+            return self.kill_switch.record
+
+    def _account(self, record: IncidentRecord | None, ks: KillSwitchRecord) -> None:
+        """Record one engagement attempt in the incident, the metrics and the log."""
         done = ks.state is SwitchState.ENGAGED
-        finished = self.clock()
-        record.shutdown.done = done
-        record.shutdown.engaged_at = ks.engaged_at
-        record.shutdown.seconds = round(finished - record.recorded_at, 6) if done else None
-        record.shutdown.actions = [r.to_dict() for r in ks.actions]
-        if done:
-            self.suspended = True
-            self.metrics.record_suspended(integration=self.integration, suspended=True)
-            if record.shutdown.seconds is not None:
+        was_suspended, self.suspended = self.suspended, done
+        self.metrics.record_suspended(integration=self.integration, suspended=done)
+        if record is None:
+            record = self.incidents.get(ks.incident)
+        if record is not None and not record.shutdown.done:
+            finished = self.clock()
+            record.shutdown.done = done
+            record.shutdown.engaged_at = ks.engaged_at
+            record.shutdown.seconds = round(finished - record.recorded_at, 6) if done else None
+            record.shutdown.actions = [r.to_dict() for r in ks.actions]
+            if done and record.shutdown.seconds is not None:
                 self.metrics.record_shutdown(integration=self.integration, seconds=record.shutdown.seconds)
-            self.on_event(
-                f"SWITCHED OFF {self.integration} for {record.id} in {record.shutdown.seconds:.3f} s"
+            self.incidents.save(record)
+        if done and not was_suspended:
+            took = (
+                f" in {record.shutdown.seconds:.3f} s"
+                if record and record.shutdown.seconds is not None
+                else ""
             )
+            self.on_event(f"SWITCHED OFF {self.integration} for {ks.incident}{took}")
+        elif done and record is not None and record.id != ks.incident:
+            self.on_event(f"{record.id}: {self.integration} is already switched off for {ks.incident}")
+        elif done:
+            self.on_event(f"KILL SWITCH of {ks.incident} re-asserted: {self.integration} switched off again")
         else:
-            self.on_event(f"KILL SWITCH for {record.id} did not complete: {record.shutdown.actions}")
-        self.incidents.save(record)
+            failed = [a.name for a in ks.actions if a.result is not Result.SUCCEEDED]
+            self.on_event(f"KILL SWITCH for {ks.incident} did not complete ({', '.join(failed)}); retrying")
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait for pages and kill switches in flight (bounded), then persist everything."""
+        """Wait for pages and kill switches in flight, at most ``timeout`` seconds, then
+        stop them and persist everything. What was cut short is on disk (the outbox, the
+        kill switch's state, the incidents' intent): the next run finishes it."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
         self.incidents.flush()
+
+    def unfinished(self) -> list[str]:
+        """What the response intended and has not done (an exit code's reason)."""
+        problems = []
+        for record in self.incidents.records():
+            if record.state != "Open" or record.integration != self.integration:
+                continue
+            if record.intent.page and record.paged_at is None:
+                problems.append(
+                    f"page of {record.id} not delivered ({record.pagerduty.get('result', 'not sent')})"
+                )
+            if record.intent.kill and not record.shutdown.done:
+                problems.append(f"kill switch for {record.id} not complete")
+        switch = self.kill_switch.record if self.kill_switch is not None else None
+        if switch is not None and switch.state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
+            problems.append(f"kill switch of {switch.incident} {switch.state}")
+        return list(dict.fromkeys(problems))
 
     async def resume(self, *, reason: str = "resumed") -> list[IncidentRecord]:
         """Switch the integration back on and resolve every open incident.
@@ -268,7 +412,8 @@ class Monitor:
         """
         if self.kill_switch is not None and self.kill_switch.engaged:
             await self.kill_switch.resume()
-        self.suspended = self.kill_switch is not None and self.kill_switch.engaged
+        self.holding.reset()
+        self.suspended = _holds(self.kill_switch)
         self.metrics.record_suspended(integration=self.integration, suspended=self.suspended)
         resolved: list[IncidentRecord] = []
         for verdict, incident_id in list(self._open.items()):
@@ -308,4 +453,14 @@ class Monitor:
             "warnings": len(self.warnings),
             "pagerduty": dict(self.pagerduty_results),
             "kill_switch": None if self.kill_switch is None else self.kill_switch.describe(),
+            "unfinished": self.unfinished(),
         }
+
+
+def _holds(kill_switch: KillSwitch | None) -> bool:
+    """Engaged, completely: the integration is switched off."""
+    return (
+        kill_switch is not None
+        and kill_switch.record is not None
+        and kill_switch.record.state is SwitchState.ENGAGED
+    )

@@ -181,3 +181,27 @@ async def test_resume_restores_the_relay_and_resolves_the_page(
     await client.close()
     assert second is not None and second.id != first.id
     assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve", "trigger"]
+
+
+async def test_the_kill_cap_holds_across_a_restart(
+    relay: RelayHandle, receiver: EventsReceiver, keyring: Keyring, decoder: Decoder, tmp_path: Path
+) -> None:
+    policy = Policy.from_mapping({"killCap": {"maxKills": 1, "windowSeconds": 3600}})
+    judge = StreamJudge(decoder, ViewerStream("relay", "p", "acme-7", 0, "snapshot", "good"), max_age=10)
+    kills = []
+    for run in range(2):  # two processes on the same out dir, the first resumed by hand
+        monitor, client = await _monitor(relay, receiver, tmp_path, policy, Metrics())
+        now = relay.relay.clock()
+        record = await monitor.handle(judge.judge(_canary(keyring, "bravo-2", run, now), received_at=now))
+        await monitor.drain()
+        assert record is not None
+        kills.append(not relay.relay.state.enabled)
+        if run == 0:
+            assert not relay.relay.state.enabled
+            await monitor.resume(reason="fixed")
+        await client.close()
+    print(f"figure: kill cap 1/h across two runs: kills {kills}")
+    assert kills == [True, False]
+    assert relay.relay.state.enabled  # the second leak paged, and left the kill to a human
+    assert "kill cap reached" in record.shutdown.skipped
+    assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve", "trigger"]

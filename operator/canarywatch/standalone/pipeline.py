@@ -4,6 +4,11 @@
 publish to the integration, one viewer stream per (tenant, camera, path, network
 profile) watches it, every frame goes through the `Monitor`, and the run ends after
 `duration` seconds or shortly after the kill switch has switched the integration off.
+
+The way out is bounded: results are written first, then pages and kill switches still
+in flight get ``SHUTDOWN_GRACE_SECONDS`` in all (a hanging PagerDuty or webhook cannot
+hold the exit), and an integration holding a camera's MJPEG pull open is cut off after
+``SERVER_STOP_SECONDS``. What was cut short stays on disk for the next run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.camera.streams import publish_streams
 from canarywatch.delivery import CameraDelivery, describe
+from canarywatch.files import atomic_write
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
@@ -34,9 +40,14 @@ from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
 from canarywatch.viewer.runner import RunningStream, ViewerRunner
 
-__all__ = ["Pipeline", "RunResult", "viewer_spec"]
+__all__ = ["SERVER_STOP_SECONDS", "SHUTDOWN_GRACE_SECONDS", "Pipeline", "RunResult", "viewer_spec"]
 
 log = logging.getLogger(__name__)
+
+#: Pages and kill switches still in flight at the end of a run get this long, in all.
+SHUTDOWN_GRACE_SECONDS = 5.0
+#: Open requests to the camera server (an MJPEG pull never ends) get this long.
+SERVER_STOP_SECONDS = 1.0
 
 
 @dataclass
@@ -182,7 +193,10 @@ class Pipeline:
                 tasks.append(asyncio.create_task(streaming))
             else:
                 camera_server = await ServedApp.start(
-                    fleet.app(), integration.camera.serve_host, integration.camera.serve_port or 0
+                    fleet.app(),
+                    integration.camera.serve_host,
+                    integration.camera.serve_port or 0,
+                    shutdown_timeout=SERVER_STOP_SECONDS,
                 )
                 servers.push_async_callback(camera_server.stop)
                 self.camera_server_url = camera_server.base_url
@@ -197,6 +211,7 @@ class Pipeline:
             if pagerduty is not None:
                 tasks.append(asyncio.create_task(pagerduty.run()))
             viewers.start()
+            monitor.finish_recovered()  # what a previous run left undone
             started = time.monotonic()
             try:
                 await self._wait(started, duration, linger_after_shutdown, monitor)
@@ -205,17 +220,25 @@ class Pipeline:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await viewers.stop()
-                await monitor.drain(timeout=15.0)
+                self._write(self._summary(monitor, time.monotonic() - started), monitor)  # before waiting
+                deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+                await monitor.drain(timeout=SHUTDOWN_GRACE_SECONDS)
                 if pagerduty is not None:
                     with contextlib.suppress(Exception):
-                        await pagerduty.flush()
+                        await asyncio.wait_for(pagerduty.flush(), max(0.1, deadline - time.monotonic()))
                     await pagerduty.close()
         summary = self._summary(monitor, time.monotonic() - started)
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-            monitor.incidents.flush()
+        self._write(summary, monitor)
         return RunResult(summary, monitor, self.metrics)
+
+    def _write(self, summary: dict[str, Any], monitor: Monitor) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            self.out_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode(), mode=0o644
+        )
+        monitor.incidents.flush()
 
     async def _wait(
         self, started: float, duration: float | None, linger: float | None, monitor: Monitor
