@@ -65,6 +65,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
 def _triggers(receiver: EventsReceiver) -> list[dict[str, Any]]:
     return [e for e in receiver.events if e["event_action"] == "trigger"]
 
@@ -96,11 +104,7 @@ async def test_killed_mid_response_the_next_run_finishes_it_without_a_second_inc
     receiver.script("timeout")  # and so does the page
     first = await start_run(config, duration=60)
     await first.wait_for_line("INCIDENT ")
-    for _ in range(200):
-        if integration.kill_calls and receiver.requests:
-            break
-        await asyncio.sleep(0.05)
-    assert integration.kill_calls and receiver.requests
+    await _until(lambda: bool(integration.kill_calls and receiver.requests))
     [recorded] = first.incidents()
     assert recorded["intent"] == {"page": True, "kill": True}  # written with the incident
     first.kill9()
@@ -141,6 +145,7 @@ async def test_an_incident_recorded_just_before_a_crash_is_paged_and_switched_of
     receiver.script("timeout")
     first = await start_run(config, duration=60)
     await first.wait_for_line("INCIDENT ")
+    await _until(lambda: bool(integration.kill_calls and receiver.requests))  # scripts consumed
     first.kill9()
     await first.process.wait()
     line = (first.out / "incidents.jsonl").read_text().splitlines()[0]
