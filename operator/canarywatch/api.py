@@ -37,6 +37,8 @@ __all__ = [
     "PLURAL_INTEGRATIONS",
     "PLURAL_PROBES",
     "RESUME_ANNOTATION",
+    "TENANT_ID_MAX_LENGTH",
+    "TENANT_ID_PATTERN",
     "TRANSPORT_ENDPOINTS",
     "VERSION",
     "AgentEnv",
@@ -47,6 +49,13 @@ __all__ = [
 API_GROUP: Final = "canarywatch.io"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{API_GROUP}/{VERSION}"
+
+#: A synthetic tenant's id, everywhere it is read (the CanaryProbe CRD's
+#: ``tenants[].id``, the standalone file, a keyring): 1-63 letters, digits, '.', '_' or
+#: '-', starting and ending with a letter or digit (it becomes a label value). A unit
+#: test keeps the CRD's ``pattern`` and ``maxLength`` equal to these.
+TENANT_ID_PATTERN: Final = "^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
+TENANT_ID_MAX_LENGTH: Final = 63
 
 KIND_INTEGRATION: Final = "CameraIntegration"
 KIND_PROBE: Final = "CanaryProbe"

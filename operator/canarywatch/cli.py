@@ -39,10 +39,15 @@ class UsageError(Exception):
 
 
 def _load_keyring(path: str) -> Keyring:
+    from canarywatch.userfiles import BoundedInputError, decode_utf8, read_capped
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # A keyring of the CRD's 16 tenants is about 2 KiB.
+        text = decode_utf8(read_capped(path, 1024 * 1024))
     except OSError as e:
         raise UsageError(f"--keyring: cannot read {path}: {e.strerror}") from e
+    except BoundedInputError as e:
+        raise UsageError(f"--keyring: {path} {e}") from None
     try:
         return Keyring.from_json(text)
     except KeyringError as e:

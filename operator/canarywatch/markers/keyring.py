@@ -25,13 +25,15 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from canarywatch.api import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from canarywatch.errors import shown
 from canarywatch.markers.payload import mac, tenant_tag
 
 __all__ = ["KEYRING_VERSION", "MIN_KEY_BYTES", "Keyring", "KeyringError", "validate_tenant_id"]
 
 KEYRING_VERSION = 1
 MIN_KEY_BYTES = 16
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)
 
 
 class KeyringError(ValueError):
@@ -39,10 +41,11 @@ class KeyringError(ValueError):
 
 
 def validate_tenant_id(tenant: str, *, where: str = "tenant") -> str:
-    if not isinstance(tenant, str) or not _TENANT_RE.match(tenant):
+    # fullmatch: `$` alone would let a trailing newline through (the API server's `$` does not).
+    if not isinstance(tenant, str) or len(tenant) > TENANT_ID_MAX_LENGTH or not _TENANT_RE.fullmatch(tenant):
         raise KeyringError(
-            f"{where}: {tenant!r} is not a valid tenant id "
-            "(1-63 characters of letters, digits, '.', '_', '-', starting with a letter or digit)"
+            f"{where}: {shown(tenant)} is not a valid tenant id (1-63 characters of letters, "
+            "digits, '.', '_', '-', starting and ending with a letter or digit)"
         )
     return tenant
 

@@ -34,6 +34,7 @@ import aiohttp
 
 from canarywatch import __version__
 from canarywatch.errors import FieldError
+from canarywatch.headers import header_problem
 from canarywatch.httpclient import client_session
 from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.shutdown.records import Step
@@ -141,6 +142,10 @@ class WebhookRequest:
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
         ):
             raise ActionConfigError("headers", "must map header names to string values")
+        for name, value in self.headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                raise ActionConfigError(*problem)
         object.__setattr__(self, "headers", dict(self.headers))
         if self.body is not None:
             _check_template("body", self.body)
@@ -444,6 +449,10 @@ def _checked_argv(field_name: str, argv: object) -> tuple[str, ...]:
         raise ActionConfigError(field_name, "must be a non-empty list of strings (program first)")
     if not argv[0]:
         raise ActionConfigError(field_name, "the program (first element) must not be empty")
+    for index, argument in enumerate(argv):
+        if "\x00" in argument:
+            # exec cannot pass it: the command would fail only when the kill switch runs.
+            raise ActionConfigError(f"{field_name}[{index}]", "must not contain a NUL character")
     return tuple(argv)
 
 

@@ -38,7 +38,7 @@ from jsonschema import Draft4Validator, FormatChecker, ValidationError, validato
 from jsonschema.exceptions import best_match
 
 from canarywatch.api import KIND_INCIDENT, KIND_INTEGRATION, KIND_PROBE
-from canarywatch.errors import FieldError
+from canarywatch.errors import FieldError, shown
 
 __all__ = [
     "CRD_FILES",
@@ -194,6 +194,11 @@ def _json_schema(node: Any) -> Any:
     if not isinstance(node, Mapping):
         return node
     result = {key: _json_schema(value) for key, value in node.items() if key != "default"}
+    pattern = node.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+        # The API server's regexps (Go) end at `$`; Python's `$` also matches before a
+        # trailing newline, which would let "name\n" through a file the cluster refuses.
+        result["pattern"] = pattern[:-1] + _END_OF_TEXT
     for key in ("properties", "patternProperties"):
         if key in node:
             result[key] = {name: _json_schema(sub) for name, sub in node[key].items()}
@@ -215,7 +220,7 @@ def _list_type(
     if list_type == "set":
         for index, item in enumerate(instance):
             if item in instance[:index]:
-                yield ValidationError(f"{item!r} is listed twice", path=[index])
+                yield ValidationError(f"{shown(item)} is listed twice", path=[index])
     elif list_type == "map":
         keys = schema.get("x-kubernetes-list-map-keys", [])
         seen: list[tuple[object, ...]] = []
@@ -224,8 +229,8 @@ def _list_type(
                 continue
             identity = tuple(item.get(key) for key in keys)
             if identity in seen:
-                shown = ", ".join(f"{key} {item.get(key)!r}" for key in keys)
-                yield ValidationError(f"{shown} is listed twice", path=[index, *keys[:1]])
+                listed = ", ".join(f"{key} {shown(item.get(key))}" for key in keys)
+                yield ValidationError(f"{listed} is listed twice", path=[index, *keys[:1]])
             seen.append(identity)
 
 
@@ -280,11 +285,12 @@ def _spec_error(error: ValidationError, where: str) -> SpecError:
         wanted = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in types)
         message = f"expected {wanted}, got {_type_name(value)}"
     elif kind == "enum":
-        message = f"expected one of {', '.join(map(str, expected))}, got {value!r}"
+        message = f"expected one of {', '.join(map(str, expected))}, got {shown(value)}"
     elif kind in ("minimum", "maximum"):
         message = _range_message(schema, value)
     elif kind == "pattern":
-        message = f"{value!r} does not match {schema['pattern']}"
+        pattern = _as_written(str(schema["pattern"]))
+        message = _PATTERN_MESSAGES.get(pattern) or f"{shown(value)} does not match {pattern}"
     elif kind == "minItems":
         message = f"expected at least {expected} item(s), got {len(value)}"
     elif kind == "maxItems":
@@ -295,13 +301,30 @@ def _spec_error(error: ValidationError, where: str) -> SpecError:
         message = f"expected at most {expected} characters, got {len(value)}"
     elif kind == "format":
         message = {
-            "date-time": f"{value!r} is not an RFC 3339 date-time",
+            "date-time": f"{shown(value)} is not an RFC 3339 date-time",
             "byte": "not base64",
-            "int64": f"{value!r} is out of the int64 range",
+            "int64": f"{shown(value)} is out of the int64 range",
         }.get(str(expected), message)
     elif kind == "maxProperties":
         message = f"expected at most {expected} entries, got {len(value)}"
     return SpecError(field_path(where, path), message)
+
+
+_END_OF_TEXT = "\\Z"
+# Patterns whose value is not worth quoting (a header value may be a credential) or
+# whose regexp says less than a sentence.
+_PATTERN_MESSAGES = {
+    "^[^\\r\\n\\x00]*$": "must not contain line breaks or NUL (they would end the header early)",
+    (
+        "^https?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+        "(:[0-9]{1,5})?([/?#][^\\s]*)?$"
+    ): "expected an absolute http(s) URL with a host, such as https://events.pagerduty.com/v2/enqueue",
+}
+
+
+def _as_written(pattern: str) -> str:
+    """A pattern as the CRD spells it (see ``_json_schema``)."""
+    return pattern[: -len(_END_OF_TEXT)] + "$" if pattern.endswith(_END_OF_TEXT) else pattern
 
 
 def _type_name(value: object) -> str:
@@ -311,7 +334,7 @@ def _type_name(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def _range_message(schema: Mapping[str, Any], value: object) -> str:
@@ -325,4 +348,4 @@ def _range_message(schema: Mapping[str, Any], value: object) -> str:
         bound = f">= {low:g}"
     else:
         bound = f"<= {high:g}"
-    return f"expected {noun} {bound}, got {value!r}"
+    return f"expected {noun} {bound}, got {shown(value)}"

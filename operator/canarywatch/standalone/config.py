@@ -21,20 +21,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
+from canarywatch.incidents.events import ROUTING_KEY_LENGTH
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
 from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe, spec_schema
+from canarywatch.userfiles import BoundedInputError, decode_utf8, load_yaml, read_capped, short
 from canarywatch.viewer.http import AdapterConfigError, RequestTemplate, TokenSource
 from canarywatch.viewer.network import NetworkProfile
 
 __all__ = [
     "KUBERNETES_ONLY",
+    "MAX_CONFIG_BYTES",
     "STANDALONE_EXTENSIONS",
     "CameraPublish",
     "ConfigError",
@@ -48,6 +52,8 @@ __all__ = [
 ]
 
 _NAME = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: A configuration is a few kilobytes; anything this large is the wrong file.
+MAX_CONFIG_BYTES = 256 * 1024
 _TOKEN_FROM = {"type": "object", "description": "{env: NAME} or {file: PATH} (TokenSource)"}
 _SECRET = {"type": "string", "minLength": 1}
 
@@ -185,6 +191,21 @@ class PagerDutyConfig:
     routing_key: TokenSource
     url: str | None = None
 
+    def key(self) -> str:
+        """The routing key now (read from its variable or file), checked: PagerDuty
+        refuses any other length, which would surface only when a leak is paged."""
+        try:
+            key = self.routing_key.resolve()
+        except AdapterConfigError as e:
+            raise ConfigError(e.field, e.message) from None
+        if len(key) != ROUTING_KEY_LENGTH or not key.isascii() or not key.isalnum():
+            raise ConfigError(
+                self.routing_key.where,
+                f"expected the {ROUTING_KEY_LENGTH}-character integration key of an Events API v2 "
+                f"integration (letters and digits), got {len(key)} characters",
+            )
+        return key
+
 
 @dataclass(frozen=True)
 class IntegrationConfig:
@@ -236,14 +257,16 @@ def _check_transports(probe: ProbeConfig, viewer: ViewerPaths) -> None:
 
 
 def load_config(path: str | Path) -> StandaloneConfig:
+    """Read, bound and validate the file (see ``canarywatch.userfiles`` for the limits)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = decode_utf8(read_capped(path, MAX_CONFIG_BYTES))
+        doc = load_yaml(text)
     except OSError as e:
-        raise ConfigError("<file>", f"cannot read {path}: {e.strerror}") from e
-    try:
-        doc = yaml.safe_load(text)
+        raise ConfigError("<file>", f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    except BoundedInputError as e:
+        raise ConfigError("<file>", f"{path} {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError("<file>", f"{path} is not valid YAML: {e}") from e
+        raise ConfigError("<file>", f"{path} is not valid YAML: {short(e)}") from None
     return StandaloneConfig.from_mapping(doc)
 
 
@@ -383,11 +406,28 @@ def _integration(obj: object) -> IntegrationConfig:
         key = pd.get("routingKey", pd.get("routingKeyFrom"))
         if key is None:
             raise ConfigError(f"{where}.pagerduty.routingKey", "required (or routingKeyFrom: {env|file})")
-        pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), pd.get("url"))
+        pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), _pagerduty_url(pd, where))
+        if pagerduty.routing_key.literal is not None:
+            pagerduty.key()  # a variable or a file is read when the monitor starts
     # The CRD's CEL rule on spec.killSwitch.actions.
     if policy.mode.value == "enforce" and not actions:
         raise ConfigError(f"{where}.killSwitch", "policy mode enforce needs at least one kill-switch action")
     return IntegrationConfig(raw["name"], camera, viewer, actions, policy, pagerduty)
+
+
+def _pagerduty_url(raw: Mapping[str, Any], where: str) -> str | None:
+    url: str | None = raw.get("url")
+    if url is None:
+        return None
+    # The schema's pattern has checked the shape; a port must also be one.
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        raise ConfigError(f"{where}.pagerduty.url", "not a valid URL (its port?)") from None
+    if not parts.hostname:
+        raise ConfigError(f"{where}.pagerduty.url", "expected an absolute http(s) URL with a host")
+    return url
 
 
 def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:

@@ -97,7 +97,7 @@ class Pipeline:
         self.clock = clock
         integration = config.integration
         pd = integration.pagerduty
-        self.routing_key = routing_key or (pd.routing_key.resolve() if pd else None)
+        self.routing_key = routing_key or (pd.key() if pd else None)
         self.pagerduty_url = pagerduty_url or (pd.url if pd and pd.url else EVENTS_URL)
         self.metrics_url: str | None = None
         self.viewers: ViewerRunner | None = None

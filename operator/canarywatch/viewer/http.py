@@ -22,13 +22,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import quote, urlsplit
 
-from canarywatch.errors import FieldError
+from canarywatch.errors import FieldError, shown
+from canarywatch.headers import HEADER_BREAKERS, HEADER_NAME, header_problem
+from canarywatch.userfiles import BoundedInputError, decode_utf8, read_capped
 
 __all__ = [
+    "MAX_TOKEN_BYTES",
     "PLACEHOLDERS",
     "AdapterConfigError",
     "RenderedRequest",
@@ -36,14 +38,13 @@ __all__ = [
     "TokenSource",
 ]
 
+#: A token file holds one credential (a JWT is a few KiB); more is the wrong file.
+MAX_TOKEN_BYTES = 64 * 1024
+
 #: The placeholders a template may use.
 PLACEHOLDERS = ("camera", "tenant", "token")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# RFC 9110 token: what a method or a header name may consist of.
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# A value that ends a header line early would let a tenant name or token inject headers.
-_HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
 _REDACTED = "***"
 _TEMPLATE_KEYS = ("method", "url", "headers", "body")
 
@@ -83,9 +84,9 @@ class RequestTemplate:
 
     def __post_init__(self) -> None:
         where = self.where
-        if not isinstance(self.method, str) or not _TOKEN.match(self.method):
+        if not isinstance(self.method, str) or not HEADER_NAME.match(self.method):
             raise AdapterConfigError(
-                f"{where}.method", f"expected an HTTP method such as GET, got {self.method!r}"
+                f"{where}.method", f"expected an HTTP method such as GET, got {shown(self.method)}"
             )
         object.__setattr__(self, "method", self.method.upper())
         if not isinstance(self.url, str):
@@ -102,13 +103,10 @@ class RequestTemplate:
         if not isinstance(self.headers, Mapping):
             raise AdapterConfigError(f"{where}.headers", "expected a mapping of header name to value")
         for name, value in self.headers.items():
-            if not isinstance(name, str) or not _TOKEN.match(name):
-                raise AdapterConfigError(f"{where}.headers", f"invalid header name {name!r}")
-            if not isinstance(value, str):
-                raise AdapterConfigError(f"{where}.headers.{name}", "expected a string value")
             # Literal values are checked here; rendered values are checked in render().
-            if _HEADER_BREAKERS.search(value):
-                raise AdapterConfigError(f"{where}.headers.{name}", "must not contain line breaks or NUL")
+            problem = header_problem(name, value)
+            if problem is not None:
+                raise AdapterConfigError(f"{where}.{problem[0]}", problem[1])
             _check_placeholders(f"{where}.headers.{name}", value)
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
         if self.body is not None:
@@ -153,7 +151,7 @@ class RequestTemplate:
     def render(self, *, tenant: str, camera: str, token: str) -> RenderedRequest:
         """The request for ``tenant``'s ``camera``, authenticated with ``token``."""
         for name, value in (("tenant", tenant), ("camera", camera), ("token", token)):
-            if _HEADER_BREAKERS.search(value):
+            if HEADER_BREAKERS.search(value):
                 # The token's value is never shown; the tenant and camera are not secret.
                 shown = "the token" if name == "token" else f"{name} {value!r}"
                 raise AdapterConfigError(self.where, f"{shown} contains a line break or NUL")
@@ -236,20 +234,20 @@ class TokenSource:
         assert self.file is not None  # __post_init__: exactly one source is set
         try:
             # Secret volumes and `echo > file` leave a trailing newline; it is not the token's.
-            value = Path(self.file).read_text(encoding="utf-8").strip()
+            value = decode_utf8(read_capped(self.file, MAX_TOKEN_BYTES)).strip()
         except OSError as error:
             raise AdapterConfigError(
                 f"{self.where}.file", f"cannot read {self.file}: {error.strerror or type(error).__name__}"
             ) from None
-        except UnicodeDecodeError:
-            raise AdapterConfigError(f"{self.where}.file", f"{self.file} is not UTF-8 text") from None
+        except BoundedInputError as error:
+            raise AdapterConfigError(f"{self.where}.file", f"{self.file} {error}") from None
         if not value:
             raise AdapterConfigError(f"{self.where}.file", f"{self.file} is empty")
         return _checked_token(value, f"{self.where}.file")
 
 
 def _checked_token(value: str, where: str) -> str:
-    if _HEADER_BREAKERS.search(value):
+    if HEADER_BREAKERS.search(value):
         raise AdapterConfigError(where, "the token contains a line break or NUL")
     return value
 
