@@ -35,7 +35,7 @@ from typing import Any
 
 from canarywatch.delivery import DeliveryLedger
 from canarywatch.incidents.client import DeliveryResult, Outcome, PagerDutyClient
-from canarywatch.incidents.evidence import collect_evidence, write_evidence
+from canarywatch.incidents.evidence import KEPT, collect_evidence, write_evidence
 from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event, trigger_event
 from canarywatch.incidents.policy import Decision, IncidentKey, Mode, OpenIncident, Policy, PolicyEngine
 from canarywatch.incidents.records import IncidentLog, IncidentRecord, Intent
@@ -265,10 +265,10 @@ class Monitor:
 
     def _evidence(self, result: FrameResult, incident_id: str) -> dict[str, Any]:
         evidence = collect_evidence(result.body, verdict=result.verdict, received_at=result.received_at)
-        summary = {"sha256": evidence.sha256, "size": evidence.size, "kept_whole": evidence.kept_whole}
+        summary = {"sha256": evidence.sha256, "size": evidence.size, "kept": KEPT}
         if self.out_dir is not None:
             files = write_evidence(evidence, self.out_dir / "evidence", name=incident_id, base=self.out_dir)
-            summary |= {"metadata": files.metadata, "frame": files.frame, "thumbnail": files.thumbnail}
+            summary |= {"metadata": files.metadata, "thumbnail": files.thumbnail}
         return summary
 
     # -- slow responses -------------------------------------------------------------

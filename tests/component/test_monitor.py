@@ -97,8 +97,11 @@ async def test_cross_tenant_frame_pages_once_and_switches_the_relay_off(
     assert incident["occurrences"] == 51
     assert incident["paged_at"] is not None and incident["pagerduty"]["result"] == "delivered"
     assert incident["shutdown"]["done"] and incident["shutdown"]["seconds"] >= 0
-    assert incident["evidence"]["kept_whole"]  # synthetic canary evidence may be kept
-    assert (tmp_path / incident["evidence"]["frame"]).exists()
+    # Even a verified canary is kept as hash and pixelated thumbnail only.
+    assert (
+        incident["evidence"]["kept"] == "hash-and-pixelated-thumbnail" and "frame" not in incident["evidence"]
+    )
+    assert (tmp_path / incident["evidence"]["thumbnail"]).exists()
     assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 1
     assert metrics.sample("canarywatch_detection_seconds_count", {"integration": "relay"}) == 1
     assert monitor.summary()["state"] == "Suspended"
@@ -119,7 +122,7 @@ async def test_foreign_content_needs_confirmation_and_never_leaves_as_pixels(
     assert record is not None and record.verdict == "foreign" and record.observed_tenant is None
     await monitor.drain()
     await client.close()
-    assert not record.evidence["kept_whole"] and record.evidence["frame"] is None
+    assert record.evidence["kept"] == "hash-and-pixelated-thumbnail" and "frame" not in record.evidence
     stored = b"".join(p.read_bytes() for p in (tmp_path / "evidence").iterdir())
     assert photo not in stored
     [event] = receiver.events

@@ -6,9 +6,9 @@ and the frame's ``Evidence`` into the object to create, shaped by
 
 - ``observed.tenant`` (and camera, seq, time) only from a verified signature: present
   exactly for ``cross_tenant``, ``misrouted`` and ``stale``, absent otherwise;
-- no frame pixels except ``evidence.thumbnail``: the received frame itself only when it
-  is a verified canary (synthetic) and fits, for anything else the grayscale thumbnail
-  pixelated to 16x9 cells that ``incidents.evidence`` made;
+- no frame pixels except ``evidence.thumbnail``, the grayscale thumbnail pixelated to
+  16x9 cells that ``incidents.evidence`` made, whatever the verdict (a verified canary
+  may still carry real content around its marker);
 - a name that is the same for every attempt to create the same incident (so a retry
   after a lost response finds it already there) and differs between viewer pods.
 """
@@ -32,7 +32,7 @@ from canarywatch.api import (
     PLURAL_INCIDENTS,
     label_value,
 )
-from canarywatch.incidents.evidence import KEEP_WHOLE_VERDICTS, Evidence
+from canarywatch.incidents.evidence import KEPT, Evidence
 from canarywatch.incidents.records import IncidentRecord
 from canarywatch.verdicts import Verdict
 
@@ -153,16 +153,12 @@ def build_leak_incident(
 
 
 def _evidence(evidence: Evidence) -> dict[str, Any]:
-    """Hash, size, dimensions and one picture: the whole frame when it is a verified
-    canary that fits, else the pixelated thumbnail (``Evidence`` holds no other pixels)."""
-    fields: dict[str, Any] = {"sha256": evidence.sha256, "size": evidence.size}
+    """Hash, size, dimensions and the pixelated thumbnail: ``Evidence`` holds no other
+    pixels (a verified canary's proof is ``observed.signedPayload``)."""
+    fields: dict[str, Any] = {"sha256": evidence.sha256, "size": evidence.size, "kept": KEPT}
     if evidence.width is not None and evidence.height is not None:
         fields |= {"width": evidence.width, "height": evidence.height}
-    fields["kept"] = "hash-and-pixelated-thumbnail"
-    whole = _base64(evidence.frame) if evidence.format == "jpeg" else None
-    if whole is not None and evidence.verdict in KEEP_WHOLE_VERDICTS and len(whole) <= MAX_THUMBNAIL_BASE64:
-        fields |= {"kept": "whole", "thumbnail": whole}
-    elif evidence.thumbnail is not None:
+    if evidence.thumbnail is not None:
         fields["thumbnail"] = _base64(evidence.thumbnail)
     return fields
 

@@ -1,22 +1,22 @@
 """Privacy-preserving evidence of a received frame.
 
-Two kinds of frame reach an incident, and they must be treated differently:
+No received frame is stored, logged or paged whole, whatever its verdict. A verified
+canary signature proves that the *marker* is ours, not that every pixel around it is:
+a canary shown with a photograph as picture-in-picture (a compositing cache, a hub's
+overlay) is still ``cross_tenant``, and the photograph may be a stranger's bedroom, as
+in the Xiaomi/Nest Hub incident. So of every frame canarywatch keeps only
 
-* A verified canary frame (``cross_tenant``, ``misrouted``, ``stale``, ``ok``) is
-  synthetic: canarywatch rendered it for a synthetic tenant. It may be kept whole; it is
-  the proof an engineer needs to reproduce the leak.
-* Anything else (``foreign``, ``forged``, ``degraded``, ``undecodable``) is not known to
-  be ours. A ``foreign`` frame is, by definition, real content from somewhere else:
-  possibly a stranger's bedroom, as in the Xiaomi/Nest Hub incident. Of such a frame
-  canarywatch keeps only its SHA-256, size, dimensions, time, and a grayscale thumbnail
-  pixelated to at most 16×9 cells, enough to tell "a dark room" from "a bright
-  street", and to match the hash against the integration's own logs, not enough to
-  recognise anyone.
+* its SHA-256, size, dimensions and time (to match against the integration's logs);
+* a grayscale thumbnail pixelated to at most 16×9 cells, enough to tell "a dark room"
+  from "a bright street", not enough to recognise anyone;
+* and, for a verified canary, what the signature does prove: the payload (tenant,
+  camera, seq, time) in the incident record, from which the synthetic frame is
+  rendered again: ``canarywatch frame render --keyring K --tenant T --camera C --seq N
+  --time T`` (at the probe's frame size).
 
-The rule is enforced where it cannot be bypassed by accident: ``Evidence`` refuses to
-hold frame bytes for a verdict outside ``KEEP_WHOLE_VERDICTS``, so no later code path
-(files, PagerDuty, logs, CR status) can find pixels that were never kept. ``Evidence``'s
-repr carries no pixels either.
+The rule is enforced where it cannot be bypassed by accident: ``Evidence`` has no field
+that could hold frame bytes, so no later code path (files, PagerDuty, logs, CR status)
+can find pixels that were never kept. ``Evidence``'s repr carries no pixels either.
 
 Each thumbnail cell is exactly one 8×8 JPEG block. A flat block encodes to its DC
 coefficient alone, so the JPEG adds no edges or ringing inside a cell: what is stored
@@ -41,20 +41,19 @@ from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, pr
 from canarywatch.verdicts import Verdict
 
 __all__ = [
-    "KEEP_WHOLE_VERDICTS",
+    "KEPT",
     "THUMBNAIL_CELLS",
     "THUMBNAIL_CELL_PIXELS",
     "Evidence",
     "EvidenceError",
     "EvidenceFiles",
-    "EvidencePrivacyError",
     "collect_evidence",
     "pixelate",
     "write_evidence",
 ]
 
-# Verdicts whose frame carries a verified canary signature: synthetic content only.
-KEEP_WHOLE_VERDICTS = frozenset({Verdict.CROSS_TENANT, Verdict.MISROUTED, Verdict.STALE, Verdict.OK})
+#: What is kept of every frame (the incident record's and LeakIncident's ``kept``).
+KEPT = "hash-and-pixelated-thumbnail"
 
 THUMBNAIL_CELLS = (16, 9)  # columns, rows
 # One JPEG block per cell (see the module docstring); changing this breaks that property.
@@ -64,7 +63,6 @@ _THUMBNAIL_QUALITY = 90
 # JPEG DCT scaling gets within a few pixels per cell of the same averages.
 _MIN_PIXELS_PER_CELL = 4
 
-_FILE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "gif": "gif", "bmp": "bmp", "webp": "webp"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -72,15 +70,10 @@ class EvidenceError(Exception):
     """Evidence could not be written (the ``OSError`` is the cause) or a name is invalid."""
 
 
-class EvidencePrivacyError(EvidenceError, ValueError):
-    """Someone tried to keep the pixels of a frame that may show a real person's home."""
-
-
 @dataclass(frozen=True)
 class Evidence:
-    """What canarywatch keeps of one received frame.
+    """What canarywatch keeps of one received frame: never its pixels.
 
-    ``frame`` (the received bytes) is present only for ``KEEP_WHOLE_VERDICTS``;
     ``thumbnail`` is the pixelated grayscale JPEG, absent when the bytes are not a
     decodable image (``note`` says why). Dimensions come from the image header.
     """
@@ -92,22 +85,11 @@ class Evidence:
     format: str | None = None
     width: int | None = None
     height: int | None = None
-    frame: bytes | None = field(default=None, repr=False)
     thumbnail: bytes | None = field(default=None, repr=False)
     note: str = ""
 
     def __post_init__(self) -> None:
-        verdict = Verdict(self.verdict)
-        object.__setattr__(self, "verdict", verdict)
-        if self.frame is not None and verdict not in KEEP_WHOLE_VERDICTS:
-            raise EvidencePrivacyError(
-                f"a {verdict} frame is not a verified canary and may show a real person's home: "
-                "keep its hash and pixelated thumbnail only (frame=None)"
-            )
-
-    @property
-    def kept_whole(self) -> bool:
-        return self.frame is not None
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
 
     def to_dict(self) -> dict[str, Any]:
         """The metadata as JSON-ready data: never any pixels, thumbnail included."""
@@ -119,7 +101,7 @@ class Evidence:
             "format": self.format,
             "width": self.width,
             "height": self.height,
-            "kept": "whole" if self.kept_whole else "hash-and-pixelated-thumbnail",
+            "kept": KEPT,
             "note": self.note,
         }
 
@@ -129,7 +111,6 @@ class EvidenceFiles:
     """Where ``write_evidence`` put things, as POSIX paths relative to its ``base``."""
 
     metadata: str
-    frame: str | None
     thumbnail: str | None
 
 
@@ -146,12 +127,11 @@ def collect_evidence(
     """
     verdict = Verdict(verdict)
     digest = hashlib.sha256(data).hexdigest()
-    keep = data if verdict in KEEP_WHOLE_VERDICTS else None
     limits = limits if limits is not None else ImageLimits()
     try:
         info = probe(data, limits)
     except ImageRejected as error:
-        return Evidence(verdict, digest, len(data), received_at, frame=keep, note=f"not an image: {error}")
+        return Evidence(verdict, digest, len(data), received_at, note=f"not an image: {error}")
     try:
         reduce = _reduction(info.width, info.height) if info.format == "jpeg" else 1
         thumbnail: bytes | None = _encode_thumbnail(pixelate(load_gray(data, info, reduce=reduce)))
@@ -166,7 +146,6 @@ def collect_evidence(
         format=info.format,
         width=info.width,
         height=info.height,
-        frame=keep,
         thumbnail=thumbnail,
         note=note,
     )
@@ -199,7 +178,7 @@ def write_evidence(
     name: str | None = None,
     base: str | os.PathLike[str] | None = None,
 ) -> EvidenceFiles:
-    """Write ``<name>.json``, the thumbnail and (if kept) the frame into ``directory``.
+    """Write ``<name>.json`` and the thumbnail into ``directory``.
 
     ``name`` defaults to ``<verdict>-<first 16 hex of the hash>``, so a frame seen twice
     is stored once. References are relative to ``base`` (default: ``directory``), which
@@ -219,25 +198,18 @@ def write_evidence(
         prefix = folder.resolve().relative_to(root.resolve())
     except ValueError:
         raise EvidenceError(f"base {root} must contain the evidence directory {folder}") from None
-    frame_ref = thumbnail_ref = None
+    thumbnail_ref = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if evidence.frame is not None:
-            extension = _FILE_EXTENSIONS.get(evidence.format or "", "bin")
-            frame_ref = _write(folder, f"{stem}.frame.{extension}", evidence.frame)
         if evidence.thumbnail is not None:
             thumbnail_ref = _write(folder, f"{stem}.thumb.jpg", evidence.thumbnail)
-        refs = {
-            "frame": _relative(prefix, frame_ref),
-            "thumbnail": _relative(prefix, thumbnail_ref),
-        }
+        refs = {"thumbnail": _relative(prefix, thumbnail_ref)}
         document = {**evidence.to_dict(), "files": refs}
         metadata_ref = _write(folder, f"{stem}.json", json.dumps(document, indent=2).encode() + b"\n")
     except OSError as error:
         raise EvidenceError(f"cannot write evidence into {folder}: {error}") from error
     return EvidenceFiles(
         metadata=_relative(prefix, metadata_ref) or "",
-        frame=refs["frame"],
         thumbnail=refs["thumbnail"],
     )
 
