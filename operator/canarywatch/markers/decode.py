@@ -281,10 +281,10 @@ _RECONSIDERED = frozenset({Status.NOT_CANARY, Status.FORGED})
 
 def _reconsidered(obs: Observation, gray: np.ndarray, info: Probe, damage: str | None) -> Observation:
     """`obs` unless the frame is damaged (`damage`: libjpeg's complaint about its scan) or
-    partial: a damaged scan is never `forged` or `foreign`, and neither is a frame
-    showing a canary's border in its top rows (see `markers.damage`)."""
-    if obs.status not in _RECONSIDERED:
-        return obs
+    partial: a damaged scan is never `forged` or `foreign`, and a frame showing a
+    canary's border in its top rows is never `foreign` (see `markers.damage`)."""
+    if obs.status not in _RECONSIDERED or (damage is None and obs.status is Status.FORGED):
+        return obs  # a whole frame whose marker decoded cleanly is forged: that is its proof
     rows = intact_rows(gray) if damage is not None else gray.shape[0]
     border = canary_border(gray[:rows])
     scan = f"damaged JPEG scan ({damage})" if damage is not None else "partial frame"
