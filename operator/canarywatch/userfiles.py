@@ -34,6 +34,7 @@ __all__ = [
     "decode_utf8",
     "load_yaml",
     "read_capped",
+    "read_yaml_file",
     "short",
 ]
 
@@ -93,6 +94,20 @@ def load_yaml(text: str, *, max_depth: int = MAX_DEPTH, max_expanded: int = MAX_
     its message is short: PyYAML quotes at most one line around the problem)."""
     _check_events(text, max_depth, max_expanded)
     return yaml.load(text, Loader=_Loader)
+
+
+def read_yaml_file(path: str | Path, *, limit: int) -> Any:
+    """The YAML document in ``path`` (at most ``limit`` bytes, UTF-8, bounded as
+    ``load_yaml``). Every problem is a ``BoundedInputError`` whose message starts with
+    the path: unreadable, over a limit, not UTF-8, not YAML."""
+    try:
+        return load_yaml(decode_utf8(read_capped(path, limit)))
+    except OSError as error:
+        raise BoundedInputError(f"cannot read {path}: {error.strerror or type(error).__name__}") from None
+    except BoundedInputError as error:
+        raise BoundedInputError(f"{path} {error}") from None
+    except yaml.YAMLError as error:
+        raise BoundedInputError(f"{path} is not valid YAML: {short(error)}") from None
 
 
 def _check_events(text: str, max_depth: int, max_expanded: int) -> None:

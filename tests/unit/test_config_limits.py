@@ -272,3 +272,17 @@ def test_a_keyring_file_is_read_capped(tmp_path: Path, capsys: pytest.CaptureFix
     argv = f"frame render --keyring {ring} --tenant a --camera 1 --seq 1 --out {tmp_path / 'f.png'}"
     assert main(argv.split()) == 2
     assert "is larger than 1024 KiB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "laughs"])
+def test_the_relays_config_is_read_with_the_same_bounds(tmp_path: Path, source: str) -> None:
+    from canarywatch.relay import RelayConfigError, load_relay_config
+
+    path = Path(source)
+    if source == "laughs":
+        path = tmp_path / "relay.yaml"
+        path.write_text(f"tenants: {{acme-7: t}}\nadmin_token: {billion_laughs()}\n")
+    with pytest.raises(RelayConfigError) as raised:
+        load_relay_config(path)
+    assert raised.value.field == "<file>"
+    assert "larger than 256 KiB" in raised.value.message or "billion-laughs" in raised.value.message

@@ -16,9 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from canarywatch.errors import FieldError
+from canarywatch.userfiles import BoundedInputError, read_yaml_file
 
 __all__ = [
     "Fault",
@@ -186,13 +185,10 @@ class RelayConfig:
 def load_relay_config(path: str | Path) -> RelayConfig:
     """Read a YAML file whose top level is the relay settings mapping."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise RelayConfigError("<file>", f"cannot read {path}: {error}") from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RelayConfigError("<file>", f"{path} is not valid YAML: {error}") from error
+        # The same bounds as `canarywatch run`'s file (see canarywatch.userfiles).
+        data = read_yaml_file(path, limit=256 * 1024)
+    except BoundedInputError as error:
+        raise RelayConfigError("<file>", str(error)) from None
     if data is None:
         raise RelayConfigError("<root>", f"{path} is empty")
     return RelayConfig.from_mapping(data)

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
@@ -32,7 +30,7 @@ from canarywatch.incidents.events import ROUTING_KEY_LENGTH
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
 from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe, spec_schema
-from canarywatch.userfiles import BoundedInputError, decode_utf8, load_yaml, read_capped, short
+from canarywatch.userfiles import BoundedInputError, read_yaml_file
 from canarywatch.viewer.http import AdapterConfigError, RequestTemplate, TokenSource
 from canarywatch.viewer.network import NetworkProfile
 
@@ -259,14 +257,9 @@ def _check_transports(probe: ProbeConfig, viewer: ViewerPaths) -> None:
 def load_config(path: str | Path) -> StandaloneConfig:
     """Read, bound and validate the file (see ``canarywatch.userfiles`` for the limits)."""
     try:
-        text = decode_utf8(read_capped(path, MAX_CONFIG_BYTES))
-        doc = load_yaml(text)
-    except OSError as e:
-        raise ConfigError("<file>", f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+        doc = read_yaml_file(path, limit=MAX_CONFIG_BYTES)
     except BoundedInputError as e:
-        raise ConfigError("<file>", f"{path} {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError("<file>", f"{path} is not valid YAML: {short(e)}") from None
+        raise ConfigError("<file>", str(e)) from None
     return StandaloneConfig.from_mapping(doc)
 
 
