@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
+.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ tools-node:
 node-packages:
 	hack/install-node-packages.sh
 
+## streaming-servers: nginx + libnginx-mod-rtmp, ffmpeg, the GStreamer RTSP server from Debian, for tests/streaming (root or sudo; no-op when present)
+streaming-servers:
+	hack/install-streaming-servers.sh
+
+## test-streaming: canarywatch run against real streaming servers (nginx-rtmp HLS, ...), clean and misconfigured
+test-streaming: setup streaming-servers
+	$(BIN)/pytest -q tests/streaming
+
 ## prometheus: promtool + prometheus from the Debian package, for the chart tier (root or sudo; no-op when present)
 prometheus:
 	hack/install-prometheus.sh
@@ -56,7 +64,7 @@ prometheus-crds:
 	hack/fetch-prometheus-operator-crds.sh >/dev/null
 
 ## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs; realcluster the node tools and packages)
-test: lint tools tools-node node-packages prometheus prometheus-crds
+test: lint tools tools-node node-packages streaming-servers prometheus prometheus-crds
 	$(BIN)/pytest -q
 
 ## test-chart: helm lint/template + server-side dry-run, promtool rule tests, dashboards against a real Prometheus

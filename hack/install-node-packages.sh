@@ -18,20 +18,9 @@ die() { log "error: $*"; exit 1; }
 
 PACKAGES=(containerd runc containernetworking-plugins iptables ipset conntrack mmdebstrap)
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)" != "install ok installed" ]]; then
-        missing+=("${pkg}")
-    fi
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-    log "already installed: ${PACKAGES[*]}"
-    exit 0
-fi
-
 # shellcheck source=hack/lib/apt-install.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-install.sh"
-apt_install containerd "${missing[@]}"
+apt_install_missing containerd "${PACKAGES[@]}"
 
 for bin in containerd runc ctr iptables ipset nsenter; do
     command -v "${bin}" >/dev/null 2>&1 || die "${bin} is not on PATH after the install (PATH=${PATH})"

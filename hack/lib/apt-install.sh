@@ -51,3 +51,21 @@ apt_install() {
         "${as_root[@]}" "/etc/init.d/${service}" stop >/dev/null 2>&1 || true
     fi
 }
+
+# `apt_install_missing SERVICE PACKAGE...`: apt_install only the PACKAGEs not installed
+# yet (none: says so and installs nothing), so an installer run twice is a no-op.
+apt_install_missing() {
+    local service=$1
+    shift
+    local missing=() pkg
+    for pkg in "$@"; do
+        if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)" != "install ok installed" ]]; then
+            missing+=("${pkg}")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "already installed: $*"
+        return 0
+    fi
+    apt_install "${service}" "${missing[@]}"
+}
