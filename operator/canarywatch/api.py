@@ -131,8 +131,9 @@ class AgentEnv(enum.StrEnum):
         NETWORK_SHAPER            application | tc. With tc an init container has already
                                   imposed the profile with netem; the viewer applies only
                                   what netem cannot (stalls)
-        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz
+        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls
         FRESHNESS_SECONDS         the stale bound
+        FRESHNESS_BY_PATH         optional JSON {path: seconds}: bounds of paths that differ
         POLICY                    JSON: the integration's spec.policy verdict rules (absent:
                                   built-in)
 
@@ -162,6 +163,7 @@ class AgentEnv(enum.StrEnum):
     NETWORK_SHAPER = "CANARYWATCH_NETWORK_SHAPER"
     TRANSPORTS = "CANARYWATCH_TRANSPORTS"
     FRESHNESS_SECONDS = "CANARYWATCH_FRESHNESS_SECONDS"
+    FRESHNESS_BY_PATH = "CANARYWATCH_FRESHNESS_BY_PATH"
     POLICY = "CANARYWATCH_POLICY"
     METRICS_HOST = "CANARYWATCH_METRICS_HOST"
     INCIDENT_QUIET_SECONDS = "CANARYWATCH_INCIDENT_QUIET_SECONDS"
@@ -183,11 +185,21 @@ TRANSPORT_ENDPOINTS: Final[Mapping[str, str]] = {
     "mjpeg": "mjpeg",
     "events": "events",
     "authz": "authzProbe",
+    "hls": "hls",
 }
 
 #: The integration path a frame came through (LeakIncident ``spec.viewer.path``): the
-#: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames.
-PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe")
+#: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames;
+#: the video transports' paths are their names.
+PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls")
+
+#: The paths that carry video (decoded with PyAV, sampled), not images.
+VIDEO_PATHS: Final = ("hls",)
+
+#: The viewer endpoints that watch a tenant's own cameras (at least one is needed;
+#: ``authzProbe`` only checks that the others' are refused).
+WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS)
+
 
 _MAX_LABEL_VALUE = 63
 

@@ -103,6 +103,8 @@ class Monitor:
         self.verdicts: Counter[str] = Counter()
         #: published vs seen, per camera (the shell reports what its cameras published).
         self.delivery = DeliveryLedger()
+        #: "path/network profile" -> verdict counts: which integration path showed what.
+        self.by_path: dict[str, Counter[str]] = {}
         self.warnings: list[dict[str, Any]] = []
         self.pagerduty_results: Counter[str] = Counter()
         # Engaged only: an engagement a crash interrupted is not holding anything off.
@@ -122,6 +124,7 @@ class Monitor:
         stream = result.stream
         self.verdicts[result.verdict.value] += 1
         self.delivery.seen(stream.tenant, result.observation, at=result.received_at)
+        self.by_path.setdefault(f"{stream.kind}/{stream.profile}", Counter())[result.verdict.value] += 1
         self.metrics.record_frame(
             integration=self.integration,
             probe=self.probe,
@@ -441,6 +444,7 @@ class Monitor:
             "state": "Suspended" if self.suspended else "Active",
             "verdicts": dict(sorted(self.verdicts.items())),
             "frames": sum(self.verdicts.values()),
+            "by_path": {key: dict(sorted(counts.items())) for key, counts in sorted(self.by_path.items())},
             "incidents": [
                 {
                     "id": r.id,

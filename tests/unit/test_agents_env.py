@@ -245,7 +245,7 @@ def test_without_a_token_secret_the_token_is_empty(
         ("CANARYWATCH_ADAPTER", "[]", "CANARYWATCH_ADAPTER", "expected a JSON object"),
         ("CANARYWATCH_NETWORK_PROFILE", '"wifi-7"', "CANARYWATCH_NETWORK_PROFILE", "good, poor, extreme"),
         ("CANARYWATCH_NETWORK_SHAPER", "iptables", "CANARYWATCH_NETWORK_SHAPER", "application, tc"),
-        ("CANARYWATCH_TRANSPORTS", "snapshot,hls", "CANARYWATCH_TRANSPORTS", "unknown transport 'hls'"),
+        ("CANARYWATCH_TRANSPORTS", "snapshot,webrtc", "CANARYWATCH_TRANSPORTS", "unknown transport 'webrtc'"),
         ("CANARYWATCH_TENANTS", "bravo-2", "CANARYWATCH_TENANTS", "does not list this viewer's tenant"),
         ("CANARYWATCH_FRESHNESS_SECONDS", "0", "CANARYWATCH_FRESHNESS_SECONDS", "> 0"),
         ("CANARYWATCH_SECRET_0", None, "CANARYWATCH_SECRET_0", "not set"),

@@ -275,7 +275,7 @@ def test_an_incident_without_evidence_is_still_reported() -> None:
         ({"verdict": "ok"}, "not a leak"),
         ({"observed_tenant": None}, "must name the observed tenant"),
         ({"verdict": "foreign"}, "must not name the observed tenant"),
-        ({"path": "hls"}, "path 'hls'"),
+        ({"path": "webrtc"}, "path 'webrtc'"),
     ],
 )
 def test_a_record_the_crd_would_reject_is_a_bug_raised_here(fields: dict[str, Any], says: str) -> None:

@@ -18,11 +18,16 @@ HEAVY = ("cv2", "numpy", "reedsolo")
     "module", ["canarywatch.controller.main", "canarywatch.verdicts", "canarywatch.markers.keyring"]
 )
 def test_importing_does_not_load_the_image_stack(module: str) -> None:
-    code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    loaded = subprocess.run(
+    loaded = _loaded_by(module, HEAVY)
+    assert loaded == "", f"importing {module} loaded {loaded}"
+
+
+def _loaded_by(module: str, heavy: tuple[str, ...]) -> str:
+    """Which of ``heavy`` a fresh interpreter has loaded after importing ``module``."""
+    code = f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    return subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
     ).stdout.strip()
-    assert loaded == "", f"importing {module} loaded {loaded}"
 
 
 def test_the_markers_package_resolves_its_names_on_first_use() -> None:
@@ -34,3 +39,11 @@ def test_the_markers_package_resolves_its_names_on_first_use() -> None:
     assert set(canarywatch.markers.__all__) <= set(dir(canarywatch.markers))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = canarywatch.markers.Nope  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("module", ["canarywatch.viewer.runner", "canarywatch.standalone.pipeline"])
+def test_a_viewer_loads_ffmpeg_and_playlists_only_when_it_watches_video(module: str) -> None:
+    # PyAV (FFmpeg's libraries) and m3u8 are imported by the first video stream only: a
+    # snapshot-only viewer pod keeps its memory.
+    loaded = _loaded_by(module, ("av", "m3u8"))
+    assert loaded == "", f"importing {module} loaded {loaded}"

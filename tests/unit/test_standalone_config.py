@@ -75,6 +75,10 @@ _DELETE = object()
             {"protocol": "rtsp", "url": "rtsp://h/{camera}"},
             "integration.camera",
         ),
+        ("probe.transports", ["snapshot", "hls"], "probe.transports[1]"),
+        ("probe.freshnessByPath", {"hls": 0}, "probe.freshnessByPath.hls"),
+        ("probe.freshnessByPath", {"webrtc": 1}, "probe.freshnessByPath.webrtc"),
+        ("integration.viewer.hls", {"url": "rtsp://h/{tenant}/{camera}"}, "integration.viewer.hls.url"),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -166,3 +170,16 @@ def test_a_streaming_camera_block_loads_with_the_crds_defaults() -> None:
     assert stream is not None and (stream.keyframe_interval, stream.bitrate) == (2.0, 1_000_000)
     rendered = stream.template.render(tenant="acme-7", camera="0", token="t:k@x")
     assert rendered.url == "rtsp://acme-7:t%3Ak%40x@127.0.0.1:8554/acme-7/0"
+def test_video_paths_are_configured_like_the_others_with_their_own_freshness() -> None:
+    doc = example()
+    doc["integration"]["viewer"] |= {
+        "hls": {
+            "url": "http://127.0.0.1:8080/hls/{tenant}_{camera}.m3u8",
+            "headers": {"Authorization": "Bearer {token}"},
+        },
+    }
+    doc["probe"] |= {"transports": ["hls", "authz"], "freshnessByPath": {"hls": 8}}
+    doc["integration"]["viewer"]["authzProbe"] = doc["integration"]["viewer"]["hls"]
+    config = StandaloneConfig.from_mapping(doc)
+    assert list(config.viewer_endpoints()) == ["hls", "authzProbe"]
+    assert dict(config.probe.spec.freshness_by_path) == {"hls": 8.0}

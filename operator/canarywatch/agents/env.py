@@ -41,7 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS, AgentEnv, AgentRole
+from canarywatch.api import (
+    KIND_INTEGRATION,
+    KIND_PROBE,
+    PATHS,
+    TRANSPORT_ENDPOINTS,
+    WATCHED_ENDPOINTS,
+    AgentEnv,
+    AgentRole,
+)
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
 from canarywatch.incidents.policy import Policy, PolicyError
@@ -177,6 +185,8 @@ class ViewerSettings(AgentSettings):
     shaper: str
     transports: tuple[str, ...]
     freshness_seconds: float
+    #: path -> its own freshness bound (the probe's ``freshnessByPath``).
+    freshness_by_path: Mapping[str, float]
     #: adapter endpoint name (``snapshot``, ``authzProbe``...) -> endpoint.
     endpoints: Mapping[str, Endpoint]
     poll_interval: float
@@ -208,8 +218,8 @@ class ViewerSettings(AgentSettings):
             if endpoint not in adapter:
                 raise EnvError(_ADAPTER, f"transport {transport} needs the {endpoint} endpoint")
             endpoints[endpoint] = _endpoint(adapter[endpoint], endpoint, environ)
-        if not endpoints.keys() & {"snapshot", "mjpeg", "events"}:
-            raise EnvError(AgentEnv.TRANSPORTS, "needs at least one of snapshot, mjpeg, events")
+        if not endpoints.keys() & set(WATCHED_ENDPOINTS):
+            raise EnvError(AgentEnv.TRANSPORTS, f"needs at least one of {', '.join(WATCHED_ENDPOINTS)}")
         return cls(
             **common,
             tenants=tenants,
@@ -218,6 +228,7 @@ class ViewerSettings(AgentSettings):
             shaper=shaper,
             transports=transports,
             freshness_seconds=_number(environ, AgentEnv.FRESHNESS_SECONDS),
+            freshness_by_path=_freshness_by_path(environ),
             endpoints=endpoints,
             poll_interval=_number_value(
                 adapter.get("pollInterval", _POLL_INTERVAL["default"]),
@@ -379,6 +390,17 @@ def _number_value(value: object, where: str, *, low: float = 0.0, high: float = 
         bound = f"from {low:g} to {high:g}" if low > 0 else "> 0"
         raise EnvError(where, f"expected a number {bound}, got {value!r}")
     return float(value)
+
+
+def _freshness_by_path(environ: Mapping[str, str]) -> dict[str, float]:
+    name = AgentEnv.FRESHNESS_BY_PATH
+    if not environ.get(name, "").strip():
+        return {}
+    bounds = _object(_json(environ, name), name)
+    unknown = sorted(str(path) for path in bounds if path not in PATHS)
+    if unknown:
+        raise EnvError(name, f"unknown path {unknown[0]!r}; accepted: {', '.join(PATHS)}")
+    return {str(path): _number_value(value, f"{name}.{path}") for path, value in bounds.items()}
 
 
 def _json(environ: Mapping[str, str], name: str) -> Any:

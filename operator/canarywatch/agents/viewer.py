@@ -268,6 +268,7 @@ def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
         endpoints=s.endpoints,
         profiles=(profile,),
         freshness_seconds=s.freshness_seconds,
+        freshness_by_path=s.freshness_by_path,
         poll_interval=s.poll_interval,
         kernel_shaped=s.shaper == "tc",
     )

@@ -69,6 +69,8 @@ class ProbeSpec:
     viewers: int
     transports: tuple[str, ...]
     freshness_seconds: float
+    #: path -> its own freshness bound (``freshnessByPath``), overriding ``freshness_seconds``.
+    freshness_by_path: Mapping[str, float]
     spread_across: str
     when_unsatisfiable: str
     node_selector: Mapping[str, str]
@@ -133,6 +135,7 @@ def read_probe(
         viewers=int(raw["viewersPerProfile"]),
         transports=tuple(raw["transports"]),
         freshness_seconds=float(raw["freshnessSeconds"]),
+        freshness_by_path={str(k): float(v) for k, v in raw.get("freshnessByPath", {}).items()},
         spread_across=str(placement["spreadAcross"]),
         when_unsatisfiable=str(placement["whenUnsatisfiable"]),
         node_selector={str(k): str(v) for k, v in placement.get("nodeSelector", {}).items()},

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from canarywatch.api import KIND_INTEGRATION, KIND_PROBE, TRANSPORT_ENDPOINTS
+from canarywatch.api import (
+    KIND_INTEGRATION,
+    KIND_PROBE,
+    TRANSPORT_ENDPOINTS,
+    WATCHED_ENDPOINTS,
+)
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
 from canarywatch.incidents.events import ROUTING_KEY_LENGTH
@@ -171,6 +176,7 @@ class ViewerPaths:
     mjpeg: RequestTemplate | None = None
     events: RequestTemplate | None = None
     authz_probe: RequestTemplate | None = None
+    hls: RequestTemplate | None = None
     poll_interval: float = 0.5
 
     def endpoints(self) -> dict[str, RequestTemplate]:
@@ -180,6 +186,7 @@ class ViewerPaths:
             "mjpeg": self.mjpeg,
             "events": self.events,
             "authzProbe": self.authz_probe,
+            "hls": self.hls,
         }
         return {name: template for name, template in named.items() if template is not None}
 
@@ -250,8 +257,8 @@ def _check_transports(probe: ProbeConfig, viewer: ViewerPaths) -> None:
             raise ConfigError(
                 f"probe.transports[{index}]", f"transport {transport} needs integration.viewer.{endpoint}"
             )
-    if not {TRANSPORT_ENDPOINTS[t] for t in probe.transports} & {"snapshot", "mjpeg", "events"}:
-        raise ConfigError("probe.transports", "needs at least one of snapshot, mjpeg, events")
+    if not {TRANSPORT_ENDPOINTS[t] for t in probe.transports} & set(WATCHED_ENDPOINTS):
+        raise ConfigError("probe.transports", f"needs at least one of {', '.join(WATCHED_ENDPOINTS)}")
 
 
 def load_config(path: str | Path) -> StandaloneConfig:
@@ -297,6 +304,7 @@ def _integration_schema() -> Schema:
         "viewer.mjpeg",
         "viewer.authzProbe",
         "viewer.events",
+        "viewer.hls",
     ):
         del _properties(spec, endpoint)["headersFrom"]
 
@@ -448,17 +456,18 @@ def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:
 def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     paths = {
         key: _template(raw[key], f"{where}.{key}", per_camera=key != "events")
-        for key in ("snapshot", "mjpeg", "events", "authzProbe")
+        for key in (*WATCHED_ENDPOINTS, "authzProbe")
         if key in raw
     }
     # The CRD's CEL rule on spec.viewer.
-    if not paths.keys() & {"snapshot", "mjpeg", "events"}:
-        raise ConfigError(where, "give at least one of snapshot, mjpeg, events")
+    if not paths.keys() & set(WATCHED_ENDPOINTS):
+        raise ConfigError(where, f"give at least one of {', '.join(WATCHED_ENDPOINTS)}")
     return ViewerPaths(
         snapshot=paths.get("snapshot"),
         mjpeg=paths.get("mjpeg"),
         events=paths.get("events"),
         authz_probe=paths.get("authzProbe"),
+        hls=paths.get("hls"),
         poll_interval=float(raw["pollInterval"]),
     )
 
@@ -544,7 +553,12 @@ def _probe(obj: object, integration: str) -> ProbeConfig:
 # -- the core's own readers ------------------------------------------------------------------
 
 
-def _template(obj: Mapping[str, Any], where: str, *, per_camera: bool = True) -> RequestTemplate:
+def _template(
+    obj: Mapping[str, Any],
+    where: str,
+    *,
+    per_camera: bool = True,
+) -> RequestTemplate:
     if (
         per_camera
         and "{camera}" not in obj["url"]

@@ -71,6 +71,7 @@ def viewer_spec(config: StandaloneConfig, tokens: Mapping[str, str]) -> ViewerSp
         profiles=probe.network_profiles,
         freshness_seconds=probe.freshness_seconds,
         poll_interval=viewer.poll_interval,
+        freshness_by_path=probe.spec.freshness_by_path,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from canarywatch.markers import Observation, Status
 from canarywatch.metrics import Metrics
 from canarywatch.viewer.judging import Arrival, FrameResult, StreamJudge
-from canarywatch.viewer.transports import ReceivedFrame
+from canarywatch.viewer.transports import ACCESS_GRANTED, ReceivedFrame
 
 __all__ = ["judge_frames"]
 
@@ -28,7 +28,9 @@ async def judge_frames(
     (not read) is ``undecodable`` like any other broken frame. Other answers are counted
     as viewer errors (``disabled`` for the 503 of a switched-off integration,
     ``http_4xx``…), and so are answers that carry no frame at all (``meta["problem"]``:
-    a stream that ended without a part, a thumbnail that could not be fetched). Frames
+    a stream that ended without a part, a thumbnail that could not be fetched, video that
+    could not be decoded; ``access_granted``: another tenant's stream served to an
+    authorization probe and not decodable, also logged as a warning). Frames
     are decoded off the event loop (``StreamJudge.judge_off_loop``); one frame that fails
     to be handled never stops the stream.
     """
@@ -38,6 +40,15 @@ async def judge_frames(
         if frame.status != 200 or problem:
             status_kind = "disabled" if frame.status == 503 else f"http_{frame.status // 100}xx"
             kind = problem or status_kind
+            if kind == ACCESS_GRANTED:
+                log.warning(
+                    "viewer %s was granted %s (tenant %s camera %s) but could not decode it: %s",
+                    stream.key,
+                    frame.source,
+                    frame.meta.get("target_tenant", "?"),
+                    frame.meta.get("target_camera", "?"),
+                    frame.meta.get("undecodable", ""),
+                )
             metrics.record_viewer_error(
                 integration=stream.integration, probe=stream.probe, tenant=stream.tenant, kind=kind
             )

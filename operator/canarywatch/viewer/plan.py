@@ -11,6 +11,9 @@ so a viewer in a pod and a viewer in the demo watch the integration the same way
   tenant's cameras with this tenant's token. On every network: an integration that
   picks its path by the client's hints (the 2019 cache did) may skip a check on one
   path only. A pod is one hub, so this is also what a cluster of viewer pods runs;
+- per camera a stream on each video path configured (``hls``), held
+  open like MJPEG and judged by its path's own freshness bound (``freshness_by_path``:
+  a video path shows frames as late as its buffering);
 - an MJPEG stream on a shaped network waits for its hub's first measurement of the
   link (``measure_first``): it asks once, at connect, for the rendition its link can
   carry, and the 2019 leak was served only to hubs that said they were slow.
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from canarywatch.api import VIDEO_PATHS
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.judging import ViewerStream
 from canarywatch.viewer.network.profiles import NetworkProfile
@@ -68,6 +72,12 @@ class ViewerSpec:
     #: the kernel (``tc netem``) imposes the profiles, the shaper only their stalls: the
     #: link is slow even where the applied profile shapes nothing.
     kernel_shaped: bool = False
+    #: path -> its freshness bound where it differs from ``freshness_seconds``.
+    freshness_by_path: Mapping[str, float] = field(default_factory=dict)
+
+    def max_age(self, path: str) -> float:
+        """The freshness bound frames of ``path`` are judged by."""
+        return self.freshness_by_path.get(path, self.freshness_seconds)
 
     def __post_init__(self) -> None:
         if not self.watchers or not self.profiles:
@@ -126,10 +136,11 @@ def _hub_streams(spec: ViewerSpec, watcher: Watcher, profile: NetworkProfile) ->
         request: RenderedRequest,
         *,
         interval_s: float | None = interval,
-        max_age: float | None = spec.freshness_seconds,
+        fresh: bool = True,
         measure_first: bool = False,
     ) -> StreamPlan:
         viewer = ViewerStream(spec.integration, spec.probe, tenant, camera, path, profile.name)
+        max_age = spec.max_age(path) if fresh else None
         return StreamPlan(viewer, profile, (request,), interval_s, max_age, measure_first)
 
     plans = []
@@ -140,9 +151,14 @@ def _hub_streams(spec: ViewerSpec, watcher: Watcher, profile: NetworkProfile) ->
         if "mjpeg" in endpoints:
             request = endpoints["mjpeg"].render(tenant=tenant, camera=str(camera), token=token)
             plans.append(stream(camera, "mjpeg", request, interval_s=None, measure_first=shaped))
+        for path in VIDEO_PATHS:
+            if path in endpoints:
+                request = endpoints[path].render(tenant=tenant, camera=str(camera), token=token)
+                # a player picks its rendition by the link it measured
+                plans.append(stream(camera, path, request, interval_s=None, measure_first=shaped))
     if "events" in endpoints:
         request = endpoints["events"].render(tenant=tenant, camera="", token=token)
-        plans.append(stream(None, "thumbnail", request, max_age=None))
+        plans.append(stream(None, "thumbnail", request, fresh=False))
     return plans
 
 
@@ -158,4 +174,4 @@ def _authz_stream(spec: ViewerSpec, watcher: Watcher, profile: NetworkProfile) -
     )
     viewer = ViewerStream(spec.integration, spec.probe, watcher.tenant, None, "probe", profile.name)
     interval = max(spec.poll_interval, AUTHZ_MIN_INTERVAL_S)
-    return [StreamPlan(viewer, profile, targets, interval, spec.freshness_seconds)]
+    return [StreamPlan(viewer, profile, targets, interval, spec.max_age("probe"))]

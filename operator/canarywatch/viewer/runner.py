@@ -39,6 +39,7 @@ from canarywatch.viewer.plan import StreamPlan
 from canarywatch.viewer.transports import (
     AuthzProber,
     EventFeedReader,
+    HlsReader,
     MjpegReader,
     ReceivedFrame,
     SnapshotPoller,
@@ -192,6 +193,8 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
     interval = plan.interval_s
     if plan.path == "mjpeg":
         return MjpegReader(session, plan.requests[0], shaper=shaper)
+    if plan.path == "hls":
+        return HlsReader(session, plan.requests[0], shaper=shaper)
     if interval is None:
         raise ValueError(f"stream {plan.stream.key}: a polled path needs an interval")
     if plan.path == "snapshot":

@@ -55,6 +55,11 @@ def build_viewer_deployment(
         env_var(AgentEnv.NETWORK_SHAPER, viewer_profile.shaper),
         env_var(AgentEnv.TRANSPORTS, ",".join(spec.transports)),
         env_var(AgentEnv.FRESHNESS_SECONDS, decimal(spec.freshness_seconds)),
+        *(
+            [env_var(AgentEnv.FRESHNESS_BY_PATH, json.dumps(dict(spec.freshness_by_path), sort_keys=True))]
+            if spec.freshness_by_path
+            else []
+        ),
         *viewer_policy_env(integration),
         *secret_env,
     ]

@@ -65,6 +65,8 @@ class ShapedResponse:
     elapsed: float
     #: the body was longer than the caller's ``max_body_bytes``; ``body`` is empty.
     truncated: bool = False
+    #: the URL that finally answered (after redirects): relative links resolve against it.
+    url: str = ""
 
 
 class Shaper:
@@ -201,6 +203,7 @@ class Shaper:
             body=b"".join(chunks),
             elapsed=done - start,
             truncated=truncated,
+            url=str(response.url),
         )
 
     def stream(

@@ -10,6 +10,10 @@ through a ``Shaper`` (so it sees the network its profile describes, and announce
   new event's thumbnail, the path of the Wyze-class leak.
 - ``AuthzProber`` (``authz``): ask for *other* tenants' resources with the viewer's own
   credentials; the only right answers are 401/403/404.
+- ``HlsReader`` (``hls``): a master/media playlist, the variant a player on the hub's
+  link picks, each new segment decoded (PyAV, off the event loop, keyframes only by
+  default: ``video.Sampling``) into frames judged like snapshots. Another viewer (a
+  hub protocol handed an HLS URL) reuses it with a ``RenderedRequest`` for the URL.
 
 What they share, because a monitor must outlive the thing it monitors:
 
@@ -24,7 +28,7 @@ What they share, because a monitor must outlive the thing it monitors:
   of the loop early; either closes the open response at once.
 """
 
-from canarywatch.viewer.transports.authz import DENIED_STATUSES, AuthzProber
+from canarywatch.viewer.transports.authz import ACCESS_GRANTED, DENIED_STATUSES, AuthzProber
 from canarywatch.viewer.transports.base import (
     DEFAULT_MAX_BODY_BYTES,
     FrameKind,
@@ -32,6 +36,7 @@ from canarywatch.viewer.transports.base import (
     TransportOptions,
 )
 from canarywatch.viewer.transports.events import EventFeedReader
+from canarywatch.viewer.transports.hls import HlsReader
 from canarywatch.viewer.transports.mjpeg import MjpegReader
 from canarywatch.viewer.transports.multipart import (
     MultipartParser,
@@ -42,11 +47,13 @@ from canarywatch.viewer.transports.multipart import (
 from canarywatch.viewer.transports.snapshot import SnapshotPoller
 
 __all__ = [
+    "ACCESS_GRANTED",
     "DEFAULT_MAX_BODY_BYTES",
     "DENIED_STATUSES",
     "AuthzProber",
     "EventFeedReader",
     "FrameKind",
+    "HlsReader",
     "MjpegReader",
     "MultipartParser",
     "MultipartPart",

@@ -1,8 +1,15 @@
 """``AuthzProber``: ask for *other* tenants' resources with the viewer's own credentials;
-the only right answers are 401/403/404."""
+the only right answers are 401/403/404.
+
+A resource served anyway is followed to a frame and judged, whatever it is: an image as
+it is, an HLS playlist through its segments, a piece of video decoded. When nothing in
+it can be decoded, access was still granted: that is reported as its own outcome
+(``access_granted``), never as a mere ``undecodable`` frame.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import AsyncIterator, Sequence
 from typing import Unpack
@@ -10,6 +17,7 @@ from typing import Unpack
 import aiohttp
 
 from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.network import ShapedResponse
 from canarywatch.viewer.transports.base import (
     NETWORK_ERRORS,
     FrameKind,
@@ -18,8 +26,14 @@ from canarywatch.viewer.transports.base import (
     TransportOptions,
     check_interval,
 )
+from canarywatch.viewer.transports.hls import HlsReader
+from canarywatch.viewer.transports.playlists import looks_like_playlist
+from canarywatch.viewer.transports.video import UndecodableVideo, decode_video, looks_like_video
 
-__all__ = ["DENIED_STATUSES", "AuthzProber"]
+__all__ = ["ACCESS_GRANTED", "DENIED_STATUSES", "AuthzProber"]
+
+#: The outcome of a probe that was served another tenant's stream it could not decode.
+ACCESS_GRANTED = "access_granted"
 
 #: The answers an authorization probe expects for another tenant's resource.
 DENIED_STATUSES = frozenset({401, 403, 404})
@@ -74,12 +88,17 @@ class AuthzProber(Transport):
                 success = 200 <= response.status < 300
                 if response.status in DENIED_STATUSES or (success and not response.body):
                     continue
+                target = {"target_tenant": request.tenant, "target_camera": request.camera}
+                if success and not response.truncated:
+                    try:
+                        for frame in await self._followed(request, response, target):
+                            yield frame
+                    except NETWORK_ERRORS as error:
+                        round_failed = True
+                        self._record_error(error, request.source)
+                    continue
                 yield self._answer(
-                    FrameKind.PROBE,
-                    response,
-                    source=request.source,
-                    success=success,
-                    extra={"target_tenant": request.tenant, "target_camera": request.camera},
+                    FrameKind.PROBE, response, source=request.source, success=success, extra=target
                 )
             if round_failed:
                 failures += 1
@@ -87,3 +106,52 @@ class AuthzProber(Transport):
             else:
                 failures = 0
                 await self._sleep(self.interval_s)
+
+    async def _followed(
+        self, request: RenderedRequest, response: ShapedResponse, target: dict[str, str]
+    ) -> list[ReceivedFrame]:
+        """What a granted answer shows, as probe frames: the image itself, or the frames
+        of the playlist or video it is; ``access_granted`` when none can be decoded."""
+        content_type = response.headers.get("Content-Type", "")
+        if looks_like_playlist(response.body, content_type):
+            followed = RenderedRequest(
+                "GET",
+                response.url or request.url,
+                request.headers,
+                source=request.source,
+                tenant=request.tenant,
+                camera=request.camera,
+            )
+            reader = HlsReader(
+                self._session,
+                followed,
+                shaper=self.shaper,
+                timeout_s=self.timeout_s,
+                max_body_bytes=self.max_body_bytes,
+                sleep=self._sleep,
+                wall_clock=self._wall_clock,
+            )
+            seen = await reader.first_frames(max_segments=1)
+            frames = [
+                ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, f.source, 200, {**f.meta, **target})
+                for f in seen
+                if f.status == 200 and f.body
+            ]
+            reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "no segment")
+            return frames or [self._granted(request, {**target, "undecodable": reason})]
+        if looks_like_video(response.body, content_type):
+            received_at = self._wall_clock()
+            try:
+                decoded = await asyncio.to_thread(decode_video, response.body)
+            except UndecodableVideo as error:
+                return [self._granted(request, {**target, "undecodable": str(error)})]
+            return [
+                ReceivedFrame(f.image, received_at, FrameKind.PROBE, request.source, 200, dict(target))
+                for f in decoded
+            ]
+        return [self._answer(FrameKind.PROBE, response, source=request.source, success=True, extra=target)]
+
+    def _granted(self, request: RenderedRequest, meta: dict[str, str]) -> ReceivedFrame:
+        return ReceivedFrame(
+            b"", self._wall_clock(), FrameKind.PROBE, request.source, 200, {"problem": ACCESS_GRANTED, **meta}
+        )

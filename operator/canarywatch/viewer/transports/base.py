@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -33,6 +34,7 @@ __all__ = [
     "error_code",
     "header_meta",
     "read_some",
+    "same_origin",
 ]
 
 logger = logging.getLogger("canarywatch.viewer.transports")
@@ -73,6 +75,9 @@ class FrameKind(enum.StrEnum):
     MJPEG = "mjpeg"
     THUMBNAIL = "thumbnail"
     PROBE = "probe"
+    HLS = "hls"
+    MP4 = "mp4"
+    RTSP = "rtsp"
 
 
 @dataclass(frozen=True)
@@ -272,3 +277,15 @@ async def read_some(stream: AsyncIterator[bytes], limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Same scheme, host and port (default ports filled in): where a viewer's
+    credentials may go when a feed or playlist points elsewhere."""
+    a, b = urlsplit(url), urlsplit(other)
+    default = {"http": 80, "https": 443, "rtsp": 554}
+    return (a.scheme, a.hostname, a.port or default.get(a.scheme)) == (
+        b.scheme,
+        b.hostname,
+        b.port or default.get(b.scheme),
+    )

@@ -19,6 +19,7 @@ from canarywatch.viewer.transports.base import (
     Transport,
     TransportOptions,
     check_interval,
+    same_origin,
 )
 
 __all__ = ["MAX_PENDING_THUMBNAILS", "THUMBNAIL_ATTEMPTS", "EventFeedReader"]
@@ -136,7 +137,7 @@ class EventFeedReader(Transport):
 
     async def _thumbnail(self, event: _FeedEvent) -> ReceivedFrame:
         url = urljoin(self.base_url, event.thumbnail)
-        headers = self.feed.headers if _same_origin(url, self.feed.url) else {}
+        headers = self.feed.headers if same_origin(url, self.feed.url) else {}
         response = await self._fetch("GET", url, headers=headers)
         return self._answer(
             FrameKind.THUMBNAIL,
@@ -191,13 +192,3 @@ def _with_query(url: str, **params: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query.extend(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _same_origin(url: str, other: str) -> bool:
-    a, b = urlsplit(url), urlsplit(other)
-    default = {"http": 80, "https": 443}
-    return (a.scheme, a.hostname, a.port or default.get(a.scheme)) == (
-        b.scheme,
-        b.hostname,
-        b.port or default.get(b.scheme),
-    )

@@ -1,0 +1,253 @@
+"""``HlsReader``: watch an HLS stream as a hub's player does, one judged frame per GOP.
+
+Master playlist → the variant the hub's measured link can carry (``choose_variant``) →
+its media playlist, reloaded every target duration → each new segment (MPEG-TS, or
+fMP4 with its ``EXT-X-MAP`` init section) fetched through the hub's shaper and decoded
+off the event loop (``video``), sampled. Redirects are followed and relative URIs
+resolved against the URL that answered; cookies stay in the stream's session; the
+request's headers (its token) go only to URLs on the playlist's origin.
+
+Other transports (the authorization probe, a hub-protocol viewer that was handed an
+HLS URL) reuse it: construct it with a ``RenderedRequest`` for the playlist and iterate
+``frames()``, or call ``first_frames()`` for one look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Unpack
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.network import ShapedResponse
+from canarywatch.viewer.transports.base import (
+    NETWORK_ERRORS,
+    FrameKind,
+    ReceivedFrame,
+    Transport,
+    TransportOptions,
+    check_interval,
+    same_origin,
+)
+from canarywatch.viewer.transports.playlists import (
+    MasterPlaylist,
+    MediaPlaylist,
+    PlaylistError,
+    Segment,
+    Variant,
+    choose_variant,
+    new_segments,
+    parse_playlist,
+)
+from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, Sampling, UndecodableVideo, decode_video
+
+__all__ = ["HlsReader"]
+
+# How many of a live playlist's last segments a player starts with.
+_LIVE_EDGE = 1
+# Init sections kept per stream (one per variant; a few in case of rotation).
+_MAX_INIT_SECTIONS = 4
+
+
+class HlsReader(Transport):
+    """Watches one HLS stream (master or media playlist URL); yields sampled frames
+    (kind ``hls``; meta ``segment``, ``variant_bandwidth``, ``pts``).
+
+    Answers other than 200 to a playlist are yielded as empty frames (with the status);
+    a body that is not a playlist, or a segment FFmpeg cannot decode, as an empty 200
+    frame with ``meta["problem"] == "undecodable_video"`` and ``meta["undecodable"]``
+    saying why. ``variant`` picks a rendition of a
+    master playlist: ``auto`` (by the hub's measured link), ``lowest`` or ``highest``.
+    """
+
+    kind = FrameKind.HLS
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        request: RenderedRequest,
+        *,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        variant: str = "auto",
+        min_reload_s: float = 0.5,
+        **options: Unpack[TransportOptions],
+    ) -> None:
+        super().__init__(session, **options)
+        if variant not in ("auto", "lowest", "highest"):
+            raise ValueError(f"variant must be auto, lowest or highest, got {variant!r}")
+        check_interval(min_reload_s, name="min_reload_s")
+        self.request = request
+        self.sampling = sampling
+        self.variant = variant
+        self.min_reload_s = min_reload_s
+        #: the variant watched last (None for a media playlist URL).
+        self.watching: Variant | None = None
+        #: segments decoded so far, and those FFmpeg could not decode.
+        self.segments = 0
+        self.undecodable = 0
+        self._init_sections: dict[str, bytes] = {}
+
+    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+        failures = 0
+        while True:
+            progressed = False
+            try:
+                async for frame in self._watch():
+                    progressed = progressed or frame.status == 200
+                    yield frame
+            except NETWORK_ERRORS as error:
+                self._record_error(error, self.request.source)
+            failures = 0 if progressed else failures + 1
+            await self._back_off(max(1, failures), self.min_reload_s)
+
+    async def first_frames(self, *, max_segments: int = 2) -> list[ReceivedFrame]:
+        """One look: the frames of up to ``max_segments`` segments at the live edge (or
+        the answer that stopped it). Network errors propagate."""
+        frames: list[ReceivedFrame] = []
+        async for frame in self._watch(max_segments=max_segments):
+            frames.append(frame)
+        return frames
+
+    # -- one session: playlist → variant → segments, until something goes wrong ------------
+
+    async def _watch(self, *, max_segments: int | None = None) -> AsyncIterator[ReceivedFrame]:
+        request = self.request
+        response = await self._get(request.url)
+        if response.status != 200 or response.truncated:
+            yield self._answer(self.kind, response, source=request.source, success=False)
+            return
+        playlist, problem = self._parse(response, request.url)
+        if problem is not None:
+            yield problem
+            return
+        media_url = response.url or request.url
+        if isinstance(playlist, MasterPlaylist):
+            self.watching = self._pick(playlist)
+            media_url = self.watching.url
+            response = await self._get(media_url)
+            if response.status != 200 or response.truncated:
+                yield self._answer(self.kind, response, source=_path(media_url), success=False)
+                return
+            playlist, problem = self._parse(response, media_url)
+            if problem is not None:
+                yield problem
+                return
+            if isinstance(playlist, MasterPlaylist):
+                yield self._undecodable(media_url, "a variant is itself a master playlist")
+                return
+        assert isinstance(playlist, MediaPlaylist)
+        after: int | None = None
+        fetched = 0
+        while True:
+            fresh = new_segments(playlist, after, live_edge=_LIVE_EDGE)
+            for segment in fresh:
+                async for frame in self._segment_frames(segment):
+                    yield frame
+                after = segment.sequence
+                fetched += 1
+                if max_segments is not None and fetched >= max_segments:
+                    return
+            if playlist.ended and not fresh and max_segments is not None:
+                return
+            # RFC 8216 6.3.4: reload after the target duration, half of it when unchanged.
+            wait = playlist.target_duration if fresh else playlist.target_duration / 2
+            await self._sleep(max(self.min_reload_s, wait))
+            response = await self._get(media_url)
+            if response.status != 200 or response.truncated:
+                yield self._answer(self.kind, response, source=_path(media_url), success=False)
+                return
+            reloaded, problem = self._parse(response, media_url)
+            if problem is not None or not isinstance(reloaded, MediaPlaylist):
+                yield problem or self._undecodable(media_url, "media playlist became a master playlist")
+                return
+            playlist = reloaded
+
+    async def _segment_frames(self, segment: Segment) -> AsyncIterator[ReceivedFrame]:
+        source = _path(segment.url)
+        prefix = b""
+        if segment.init_url is not None:
+            init = await self._init_section(segment.init_url)
+            if isinstance(init, ShapedResponse):
+                yield self._answer(self.kind, init, source=_path(segment.init_url), success=False)
+                return
+            prefix = init
+        response = await self._get(segment.url)
+        if response.status != 200 or response.truncated:
+            yield self._answer(self.kind, response, source=source, success=False)
+            return
+        received_at = self._wall_clock()
+        try:
+            decoded = await asyncio.to_thread(decode_video, prefix + response.body, sampling=self.sampling)
+        except UndecodableVideo as error:
+            self.undecodable += 1
+            yield self._undecodable(segment.url, str(error))
+            return
+        self.segments += 1
+        meta = {"segment": str(segment.sequence)}
+        if self.watching is not None:
+            meta["variant_bandwidth"] = str(self.watching.bandwidth)
+        for frame in decoded:
+            yield ReceivedFrame(
+                body=frame.image,
+                received_at=received_at,
+                kind=self.kind,
+                source=source,
+                status=200,
+                meta={**meta, "pts": "" if frame.pts_s is None else f"{frame.pts_s:.3f}"},
+            )
+
+    async def _init_section(self, url: str) -> bytes | ShapedResponse:
+        cached = self._init_sections.get(url)
+        if cached is not None:
+            return cached
+        response = await self._get(url)
+        if response.status != 200 or response.truncated:
+            return response
+        if len(self._init_sections) >= _MAX_INIT_SECTIONS:
+            self._init_sections.clear()
+        self._init_sections[url] = response.body
+        return response.body
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _pick(self, master: MasterPlaylist) -> Variant:
+        if self.variant == "lowest":
+            return min(master.variants, key=lambda v: v.bandwidth)
+        if self.variant == "highest":
+            return max(master.variants, key=lambda v: v.bandwidth)
+        measured = self.shaper.estimate.downlink_bps
+        return choose_variant(master.variants, downlink_bps=measured or self.shaper.profile.bandwidth_bps)
+
+    async def _get(self, url: str) -> ShapedResponse:
+        return await self._fetch("GET", url, headers=self._headers_for(url))
+
+    def _headers_for(self, url: str) -> Mapping[str, str]:
+        # The viewer's credentials go to the integration's origin only, never to a CDN
+        # or another host a playlist names.
+        return self.request.headers if same_origin(url, self.request.url) else {}
+
+    def _parse(
+        self, response: ShapedResponse, url: str
+    ) -> tuple[MasterPlaylist | MediaPlaylist | None, ReceivedFrame | None]:
+        try:
+            return parse_playlist(response.body, response.url or url), None
+        except PlaylistError as error:
+            return None, self._undecodable(url, str(error))
+
+    def _undecodable(self, url: str, reason: str) -> ReceivedFrame:
+        return ReceivedFrame(
+            body=b"",
+            received_at=self._wall_clock(),
+            kind=self.kind,
+            source=_path(url),
+            status=200,
+            meta={"problem": "undecodable_video", "undecodable": reason[:200]},
+        )
+
+
+def _path(url: str) -> str:
+    # Segment and playlist URLs carry tokens in their queries; evidence shows the path.
+    return urlsplit(url).path or "/"
