@@ -170,6 +170,8 @@ def test_a_streaming_camera_block_loads_with_the_crds_defaults() -> None:
     assert stream is not None and (stream.keyframe_interval, stream.bitrate) == (2.0, 1_000_000)
     rendered = stream.template.render(tenant="acme-7", camera="0", token="t:k@x")
     assert rendered.url == "rtsp://acme-7:t%3Ak%40x@127.0.0.1:8554/acme-7/0"
+
+
 def test_video_paths_are_configured_like_the_others_with_their_own_freshness() -> None:
     doc = example()
     doc["integration"]["viewer"] |= {

@@ -4,8 +4,10 @@ Master playlist → the variant the hub's measured link can carry (``choose_vari
 its media playlist, reloaded every target duration → each new segment (MPEG-TS, or
 fMP4 with its ``EXT-X-MAP`` init section) fetched through the hub's shaper and decoded
 off the event loop (``video``), sampled. Redirects are followed and relative URIs
-resolved against the URL that answered; cookies stay in the stream's session; the
-request's headers (its token) go only to URLs on the playlist's origin.
+resolved against the URL that answered; the request's headers (its token) go only to
+URLs on the playlist's origin. Cookies a playlist or segment answer sets (a CDN's signed
+session) are sent back as a player would, but only to the origin (scheme, host and port)
+that set them: the session itself keeps none (``canarywatch.httpclient``).
 
 Other transports (the authorization probe, a hub-protocol viewer that was handed an
 HLS URL) reuse it: construct it with a ``RenderedRequest`` for the playlist and iterate
@@ -15,7 +17,9 @@ HLS URL) reuse it: construct it with a ``RenderedRequest`` for the playlist and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
+from http.cookies import CookieError, SimpleCookie
 from typing import Unpack
 from urllib.parse import urlsplit
 
@@ -89,6 +93,8 @@ class HlsReader(Transport):
         self.segments = 0
         self.undecodable = 0
         self._init_sections: dict[str, bytes] = {}
+        #: origin -> cookie name -> value, as answers set them.
+        self._cookies: dict[str, dict[str, str]] = {}
 
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         failures = 0
@@ -222,12 +228,30 @@ class HlsReader(Transport):
         return choose_variant(master.variants, downlink_bps=measured or self.shaper.profile.bandwidth_bps)
 
     async def _get(self, url: str) -> ShapedResponse:
-        return await self._fetch("GET", url, headers=self._headers_for(url))
+        response = await self._fetch("GET", url, headers=self._headers_for(url))
+        self._keep_cookies(response.url or url, response)
+        return response
 
     def _headers_for(self, url: str) -> Mapping[str, str]:
         # The viewer's credentials go to the integration's origin only, never to a CDN
         # or another host a playlist names.
-        return self.request.headers if same_origin(url, self.request.url) else {}
+        headers = dict(self.request.headers) if same_origin(url, self.request.url) else {}
+        cookies = self._cookies.get(_origin(url))
+        if cookies and not any(name.lower() == "cookie" for name in headers):
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        return headers
+
+    def _keep_cookies(self, url: str, response: ShapedResponse) -> None:
+        getall = getattr(response.headers, "getall", None)
+        if getall is None:
+            return
+        jar = SimpleCookie()
+        for header in getall("Set-Cookie", []):
+            with contextlib.suppress(CookieError):
+                jar.load(header)
+        if jar:
+            kept = self._cookies.setdefault(_origin(url), {})
+            kept.update({name: morsel.value for name, morsel in jar.items()})
 
     def _parse(
         self, response: ShapedResponse, url: str
@@ -246,6 +270,11 @@ class HlsReader(Transport):
             status=200,
             meta={"problem": "undecodable_video", "undecodable": reason[:200]},
         )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or {'http': 80, 'https': 443}.get(parts.scheme)}"
 
 
 def _path(url: str) -> str:
