@@ -12,6 +12,7 @@ import pytest
 import skimage.data
 
 from canarywatch.incidents.pagerduty import PagerDutyClient
+from canarywatch.incidents.pages import PageOptions
 from canarywatch.incidents.policy import Policy
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers import Decoder, FrameSpec, Keyring, encode_image, render_frame
@@ -208,3 +209,19 @@ async def test_the_kill_cap_holds_across_a_restart(
     assert relay.relay.state.enabled  # the second leak paged, and left the kill to a human
     assert "kill cap reached" in record.shutdown.skipped
     assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve", "trigger"]
+
+
+async def test_without_auto_resolve_resume_leaves_the_page_open(
+    relay: RelayHandle, receiver: EventsReceiver, keyring: Keyring, decoder: Decoder, tmp_path: Path
+) -> None:
+    # pagerduty.autoResolve: false — a human closes the page in PagerDuty.
+    monitor, client = await _monitor(relay, receiver, tmp_path, Policy(), Metrics())
+    monitor.page_options = PageOptions(auto_resolve=False)
+    judge = StreamJudge(decoder, ViewerStream("relay", "p", "acme-7", 0, "snapshot", "good"), max_age=10)
+    now = relay.relay.clock()
+    await monitor.handle(judge.judge(_canary(keyring, "bravo-2", 1, now), received_at=now))
+    await monitor.drain()
+    [resolved] = await monitor.resume(reason="fix deployed")
+    await client.close()
+    assert resolved.state == "Resolved"
+    assert [e["event_action"] for e in receiver.events] == ["trigger"]

@@ -15,9 +15,17 @@ from canarywatch.controller.kube import KubeError
 from canarywatch.controller.runtime import PageResult, Runtime, epoch, integration_policy, timestamp
 from canarywatch.incidents.client import DeliveryResult, Outcome, PagerDutyClient
 from canarywatch.incidents.outbox import MemoryOutbox, OutboxEntry, OutboxStore
-from canarywatch.incidents.pages import IncidentPage, PageOptions, trigger_event
+from canarywatch.incidents.pages import IncidentPage, PageOptions, kill_switch_outcome, trigger_event
 
-__all__ = ["PagedStatus", "deliver", "events_url", "incident_page", "read_routing_key", "trigger"]
+__all__ = [
+    "PagedStatus",
+    "deliver",
+    "events_url",
+    "incident_page",
+    "page_options",
+    "read_routing_key",
+    "trigger",
+]
 
 
 class PagedStatus(MemoryOutbox):
@@ -42,6 +50,7 @@ def incident_page(
     """A LeakIncident as the page mapping sees it."""
     spec, meta = incident["spec"], incident["metadata"]
     observed, viewer, times = spec["observed"], spec["viewer"], spec.get("times") or {}
+    shutdown = status.get("shutdown") or {}
     received, recorded = epoch(times.get("frameReceived")), epoch(times.get("recorded"))
     return IncidentPage(
         integration=str(integration["metadata"]["name"]),
@@ -61,7 +70,16 @@ def incident_page(
         decision=status.get("decision"),
         mode=integration_policy(integration, rt.settings)[0].mode.value,
         detection_seconds=None if received is None or recorded is None else max(0.0, recorded - received),
+        kill_switch=kill_switch_outcome(
+            done=bool(shutdown.get("done")), seconds=shutdown.get("seconds"), skipped=shutdown.get("skipped")
+        ),
     )
+
+
+def page_options(rt: Runtime, integration: Mapping[str, Any]) -> PageOptions:
+    """The integration's ``spec.pagerduty`` choices, with the operator's cluster name."""
+    pagerduty = (integration.get("spec") or {}).get("pagerduty") or {}
+    return PageOptions.from_spec(pagerduty, cluster=rt.settings.cluster_name)
 
 
 async def trigger(
@@ -77,11 +95,10 @@ async def trigger(
         await patch_incident(rt, incident, {"paged": failed})
         rt.event(incident, "PageFailed", error.message, warning=True)
         return False
-    pagerduty = (integration.get("spec") or {}).get("pagerduty") or {}
     event = trigger_event(
         incident_page(rt, incident, integration, status),
         routing_key=routing_key,
-        options=PageOptions.from_spec(pagerduty),
+        options=page_options(rt, integration),
     )
     store = PagedStatus(rt, incident, int(paged.get("attempts") or 0))
     result = await deliver(rt, event, events_url(rt, integration), store)

@@ -19,6 +19,8 @@ CANARYWATCH_POD_NAME                        this replica's identity in the Lease
 CANARYWATCH_AGENT_IMAGE                     image of the camera and viewer pods
                                             (``ghcr.io/canarywatch/canarywatch:<version>``)
 CANARYWATCH_AGENT_IMAGE_PULL_POLICY         Always, IfNotPresent or Never (IfNotPresent)
+CANARYWATCH_CLUSTER_NAME                    the cluster's name in pages' source and
+                                            details (none)
 CANARYWATCH_PAGERDUTY_EVENTS_URL            Events API v2 endpoint for integrations whose
                                             spec.pagerduty has no url (PagerDuty's)
 CANARYWATCH_PAGERDUTY_TIMEOUT_SECONDS       per delivery attempt (10)
@@ -99,6 +101,8 @@ class OperatorSettings:
     identity: str = "canarywatch-operator"
     agent_image: str = f"ghcr.io/canarywatch/canarywatch:{__version__}"
     agent_image_pull_policy: str = "IfNotPresent"
+    #: The cluster's name, so a page says which cluster leaks (pages' source).
+    cluster_name: str | None = None
     #: Events API endpoint for integrations whose spec.pagerduty.url is unset.
     pagerduty_events_url: str = EVENTS_URL
     pagerduty_timeout_seconds: float = 10.0
@@ -180,6 +184,7 @@ class OperatorSettings:
             agent_image_pull_policy=env.choice(
                 "AGENT_IMAGE_PULL_POLICY", d["agent_image_pull_policy"], _PULL_POLICIES
             ),
+            cluster_name=env.text("CLUSTER_NAME", "") or None,
             pagerduty_events_url=env.url("PAGERDUTY_EVENTS_URL", d["pagerduty_events_url"]),
             pagerduty_timeout_seconds=env.seconds(
                 "PAGERDUTY_TIMEOUT_SECONDS", d["pagerduty_timeout_seconds"]

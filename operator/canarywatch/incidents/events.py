@@ -140,6 +140,8 @@ def build_event(
     component: str | None = None,
     group: str | None = None,
     cls: str | None = None,
+    client: str | None = None,
+    client_url: str | None = None,
 ) -> dict[str, Any]:
     """One Events API v2 event, validated; raises ``InvalidEventError`` naming the field.
 
@@ -191,6 +193,10 @@ def build_event(
             )
     if links is not None:
         event["links"] = [dict(link) if isinstance(link, Mapping) else link for link in links]
+    if client is not None:
+        event["client"] = client
+    if client_url is not None:
+        event["client_url"] = client_url
     problems = validate_event(event)
     if problems:
         raise InvalidEventError(problems)

@@ -5,6 +5,11 @@ Both shells describe an incident as an ``IncidentPage`` (standalone from its
 summary, source, severity, component, group, class, time and details are decided
 here only. Hashes and names only: a foreign frame may show a stranger's home, so no
 pixel, thumbnail or evidence path reaches a pager.
+
+A page tells the responder where to go next: ``links`` to the verdict's runbook and to
+the dashboard, ``client``/``client_url`` naming canarywatch, the cluster in ``source``,
+what the kill switch did (or is doing) and the ``kubectl describe`` of the incident in
+``custom_details`` (Events v2 links must be http(s) URLs, so the command cannot be one).
 """
 
 from __future__ import annotations
@@ -13,30 +18,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from canarywatch.incidents.events import build_event, make_dedup_key, severity_for_verdict
 from canarywatch.incidents.records import IncidentRecord
 
-__all__ = ["IncidentPage", "PageOptions", "resolve_event", "trigger_event"]
+__all__ = [
+    "CLIENT",
+    "RUNBOOKS",
+    "IncidentPage",
+    "PageOptions",
+    "kill_switch_outcome",
+    "resolve_event",
+    "runbook_url",
+    "trigger_event",
+]
+
+CLIENT = "canarywatch"
+# The README's runbook of the alert that fires for the same verdict (charts' rules).
+README_URL = "https://github.com/canarywatch/canarywatch/blob/main/README.md"
+RUNBOOKS: Mapping[str, str] = {
+    "cross_tenant": "CanarywatchCrossTenantLeak",
+    "foreign": "CanarywatchForeignFrames",
+    "misrouted": "CanarywatchMisroutedFrames",
+    "forged": "CanarywatchForgedFrames",
+    "stale": "CanarywatchStaleFrames",
+}
 
 
 @dataclass(frozen=True)
 class PageOptions:
     """The integration's choices for its pages (``spec.pagerduty``): ``severity`` per
     verdict overriding the default, ``component`` and ``group`` overriding the viewer
-    path and the probe."""
+    path and the probe, ``runbook_url`` overriding the README's runbook, a
+    ``dashboard_url`` (``{namespace}``, ``{integration}``, ``{probe}``, ``{path}`` and
+    ``{network_profile}`` are filled in), ``auto_resolve`` (False: a human resolves the
+    page in PagerDuty) and the ``cluster`` the operator runs in (its own setting)."""
 
     severity: Mapping[str, str] = field(default_factory=dict)
     component: str | None = None
     group: str | None = None
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    auto_resolve: bool = True
+    cluster: str | None = None
 
     @classmethod
-    def from_spec(cls, pagerduty: Mapping[str, Any] | None) -> PageOptions:
+    def from_spec(cls, pagerduty: Mapping[str, Any] | None, *, cluster: str | None = None) -> PageOptions:
         spec = pagerduty or {}
         return cls(
             severity={str(k): str(v) for k, v in (spec.get("severity") or {}).items()},
             component=spec.get("component") or None,
             group=spec.get("group") or None,
+            runbook_url=spec.get("runbookUrl") or None,
+            dashboard_url=spec.get("dashboardUrl") or None,
+            auto_resolve=spec.get("autoResolve", True) is not False,
+            cluster=cluster or None,
         )
 
 
@@ -61,6 +98,7 @@ class IncidentPage:
     decision: str | None = None  # what the response policy decided
     mode: str | None = None
     detection_seconds: float | None = None
+    kill_switch: str | None = None  # what the kill switch did, or is doing, when paged
 
     @property
     def dedup_key(self) -> str:
@@ -84,7 +122,42 @@ class IncidentPage:
             reason=record.reason,
             mode=record.mode,
             detection_seconds=record.detection_seconds,
+            kill_switch=kill_switch_outcome(
+                done=record.shutdown.done, seconds=record.shutdown.seconds, skipped=record.shutdown.skipped
+            ),
         )
+
+
+def kill_switch_outcome(*, done: bool, seconds: float | None = None, skipped: str | None = None) -> str:
+    """The kill switch as a page tells it: done (and how fast), skipped (and why), or
+    still running; a page goes out while the switch-off runs, never after it."""
+    if skipped:
+        return f"not engaged: {skipped}"
+    if done:
+        return "engaged" if seconds is None else f"engaged in {seconds:.3f} s"
+    return "engaging (the page does not wait for it; the integration's status tells the outcome)"
+
+
+def runbook_url(verdict: str, options: PageOptions | None = None) -> str:
+    """The runbook a page links to: the integration's own, or the README's for the verdict."""
+    if options is not None and options.runbook_url:
+        return options.runbook_url
+    alert = RUNBOOKS.get(verdict)
+    return f"{README_URL}#runbook-{alert.lower()}" if alert else f"{README_URL}#runbooks"
+
+
+def _dashboard_url(template: str, page: IncidentPage) -> str:
+    values = {
+        "namespace": page.namespace or "",
+        "integration": page.integration,
+        "probe": page.probe,
+        "path": page.path,
+        "network_profile": page.network_profile or "",
+    }
+    url = template
+    for name, value in values.items():
+        url = url.replace("{" + name + "}", quote(value, safe=""))
+    return url
 
 
 def trigger_event(
@@ -93,7 +166,14 @@ def trigger_event(
     """The ``trigger`` event of ``page``, validated (``InvalidEventError`` otherwise)."""
     options = options or PageOptions()
     who = page.observed_tenant or "non-canary content"
-    where = "/".join(part for part in (page.namespace, page.integration) if part)
+    where = "/".join(part for part in (options.cluster, page.namespace, page.integration) if part)
+    links = [{"href": runbook_url(page.verdict, options), "text": f"Runbook: {page.verdict}"}]
+    if options.dashboard_url:
+        dashboard = _dashboard_url(options.dashboard_url, page)
+        links.append({"href": dashboard, "text": f"Dashboard: {page.integration}"})
+    describe = (
+        f"kubectl -n {page.namespace} describe leakincident {page.incident}" if page.namespace else None
+    )
     return build_event(
         action="trigger",
         routing_key=routing_key,
@@ -108,9 +188,15 @@ def trigger_event(
         group=options.group or page.probe,
         cls=page.verdict,
         timestamp=datetime.fromtimestamp(page.frame_received_at, UTC),
+        client=CLIENT,
+        client_url=links[-1]["href"],
+        links=links,
         custom_details={
             "incident": page.incident,
+            "cluster": options.cluster,
             "namespace": page.namespace,
+            "kill_switch": page.kill_switch,
+            "describe": describe,
             "reason": page.reason,
             "decision": page.decision,
             "mode": page.mode,

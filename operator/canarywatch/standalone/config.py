@@ -32,6 +32,7 @@ from canarywatch.api import (
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
 from canarywatch.incidents.events import ROUTING_KEY_LENGTH
+from canarywatch.incidents.pages import PageOptions
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
 from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe, spec_schema
@@ -195,6 +196,7 @@ class ViewerPaths:
 class PagerDutyConfig:
     routing_key: TokenSource
     url: str | None = None
+    options: PageOptions = field(default_factory=PageOptions)  # links, autoResolve
 
     def key(self) -> str:
         """The routing key now (read from its variable or file), checked: PagerDuty
@@ -410,6 +412,9 @@ def _integration(obj: object) -> IntegrationConfig:
         pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), _pagerduty_url(pd, where))
         if pagerduty.routing_key.literal is not None:
             pagerduty.key()  # a variable or a file is read when the monitor starts
+        pagerduty = PagerDutyConfig(
+            _token(key, f"{where}.pagerduty.routingKey"), pd.get("url"), PageOptions.from_spec(pd)
+        )
     # The CRD's CEL rule on spec.killSwitch.actions.
     if policy.mode.value == "enforce" and not actions:
         raise ConfigError(f"{where}.killSwitch", "policy mode enforce needs at least one kill-switch action")
