@@ -7,6 +7,13 @@ panel. Domain code never touches ``prometheus_client`` directly: it calls the sm
 five positional strings (integration, probe, tenant, camera, verdict) are too easy to
 swap.
 
+Who counts what, so each thing is counted once: a viewer counts the frames it receives
+(labelled with the ``path`` and ``network_profile`` they came through); the shell that
+*responds* counts incidents, kill switches and pages (the operator in a cluster, labelled
+with the integration's ``namespace``; ``canarywatch run`` standalone, whose namespace
+is empty and so absent in Prometheus). A viewer pod never counts an incident: the
+operator decides whether its LeakIncident is a new incident or one more occurrence.
+
 Label values that come from a closed vocabulary (verdicts, PagerDuty actions and
 results, kill-switch steps and results) are checked: an unknown value raises
 ``MetricsError`` instead of minting a new time series that no dashboard looks at. The
@@ -19,8 +26,9 @@ isolated counters, and two monitors in one process never collide on registration
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,6 +69,15 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_viewer_errors_total",
     "canarywatch_killswitch_actions_total",
     "canarywatch_leaked_frames_while_suspended_total",
+    "canarywatch_probe_success",
+    "canarywatch_viewer_reports_total",
+    "canarywatch_open_incidents",
+    "canarywatch_integration_degraded",
+    "canarywatch_kill_cap_exhausted_until_timestamp_seconds",
+    "canarywatch_probe_viewers_expected",
+    "canarywatch_coverage_fetches_per_second",
+    "canarywatch_coverage_detect_seconds",
+    "canarywatch_coverage_probability",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -93,40 +110,40 @@ class Metrics:
         r = self.registry
         self._frames = Counter(
             "canarywatch_frames",
-            "Frames received by hub viewers, by verdict.",
-            ["integration", "probe", "tenant", "verdict"],
+            "Frames received by hub viewers, by verdict, path and network profile.",
+            ["integration", "probe", "tenant", "verdict", "path", "network_profile"],
             registry=r,
         )
         self._incidents = Counter(
             "canarywatch_incidents",
-            "Incidents opened (one per leak, not per leaked frame).",
-            ["integration", "verdict"],
+            "Incidents opened (one per leak, not per leaked frame), counted by the responding shell.",
+            ["namespace", "integration", "verdict"],
             registry=r,
         )
         self._detection = Histogram(
             "canarywatch_detection_seconds",
             "Seconds from receiving a leaked frame to recording its incident.",
-            ["integration"],
+            ["namespace", "integration"],
             buckets=DETECTION_BUCKETS,
             registry=r,
         )
         self._shutdown = Histogram(
             "canarywatch_shutdown_seconds",
             "Seconds from an incident to its kill switch having completed.",
-            ["integration"],
+            ["namespace", "integration"],
             buckets=SHUTDOWN_BUCKETS,
             registry=r,
         )
         self._suspended = Gauge(
             "canarywatch_integration_suspended",
             "1 while the kill switch holds the integration off, else 0.",
-            ["integration"],
+            ["namespace", "integration"],
             registry=r,
         )
         self._frame_age = Histogram(
             "canarywatch_frame_age_seconds",
             "Age of verified canary frames when a viewer received them.",
-            ["integration", "probe"],
+            ["integration", "probe", "path", "network_profile"],
             buckets=FRAME_AGE_BUCKETS,
             registry=r,
         )
@@ -139,7 +156,7 @@ class Metrics:
         self._last_frame = Gauge(
             "canarywatch_viewer_last_frame_timestamp_seconds",
             "Unix time of the last frame a viewer received (alert when it stops moving).",
-            ["integration", "probe", "tenant", "camera"],
+            ["integration", "probe", "tenant", "camera", "path", "network_profile"],
             registry=r,
         )
         self._pagerduty = Counter(
@@ -151,15 +168,72 @@ class Metrics:
         self._viewer_errors = Counter(
             "canarywatch_viewer_errors",
             "Viewer fetch failures (the viewer keeps running), by kind.",
-            ["integration", "probe", "tenant", "kind"],
+            ["integration", "probe", "tenant", "kind", "path", "network_profile"],
             registry=r,
         )
         self._killswitch = Counter(
             "canarywatch_killswitch_actions",
             "Kill-switch actions run, by step (engage/resume) and result.",
-            ["integration", "action", "result"],
+            ["namespace", "integration", "action", "result"],
             registry=r,
         )
+        self._probe_success = Gauge(
+            "canarywatch_probe_success",
+            "1 if the viewer's last fetch on the path returned its own fresh canary frame, else 0.",
+            ["integration", "probe", "tenant", "path", "network_profile"],
+            registry=r,
+        )
+        self._reports = Counter(
+            "canarywatch_viewer_reports",
+            "Confirmed leaks viewers reported (a viewer pod: LeakIncidents; the responder counts incidents).",
+            ["integration", "probe", "verdict"],
+            registry=r,
+        )
+        self._open_incidents = Gauge(
+            "canarywatch_open_incidents",
+            "Incidents open now (until resolved), by verdict.",
+            ["namespace", "integration", "verdict"],
+            registry=r,
+        )
+        self._degraded = Gauge(
+            "canarywatch_integration_degraded",
+            "1 while the integration's policy, kill switch or pager cannot run (phase Degraded).",
+            ["namespace", "integration"],
+            registry=r,
+        )
+        self._kill_cap = Gauge(
+            "canarywatch_kill_cap_exhausted_until_timestamp_seconds",
+            "Unix time until which the kill cap is used up (no automatic kill switch); 0: not used up.",
+            ["namespace", "integration"],
+            registry=r,
+        )
+        self._viewers_expected = Gauge(
+            "canarywatch_probe_viewers_expected",
+            "Viewer hubs the probe runs (tenants x network profiles); alerts expect each to report.",
+            ["namespace", "integration", "probe"],
+            registry=r,
+        )
+        coverage_labels = ["namespace", "integration", "probe", "path", "network_profile"]
+        self._coverage_rate = Gauge(
+            "canarywatch_coverage_fetches_per_second",
+            "Fetches per second the probe's viewers make on the path and profile, as measured.",
+            coverage_labels,
+            registry=r,
+        )
+        self._coverage_seconds = Gauge(
+            "canarywatch_coverage_detect_seconds",
+            "Seconds to detect the probe's target leak rate with its target confidence (+Inf: never).",
+            coverage_labels,
+            registry=r,
+        )
+        self._coverage_probability = Gauge(
+            "canarywatch_coverage_probability",
+            "Probability of detecting the target leak rate within the target time.",
+            coverage_labels,
+            registry=r,
+        )
+        # prometheus_client cannot list a metric's label sets: kept to remove a probe's.
+        self._coverage_series: set[tuple[str, str, str, str, str]] = set()
 
         self._leaked_while_suspended = Counter(
             "canarywatch_leaked_frames_while_suspended",
@@ -168,21 +242,31 @@ class Metrics:
             registry=r,
         )
 
-    def prime(self, *, integration: str, probe: str, tenants: Iterable[str], namespace: str = "") -> None:
-        """Create every verdict series at 0 before the first frame.
+    def prime(self, *, integration: str, probe: str, streams: Iterable[tuple[str, str, str]]) -> None:
+        """Create every verdict series of each ``(tenant, path, network_profile)`` at 0
+        before the first frame.
 
         A counter series that first appears at 1 is invisible to `increase()`, and for a
         leak the first frame is the one that matters; primed series make the first leaked
-        frame a visible step from 0.
+        frame a visible step from 0. The alert rules count a series that is new in their
+        window by its whole value; a viewer that primes at start has none that is new
+        after a scrape gap, so an old leak never looks new again.
         """
+        for tenant, path, profile in streams:
+            for verdict in _VERDICTS:
+                self._frames.labels(integration, probe, tenant, verdict, path, profile)
+
+    def prime_responses(self, *, namespace: str, integration: str) -> None:
+        """The responding shell's series of one integration, at 0 (see ``prime``)."""
         for verdict in _VERDICTS:
-            self._incidents.labels(integration, verdict)
-            for tenant in tenants:
-                self._frames.labels(integration, probe, tenant, verdict)
-        self._suspended.labels(integration).set(0)
+            self._incidents.labels(namespace, integration, verdict)
+            self._open_incidents.labels(namespace, integration, verdict)
+        # labels() creates a gauge at 0 and leaves one that exists as it is.
+        self._degraded.labels(namespace, integration)
+        self._kill_cap.labels(namespace, integration)
         for step in KILLSWITCH_STEPS:
             for result in KILLSWITCH_RESULTS:
-                self._killswitch.labels(integration, step, result)
+                self._killswitch.labels(namespace, integration, step, result)
         self._leaked_while_suspended.labels(namespace, integration)
 
     def record_frame(
@@ -191,46 +275,122 @@ class Metrics:
         integration: str,
         probe: str,
         tenant: str,
+        path: str,
+        network_profile: str,
         verdict: Verdict | str,
         age_seconds: float | None = None,
     ) -> None:
-        """One received frame; ``age_seconds`` only for verified frames (others have no age)."""
-        self._frames.labels(integration, probe, tenant, _closed("verdict", verdict, _VERDICTS)).inc()
+        """One received frame; ``age_seconds`` only for verified frames (others have no age).
+        The path's ``canarywatch_probe_success`` says whether it was an ``ok`` frame."""
+        verdict = _closed("verdict", verdict, _VERDICTS)
+        self._frames.labels(integration, probe, tenant, verdict, path, network_profile).inc()
+        success = 1 if verdict == Verdict.OK.value else 0
+        self._probe_success.labels(integration, probe, tenant, path, network_profile).set(success)
         if age_seconds is not None:
             # A camera clock slightly ahead of the viewer's gives a small negative age;
             # a histogram cannot bucket that meaningfully, and "fresh" is the truth.
-            self._frame_age.labels(integration, probe).observe(max(0.0, age_seconds))
+            self._frame_age.labels(integration, probe, path, network_profile).observe(max(0.0, age_seconds))
 
     def record_decode(self, *, seconds: float) -> None:
         self._decode.observe(seconds)
 
-    def record_last_frame(self, *, integration: str, probe: str, tenant: str, camera: str, at: float) -> None:
-        """The Unix time a viewer last received a frame for ``camera``."""
-        self._last_frame.labels(integration, probe, tenant, camera).set(at)
+    def record_last_frame(
+        self,
+        *,
+        integration: str,
+        probe: str,
+        tenant: str,
+        camera: str,
+        path: str,
+        network_profile: str,
+        at: float,
+    ) -> None:
+        """The Unix time a viewer last received a frame for ``camera`` on ``path``."""
+        self._last_frame.labels(integration, probe, tenant, camera, path, network_profile).set(at)
 
-    def record_viewer_error(self, *, integration: str, probe: str, tenant: str, kind: str) -> None:
+    def record_viewer_error(
+        self, *, integration: str, probe: str, tenant: str, path: str, network_profile: str, kind: str
+    ) -> None:
         """A failed fetch; ``kind`` is a short fixed word chosen by the viewer adapter
-        (``timeout``, ``http_5xx``, ``connection``…), never an error message."""
-        self._viewer_errors.labels(integration, probe, tenant, kind).inc()
+        (``timeout``, ``http_5xx``, ``connection``…), never an error message. The path's
+        ``canarywatch_probe_success`` drops to 0."""
+        self._viewer_errors.labels(integration, probe, tenant, kind, path, network_profile).inc()
+        self._probe_success.labels(integration, probe, tenant, path, network_profile).set(0)
+
+    def record_report(self, *, integration: str, probe: str, verdict: Verdict | str) -> None:
+        """A viewer pod reported a confirmed leak (one LeakIncident) to the operator."""
+        self._reports.labels(integration, probe, _closed("verdict", verdict, _VERDICTS)).inc()
 
     def record_incident(
-        self, *, integration: str, verdict: Verdict | str, detection_seconds: float | None = None
+        self,
+        *,
+        namespace: str,
+        integration: str,
+        verdict: Verdict | str,
+        detection_seconds: float | None = None,
     ) -> None:
         """A newly opened incident, and how long it took from its first frame."""
-        self._incidents.labels(integration, _closed("verdict", verdict, _VERDICTS)).inc()
+        self._incidents.labels(namespace, integration, _closed("verdict", verdict, _VERDICTS)).inc()
         if detection_seconds is not None:
-            self._detection.labels(integration).observe(max(0.0, detection_seconds))
+            self._detection.labels(namespace, integration).observe(max(0.0, detection_seconds))
 
-    def record_shutdown(self, *, integration: str, seconds: float) -> None:
+    def record_open_incidents(
+        self, *, namespace: str, integration: str, by_verdict: Mapping[str, int]
+    ) -> None:
+        """The incidents open now; verdicts left out have none open."""
+        for verdict in _VERDICTS:
+            self._open_incidents.labels(namespace, integration, verdict).set(by_verdict.get(verdict, 0))
+
+    def record_shutdown(self, *, namespace: str, integration: str, seconds: float) -> None:
         """Incident → kill switch complete."""
-        self._shutdown.labels(integration).observe(max(0.0, seconds))
+        self._shutdown.labels(namespace, integration).observe(max(0.0, seconds))
 
-    def record_suspended(self, *, integration: str, suspended: bool) -> None:
-        self._suspended.labels(integration).set(1 if suspended else 0)
+    def record_suspended(self, *, namespace: str, integration: str, suspended: bool) -> None:
+        self._suspended.labels(namespace, integration).set(1 if suspended else 0)
 
-    def record_killswitch_action(self, *, integration: str, action: str, result: str) -> None:
+    def record_degraded(self, *, namespace: str, integration: str, degraded: bool) -> None:
+        self._degraded.labels(namespace, integration).set(1 if degraded else 0)
+
+    def record_kill_cap(self, *, namespace: str, integration: str, exhausted_until: float | None) -> None:
+        """Until when the kill cap allows no automatic kill switch (None: it allows one)."""
+        self._kill_cap.labels(namespace, integration).set(exhausted_until or 0)
+
+    def record_probe(self, *, namespace: str, integration: str, probe: str, viewers: int) -> None:
+        """The viewer hubs (tenant x network profile) a probe runs; alerts expect each to report."""
+        self._viewers_expected.labels(namespace, integration, probe).set(viewers)
+
+    def record_coverage(
+        self,
+        *,
+        namespace: str,
+        integration: str,
+        probe: str,
+        path: str,
+        network_profile: str,
+        fetches_per_second: float,
+        detect_seconds: float,
+        probability: float,
+    ) -> None:
+        """A probe's detection power on one path and profile (``canarywatch.coverage``)."""
+        labels = (namespace, integration, probe, path, network_profile)
+        self._coverage_series.add(labels)
+        self._coverage_rate.labels(*labels).set(fetches_per_second)
+        self._coverage_seconds.labels(*labels).set(detect_seconds)
+        self._coverage_probability.labels(*labels).set(probability)
+
+    def forget_probe(self, *, namespace: str, integration: str, probe: str) -> None:
+        """Drop a deleted probe's series, so no alert waits for viewers that are gone on purpose."""
+        with contextlib.suppress(KeyError):
+            self._viewers_expected.remove(namespace, integration, probe)
+        for labels in [k for k in self._coverage_series if k[:3] == (namespace, integration, probe)]:
+            self._coverage_series.discard(labels)
+            for gauge in (self._coverage_rate, self._coverage_seconds, self._coverage_probability):
+                gauge.remove(*labels)
+
+    def record_killswitch_action(self, *, namespace: str, integration: str, action: str, result: str) -> None:
         """One kill-switch action run: ``action`` is the step (``engage``/``resume``)."""
         self._killswitch.labels(
+            namespace,
             integration,
             _closed("action", action, KILLSWITCH_STEPS),
             _closed("result", result, KILLSWITCH_RESULTS),
@@ -255,13 +415,19 @@ class Metrics:
 
         return on_result
 
-    def killswitch_hook(self, *, integration: str) -> Callable[[str, str], None]:
+    def killswitch_hook(self, *, namespace: str, integration: str) -> Callable[[str, str], None]:
         """The ``on_action(step, result)`` callable for ``shutdown.KillSwitch``."""
 
         def on_action(step: str, result: str) -> None:
-            self.record_killswitch_action(integration=integration, action=step, result=result)
+            self.record_killswitch_action(
+                namespace=namespace, integration=integration, action=step, result=result
+            )
 
         return on_action
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Every sample as ``(name, labels, value)``, as a scrape would read them."""
+        return [(s.name, s.labels, s.value) for family in self.registry.collect() for s in family.samples]
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """The current value of one sample (``canarywatch_frames_total`` …), for tests and the CLI."""

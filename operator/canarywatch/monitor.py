@@ -67,6 +67,7 @@ class Monitor:
         probe: str,
         policy: Policy,
         metrics: Metrics,
+        responds: bool = True,
         pagerduty: PagerDutyClient | None = None,
         routing_key: str | None = None,
         page_options: PageOptions | None = None,
@@ -77,6 +78,9 @@ class Monitor:
     ) -> None:
         if pagerduty is not None and not routing_key:
             raise ValueError("a PagerDuty client needs a routing_key")
+        # A viewer pod (responds=False) confirms and reports; the operator responds, and
+        # counts the incident once, when it decides the LeakIncident is a new one.
+        self.responds = responds
         self.integration = integration
         self.probe = probe
         self.metrics = metrics
@@ -116,7 +120,9 @@ class Monitor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = itertools.count(1)
         self._last_storm_save = 0.0
-        self.metrics.record_suspended(integration=integration, suspended=self.suspended)
+        if responds:
+            self.metrics.record_suspended(namespace="", integration=integration, suspended=self.suspended)
+            self._record_open()
 
     # -- frames ---------------------------------------------------------------------
     async def handle(self, result: FrameResult) -> IncidentRecord | None:
@@ -129,6 +135,8 @@ class Monitor:
             integration=self.integration,
             probe=self.probe,
             tenant=stream.tenant,
+            path=stream.kind,
+            network_profile=stream.profile,
             verdict=result.verdict,
             age_seconds=result.age,
         )
@@ -139,6 +147,8 @@ class Monitor:
             probe=self.probe,
             tenant=stream.tenant,
             camera=camera,
+            path=stream.kind,
+            network_profile=stream.profile,
             at=result.received_at,
         )
         decision = self.engine.decide(stream.key, result.verdict, result.received_at)
@@ -213,9 +223,18 @@ class Monitor:
         # one durable write holds the incident and what it intends: a crash from here on
         # leaves the page and the kill switch for the next run to finish
         self.incidents.save(record)
-        self.metrics.record_incident(
-            integration=self.integration, verdict=result.verdict, detection_seconds=record.detection_seconds
-        )
+        self.metrics.record_report(integration=self.integration, probe=self.probe, verdict=result.verdict)
+        if self.responds:
+            self.metrics.record_incident(
+                namespace="",
+                integration=self.integration,
+                verdict=result.verdict,
+                detection_seconds=record.detection_seconds,
+            )
+            self._record_open()
+            cap = self.engine.policy.kill_cap
+            until = cap.exhausted_until(self.engine.recent_kills(recorded_at), recorded_at)
+            self.metrics.record_kill_cap(namespace="", integration=self.integration, exhausted_until=until)
         who = f"tenant {obs.tenant!r}" if obs.tenant else "unattributed content"
         self.on_event(
             f"INCIDENT {record.id}: {result.verdict.value} — viewer {result.stream.tenant!r} "
@@ -350,7 +369,7 @@ class Monitor:
         """Record one engagement attempt in the incident, the metrics and the log."""
         done = ks.state is SwitchState.ENGAGED
         was_suspended, self.suspended = self.suspended, done
-        self.metrics.record_suspended(integration=self.integration, suspended=done)
+        self.metrics.record_suspended(namespace="", integration=self.integration, suspended=done)
         if record is None:
             record = self.incidents.get(ks.incident)
         if record is not None and not record.shutdown.done:
@@ -360,7 +379,9 @@ class Monitor:
             record.shutdown.seconds = round(finished - record.recorded_at, 6) if done else None
             record.shutdown.actions = [r.to_dict() for r in ks.actions]
             if done and record.shutdown.seconds is not None:
-                self.metrics.record_shutdown(integration=self.integration, seconds=record.shutdown.seconds)
+                self.metrics.record_shutdown(
+                    namespace="", integration=self.integration, seconds=record.shutdown.seconds
+                )
             self.incidents.save(record)
         if done and not was_suspended:
             took = (
@@ -417,7 +438,7 @@ class Monitor:
             await self.kill_switch.resume()
         self.holding.reset()
         self.suspended = _holds(self.kill_switch)
-        self.metrics.record_suspended(integration=self.integration, suspended=self.suspended)
+        self.metrics.record_suspended(namespace="", integration=self.integration, suspended=self.suspended)
         resolved: list[IncidentRecord] = []
         for verdict, incident_id in list(self._open.items()):
             self.engine.resolve(verdict)
@@ -427,14 +448,21 @@ class Monitor:
                 continue
             record.state = "Resolved"
             dedup_key = record.pagerduty.get("dedup_key")
-            if self.pagerduty is not None and self.routing_key and dedup_key:
+            auto_resolve = self.page_options is None or self.page_options.auto_resolve
+            if self.pagerduty is not None and self.routing_key and dedup_key and auto_resolve:
                 event = resolve_event(routing_key=self.routing_key, dedup_key=dedup_key)
                 outcome = await self.pagerduty.send(event)
                 record.pagerduty["resolve"] = outcome.outcome.value
             self.incidents.save(record)
             resolved.append(record)
             self.on_event(f"RESOLVED {record.id} ({reason})")
+        if self.responds:
+            self._record_open()
         return resolved
+
+    def _record_open(self) -> None:
+        by_verdict = {verdict.value: 1 for verdict in self._open}
+        self.metrics.record_open_incidents(namespace="", integration=self.integration, by_verdict=by_verdict)
 
     # -- reporting ------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -90,8 +90,23 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
     pod on 127.0.0.1, whose /metrics (on the agents' port) report six frames."""
     metrics = Metrics()
     for verdict in ["ok"] * 5 + ["cross_tenant"]:
-        metrics.record_frame(integration="relay", probe=probe, tenant=tenant, verdict=verdict)
-    metrics.record_last_frame(integration="relay", probe=probe, tenant=tenant, camera="0", at=1773480413.0)
+        metrics.record_frame(
+            integration="relay",
+            probe=probe,
+            tenant=tenant,
+            path="snapshot",
+            network_profile=profile,
+            verdict=verdict,
+        )
+    metrics.record_last_frame(
+        integration="relay",
+        probe=probe,
+        tenant=tenant,
+        camera="0",
+        path="snapshot",
+        network_profile=profile,
+        at=1773480413.0,
+    )
     try:
         servers.run(serve_metrics(metrics, "127.0.0.1", manifests.METRICS_PORT))
     except OSError as error:

@@ -447,13 +447,13 @@ async def test_metrics_hook_counts_every_step(receiver: Receiver, tmp_path: Path
     switch = KillSwitch(
         [hook(receiver), manual],
         integration="relay-prod",
-        on_action=metrics.killswitch_hook(integration="relay-prod"),
+        on_action=metrics.killswitch_hook(namespace="", integration="relay-prod"),
     )
     await switch.engage("inc-1", "leak")
     await switch.resume()
 
     def count(action: str, result: str) -> float | None:
-        labels = {"integration": "relay-prod", "action": action, "result": result}
+        labels = {"namespace": "", "integration": "relay-prod", "action": action, "result": result}
         return metrics.sample("canarywatch_killswitch_actions_total", labels)
 
     assert (count("engage", "succeeded"), count("resume", "succeeded"), count("resume", "skipped")) == (

@@ -103,8 +103,10 @@ async def test_cross_tenant_frame_pages_once_and_switches_the_relay_off(
         incident["evidence"]["kept"] == "hash-and-pixelated-thumbnail" and "frame" not in incident["evidence"]
     )
     assert (tmp_path / incident["evidence"]["thumbnail"]).exists()
-    assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 1
-    assert metrics.sample("canarywatch_detection_seconds_count", {"integration": "relay"}) == 1
+    assert metrics.sample("canarywatch_integration_suspended", {"namespace": "", "integration": "relay"}) == 1
+    assert (
+        metrics.sample("canarywatch_detection_seconds_count", {"namespace": "", "integration": "relay"}) == 1
+    )
     assert monitor.summary()["state"] == "Suspended"
 
 
@@ -176,7 +178,7 @@ async def test_resume_restores_the_relay_and_resolves_the_page(
     [resolved] = await monitor.resume(reason="fix deployed")
     assert first is not None and resolved.id == first.id and resolved.state == "Resolved"
     assert relay.relay.state.enabled and not monitor.suspended
-    assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 0
+    assert metrics.sample("canarywatch_integration_suspended", {"namespace": "", "integration": "relay"}) == 0
     assert [e["event_action"] for e in receiver.events] == ["trigger", "resolve"]
     assert receiver.events[1]["dedup_key"] == receiver.events[0]["dedup_key"]
     # the next leak is a new incident, paged again

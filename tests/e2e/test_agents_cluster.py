@@ -463,7 +463,7 @@ def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(
     # The viewers catch the leak before their ServiceAccount may report it: the API
     # server answers 403 and the incident waits in the viewer's queue.
     scenario.eventually(
-        lambda: any(v.count("canarywatch_incidents_total", **LEAK) for v in viewers), 60, "a leak"
+        lambda: any(v.count("canarywatch_viewer_reports_total", **LEAK) for v in viewers), 60, "a leak"
     )
     scenario.eventually(lambda: any("HTTP 403" in v.output() for v in viewers), 30, "a refused attempt")
     assert scenario.leak_incidents() == []
@@ -477,7 +477,7 @@ def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(
         return sum(v.count("canarywatch_frames_total", **LEAK) for v in viewers)
 
     def opened() -> float:
-        return sum(v.count("canarywatch_incidents_total", **LEAK) for v in viewers)
+        return sum(v.count("canarywatch_viewer_reports_total", **LEAK) for v in viewers)
 
     scenario.eventually(lambda: leaked() >= opened() + 2, 120, "more leaked frames than incidents")
 
@@ -486,7 +486,7 @@ def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(
         reported = {v.name: 0 for v in viewers}
         for incident in incidents:
             reported[incident["spec"]["viewer"]["pod"]] += 1
-        wanted = {v.name: int(v.count("canarywatch_incidents_total", **LEAK)) for v in viewers}
+        wanted = {v.name: int(v.count("canarywatch_viewer_reports_total", **LEAK)) for v in viewers}
         return incidents if reported == wanted else None
 
     incidents = scenario.eventually(each_reported_once, 30, "one LeakIncident per incident opened")
@@ -557,7 +557,9 @@ def test_without_a_fault_no_leak_incident_is_created(scenario: Scenario) -> None
     scrapes = {v.name: v.metrics() for v in viewers}
     counts = {name: total(samples, "canarywatch_frames_total") for name, samples in scrapes.items()}
     ok = {name: total(samples, "canarywatch_frames_total", verdict="ok") for name, samples in scrapes.items()}
-    incidents = sum(total(samples, "canarywatch_incidents_total") for samples in scrapes.values())
+    incidents = sum(total(samples, "canarywatch_viewer_reports_total") for samples in scrapes.values())
+    # A viewer pod counts no incident: the operator does, once per incident.
+    assert not any(total(samples, "canarywatch_incidents_total") for samples in scrapes.values())
     assert scenario.leak_incidents() == []
     assert incidents == 0 and counts == ok, (counts, ok)
     assert set(scenario.stop().values()) == {0}, scenario.logs()

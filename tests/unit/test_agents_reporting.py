@@ -19,6 +19,7 @@ import pytest
 import skimage.data
 import yaml
 from manifests import example
+from prometheus_client import generate_latest
 
 from canarywatch.agents.env import ViewerSettings
 from canarywatch.agents.reporting import (
@@ -386,10 +387,40 @@ async def test_a_leak_storm_is_one_leak_incident(tmp_path: Path, keys: Keyring) 
                 "probe": "reference-relay-canaries",
                 "tenant": "bravo-2",
                 "verdict": "cross_tenant",
+                "path": "snapshot",
+                "network_profile": "poor",
             },
         )
         == 10
     )
+    # One report; the incident itself is counted by the operator, which decides whether
+    # the LeakIncident is new (before, both counted it: incidents_total doubled).
+    leak = {"integration": "reference-relay", "probe": "reference-relay-canaries", "verdict": "cross_tenant"}
+    assert viewer.agent.metrics.sample("canarywatch_viewer_reports_total", leak) == 1
+    assert viewer.agent.metrics.sample("canarywatch_incidents_total", {"namespace": "", **leak}) is None
+    assert "canarywatch_incidents_total{" not in generate_latest(viewer.agent.metrics.registry).decode()
+
+
+async def test_a_viewer_primes_its_verdict_series_before_the_first_frame(
+    tmp_path: Path, keys: Keyring
+) -> None:
+    # Before: a viewer pod never primed, so the first leaked frame created its series at 1,
+    # and after a scrape gap the rules' "new series" branch counted a whole old counter.
+    viewer = Viewer(tmp_path, keys)
+    started = viewer.agent.viewers.start()
+    try:
+        leak = {
+            "integration": "reference-relay",
+            "probe": "reference-relay-canaries",
+            "tenant": "bravo-2",
+            "verdict": "cross_tenant",
+            "path": "snapshot",
+            "network_profile": "poor",
+        }
+        assert viewer.agent.metrics.sample("canarywatch_frames_total", leak) == 0
+    finally:
+        await viewer.agent.viewers.stop()
+    assert started
 
 
 async def test_foreign_content_is_reported_once_confirmed(tmp_path: Path, keys: Keyring) -> None:

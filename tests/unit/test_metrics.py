@@ -21,7 +21,14 @@ from canarywatch.metrics import (
 )
 from canarywatch.verdicts import Verdict
 
-VIEWER: dict[str, Any] = {"integration": "relay", "probe": "p1", "tenant": "acme-7"}
+VIEWER: dict[str, Any] = {
+    "integration": "relay",
+    "probe": "p1",
+    "tenant": "acme-7",
+    "path": "snapshot",
+    "network_profile": "poor",
+}
+RESPONDER: dict[str, Any] = {"namespace": "shop", "integration": "relay"}
 
 
 def exercised() -> Metrics:
@@ -31,12 +38,26 @@ def exercised() -> Metrics:
     metrics.record_decode(seconds=0.0004)
     metrics.record_last_frame(**VIEWER, camera="cam-1", at=1_700_000_000.0)
     metrics.record_viewer_error(**VIEWER, kind="timeout")
-    metrics.record_incident(integration="relay", verdict=Verdict.CROSS_TENANT, detection_seconds=0.2)
-    metrics.record_shutdown(integration="relay", seconds=0.8)
-    metrics.record_suspended(integration="relay", suspended=True)
-    metrics.record_killswitch_action(integration="relay", action="engage", result="succeeded")
+    metrics.record_report(integration="relay", probe="p1", verdict=Verdict.CROSS_TENANT)
+    metrics.record_incident(**RESPONDER, verdict=Verdict.CROSS_TENANT, detection_seconds=0.2)
+    metrics.record_open_incidents(**RESPONDER, by_verdict={"cross_tenant": 1})
+    metrics.record_shutdown(**RESPONDER, seconds=0.8)
+    metrics.record_suspended(**RESPONDER, suspended=True)
+    metrics.record_degraded(**RESPONDER, degraded=False)
+    metrics.record_kill_cap(**RESPONDER, exhausted_until=None)
+    metrics.record_killswitch_action(**RESPONDER, action="engage", result="succeeded")
     metrics.record_pagerduty_event(action="trigger", result="delivered")
     metrics.record_leaked_while_suspended(namespace="ns", integration="relay")
+    metrics.record_probe(**RESPONDER, probe="p1", viewers=4)
+    metrics.record_coverage(
+        **RESPONDER,
+        probe="p1",
+        path="snapshot",
+        network_profile="poor",
+        fetches_per_second=12.0,
+        detect_seconds=38.25,
+        probability=0.995,
+    )
     return metrics
 
 
@@ -63,6 +84,16 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_viewer_errors_total",
         "canarywatch_killswitch_actions_total",
         "canarywatch_leaked_frames_while_suspended_total",
+        # what issue 12 added: blind spots, incident state, kill cap, coverage
+        "canarywatch_probe_success",
+        "canarywatch_viewer_reports_total",
+        "canarywatch_open_incidents",
+        "canarywatch_integration_degraded",
+        "canarywatch_kill_cap_exhausted_until_timestamp_seconds",
+        "canarywatch_probe_viewers_expected",
+        "canarywatch_coverage_fetches_per_second",
+        "canarywatch_coverage_detect_seconds",
+        "canarywatch_coverage_probability",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 
@@ -103,7 +134,7 @@ def test_frames_counted_per_verdict_and_age_observed() -> None:
     get = metrics.registry.get_sample_value
     assert get("canarywatch_frames_total", {**VIEWER, "verdict": "ok"}) == 3.0
     assert get("canarywatch_frames_total", {**VIEWER, "verdict": "foreign"}) == 1.0
-    age = {"integration": "relay", "probe": "p1"}
+    age = {"integration": "relay", "probe": "p1", "path": "snapshot", "network_profile": "poor"}
     assert get("canarywatch_frame_age_seconds_count", age) == 3.0
     assert get("canarywatch_frame_age_seconds_bucket", {**age, "le": "0.25"}) == 0.0
     assert get("canarywatch_frame_age_seconds_bucket", {**age, "le": "0.5"}) == 3.0
@@ -112,7 +143,7 @@ def test_frames_counted_per_verdict_and_age_observed() -> None:
 def test_clock_skew_age_counts_as_fresh() -> None:
     metrics = Metrics()
     metrics.record_frame(**VIEWER, verdict=Verdict.OK, age_seconds=-2.0)
-    age = {"integration": "relay", "probe": "p1"}
+    age = {"integration": "relay", "probe": "p1", "path": "snapshot", "network_profile": "poor"}
     assert metrics.sample("canarywatch_frame_age_seconds_sum", age) == 0.0
     assert metrics.sample("canarywatch_frame_age_seconds_bucket", {**age, "le": "0.1"}) == 1.0
 
@@ -125,23 +156,22 @@ def test_detection_buckets_span_a_millisecond_to_a_minute() -> None:
 
 def test_incident_and_detection_time() -> None:
     metrics = Metrics()
-    metrics.record_incident(integration="relay", verdict="cross_tenant", detection_seconds=0.003)
-    metrics.record_incident(integration="relay", verdict="cross_tenant")
-    assert (
-        metrics.sample("canarywatch_incidents_total", {"integration": "relay", "verdict": "cross_tenant"})
-        == 2
-    )
-    bucket = {"integration": "relay", "le": "0.005"}
+    metrics.record_incident(**RESPONDER, verdict="cross_tenant", detection_seconds=0.003)
+    metrics.record_incident(**RESPONDER, verdict="cross_tenant")
+    assert metrics.sample("canarywatch_incidents_total", {**RESPONDER, "verdict": "cross_tenant"}) == 2
+    bucket = {**RESPONDER, "le": "0.005"}
     assert metrics.sample("canarywatch_detection_seconds_bucket", bucket) == 1.0
-    assert metrics.sample("canarywatch_detection_seconds_count", {"integration": "relay"}) == 1.0
+    assert metrics.sample("canarywatch_detection_seconds_count", RESPONDER) == 1.0
 
 
 def test_suspended_gauge_goes_up_and_down() -> None:
     metrics = Metrics()
-    metrics.record_suspended(integration="relay", suspended=True)
-    assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 1.0
-    metrics.record_suspended(integration="relay", suspended=False)
-    assert metrics.sample("canarywatch_integration_suspended", {"integration": "relay"}) == 0.0
+    metrics.record_suspended(**RESPONDER, suspended=True)
+    assert metrics.sample("canarywatch_integration_suspended", RESPONDER) == 1.0
+    metrics.record_suspended(**RESPONDER, suspended=False)
+    assert metrics.sample("canarywatch_integration_suspended", RESPONDER) == 0.0
+    # same-named integrations in two namespaces no longer share a gauge
+    assert metrics.sample("canarywatch_integration_suspended", {**RESPONDER, "namespace": "other"}) is None
 
 
 def test_last_frame_timestamp_and_viewer_errors() -> None:
@@ -152,6 +182,37 @@ def test_last_frame_timestamp_and_viewer_errors() -> None:
     assert metrics.sample("canarywatch_viewer_last_frame_timestamp_seconds", labels) == 105.5
     metrics.record_viewer_error(**VIEWER, kind="http_5xx")
     assert metrics.sample("canarywatch_viewer_errors_total", {**VIEWER, "kind": "http_5xx"}) == 1.0
+
+
+def test_probe_success_follows_the_last_fetch_of_the_path() -> None:
+    metrics = Metrics()
+    success = {k: v for k, v in VIEWER.items()}
+    metrics.record_frame(**VIEWER, verdict=Verdict.OK)
+    assert metrics.sample("canarywatch_probe_success", success) == 1
+    metrics.record_viewer_error(**VIEWER, kind="timeout")
+    assert metrics.sample("canarywatch_probe_success", success) == 0
+    metrics.record_frame(**VIEWER, verdict=Verdict.OK)
+    metrics.record_frame(**VIEWER, verdict=Verdict.STALE)
+    assert metrics.sample("canarywatch_probe_success", success) == 0
+
+
+def test_open_incidents_gauge_follows_the_state_not_the_frames() -> None:
+    metrics = Metrics()
+    metrics.record_open_incidents(**RESPONDER, by_verdict={"cross_tenant": 2})
+    assert metrics.sample("canarywatch_open_incidents", {**RESPONDER, "verdict": "cross_tenant"}) == 2
+    assert metrics.sample("canarywatch_open_incidents", {**RESPONDER, "verdict": "foreign"}) == 0
+    metrics.record_open_incidents(**RESPONDER, by_verdict={})
+    assert metrics.sample("canarywatch_open_incidents", {**RESPONDER, "verdict": "cross_tenant"}) == 0
+
+
+def test_a_deleted_probes_series_go_away() -> None:
+    metrics = exercised()
+    probe = {**RESPONDER, "probe": "p1"}
+    assert metrics.sample("canarywatch_probe_viewers_expected", probe) == 4
+    metrics.forget_probe(**probe)
+    assert metrics.sample("canarywatch_probe_viewers_expected", probe) is None
+    coverage = {**probe, "path": "snapshot", "network_profile": "poor"}
+    assert metrics.sample("canarywatch_coverage_detect_seconds", coverage) is None
 
 
 def test_pagerduty_hook_counts_client_outcomes() -> None:
@@ -168,23 +229,23 @@ def test_pagerduty_hook_counts_client_outcomes() -> None:
 
 def test_killswitch_hook_labels_integration() -> None:
     metrics = Metrics()
-    hook = metrics.killswitch_hook(integration="relay")
+    hook = metrics.killswitch_hook(**RESPONDER)
     hook("engage", "succeeded")
     hook("resume", "skipped")
     name = "canarywatch_killswitch_actions_total"
-    assert metrics.sample(name, {"integration": "relay", "action": "engage", "result": "succeeded"}) == 1
-    assert metrics.sample(name, {"integration": "relay", "action": "resume", "result": "skipped"}) == 1
+    assert metrics.sample(name, {**RESPONDER, "action": "engage", "result": "succeeded"}) == 1
+    assert metrics.sample(name, {**RESPONDER, "action": "resume", "result": "skipped"}) == 1
 
 
 @pytest.mark.parametrize(
     "call",
     [
         lambda m: m.record_frame(**VIEWER, verdict="leaked"),
-        lambda m: m.record_incident(integration="relay", verdict="OK"),
+        lambda m: m.record_incident(**RESPONDER, verdict="OK"),
         lambda m: m.record_pagerduty_event(action="trigger", result="maybe"),
         lambda m: m.record_pagerduty_event(action="page", result="delivered"),
-        lambda m: m.record_killswitch_action(integration="relay", action="kill", result="succeeded"),
-        lambda m: m.record_killswitch_action(integration="relay", action="engage", result="ok"),
+        lambda m: m.record_killswitch_action(**RESPONDER, action="kill", result="succeeded"),
+        lambda m: m.record_killswitch_action(**RESPONDER, action="engage", result="ok"),
     ],
 )
 def test_unknown_vocabulary_is_refused_not_minted(call: Callable[[Metrics], None]) -> None:
@@ -216,7 +277,10 @@ async def test_exposition_over_loopback() -> None:
     assert content_type.startswith("text/plain; version=0.0.4")
     names = exposed_names(text)
     assert all(names & {n, f"{n}_count"} for n in METRIC_NAMES)
-    assert 'canarywatch_frames_total{integration="relay",probe="p1",tenant="acme-7",verdict="ok"} 1.0' in text
+    assert (
+        'canarywatch_frames_total{integration="relay",network_profile="poor",path="snapshot",'
+        'probe="p1",tenant="acme-7",verdict="ok"} 1.0'
+    ) in text
     assert openmetrics_type.startswith("application/openmetrics-text")
     assert openmetrics.rstrip().endswith("# EOF")
     await server.stop()  # a second stop is harmless
@@ -252,9 +316,16 @@ def test_prime_creates_every_verdict_series_at_zero() -> None:
     from canarywatch.metrics import Metrics
 
     metrics = Metrics()
-    metrics.prime(integration="i", probe="p", tenants=["a", "b"])
-    labels = {"integration": "i", "probe": "p", "tenant": "b", "verdict": "cross_tenant"}
+    metrics.prime(integration="i", probe="p", streams=[("a", "snapshot", "good"), ("b", "mjpeg", "poor")])
+    metrics.prime_responses(namespace="", integration="i")
+    stream = {"integration": "i", "probe": "p", "tenant": "b", "path": "mjpeg", "network_profile": "poor"}
+    labels = {**stream, "verdict": "cross_tenant"}
     assert metrics.sample("canarywatch_frames_total", labels) == 0
-    assert metrics.sample("canarywatch_incidents_total", {"integration": "i", "verdict": "foreign"}) == 0
-    metrics.record_frame(integration="i", probe="p", tenant="b", verdict="cross_tenant")
+    assert (
+        metrics.sample(
+            "canarywatch_incidents_total", {"integration": "i", "verdict": "foreign", "namespace": ""}
+        )
+        == 0
+    )
+    metrics.record_frame(**stream, verdict="cross_tenant")
     assert metrics.sample("canarywatch_frames_total", labels) == 1

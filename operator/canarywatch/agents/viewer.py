@@ -296,6 +296,7 @@ class ViewerAgent:
             probe=settings.probe,
             policy=settings.policy,
             metrics=self.metrics,
+            responds=False,
             on_event=lambda message: log.info("%s", message),
             clock=clock,
         )

@@ -205,7 +205,7 @@ class _LeakInjector:
         if self.kill_switch.engaged:
             await self.kill_switch.resume()
         monitor.suspended = False
-        monitor.metrics.record_suspended(integration=monitor.integration, suspended=False)
+        monitor.metrics.record_suspended(namespace="", integration=monitor.integration, suspended=False)
         own = self.fleet.camera(self.victim, str(camera))
         assert own is not None
         ingest = f"{self.relay.base_url}/v3/devices/{self.victim}/{camera}/frame"

@@ -109,7 +109,7 @@ async def _resume_after_incidents(pipeline: BenchPipeline, suspended: list[float
                 if shutdown.engaged_at is not None:
                     suspended.append(time.time() - shutdown.engaged_at)
             monitor.suspended = False
-            monitor.metrics.record_suspended(integration=monitor.integration, suspended=False)
+            monitor.metrics.record_suspended(namespace="", integration=monitor.integration, suspended=False)
             monitor.engine.resolve(Verdict(record.verdict))
         handled = len(records)
 

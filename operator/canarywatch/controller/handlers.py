@@ -8,7 +8,9 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
     CanaryProbe        create/update/resume  keyring Secrets (generated once), RBAC,
                                              camera/viewer Deployments, stale ones removed
                        timer                 status summary (workloads from an index,
-                                             verdict counts scraped from ready viewers)
+                                             verdict counts and coverage scraped from
+                                             ready viewers)
+                       delete                its gauges forgotten
     CameraIntegration  create/update/resume  policy and kill-switch validation: phase
                                              Active or Degraded, the Degraded condition
                        spec.suspended        true by hand: engage; false: resume what it
@@ -63,7 +65,7 @@ from canarywatch.controller.integrations import (
     resolve_incidents,
     suspend_or_resume,
 )
-from canarywatch.controller.probes import reconcile_probe, reroll_probes, summarize_probe
+from canarywatch.controller.probes import forget_probe, reconcile_probe, reroll_probes, summarize_probe
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings
 
@@ -97,6 +99,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         initial_delay=settings.status_interval_seconds,
         registry=registry,
     )(summarize_probe)
+    # optional: no finalizer, so a probe is deleted even while the operator is down.
+    on.delete(*_PROBES, optional=True, registry=registry)(forget_probe)
 
     for cause in (on.create, on.update, on.resume):
         cause(*_INTEGRATIONS, registry=registry)(configure_integration)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ from canarywatch.incidents.policy import (
 from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 from canarywatch.verdicts import Verdict
 
-__all__ = ["prune_history", "resolve_if_clean", "respond_to_incident"]
+__all__ = ["prune_history", "record_open_incidents", "resolve_if_clean", "respond_to_incident"]
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +172,14 @@ async def _decide(
         "openIncidents": still_open + is_open(status["state"]),
         "lastIncident": {"name": name, "verdict": verdict.value, "time": spec["times"]["frameReceived"]},
     }
+    record_open_incidents(
+        rt, [*others, {"verdict": verdict.value, "state": status["state"]}], namespace, integration_name
+    )
     if decision.open_incident:
         detection = _seconds_between(spec["times"].get("frameReceived"), spec["times"].get("recorded"))
-        rt.metrics.record_incident(integration=integration_name, verdict=verdict, detection_seconds=detection)
+        rt.metrics.record_incident(
+            namespace=namespace, integration=integration_name, verdict=verdict, detection_seconds=detection
+        )
         who = spec["observed"].get("tenant") or "non-canary content"
         rt.event(
             incident,
@@ -300,7 +306,11 @@ async def _shut_down(
     await patch_incident(
         rt, incident, {"shutdown": {"done": True, "at": timestamp(now), "seconds": round(seconds, 3)}}
     )
-    rt.metrics.record_shutdown(integration=integration["metadata"]["name"], seconds=seconds)
+    rt.metrics.record_shutdown(
+        namespace=integration["metadata"]["namespace"],
+        integration=integration["metadata"]["name"],
+        seconds=seconds,
+    )
     return True
 
 
@@ -358,9 +368,9 @@ async def resolve_if_clean(
         await _resolve(rt, incident, integration)
     async with rt.lock(namespace, integration_name):
         # Counted afresh: a leak decided while the resolve events were out is open too.
-        still_open = sum(
-            1 for i in incident_views(rt, index, namespace, integration_name) if is_open(i["state"])
-        )
+        views = incident_views(rt, index, namespace, integration_name)
+        record_open_incidents(rt, views, namespace, integration_name)
+        still_open = sum(1 for i in views if is_open(i["state"]))
         fresh = await rt.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
         if fresh is not None:
             await patch_integration(rt, fresh, {"openIncidents": still_open})
@@ -398,6 +408,14 @@ async def prune_history(
     return pruned
 
 
+def record_open_incidents(
+    rt: Runtime, views: Sequence[Mapping[str, Any]], namespace: str, integration: str
+) -> None:
+    """``canarywatch_open_incidents`` of one integration, by verdict, from its incidents."""
+    by_verdict = Counter(str(v["verdict"]) for v in views if is_open(v["state"]))
+    rt.metrics.record_open_incidents(namespace=namespace, integration=integration, by_verdict=by_verdict)
+
+
 def page_outstanding(view: Mapping[str, Any]) -> bool:
     """The incident's page is being sent, or failed and will be sent again."""
     paged = view["paged"]
@@ -408,7 +426,7 @@ async def _resolve(rt: Runtime, incident: Mapping[str, Any], integration: Mappin
     """Resolve one incident (its view): its page first, if it was delivered."""
     body = _view_body(incident)
     changes: dict[str, Any] = {"state": IncidentState.RESOLVED, "resolvedAt": timestamp(time.time())}
-    if incident["paged"] == PageResult.ACCEPTED:
+    if incident["paged"] == PageResult.ACCEPTED and paging.page_options(rt, integration).auto_resolve:
         try:
             routing_key = await paging.read_routing_key(rt, integration)
         except KubeError as error:
@@ -420,7 +438,8 @@ async def _resolve(rt: Runtime, incident: Mapping[str, Any], integration: Mappin
             return False  # the next check tries again
         changes["paged"] = {"result": PageResult.RESOLVED}
     await patch_incident(rt, body, changes)
-    rt.event(body, "Resolved", "the integration ran clean; incident resolved")
+    left = "" if "paged" in changes or incident["paged"] != PageResult.ACCEPTED else "; its page stays open"
+    rt.event(body, "Resolved", f"the integration ran clean; incident resolved{left}")
     return True
 
 

@@ -12,7 +12,8 @@ import kopf
 
 from canarywatch.api import MANUAL_INCIDENT, RESUME_ANNOTATION
 from canarywatch.controller.actions import ActionSpecError, build_actions
-from canarywatch.controller.incidents import prune_history, resolve_if_clean
+from canarywatch.controller.incidents import prune_history, record_open_incidents, resolve_if_clean
+from canarywatch.controller.indexes import incident_views
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, KubeError
 from canarywatch.controller.runtime import (
     RETRY_DELAY,
@@ -65,8 +66,11 @@ async def _validate(body: kopf.Body, memo: Runtime) -> None:
         await patch_integration(memo, fresh, {"observedGeneration": generation, "conditions": conditions})
     if problems and (previous.get("Degraded") or {}).get("message") != degraded["message"]:
         memo.event(body, "ConfigurationProblem", "; ".join(problems), warning=True)
+    memo.metrics.prime_responses(namespace=namespace, integration=name)
     memo.metrics.record_suspended(
-        integration=name, suspended=(status.get("killSwitch") or {}).get("state") in ENGAGED_STATES
+        namespace=namespace,
+        integration=name,
+        suspended=(status.get("killSwitch") or {}).get("state") in ENGAGED_STATES,
     )
     # primed at 0: the first leaked frame through an engaged switch is a visible step
     memo.metrics.record_leaked_while_suspended(namespace=namespace, integration=name, frames=0)
@@ -168,12 +172,15 @@ def _resume_requested(rt: Runtime, integration: Mapping[str, Any], *, by_hand: b
 
 async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **kwargs: Any) -> None:
     """Timer: finished incidents beyond the history limit are deleted; an active
-    integration with open incidents is checked for a clean run."""
+    integration with open incidents is checked for a clean run. Every integration's
+    open-incidents gauge is refreshed here (after a restart, too)."""
     await prune_history(memo, kwargs.get("incidents_by_integration"), body)
+    index = kwargs.get("incidents_by_integration")
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    record_open_incidents(memo, incident_views(memo, index, namespace, name), namespace, name)
     if not status.get("openIncidents") or (status.get("killSwitch") or {}).get("state") in ENGAGED_STATES:
         return
-    index = kwargs.get("incidents_by_integration")
-    await resolve_if_clean(memo, index, body["metadata"]["namespace"], body["metadata"]["name"])
+    await resolve_if_clean(memo, index, namespace, name)
 
 
 async def recheck_degraded(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **_: Any) -> None:

@@ -31,10 +31,12 @@ from canarywatch.controller.kube import (
     KubeError,
 )
 from canarywatch.controller.runtime import RETRY_DELAY, Runtime, epoch, is_degraded, status_condition
+from canarywatch.coverage import fetch_counts, summarize
 from canarywatch.httpclient import client_session
+from canarywatch.spec import ProbeSpec
 from canarywatch.verdicts import Verdict
 
-__all__ = ["reconcile_probe", "reroll_probes", "summarize_probe"]
+__all__ = ["forget_probe", "reconcile_probe", "reroll_probes", "summarize_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,8 @@ async def summarize_probe(
     problems = []
     if not lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration)):
         problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
-    counts, last_frame = await _agent_counts(memo, namespace, name, deployments)
+    samples = await _agent_samples(memo, namespace, deployments)
+    counts, last_frame = _verdict_counts(samples, name)
     cameras = {d["metadata"]["labels"].get(LABEL_TENANT) for d in deployments}
     keyrings = memo.keyring_tenants or {t for t in spec.tenant_ids if t in cameras}
     summary = manifests.build_probe_status(
@@ -249,6 +252,10 @@ async def summarize_probe(
         problems=problems,
         previous=status,
     )
+    viewers = len(spec.tenant_ids) * len(spec.profiles)
+    memo.metrics.record_probe(namespace=namespace, integration=spec.integration, probe=name, viewers=viewers)
+    if samples is not None:
+        summary |= _coverage(memo, body, spec, samples, summary)
     last = epoch(status.get("lastSummaryTime"))
     fresh = last is not None and time.time() - last < 10 * memo.settings.status_interval_seconds
     if _changed(summary, status) or not fresh:
@@ -260,11 +267,14 @@ def _changed(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
     return any(previous.get(k) != v for k, v in status.items() if k != "lastSummaryTime")
 
 
-async def _agent_counts(
-    rt: Runtime, namespace: str, probe: str, deployments: Sequence[Mapping[str, Any]]
-) -> tuple[dict[str, int] | None, datetime | None]:
-    """Verdict counts and the last frame time, summed over the ready viewer pods'
-    ``/metrics``; (None, None) when no viewer is ready (the previous counts stay)."""
+Sample = tuple[str, dict[str, str], float]
+
+
+async def _agent_samples(
+    rt: Runtime, namespace: str, deployments: Sequence[Mapping[str, Any]]
+) -> list[Sample] | None:
+    """Every sample of the ready viewer pods' ``/metrics``, each labelled with its pod's
+    address as ``instance``; None when no viewer is ready (the previous status stays)."""
     ready = [
         d
         for d in deployments
@@ -272,7 +282,7 @@ async def _agent_counts(
         and d["status"].get("readyReplicas", 0) > 0
     ]
     if not ready:
-        return None, None
+        return None
     addresses: list[str] = []
     for deployment in ready:
         selector = ",".join(
@@ -282,8 +292,6 @@ async def _agent_counts(
             pod_status = pod.get("status") or {}
             if pod_status.get("phase") == "Running" and pod_status.get("podIP"):
                 addresses.append(str(pod_status["podIP"]))
-    counts: dict[str, int] = {}
-    last_frame: float | None = None
     timeout = aiohttp.ClientTimeout(total=_SCRAPE_TIMEOUT)
     async with client_session(timeout=timeout) as session:
 
@@ -293,21 +301,100 @@ async def _agent_counts(
                 return await response.text() if response.status == 200 else ""
 
         pages = await asyncio.gather(*(scrape(a) for a in addresses), return_exceptions=True)
-    for page in pages:
+    samples: list[Sample] = []
+    for address, page in zip(addresses, pages, strict=True):
         if not isinstance(page, str):
             continue  # a pod that went away mid-scrape: its frames show up next time
         for family in text_string_to_metric_families(page):
-            for sample in family.samples:
-                if sample.labels.get("probe") != probe:
-                    continue
-                if sample.name == "canarywatch_frames_total":
-                    verdict = sample.labels.get("verdict", "")
-                    counts[verdict] = counts.get(verdict, 0) + int(sample.value)
-                elif sample.name == "canarywatch_viewer_last_frame_timestamp_seconds":
-                    last_frame = max(last_frame or 0.0, float(sample.value))
+            samples += [(s.name, {**s.labels, "instance": address}, float(s.value)) for s in family.samples]
+    return samples
+
+
+def _verdict_counts(
+    samples: Sequence[Sample] | None, probe: str
+) -> tuple[dict[str, int] | None, datetime | None]:
+    """Verdict counts and the last frame time of ``probe``, summed over the viewers."""
+    if samples is None:
+        return None, None
+    counts: dict[str, int] = {}
+    last_frame: float | None = None
+    for sample_name, labels, value in samples:
+        if labels.get("probe") != probe:
+            continue
+        if sample_name == "canarywatch_frames_total":
+            verdict = labels.get("verdict", "")
+            counts[verdict] = counts.get(verdict, 0) + int(value)
+        elif sample_name == "canarywatch_viewer_last_frame_timestamp_seconds":
+            last_frame = max(last_frame or 0.0, value)
     known = {v.value for v in Verdict}
     counts = {k: v for k, v in counts.items() if k in known}
     return counts, (datetime.fromtimestamp(last_frame, UTC) if last_frame else None)
+
+
+def _coverage(
+    rt: Runtime,
+    probe: Mapping[str, Any],
+    spec: ProbeSpec,
+    samples: Sequence[Sample],
+    summary: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The probe's detection power since its last summary (``canarywatch.coverage``):
+    status fields, metrics, and the CoverageSufficient condition when the spec sets a
+    target (with a warning Event when it turns False)."""
+    namespace, name = spec.namespace, spec.name
+    uid = str(probe["metadata"].get("uid") or f"{namespace}/{name}")
+    counts = fetch_counts(samples, probe=name, at=time.time())
+    rows = rt.coverage.update(uid, counts, spec.coverage_target)
+    if rows is None:
+        return {}
+    for row in rows:
+        rt.metrics.record_coverage(
+            namespace=namespace,
+            integration=spec.integration,
+            probe=name,
+            path=row.path,
+            network_profile=row.network_profile,
+            fetches_per_second=row.fetches_per_second,
+            detect_seconds=row.seconds,
+            probability=row.probability,
+        )
+    status: dict[str, Any] = {
+        "coverage": [row.to_status() for row in rows][:64],
+        "coverageSummary": summarize(rows),
+    }
+    if "coverageTarget" not in (probe.get("spec") or {}):
+        return status
+    short = [row for row in rows if not row.sufficient]
+    conditions = {c.get("type"): c for c in summary.get("conditions", [])}
+    generation = probe["metadata"].get("generation")
+    if short:
+        message = "; ".join(
+            f"{r.statement()} (needs {r.required_fetches_per_second:.2f} fetches/s)" for r in short
+        )
+        condition = status_condition(
+            "CoverageSufficient", "False", "ProbeTooSmall", message[:2048], conditions, generation
+        )
+        if (conditions.get("CoverageSufficient") or {}).get("status") != "False":
+            rt.event(probe, "ProbeTooSmall", message[:1024], warning=True)
+    else:
+        condition = status_condition(
+            "CoverageSufficient",
+            "True",
+            "TargetMet",
+            "every path meets the coverage target",
+            conditions,
+            generation,
+        )
+    kept = [c for t, c in conditions.items() if t != "CoverageSufficient"]
+    return status | {"conditions": [*kept, condition]}
+
+
+async def forget_probe(body: kopf.Body, memo: Runtime, **_: Any) -> None:
+    """A deleted probe's gauges go with it: no alert waits for viewers removed on purpose."""
+    meta = body["metadata"]
+    integration = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
+    memo.metrics.forget_probe(namespace=meta["namespace"], integration=integration, probe=meta["name"])
+    memo.coverage.forget(str(meta.get("uid") or f"{meta['namespace']}/{meta['name']}"))
 
 
 async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from canarywatch.controller.kube import Kube
 from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.settings import OperatorSettings
+from canarywatch.coverage import CoverageMeter
 from canarywatch.incidents.policy import Confirmation, Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
 from canarywatch.shutdown.holding import Holding
@@ -101,6 +102,8 @@ class Runtime:
     #: Re-assertion pacing of each engaged kill switch (memory only: after a restart the
     #: next leak re-asserts at once, which is the safe side).
     holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)
+    #: Each probe's fetch counts at its last summary, for its coverage (shared by all).
+    coverage: CoverageMeter = field(default_factory=CoverageMeter)
 
     def lock(self, namespace: str, integration: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, integration), asyncio.Lock())

@@ -39,7 +39,7 @@ from canarywatch.shutdown import (
     SwitchState,
 )
 
-__all__ = ["StatusStore", "engage", "hold", "patch_integration", "resume"]
+__all__ = ["StatusStore", "engage", "hold", "patch_integration", "record_integration", "resume"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ async def patch_integration(
     )
     if (integration.get("status") or {}).get("phase") != phase:
         log.info("CameraIntegration %s/%s is %s", meta["namespace"], meta["name"], phase)
+    record_integration(rt, integration, status)
     return dict(patched)
 
 
@@ -68,6 +69,17 @@ _PHASES = {
     SwitchState.RESUMING: IntegrationPhase.RESUMING,
     SwitchState.RESUME_FAILED: IntegrationPhase.RESUME_FAILED,
 }
+
+
+def record_integration(rt: Runtime, integration: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """The gauges that follow an integration's status: Degraded, and the kill cap."""
+    meta = integration["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    rt.metrics.record_degraded(namespace=namespace, integration=name, degraded=is_degraded(status))
+    kill_cap = integration_policy(integration, rt.settings)[0].kill_cap
+    kills = [t for t in (epoch(k) for k in status.get("recentKills") or []) if t is not None]
+    until = kill_cap.exhausted_until(kills, time.time())
+    rt.metrics.record_kill_cap(namespace=namespace, integration=name, exhausted_until=until)
 
 
 def _phase(status: Mapping[str, Any]) -> IntegrationPhase:
@@ -184,7 +196,10 @@ def _kill_switch(
         integration=str(integration["metadata"]["name"]),
         store=store,
         resumer=resumer,
-        on_action=rt.metrics.killswitch_hook(integration=str(integration["metadata"]["name"])),
+        on_action=rt.metrics.killswitch_hook(
+            namespace=str(integration["metadata"]["namespace"]),
+            integration=str(integration["metadata"]["name"]),
+        ),
         allow_empty=True,
     )
 
@@ -256,7 +271,7 @@ async def engage(
         return store.integration, SwitchState.ENGAGE_FAILED
     record = await _kill_switch(rt, store, actions, integration).engage(incident, reason[:_TEXT_LIMIT])
     integration = store.integration
-    rt.metrics.record_suspended(integration=name, suspended=True)
+    rt.metrics.record_suspended(namespace=namespace, integration=name, suspended=True)
     if record.state is SwitchState.ENGAGE_FAILED:
         failed_names = [a.name for a in record.actions if a.result is not Result.SUCCEEDED]
         message = f"kill switch for {incident} incomplete: {', '.join(failed_names)} failed; retrying"
@@ -335,7 +350,7 @@ async def resume(rt: Runtime, integration: dict[str, Any]) -> tuple[dict[str, An
     record = await _kill_switch(rt, store, configured, integration).resume()
     integration = store.integration
     failed = record.state is SwitchState.RESUME_FAILED
-    rt.metrics.record_suspended(integration=name, suspended=failed)
+    rt.metrics.record_suspended(namespace=meta["namespace"], integration=name, suspended=failed)
     if failed:
         rt.event(integration, "ResumeFailed", str(store.status_of(record)["resumeHint"]), warning=True)
     else:

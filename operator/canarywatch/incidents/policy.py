@@ -168,6 +168,15 @@ class KillCap:
         ):
             raise PolicyError("windowSeconds", "must be a finite number of seconds > 0")
 
+    def exhausted_until(self, kills: Iterable[float], now: float) -> float | None:
+        """Until when no automatic kill is allowed, given past kill times; None: one is, or
+        ``max_kills`` is 0 (never killing automatically is a choice, not an exhausted cap)."""
+        recent = sorted(t for t in kills if t > now - self.window_seconds)
+        if self.max_kills == 0 or len(recent) < self.max_kills:
+            return None
+        # The cap frees up when enough of the recent kills have left the window.
+        return recent[len(recent) - self.max_kills] + self.window_seconds
+
 
 @dataclass(frozen=True)
 class Policy:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from canarywatch.api import KIND_PROBE
+from canarywatch.coverage import DEFAULT_TARGET, CoverageError, CoverageTarget
 from canarywatch.spec.schema import Schema, SpecError
 from canarywatch.viewer.network import PRESETS, NetworkProfile, ProfileError
 
@@ -76,6 +77,7 @@ class ProbeSpec:
     node_selector: Mapping[str, str]
     tolerations: tuple[Mapping[str, Any], ...]
     resources: Mapping[str, Any]
+    coverage_target: CoverageTarget = DEFAULT_TARGET
 
     @property
     def tenant_ids(self) -> tuple[str, ...]:
@@ -141,7 +143,15 @@ def read_probe(
         node_selector={str(k): str(v) for k, v in placement.get("nodeSelector", {}).items()},
         tolerations=tuple(placement.get("tolerations", [])),
         resources=raw.get("resources", {}),
+        coverage_target=_coverage_target(raw.get("coverageTarget"), f"{where}.coverageTarget"),
     )
+
+
+def _coverage_target(spec: Mapping[str, Any] | None, where: str) -> CoverageTarget:
+    try:
+        return CoverageTarget.from_spec(spec, where)
+    except CoverageError as error:
+        raise SpecError(error.field, error.message) from None
 
 
 def _tenant(entry: Mapping[str, Any]) -> Tenant:

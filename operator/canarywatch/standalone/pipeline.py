@@ -26,6 +26,7 @@ from typing import Any
 
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.camera.streams import publish_streams
+from canarywatch.coverage import CoverageMeter, PathCoverage, fetch_counts
 from canarywatch.delivery import CameraDelivery, describe
 from canarywatch.files import atomic_write
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
@@ -36,6 +37,7 @@ from canarywatch.monitor import Monitor
 from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
+from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
 from canarywatch.viewer.runner import RunningStream, ViewerRunner
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 5.0
 #: Open requests to the camera server (an MJPEG pull never ends) get this long.
 SERVER_STOP_SECONDS = 1.0
+# How often a run measures its fetch rates for the coverage statement.
+COVERAGE_INTERVAL = 10.0
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Pipeline:
         self.fleet: CameraFleet | None = None
         self.camera_server_url: str | None = None
         self.monitor: Monitor | None = None
+        self.meter = CoverageMeter()
+        self.coverage: list[PathCoverage] = []
 
     # -- assembly ---------------------------------------------------------------------
     def _cameras(self) -> list[CanaryCamera]:
@@ -152,9 +158,7 @@ class Pipeline:
                 metrics_server = await serve_metrics(self.metrics, port=0)
             servers.push_async_callback(metrics_server.stop)
             self.metrics_url = metrics_server.url
-            self.metrics.prime(
-                integration=integration.name, probe=cfg.probe.name, tenants=[t.id for t in cfg.probe.tenants]
-            )
+            self.metrics.prime_responses(namespace="", integration=integration.name)
             pagerduty = None
             if self.routing_key:
                 outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
@@ -171,7 +175,7 @@ class Pipeline:
                     integration.kill_actions,
                     integration=integration.name,
                     state_path=self.out_dir / "killswitch.json" if self.out_dir else None,
-                    on_action=self.metrics.killswitch_hook(integration=integration.name),
+                    on_action=self.metrics.killswitch_hook(namespace="", integration=integration.name),
                 )
             monitor = self.monitor = Monitor(
                 integration=integration.name,
@@ -180,6 +184,7 @@ class Pipeline:
                 metrics=self.metrics,
                 pagerduty=pagerduty,
                 routing_key=self.routing_key,
+                page_options=integration.pagerduty.options if integration.pagerduty else None,
                 kill_switch=kill_switch,
                 out_dir=self.out_dir,
                 on_event=self.on_event,
@@ -211,6 +216,11 @@ class Pipeline:
             )
             if pagerduty is not None:
                 tasks.append(asyncio.create_task(pagerduty.run()))
+            hubs = {(t.id, p.name) for t in cfg.probe.tenants for p in cfg.probe.network_profiles}
+            self.metrics.record_probe(
+                namespace="", integration=integration.name, probe=cfg.probe.name, viewers=len(hubs)
+            )
+            tasks.append(asyncio.create_task(self._measure_coverage()))
             viewers.start()
             monitor.finish_recovered()  # what a previous run left undone
             started = time.monotonic()
@@ -276,10 +286,42 @@ class Pipeline:
             monitor.delivery.published(camera.tenant, camera.camera, camera.published)
         return monitor.delivery.undelivered(min_published=self._min_published())
 
+    async def _measure_coverage(self) -> None:
+        """Every ``COVERAGE_INTERVAL`` seconds: the probe's detection power from the fetch
+        rates it measured (``canarywatch.coverage``), in the metrics, the summary and, when
+        a path falls short of the probe's target, a warning."""
+        cfg = self.config
+        name, target = cfg.probe.name, cfg.probe.spec.coverage_target
+        confirmation = cfg.integration.policy.rules[Verdict.CROSS_TENANT].confirmation
+        warned: set[tuple[str, str]] = set()
+        while True:
+            counts = fetch_counts(self.metrics.samples(), probe=name, at=time.monotonic())
+            rows = self.meter.update(
+                name, counts, target, frames=confirmation.frames, of_last=confirmation.of_last
+            )
+            for row in rows or ():
+                self.metrics.record_coverage(
+                    namespace="",
+                    integration=cfg.integration.name,
+                    probe=name,
+                    path=row.path,
+                    network_profile=row.network_profile,
+                    fetches_per_second=row.fetches_per_second,
+                    detect_seconds=row.seconds,
+                    probability=row.probability,
+                )
+                if not row.sufficient and (row.path, row.network_profile) not in warned:
+                    warned.add((row.path, row.network_profile))
+                    self.on_event(f"WARNING coverage: {row.statement()}, short of the probe's target")
+            if rows:
+                self.coverage = rows
+            await asyncio.sleep(COVERAGE_INTERVAL)
+
     def _summary(self, monitor: Monitor, elapsed: float) -> dict[str, Any]:
         self._undelivered(monitor)
         summary = monitor.summary()
         summary["delivery"] = monitor.delivery.summary(min_published=self._min_published())
+        summary["coverage"] = [row.to_status() for row in self.coverage]
         summary["duration_seconds"] = round(elapsed, 3)
         summary["streams"] = len(self.streams)
         summary["viewer_network_errors"] = sum(s.errors for s in self.streams)

@@ -50,7 +50,12 @@ async def judge_frames(
                     frame.meta.get("undecodable", ""),
                 )
             metrics.record_viewer_error(
-                integration=stream.integration, probe=stream.probe, tenant=stream.tenant, kind=kind
+                integration=stream.integration,
+                probe=stream.probe,
+                tenant=stream.tenant,
+                path=stream.kind,
+                network_profile=stream.profile,
+                kind=kind,
             )
             continue
         camera_text = frame.meta.get("camera", "")

@@ -144,6 +144,14 @@ class ViewerRunner:
         if self.tasks:
             raise RuntimeError("the viewer runner is already started")
         self.streams = [self._open(plan) for plan in self.plan]
+        # Every stream's verdict series exist at 0 before its first frame (Metrics.prime).
+        for s in self.streams:
+            stream = s.stream
+            self.metrics.prime(
+                integration=stream.integration,
+                probe=stream.probe,
+                streams=[(stream.tenant, stream.kind, stream.profile)],
+            )
         self.tasks = [asyncio.create_task(self._view(s), name=s.stream.key) for s in self.streams]
         return list(self.tasks)
 

@@ -77,6 +77,8 @@ def build_probe_status(
         _condition(
             "Degraded", *degraded, previous=conditions.get("Degraded"), now=now, generation=generation
         ),
+        # Conditions other summaries own (CoverageSufficient) stay as they were.
+        *(c for t, c in conditions.items() if t not in ("Ready", "Degraded")),
     ]
     return status
 
