@@ -58,8 +58,9 @@ CHART_DASHBOARDS = REPO / "charts" / "canarywatch" / "files" / "dashboards"
 DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
 CLI = [sys.executable, "-m", "canarywatch.cli"]
 
-# Labels Prometheus adds to every scraped series (kubernetes SD / prometheus-operator).
-TARGET_LABELS = {"namespace", "job", "instance", "pod", "service", "container", "endpoint"}
+# Labels Prometheus adds to every scraped series (kubernetes SD / prometheus-operator),
+# and `cluster`, which a multi-cluster setup adds (external or target label).
+TARGET_LABELS = {"cluster", "namespace", "job", "instance", "pod", "service", "container", "endpoint"}
 # What Grafana puts in for its built-in variables, for a 1 s scrape interval and a 2 s
 # step: $__rate_interval = max($__interval + scrape interval, 4 x scrape interval).
 SCRAPE_INTERVAL_S = 1
@@ -500,13 +501,25 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 },
                 "rule_files": [str(RULES)],
                 "scrape_configs": [
+                    # the target labels a Kubernetes scrape gives (namespace) and a
+                    # multi-cluster one adds (cluster), for the dashboards' variables
                     {
                         "job_name": "canarywatch-healthy",
-                        "static_configs": [{"targets": [f"127.0.0.1:{healthy_port}"]}],
+                        "static_configs": [
+                            {
+                                "targets": [f"127.0.0.1:{healthy_port}"],
+                                "labels": {"cluster": "test", "namespace": "demo"},
+                            }
+                        ],
                     },
                     {
                         "job_name": "canarywatch-leak",
-                        "static_configs": [{"targets": [f"127.0.0.1:{leak_port}"]}],
+                        "static_configs": [
+                            {
+                                "targets": [f"127.0.0.1:{leak_port}"],
+                                "labels": {"cluster": "test", "namespace": "shop"},
+                            }
+                        ],
                     },
                 ],
             }
@@ -605,6 +618,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             ),
             processes,
             90,
+        )
+        _wait_for(
+            "coverage measured twice on both",
+            lambda: all(
+                prom.has(f"count_over_time(canarywatch_coverage_detect_seconds{{{job}}}[1m]) >= 2")
+                for job in (healthy, leak)
+            ),
+            processes,
+            60,
         )
         _wait_for(
             "CanarywatchCrossTenantLeak firing",
