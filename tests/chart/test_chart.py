@@ -30,6 +30,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -771,6 +772,8 @@ def test_monitoring_objects_scrape_the_operator_and_agents(renders: dict[str, Ma
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
     assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    # The operator's series carry the integration's namespace; the rules join on it.
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     # job= the Service's label named by jobLabel, and CanarywatchOperatorDown matches it.
     job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
     [job_regex] = set(re.findall(r'up\{job=~"([^"]+)"\}', RULES.read_text()))
@@ -795,6 +798,50 @@ def test_monitoring_objects_scrape_the_operator_and_agents(renders: dict[str, Ma
         assert not selects(
             pod_monitor["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"]
         )
+
+
+def _notes(helm: Helm, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as `helm install` prints it, without a cluster: `helm template` skips
+    NOTES.txt and wants YAML, so a copy of the chart defines it and renders it as a string."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_zz-notes.tpl").write_text(
+        '{{- define "test.notes" -}}\n' + notes + "{{- end }}\n"
+    )
+    (chart / "templates" / "zz-notes.yaml").write_text('notes: |\n{{ include "test.notes" . | indent 2 }}\n')
+    args = [
+        "template",
+        RELEASE,
+        str(chart),
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/zz-notes.yaml",
+    ]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = helm.run(*args)
+    assert result.returncode == 0, result.stderr
+    text: str = yaml.safe_load(result.stdout)["notes"]
+    return text
+
+
+def test_notes_warn_when_the_alert_rules_cannot_see_what_they_need(helm: Helm, tmp_path: Path) -> None:
+    # Before: a PrometheusRule without the PodMonitor could never fire the leak alerts,
+    # and NOTES.txt said nothing.
+    rules_only = _notes(helm, tmp_path / "a", "prometheusRule.enabled=true")
+    assert "metrics.podMonitor.enabled=false" in rules_only
+    assert "metrics.serviceMonitor.enabled=false" in rules_only
+    everything = _notes(
+        helm,
+        tmp_path / "b",
+        "prometheusRule.enabled=true",
+        "metrics.podMonitor.enabled=true",
+        "metrics.serviceMonitor.enabled=true",
+    )
+    assert "WARNING" not in everything
+    assert "WARNING" not in _notes(helm, tmp_path / "c")
 
 
 def test_prometheus_rule_is_the_tested_rule_file_verbatim(renders: dict[str, Manifests]) -> None:
