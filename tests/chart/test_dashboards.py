@@ -294,7 +294,19 @@ def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
     values = {
         **BUILTINS,
         "__range": "1h",
-        **{v: ".*" for v in ("integration", "probe", "tenant", "camera")},
+        **{
+            v: ".*"
+            for v in (
+                "cluster",
+                "namespace",
+                "integration",
+                "probe",
+                "tenant",
+                "camera",
+                "path",
+                "network_profile",
+            )
+        },
     }
     rules = []
     where = {}

@@ -85,9 +85,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
         plane.stop()
 
 
-def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, profile: str) -> None:
+def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, profile: str) -> Metrics:
     """Make the viewer Deployment of ``tenant``/``profile`` look ready with one Running
-    pod on 127.0.0.1, whose /metrics (on the agents' port) report six frames."""
+    pod on 127.0.0.1, whose /metrics (on the agents' port) report six frames; the
+    viewer's ``Metrics``, for a test to add frames."""
     metrics = Metrics()
     for verdict in ["ok"] * 5 + ["cross_tenant"]:
         metrics.record_frame(
@@ -134,6 +135,7 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
         {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
         "application/merge-patch+json",
     )
+    return metrics
 
 
 def calls_of(audit_log: Path, user: str) -> tuple[set[tuple[str, str, str]], list[str]]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
 from canarywatch.camera.streams import publish_streams
-from canarywatch.coverage import CoverageMeter, PathCoverage, fetch_counts
+from canarywatch.coverage import PathCoverage, assess, fetch_counts, fetch_rates
 from canarywatch.delivery import CameraDelivery, describe
 from canarywatch.files import atomic_write
 from canarywatch.incidents.pagerduty import EVENTS_URL, MemoryOutbox, Outbox, PagerDutyClient
@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 5.0
 #: Open requests to the camera server (an MJPEG pull never ends) get this long.
 SERVER_STOP_SECONDS = 1.0
-# How often a run measures its fetch rates for the coverage statement.
-COVERAGE_INTERVAL = 10.0
+# How often a run restates its coverage (rates since the start), and after how long a
+# path short of the target is warned about.
+COVERAGE_INTERVAL = 2.0
+COVERAGE_WARN_AFTER = 30.0
 
 
 @dataclass
@@ -109,7 +111,6 @@ class Pipeline:
         self.fleet: CameraFleet | None = None
         self.camera_server_url: str | None = None
         self.monitor: Monitor | None = None
-        self.meter = CoverageMeter()
         self.coverage: list[PathCoverage] = []
 
     # -- assembly ---------------------------------------------------------------------
@@ -288,18 +289,24 @@ class Pipeline:
 
     async def _measure_coverage(self) -> None:
         """Every ``COVERAGE_INTERVAL`` seconds: the probe's detection power from the fetch
-        rates it measured (``canarywatch.coverage``), in the metrics, the summary and, when
-        a path falls short of the probe's target, a warning."""
+        rates measured since the run started (``canarywatch.coverage``), in the metrics
+        and the summary; a path short of the probe's target is warned about once, after
+        ``COVERAGE_WARN_AFTER`` seconds (the first seconds undercount: streams connect)."""
         cfg = self.config
         name, target = cfg.probe.name, cfg.probe.spec.coverage_target
         confirmation = cfg.integration.policy.rules[Verdict.CROSS_TENANT].confirmation
+        baseline = fetch_counts(self.metrics.samples(), probe=name, at=time.monotonic())
         warned: set[tuple[str, str]] = set()
         while True:
+            await asyncio.sleep(COVERAGE_INTERVAL)
             counts = fetch_counts(self.metrics.samples(), probe=name, at=time.monotonic())
-            rows = self.meter.update(
-                name, counts, target, frames=confirmation.frames, of_last=confirmation.of_last
+            rows = assess(
+                fetch_rates(baseline, counts),
+                target,
+                frames=confirmation.frames,
+                of_last=confirmation.of_last,
             )
-            for row in rows or ():
+            for row in rows:
                 self.metrics.record_coverage(
                     namespace="",
                     integration=cfg.integration.name,
@@ -310,12 +317,15 @@ class Pipeline:
                     detect_seconds=row.seconds,
                     probability=row.probability,
                 )
-                if not row.sufficient and (row.path, row.network_profile) not in warned:
-                    warned.add((row.path, row.network_profile))
+                where = (row.path, row.network_profile)
+                if (
+                    not row.sufficient
+                    and where not in warned
+                    and counts.at - baseline.at >= COVERAGE_WARN_AFTER
+                ):
+                    warned.add(where)
                     self.on_event(f"WARNING coverage: {row.statement()}, short of the probe's target")
-            if rows:
-                self.coverage = rows
-            await asyncio.sleep(COVERAGE_INTERVAL)
+            self.coverage = rows or self.coverage
 
     def _summary(self, monitor: Monitor, elapsed: float) -> dict[str, Any]:
         self._undelivered(monitor)
