@@ -326,13 +326,25 @@ def _stream_power(fetches: int, p: float, k: int, n: int) -> float:
 
 
 def _at_least(trials: int, p: float, k: int) -> float:
-    """P(Binomial(trials, p) >= k), summed in logs so tiny p and large trials stay exact."""
-    below = 0.0
+    """P(Binomial(trials, p) >= k), in logs so tiny p and large trials stay exact: the
+    upper tail summed directly when it is small (``1 - P(< k)`` would be rounding noise
+    there), the complement otherwise."""
     log_p, log_q = math.log(p), math.log1p(-p)
-    for i in range(k):
-        log_term = math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1)
-        below += math.exp(log_term + i * log_p + (trials - i) * log_q)
-    return min(1.0, max(0.0, 1.0 - below))
+
+    def term(i: int) -> float:
+        log_choose = math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1)
+        return math.exp(log_choose + i * log_p + (trials - i) * log_q)
+
+    if k > trials * p:  # past the mean: the terms from k on fall at least geometrically
+        tail, i = 0.0, k
+        while i <= trials:
+            t = term(i)
+            tail += t
+            if t <= tail * 1e-17:
+                break
+            i += 1
+        return min(1.0, tail)
+    return min(1.0, max(0.0, 1.0 - sum(term(i) for i in range(k))))
 
 
 def _fetches_needed(p: float, confidence: float, k: int, n: int, streams: int) -> int | None:

@@ -126,9 +126,10 @@ def test_power_grows_with_time_and_shrinks_with_stricter_confirmation(
 
     now = power(seconds, frames)
     assert 0.0 <= now <= 1.0
-    assert power(seconds * 2, frames) >= now
+    # monotone up to floating-point rounding (probabilities near 0 or 1)
+    assert power(seconds * 2, frames) >= now - 1e-12
     if frames > 1:
-        assert power(seconds, frames - 1) >= now
+        assert power(seconds, frames - 1) >= now - 1e-12
 
 
 @settings(max_examples=20, deadline=None)
