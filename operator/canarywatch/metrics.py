@@ -34,6 +34,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from canarywatch.coverage import PathCoverage
 from canarywatch.incidents.pagerduty import EVENT_ACTIONS, Outcome
 from canarywatch.serving import ServedApp
 from canarywatch.verdicts import Verdict
@@ -360,23 +361,15 @@ class Metrics:
         self._viewers_expected.labels(namespace, integration, probe).set(viewers)
 
     def record_coverage(
-        self,
-        *,
-        namespace: str,
-        integration: str,
-        probe: str,
-        path: str,
-        network_profile: str,
-        fetches_per_second: float,
-        detect_seconds: float,
-        probability: float,
+        self, *, namespace: str, integration: str, probe: str, rows: Iterable[PathCoverage]
     ) -> None:
-        """A probe's detection power on one path and profile (``canarywatch.coverage``)."""
-        labels = (namespace, integration, probe, path, network_profile)
-        self._coverage_series.add(labels)
-        self._coverage_rate.labels(*labels).set(fetches_per_second)
-        self._coverage_seconds.labels(*labels).set(detect_seconds)
-        self._coverage_probability.labels(*labels).set(probability)
+        """A probe's detection power per path and profile (``canarywatch.coverage``)."""
+        for row in rows:
+            labels = (namespace, integration, probe, row.path, row.network_profile)
+            self._coverage_series.add(labels)
+            self._coverage_rate.labels(*labels).set(row.fetches_per_second)
+            self._coverage_seconds.labels(*labels).set(row.seconds)
+            self._coverage_probability.labels(*labels).set(row.probability)
 
     def forget_probe(self, *, namespace: str, integration: str, probe: str) -> None:
         """Drop a deleted probe's series, so no alert waits for viewers that are gone on purpose."""

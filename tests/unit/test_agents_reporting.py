@@ -346,6 +346,17 @@ def settings(tmp_path: Path, **extra: str) -> ViewerSettings:
     return ViewerSettings.from_environ(environ | extra)
 
 
+# The cross_tenant series of the test viewer's stream.
+LEAKED_STREAM = {
+    "integration": "reference-relay",
+    "probe": "reference-relay-canaries",
+    "tenant": "bravo-2",
+    "verdict": "cross_tenant",
+    "path": "snapshot",
+    "network_profile": "poor",
+}
+
+
 class Viewer:
     """A ViewerAgent fed judged frames directly (no network), reporting into ``reported``."""
 
@@ -382,14 +393,7 @@ async def test_a_leak_storm_is_one_leak_incident(tmp_path: Path, keys: Keyring) 
     assert (
         viewer.agent.metrics.sample(
             "canarywatch_frames_total",
-            {
-                "integration": "reference-relay",
-                "probe": "reference-relay-canaries",
-                "tenant": "bravo-2",
-                "verdict": "cross_tenant",
-                "path": "snapshot",
-                "network_profile": "poor",
-            },
+            LEAKED_STREAM,
         )
         == 10
     )
@@ -409,15 +413,7 @@ async def test_a_viewer_primes_its_verdict_series_before_the_first_frame(
     viewer = Viewer(tmp_path, keys)
     started = viewer.agent.viewers.start()
     try:
-        leak = {
-            "integration": "reference-relay",
-            "probe": "reference-relay-canaries",
-            "tenant": "bravo-2",
-            "verdict": "cross_tenant",
-            "path": "snapshot",
-            "network_profile": "poor",
-        }
-        assert viewer.agent.metrics.sample("canarywatch_frames_total", leak) == 0
+        assert viewer.agent.metrics.sample("canarywatch_frames_total", LEAKED_STREAM) == 0
     finally:
         await viewer.agent.viewers.stop()
     assert started

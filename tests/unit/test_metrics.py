@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from canarywatch.coverage import CoverageTarget, assess
 from canarywatch.incidents.pagerduty import Outcome
 from canarywatch.metrics import (
     DETECTION_BUCKETS,
@@ -49,15 +50,8 @@ def exercised() -> Metrics:
     metrics.record_pagerduty_event(action="trigger", result="delivered")
     metrics.record_leaked_while_suspended(namespace="ns", integration="relay")
     metrics.record_probe(**RESPONDER, probe="p1", viewers=4)
-    metrics.record_coverage(
-        **RESPONDER,
-        probe="p1",
-        path="snapshot",
-        network_profile="poor",
-        fetches_per_second=12.0,
-        detect_seconds=38.25,
-        probability=0.995,
-    )
+    target = CoverageTarget(leak_rate=0.01, detect_within_seconds=40)
+    metrics.record_coverage(**RESPONDER, probe="p1", rows=assess([("snapshot", "poor", 12.0, 4)], target))
     return metrics
 
 

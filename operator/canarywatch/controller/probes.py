@@ -347,17 +347,7 @@ def _coverage(
     rows = rt.coverage.update(uid, counts, spec.coverage_target)
     if rows is None:
         return {}
-    for row in rows:
-        rt.metrics.record_coverage(
-            namespace=namespace,
-            integration=spec.integration,
-            probe=name,
-            path=row.path,
-            network_profile=row.network_profile,
-            fetches_per_second=row.fetches_per_second,
-            detect_seconds=row.seconds,
-            probability=row.probability,
-        )
+    rt.metrics.record_coverage(namespace=namespace, integration=spec.integration, probe=name, rows=rows)
     status: dict[str, Any] = {
         "coverage": [row.to_status() for row in rows][:64],
         "coverageSummary": summarize(rows),

@@ -306,17 +306,10 @@ class Pipeline:
                 frames=confirmation.frames,
                 of_last=confirmation.of_last,
             )
+            self.metrics.record_coverage(
+                namespace="", integration=cfg.integration.name, probe=name, rows=rows
+            )
             for row in rows:
-                self.metrics.record_coverage(
-                    namespace="",
-                    integration=cfg.integration.name,
-                    probe=name,
-                    path=row.path,
-                    network_profile=row.network_profile,
-                    fetches_per_second=row.fetches_per_second,
-                    detect_seconds=row.seconds,
-                    probability=row.probability,
-                )
                 where = (row.path, row.network_profile)
                 if (
                     not row.sufficient
