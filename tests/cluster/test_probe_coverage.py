@@ -5,9 +5,11 @@ a real API server."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import controlplane
 import pytest
+from availability import unavailable
 from test_crds import eventually, example
 from test_operator import (  # noqa: F401  (fixtures)
     Api,
@@ -28,6 +30,22 @@ from canarywatch.controller import manifests
 from canarywatch.controller.kube import CANARY_PROBES, DEPLOYMENTS, SECRETS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
+
+
+@pytest.fixture(scope="module")
+def control_plane() -> Iterator[controlplane.ControlPlane]:
+    """This module's own API server, without a controller manager: its Deployment
+    controller would reset the ready viewer this test fakes."""
+    plane = controlplane.ControlPlane(controller_manager=False)
+    try:
+        plane.start()
+    except controlplane.ToolsMissingError as error:
+        plane.stop()
+        unavailable(str(error))
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 def test_the_status_states_the_probes_detection_power_and_warns_when_it_is_too_small(
