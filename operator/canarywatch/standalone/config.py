@@ -409,12 +409,11 @@ def _integration(obj: object) -> IntegrationConfig:
         key = pd.get("routingKey", pd.get("routingKeyFrom"))
         if key is None:
             raise ConfigError(f"{where}.pagerduty.routingKey", "required (or routingKeyFrom: {env|file})")
-        pagerduty = PagerDutyConfig(_token(key, f"{where}.pagerduty.routingKey"), _pagerduty_url(pd, where))
+        pagerduty = PagerDutyConfig(
+            _token(key, f"{where}.pagerduty.routingKey"), _pagerduty_url(pd, where), PageOptions.from_spec(pd)
+        )
         if pagerduty.routing_key.literal is not None:
             pagerduty.key()  # a variable or a file is read when the monitor starts
-        pagerduty = PagerDutyConfig(
-            _token(key, f"{where}.pagerduty.routingKey"), pd.get("url"), PageOptions.from_spec(pd)
-        )
     # The CRD's CEL rule on spec.killSwitch.actions.
     if policy.mode.value == "enforce" and not actions:
         raise ConfigError(f"{where}.killSwitch", "policy mode enforce needs at least one kill-switch action")
