@@ -19,6 +19,7 @@ __all__ = [
     "API_GROUP",
     "API_VERSION",
     "CONFIG_HASH_ANNOTATION",
+    "HUB_PROTOCOLS",
     "INCIDENT_ID_ANNOTATION",
     "KILL_SWITCH_OWNER_ANNOTATION",
     "KIND_INCIDENT",
@@ -186,19 +187,24 @@ TRANSPORT_ENDPOINTS: Final[Mapping[str, str]] = {
     "events": "events",
     "authz": "authzProbe",
     "hls": "hls",
+    "hub": "hub",
 }
 
 #: The integration path a frame came through (LeakIncident ``spec.viewer.path``): the
 #: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames;
 #: the video transports' paths are their names.
-PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls")
+PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub")
 
 #: The paths that carry video (decoded with PyAV, sampled), not images.
 VIDEO_PATHS: Final = ("hls",)
 
 #: The viewer endpoints that watch a tenant's own cameras (at least one is needed;
 #: ``authzProbe`` only checks that the others' are refused).
-WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS)
+WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS, "hub")
+
+#: A smart display's way in (``viewer.hub``): the smart-home protocol it speaks to the
+#: integration's fulfillment before watching the stream it is handed.
+HUB_PROTOCOLS: Final = ("google",)
 
 
 _MAX_LABEL_VALUE = 63

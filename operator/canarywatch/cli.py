@@ -214,7 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     routing_key = args.routing_key or os.environ.get("CANARYWATCH_PAGERDUTY_ROUTING_KEY") or None
     try:
-        return main_demo(args.fault, args.duration, args.out, routing_key, args.metrics_port)
+        return main_demo(args.fault, args.duration, args.out, routing_key, args.metrics_port, args.via)
     except RelayConfigError as e:
         raise UsageError(str(e)) from e
 
@@ -413,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--routing-key", help="page the real PagerDuty with this routing key (default: a local receiver)"
     )
     demo.add_argument("--metrics-port", type=_int_in("--metrics-port", 0, 65535), default=9464)
+    demo.add_argument(
+        "--via",
+        choices=("relay", "hub"),
+        default="relay",
+        help="relay: snapshot, MJPEG, events, authz viewers on good and poor networks; hub: smart "
+        "displays on a poor network through the Google smart-home fulfillment to its HLS stream",
+    )
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="standalone monitor for any HTTP camera integration")

@@ -42,6 +42,10 @@ class DemoOptions:
     routing_key: str | None = None
     metrics_port: int = 0
     fps: float = 2.0
+    #: ``relay``: hubs fetch snapshots, MJPEG, events and probes from the relay; ``hub``:
+    #: smart displays on a poor network, through the Google smart-home fulfillment
+    #: (SYNC, GetCameraStream) to the HLS ladder it hands out.
+    via: str = "relay"
 
 
 def demo_config(
@@ -52,6 +56,7 @@ def demo_config(
     metrics_port: int,
     pd_url: str | None,
     routing_key: str,
+    via: str = "relay",
 ) -> dict[str, Any]:
     """The standalone configuration the demo runs (same shape as `canarywatch run --config`)."""
     device = relay_url + "/v3/devices/{tenant}/{camera}"
@@ -59,18 +64,25 @@ def demo_config(
     pagerduty: dict[str, Any] = {"routingKey": routing_key}
     if pd_url is not None:
         pagerduty["url"] = pd_url
+    viewers = {
+        "snapshot": {"url": device + "/live.jpg", "headers": bearer},
+        "mjpeg": {"url": device + "/stream.mjpg", "headers": bearer},
+        "events": {"url": relay_url + "/v3/events", "headers": bearer},
+        # the viewer's own token, other tenants' cameras: must be refused
+        "authzProbe": {"url": device + "/live.jpg", "headers": bearer},
+        # a smart display: the tenant's OAuth token, the vendor's fulfillment URL
+        "hub": {"url": relay_url + "/v3/smarthome/fulfillment", "headers": bearer},
+        "pollInterval": 0.25,
+    }
+    if via == "hub":
+        transports, profiles, freshness = ["hub"], ["poor"], 15
+    else:
+        transports, profiles, freshness = ["snapshot", "mjpeg", "events", "authz"], ["good", "poor"], 10
     return {
         "integration": {
             "name": "reference-relay",
             "camera": {"push": {"method": "PUT", "url": device + "/frame", "headers": bearer}},
-            "viewer": {
-                "snapshot": {"url": device + "/live.jpg", "headers": bearer},
-                "mjpeg": {"url": device + "/stream.mjpg", "headers": bearer},
-                "events": {"url": relay_url + "/v3/events", "headers": bearer},
-                # the viewer's own token, other tenants' cameras: must be refused
-                "authzProbe": {"url": device + "/live.jpg", "headers": bearer},
-                "pollInterval": 0.25,
-            },
+            "viewer": viewers,
             "killSwitch": {
                 "webhook": {
                     "method": "POST",
@@ -107,9 +119,10 @@ def demo_config(
             "camerasPerTenant": 2,
             "fps": fps,
             "frameSize": {"width": 320, "height": 180},
-            "networkProfiles": ["good", "poor"],
-            "transports": ["snapshot", "mjpeg", "events", "authz"],
-            "freshnessSeconds": 10,
+            "networkProfiles": profiles,
+            "transports": transports,
+            # HLS shows a frame a segment or two after it was taken
+            "freshnessSeconds": freshness,
         },
         "metrics": {"port": metrics_port},
     }
@@ -161,13 +174,19 @@ async def run_demo(options: DemoOptions, *, write: Callable[[str], None] = print
                 metrics_port=options.metrics_port,
                 pd_url=pd_url,
                 routing_key=routing_key,
+                via=options.via,
             )
         )
         pipeline = Pipeline(config, keyring=keyring, out_dir=options.out, on_event=progress.event)
         progress.event(
             f"reference relay on {relay.base_url}, fault {options.fault.value}; "
             f"{len(DEMO_TENANTS)} tenants x 2 cameras at {options.fps:g} fps; "
-            "viewers on good and poor networks"
+            + (
+                "smart displays on a poor network, through the Google smart-home fulfillment "
+                "(SYNC, GetCameraStream) to the HLS stream it hands out"
+                if options.via == "hub"
+                else "viewers on good and poor networks"
+            )
         )
         progress.event(
             "PagerDuty: " + (f"local Events v2 receiver {pd_url}" if receiver else "the real Events API v2")
@@ -211,7 +230,7 @@ def _conclude(options: DemoOptions, summary: dict[str, Any], progress: _Progress
         return 1
     first = caught[0]
     progress.event(
-        f"caught {options.fault.value}: {first['verdict']} detected in "
+        f"caught {options.fault.value} on the {first['path']} path: {first['verdict']} detected in "
         f"{first['detection_seconds'] * 1000:.0f} ms, switched off "
         f"{first['shutdown']['seconds']:.2f} s later (the incidents it reproduces took days)"
     )
@@ -250,8 +269,11 @@ async def _status_lines(pipeline: Pipeline, progress: _Progress) -> None:
         last = total
 
 
-def main_demo(fault: str, duration: float, out: str, routing_key: str | None, metrics_port: int) -> int:
+def main_demo(
+    fault: str, duration: float, out: str, routing_key: str | None, metrics_port: int, via: str = "relay"
+) -> int:
     options = DemoOptions(
+        via=via,
         fault=Fault.parse(fault, field_name="--fault"),
         duration=duration,
         out=Path(out),

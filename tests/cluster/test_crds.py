@@ -290,6 +290,21 @@ def test_a_streaming_camera_applies_with_its_defaults(
     assert stored == {"keyframeInterval": 2, "bitrate": 1000000, **publish}
 
 
+def test_a_hub_viewer_applies_with_its_defaults(
+    control_plane: controlplane.ControlPlane, crds: Any, namespace: str
+) -> None:
+    hub = {"url": "http://relay/v3/smarthome/fulfillment", "headers": {"Authorization": "Bearer {token}"}}
+    integration = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "CameraIntegration",
+        "metadata": {"name": "smart-display"},
+        "spec": {"camera": {"serve": {}}, "viewer": {"hub": hub}, "policy": {"mode": "alert-only"}},
+    }
+    spec = apply(control_plane.api_client, integration, namespace)["spec"]
+    assert Schema.of("CameraIntegration").read(integration["spec"], where="spec") == spec
+    assert spec["viewer"]["hub"] == {**hub, "protocol": "google", "device": "{camera}"}
+
+
 def test_defaults_are_applied(control_plane: controlplane.ControlPlane, crds: Any, namespace: str) -> None:
     api = control_plane.api_client
     webhook_action = {

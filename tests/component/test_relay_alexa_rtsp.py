@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from availability import unavailable
+from relay_canaries import relay_with_canaries
 
-from canarywatch.markers import Decoder, FrameRenderer, FrameSpec, Keyring, encode_image
-from canarywatch.relay import Fault, RelayConfig, RelayHandle, run_relay
+from canarywatch.markers import Decoder, Keyring
+from canarywatch.relay import Fault, RelayHandle
 
 TENANTS = ("acme-7", "bravo-2")
 PNG = b"\x89PNG"
@@ -52,41 +52,10 @@ def directive(
 async def relay_with_cameras(keyring: Keyring, fault: Fault = Fault.NONE) -> AsyncIterator[RelayHandle]:
     if shutil.which("ffmpeg") is None:
         unavailable("ffmpeg not installed; run hack/install-streaming-servers.sh (make test does)")
-    config = RelayConfig(
-        tenants={t: f"token-{t}" for t in TENANTS},
-        admin_token="admin",
-        fault=fault,
-        rtsp_port=0,
-        hls_segment_seconds=1.0,
-    )
-    handle = await run_relay(config)
-
-    async def cameras() -> None:
-        renderers = {t: FrameRenderer(t, 0, 320, 180) for t in TENANTS}
-        async with aiohttp.ClientSession() as session:
-            for seq in range(1, 10_000):
-                for tenant in TENANTS:
-                    body = encode_image(
-                        renderers[tenant].render(
-                            FrameSpec(tenant, 0, seq, time.time(), 320, 180), keyring.key(tenant)
-                        )
-                    )
-                    headers = {"Authorization": f"Bearer token-{tenant}", "Content-Type": "image/jpeg"}
-                    async with session.put(
-                        f"{handle.base_url}/v3/devices/{tenant}/0/frame", data=body, headers=headers
-                    ):
-                        pass
-                await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(cameras())
-    try:
-        await asyncio.sleep(2.5)  # two complete segment windows
+    async with relay_with_canaries(
+        keyring, TENANTS, interval=0.2, warm_up=2.5, fault=fault, rtsp_port=0, hls_segment_seconds=1.0
+    ) as handle:
         yield handle
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await handle.stop()
 
 
 async def alexa(handle: RelayHandle, body: dict[str, Any]) -> tuple[int, Any]:

@@ -61,3 +61,40 @@ async def test_no_fault_raises_no_incident(tmp_path: Path) -> None:
     assert summary["incident_records"] == [] and summary["state"] == "Active"
     assert summary["verdicts"].get("ok", 0) > 200
     assert set(summary["verdicts"]) == {"ok"}
+
+
+async def test_the_2019_leak_is_caught_through_the_hub_path(tmp_path: Path) -> None:
+    """`canarywatch demo --via hub`: smart displays on a poor network speak the Google
+    smart-home protocol to the relay (SYNC, EXECUTE GetCameraStream), watch the HLS
+    stream they are handed, pick its low rung, and are shown another home's camera;
+    incident, page, kill switch — and the relay refuses the hubs afterwards."""
+    lines: list[str] = []
+    options = DemoOptions(fault=Fault.XIAOMI_2019, duration=60, out=tmp_path, via="hub")
+    code = await run_demo(options, write=lines.append)
+    assert code == 0, "\n".join(lines)
+    incidents = [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+    first = incidents[0]
+    assert (first["verdict"], first["path"]) == ("cross_tenant", "hub")
+    assert first["observed_tenant"] != first["viewer_tenant"]
+    assert first["paged_at"] is not None and first["shutdown"]["done"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["state"] == "Suspended"
+    assert set(summary["by_path"]) == {"hub/poor"}  # nothing but the hubs watched
+    events = [json.loads(line) for line in (tmp_path / "pagerduty-events.jsonl").read_text().splitlines()]
+    assert [e["event"]["dedup_key"] for e in events if e["event"]["event_action"] == "trigger"] == [
+        first["pagerduty"]["dedup_key"]
+    ]
+    assert any("caught xiaomi-2019 on the hub path" in line for line in lines)
+
+
+async def test_hubs_see_only_their_own_cameras_without_a_fault(tmp_path: Path) -> None:
+    lines: list[str] = []
+    options = DemoOptions(fault=Fault.NONE, duration=30, out=tmp_path, via="hub")
+    code = await run_demo(options, write=lines.append)
+    assert code == 0, "\n".join(lines)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["incident_records"] == [] and summary["state"] == "Active"
+    verdicts = summary["verdicts"]
+    assert verdicts.get("ok", 0) >= 6, verdicts  # every camera, over HLS
+    # nothing but the hubs' own cameras (a loaded machine may show a late frame as stale)
+    assert set(verdicts) <= {"ok", "stale"}, verdicts

@@ -185,3 +185,20 @@ def test_video_paths_are_configured_like_the_others_with_their_own_freshness() -
     config = StandaloneConfig.from_mapping(doc)
     assert list(config.viewer_endpoints()) == ["hls", "authzProbe"]
     assert dict(config.probe.spec.freshness_by_path) == {"hls": 8.0}
+
+
+def test_a_hub_viewer_is_a_fulfillment_url_and_a_device_template() -> None:
+    doc = example()
+    doc["integration"]["viewer"]["hub"] = {
+        "url": "https://vendor.example/smarthome",
+        "headers": {"Authorization": "Bearer {token}"},
+    }
+    doc["probe"]["transports"] = ["hub"]
+    config = StandaloneConfig.from_mapping(doc)
+    viewer = config.integration.viewer
+    assert viewer.hub is not None and viewer.hub.method == "POST" and viewer.hub_device == "{camera}"
+    assert set(config.viewer_endpoints()) == {"hub"}
+    doc["integration"]["viewer"]["hub"]["device"] = "door"
+    with pytest.raises(ConfigError) as caught:
+        StandaloneConfig.from_mapping(doc)
+    assert caught.value.field == "integration.viewer.hub.device"

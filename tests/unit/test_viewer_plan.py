@@ -26,7 +26,7 @@ from canarywatch.viewer.plan import StreamPlan, ViewerSpec, Watcher, plan_stream
 IMAGE = "registry.example/canarywatch:0.1.0"
 RELAY = "http://relay:9000/v3"
 #: the path a transport's frames come through
-PATH_OF = {"snapshot": "snapshot", "mjpeg": "mjpeg", "events": "thumbnail", "authz": "probe"}
+PATH_OF = {"snapshot": "snapshot", "mjpeg": "mjpeg", "events": "thumbnail", "authz": "probe", "hub": "hub"}
 
 
 def template(path: str) -> RequestTemplate:
@@ -134,7 +134,13 @@ def custom_resources(transports: list[str]) -> tuple[dict[str, Any], dict[str, A
     probe = copy.deepcopy(example("CanaryProbe"))
     probe["metadata"] |= {"namespace": "cameras", "uid": "0f0e0d0c-0000-4000-8000-000000000001"}
     probe["spec"]["transports"] = transports
-    return probe, copy.deepcopy(example("CameraIntegration"))
+    integration = copy.deepcopy(example("CameraIntegration"))
+    integration["spec"]["viewer"]["hub"] = {
+        "url": "http://canarywatch-relay:9000/v3/smarthome/fulfillment",
+        "headers": {"Authorization": "Bearer {token}"},
+        "device": "cam-{camera}",
+    }
+    return probe, integration
 
 
 def tokens() -> dict[str, str]:
@@ -183,7 +189,9 @@ def standalone_document(
 
 
 @pytest.mark.parametrize(
-    "transports", [["snapshot", "mjpeg", "events", "authz"], ["mjpeg", "authz"]], ids=["all", "mjpeg-authz"]
+    "transports",
+    [["snapshot", "mjpeg", "events", "authz"], ["mjpeg", "authz"], ["hub", "authz"]],
+    ids=["all", "mjpeg-authz", "hub-authz"],
 )
 def test_the_pod_agents_and_the_standalone_pipeline_plan_the_same_streams(
     transports: list[str], tmp_path: Path
@@ -201,6 +209,11 @@ def test_the_pod_agents_and_the_standalone_pipeline_plan_the_same_streams(
     config = StandaloneConfig.from_mapping(standalone_document(probe, integration, transports))
     standalone = plan_streams(standalone_viewer_spec(config, secret_tokens))
     assert tuple(pods) == standalone
+    if "hub" in transports:  # each hub stream asks its fulfillment for its camera's device
+        assert {(p.stream.camera, p.device, p.requests[0].method) for p in standalone if p.path == "hub"} == {
+            (0, "cam-0", "POST"),
+            (1, "cam-1", "POST"),
+        }
     # the plans are not trivially equal: every hub, every path, requests with credentials
     assert {p.hub for p in standalone} == {
         (tenant, profile) for tenant in ("acme-7", "bravo-2") for profile in ("good", "poor", "hub-wifi")
@@ -212,3 +225,15 @@ def test_the_pod_agents_and_the_standalone_pipeline_plan_the_same_streams(
         for profile in ("poor", "hub-wifi")
         for _ in (0, 1)
     ]
+
+
+def test_a_smart_display_watches_each_camera_through_its_fulfillment() -> None:
+    hub = RequestTemplate(
+        url=RELAY + "/smarthome/fulfillment", method="POST", headers={"Authorization": "Bearer {token}"}
+    )
+    plan = plan_streams(spec(endpoints={"hub": hub}, hub_device="{tenant}.cam{camera}"))
+    assert [(p.path, p.stream.camera, p.device, p.measure_first) for p in plan] == [
+        ("hub", 0, "acme-7.cam0", True),  # a poor link: the player picks its variant once measured
+        ("hub", 1, "acme-7.cam1", True),
+    ]
+    assert plan[0].requests[0].headers == {"Authorization": "Bearer t-acme"}

@@ -190,6 +190,8 @@ class ViewerSettings(AgentSettings):
     #: adapter endpoint name (``snapshot``, ``authzProbe``...) -> endpoint.
     endpoints: Mapping[str, Endpoint]
     poll_interval: float
+    #: the hub fulfillment's device id of canary camera ``{camera}`` (``viewer.hub.device``).
+    hub_device: str
     policy: Policy
     incident_quiet_seconds: float
     incident_repeat_seconds: float
@@ -217,7 +219,10 @@ class ViewerSettings(AgentSettings):
                 )
             if endpoint not in adapter:
                 raise EnvError(_ADAPTER, f"transport {transport} needs the {endpoint} endpoint")
-            endpoints[endpoint] = _endpoint(adapter[endpoint], endpoint, environ)
+            raw = adapter[endpoint]
+            if endpoint == "hub":  # the request, without what the hub viewer itself reads
+                raw = {k: v for k, v in _object(raw, f"{_ADAPTER}.hub").items() if k not in _HUB_SETTINGS}
+            endpoints[endpoint] = _endpoint(raw, endpoint, environ)
         if not endpoints.keys() & set(WATCHED_ENDPOINTS):
             raise EnvError(AgentEnv.TRANSPORTS, f"needs at least one of {', '.join(WATCHED_ENDPOINTS)}")
         return cls(
@@ -230,6 +235,7 @@ class ViewerSettings(AgentSettings):
             freshness_seconds=_number(environ, AgentEnv.FRESHNESS_SECONDS),
             freshness_by_path=_freshness_by_path(environ),
             endpoints=endpoints,
+            hub_device=_hub_device(adapter),
             poll_interval=_number_value(
                 adapter.get("pollInterval", _POLL_INTERVAL["default"]),
                 f"{_ADAPTER}.pollInterval",
@@ -419,6 +425,17 @@ def _object(value: object, where: str) -> Mapping[str, Any]:
 
 def _adapter(environ: Mapping[str, str]) -> Mapping[str, Any]:
     return _object(_json(environ, _ADAPTER), _ADAPTER)
+
+
+_HUB_SETTINGS = ("protocol", "device")
+
+
+def _hub_device(adapter: Mapping[str, Any]) -> str:
+    hub = adapter.get("hub")
+    device = hub.get("device", "{camera}") if isinstance(hub, Mapping) else "{camera}"
+    if not isinstance(device, str) or "{camera}" not in device:
+        raise EnvError(f"{_ADAPTER}.hub.device", "expected a device id template with {camera}")
+    return device
 
 
 def _endpoint(

@@ -270,6 +270,7 @@ def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
         freshness_seconds=s.freshness_seconds,
         freshness_by_path=s.freshness_by_path,
         poll_interval=s.poll_interval,
+        hub_device=s.hub_device,
         kernel_shaped=s.shaper == "tc",
     )
 

@@ -178,6 +178,10 @@ class ViewerPaths:
     events: RequestTemplate | None = None
     authz_probe: RequestTemplate | None = None
     hls: RequestTemplate | None = None
+    #: a smart display's way in: the fulfillment request (POST, the tenant's token).
+    hub: RequestTemplate | None = None
+    #: the fulfillment's device id of canary camera ``{camera}`` (``viewer.hub.device``).
+    hub_device: str = "{camera}"
     poll_interval: float = 0.5
 
     def endpoints(self) -> dict[str, RequestTemplate]:
@@ -188,6 +192,7 @@ class ViewerPaths:
             "events": self.events,
             "authzProbe": self.authz_probe,
             "hls": self.hls,
+            "hub": self.hub,
         }
         return {name: template for name, template in named.items() if template is not None}
 
@@ -307,6 +312,7 @@ def _integration_schema() -> Schema:
         "viewer.authzProbe",
         "viewer.events",
         "viewer.hls",
+        "viewer.hub",
     ):
         del _properties(spec, endpoint)["headersFrom"]
 
@@ -461,8 +467,16 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     paths = {
         key: _template(raw[key], f"{where}.{key}", per_camera=key != "events")
         for key in (*WATCHED_ENDPOINTS, "authzProbe")
-        if key in raw
+        if key in raw and key != "hub"
     }
+    hub = raw.get("hub")
+    if hub is not None:
+        if "{camera}" not in hub["device"]:  # the CRD's CEL rule on viewer.hub.device
+            raise ConfigError(f"{where}.hub.device", "every canary camera is its own device: use {camera}")
+        # the fulfillment is one URL for all cameras, always POSTed (protocol and device
+        # are the viewer's, not the request's)
+        request = {key: hub[key] for key in ("url", "headers") if key in hub}
+        paths["hub"] = _template({**request, "method": "POST"}, f"{where}.hub", per_camera=False)
     # The CRD's CEL rule on spec.viewer.
     if not paths.keys() & set(WATCHED_ENDPOINTS):
         raise ConfigError(where, f"give at least one of {', '.join(WATCHED_ENDPOINTS)}")
@@ -472,6 +486,8 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
         events=paths.get("events"),
         authz_probe=paths.get("authzProbe"),
         hls=paths.get("hls"),
+        hub=paths.get("hub"),
+        hub_device=str(hub["device"]) if hub is not None else "{camera}",
         poll_interval=float(raw["pollInterval"]),
     )
 

@@ -78,6 +78,7 @@ def viewer_spec(config: StandaloneConfig, tokens: Mapping[str, str]) -> ViewerSp
         freshness_seconds=probe.freshness_seconds,
         poll_interval=viewer.poll_interval,
         freshness_by_path=probe.spec.freshness_by_path,
+        hub_device=viewer.hub_device,
     )
 
 

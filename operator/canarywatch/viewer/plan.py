@@ -14,6 +14,8 @@ so a viewer in a pod and a viewer in the demo watch the integration the same way
 - per camera a stream on each video path configured (``hls``), held
   open like MJPEG and judged by its path's own freshness bound (``freshness_by_path``:
   a video path shows frames as late as its buffering);
+- per camera a smart display (``hub``) where the integration has a fulfillment: it asks
+  for the camera's device's stream (``hub_device``) and watches what it is handed;
 - an MJPEG stream on a shaped network waits for its hub's first measurement of the
   link (``measure_first``): it asks once, at connect, for the rendition its link can
   carry, and the 2019 leak was served only to hubs that said they were slow.
@@ -21,6 +23,7 @@ so a viewer in a pod and a viewer in the demo watch the integration the same way
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -74,6 +77,8 @@ class ViewerSpec:
     kernel_shaped: bool = False
     #: path -> its freshness bound where it differs from ``freshness_seconds``.
     freshness_by_path: Mapping[str, float] = field(default_factory=dict)
+    #: the hub fulfillment's device id of canary camera ``{camera}`` (of ``{tenant}``).
+    hub_device: str = "{camera}"
 
     def max_age(self, path: str) -> float:
         """The freshness bound frames of ``path`` are judged by."""
@@ -103,6 +108,8 @@ class StreamPlan:
     max_age: float | None
     #: wait for the hub's first measurement of its link before connecting.
     measure_first: bool = False
+    #: the device a hub-protocol stream asks its fulfillment for (path ``hub``).
+    device: str | None = None
 
     @property
     def path(self) -> str:
@@ -156,6 +163,12 @@ def _hub_streams(spec: ViewerSpec, watcher: Watcher, profile: NetworkProfile) ->
                 request = endpoints[path].render(tenant=tenant, camera=str(camera), token=token)
                 # a player picks its rendition by the link it measured
                 plans.append(stream(camera, path, request, interval_s=None, measure_first=shaped))
+        if "hub" in endpoints:
+            # a smart display: the fulfillment, then the stream it hands out for this camera
+            request = endpoints["hub"].render(tenant=tenant, camera=str(camera), token=token)
+            device = spec.hub_device.replace("{tenant}", tenant).replace("{camera}", str(camera))
+            hub = stream(camera, "hub", request, interval_s=None, measure_first=shaped)
+            plans.append(dataclasses.replace(hub, device=device))
     if "events" in endpoints:
         request = endpoints["events"].render(tenant=tenant, camera="", token=token)
         plans.append(stream(None, "thumbnail", request, fresh=False))

@@ -45,6 +45,7 @@ from canarywatch.viewer.transports import (
     SnapshotPoller,
 )
 from canarywatch.viewer.transports.base import Transport
+from canarywatch.viewer.transports.hub import HubViewer
 
 __all__ = ["MEASURE_WAIT_S", "RunningStream", "ViewerRunner", "viewer_session"]
 
@@ -203,6 +204,10 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
         return MjpegReader(session, plan.requests[0], shaper=shaper)
     if plan.path == "hls":
         return HlsReader(session, plan.requests[0], shaper=shaper)
+    if plan.path == "hub":
+        if plan.device is None:
+            raise ValueError(f"stream {plan.stream.key}: a hub stream needs its device")
+        return HubViewer(session, plan.requests[0], device=plan.device, shaper=shaper)
     if interval is None:
         raise ValueError(f"stream {plan.stream.key}: a polled path needs an interval")
     if plan.path == "snapshot":

@@ -84,6 +84,13 @@ def viewer_adapter(
                 f"spec.transports[{index}]",
                 f"transport {transport} needs viewer.{endpoint} in CameraIntegration {spec.integration!r}",
             )
+        if endpoint == "hub":  # always POSTed; the device template is the hub viewer's
+            hub = viewer["hub"]
+            adapter["hub"] = {
+                **_request_template({**hub, "method": "POST"}, secrets),
+                "device": hub["device"],
+            }
+            continue
         adapter[endpoint] = _request_template(viewer[endpoint], secrets)
     adapter["pollInterval"] = float(viewer["pollInterval"])
     return adapter, secrets.env()

@@ -76,6 +76,8 @@ class FrameKind(enum.StrEnum):
     THUMBNAIL = "thumbnail"
     PROBE = "probe"
     HLS = "hls"
+    #: a stream a smart display was handed through a hub protocol (``transports.hub``)
+    HUB = "hub"
     MP4 = "mp4"
     RTSP = "rtsp"
 
