@@ -132,7 +132,7 @@ class AgentEnv(enum.StrEnum):
         NETWORK_SHAPER            application | tc. With tc an init container has already
                                   imposed the profile with netem; the viewer applies only
                                   what netem cannot (stalls)
-        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls
+        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls, hub, rtsp
         FRESHNESS_SECONDS         the stale bound
         FRESHNESS_BY_PATH         optional JSON {path: seconds}: bounds of paths that differ
         POLICY                    JSON: the integration's spec.policy verdict rules (absent:
@@ -188,15 +188,16 @@ TRANSPORT_ENDPOINTS: Final[Mapping[str, str]] = {
     "authz": "authzProbe",
     "hls": "hls",
     "hub": "hub",
+    "rtsp": "rtsp",
 }
 
 #: The integration path a frame came through (LeakIncident ``spec.viewer.path``): the
 #: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames;
 #: the video transports' paths are their names.
-PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub")
+PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub", "rtsp")
 
 #: The paths that carry video (decoded with PyAV, sampled), not images.
-VIDEO_PATHS: Final = ("hls",)
+VIDEO_PATHS: Final = ("hls", "rtsp")
 
 #: The viewer endpoints that watch a tenant's own cameras (at least one is needed;
 #: ``authzProbe`` only checks that the others' are refused).
@@ -205,6 +206,14 @@ WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS, "hub")
 #: A smart display's way in (``viewer.hub``): the smart-home protocol it speaks to the
 #: integration's fulfillment before watching the stream it is handed.
 HUB_PROTOCOLS: Final = ("google",)
+
+#: URL schemes per viewer endpoint, where they are not http(s).
+_ENDPOINT_SCHEMES: Final[Mapping[str, tuple[str, ...]]] = {"rtsp": ("rtsp", "rtsps")}
+
+
+def endpoint_schemes(endpoint: str) -> tuple[str, ...]:
+    """The URL schemes viewer endpoint ``endpoint`` accepts."""
+    return _ENDPOINT_SCHEMES.get(endpoint, ("http", "https"))
 
 
 _MAX_LABEL_VALUE = 63

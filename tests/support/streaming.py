@@ -37,6 +37,8 @@ __all__ = [
     "Rendition",
     "require_binaries",
     "require_nginx_rtmp",
+    "running",
+    "spawn",
     "wait_for_port",
 ]
 

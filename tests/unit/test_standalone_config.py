@@ -79,6 +79,8 @@ _DELETE = object()
         ("probe.freshnessByPath", {"hls": 0}, "probe.freshnessByPath.hls"),
         ("probe.freshnessByPath", {"webrtc": 1}, "probe.freshnessByPath.webrtc"),
         ("integration.viewer.hls", {"url": "rtsp://h/{tenant}/{camera}"}, "integration.viewer.hls.url"),
+        ("integration.viewer.rtsp", {"url": "http://h/{tenant}/{camera}"}, "integration.viewer.rtsp.url"),
+        ("integration.viewer.rtsp", {"url": "rtsp://h/{tenant}"}, "integration.viewer.rtsp.url"),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -202,3 +204,12 @@ def test_a_hub_viewer_is_a_fulfillment_url_and_a_device_template() -> None:
     with pytest.raises(ConfigError) as caught:
         StandaloneConfig.from_mapping(doc)
     assert caught.value.field == "integration.viewer.hub.device"
+
+
+def test_an_rtsp_viewer_takes_its_credentials_in_the_url() -> None:
+    doc = example()
+    doc["integration"]["viewer"]["rtsp"] = {"url": "rtsp://{tenant}:{token}@127.0.0.1:8554/{tenant}/{camera}"}
+    doc["probe"] |= {"transports": ["rtsp"], "freshnessByPath": {"rtsp": 2}}
+    config = StandaloneConfig.from_mapping(doc)
+    rtsp = config.viewer_endpoints()["rtsp"].render(tenant="acme-7", camera="0", token="p@ss")
+    assert rtsp.url == "rtsp://acme-7:p%40ss@127.0.0.1:8554/acme-7/0" and "p@ss" not in rtsp.source

@@ -49,6 +49,7 @@ from canarywatch.api import (
     WATCHED_ENDPOINTS,
     AgentEnv,
     AgentRole,
+    endpoint_schemes,
 )
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
@@ -222,7 +223,7 @@ class ViewerSettings(AgentSettings):
             raw = adapter[endpoint]
             if endpoint == "hub":  # the request, without what the hub viewer itself reads
                 raw = {k: v for k, v in _object(raw, f"{_ADAPTER}.hub").items() if k not in _HUB_SETTINGS}
-            endpoints[endpoint] = _endpoint(raw, endpoint, environ)
+            endpoints[endpoint] = _endpoint(raw, endpoint, environ, schemes=endpoint_schemes(endpoint))
         if not endpoints.keys() & set(WATCHED_ENDPOINTS):
             raise EnvError(AgentEnv.TRANSPORTS, f"needs at least one of {', '.join(WATCHED_ENDPOINTS)}")
         return cls(

@@ -28,6 +28,7 @@ from canarywatch.api import (
     KIND_PROBE,
     TRANSPORT_ENDPOINTS,
     WATCHED_ENDPOINTS,
+    endpoint_schemes,
 )
 from canarywatch.camera.streams import StreamPublish
 from canarywatch.errors import FieldError
@@ -182,6 +183,7 @@ class ViewerPaths:
     hub: RequestTemplate | None = None
     #: the fulfillment's device id of canary camera ``{camera}`` (``viewer.hub.device``).
     hub_device: str = "{camera}"
+    rtsp: RequestTemplate | None = None
     poll_interval: float = 0.5
 
     def endpoints(self) -> dict[str, RequestTemplate]:
@@ -193,6 +195,7 @@ class ViewerPaths:
             "authzProbe": self.authz_probe,
             "hls": self.hls,
             "hub": self.hub,
+            "rtsp": self.rtsp,
         }
         return {name: template for name, template in named.items() if template is not None}
 
@@ -465,7 +468,7 @@ def _camera(raw: Mapping[str, Any], where: str) -> CameraPublish:
 
 def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     paths = {
-        key: _template(raw[key], f"{where}.{key}", per_camera=key != "events")
+        key: _template(raw[key], f"{where}.{key}", per_camera=key != "events", schemes=endpoint_schemes(key))
         for key in (*WATCHED_ENDPOINTS, "authzProbe")
         if key in raw and key != "hub"
     }
@@ -488,6 +491,7 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
         hls=paths.get("hls"),
         hub=paths.get("hub"),
         hub_device=str(hub["device"]) if hub is not None else "{camera}",
+        rtsp=paths.get("rtsp"),
         poll_interval=float(raw["pollInterval"]),
     )
 
@@ -578,6 +582,7 @@ def _template(
     where: str,
     *,
     per_camera: bool = True,
+    schemes: tuple[str, ...] = ("http", "https"),
 ) -> RequestTemplate:
     if (
         per_camera
@@ -590,7 +595,7 @@ def _template(
             "every canary camera needs its own endpoint: use {camera} in the url (or in a header)",
         )
     try:
-        return RequestTemplate.from_mapping(obj, where=where)
+        return RequestTemplate.from_mapping(obj, where=where, schemes=schemes)
     except AdapterConfigError as e:
         raise ConfigError(e.field, e.message) from e
 

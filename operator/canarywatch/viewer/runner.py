@@ -42,6 +42,7 @@ from canarywatch.viewer.transports import (
     HlsReader,
     MjpegReader,
     ReceivedFrame,
+    RtspReader,
     SnapshotPoller,
 )
 from canarywatch.viewer.transports.base import Transport
@@ -208,6 +209,8 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
         if plan.device is None:
             raise ValueError(f"stream {plan.stream.key}: a hub stream needs its device")
         return HubViewer(session, plan.requests[0], device=plan.device, shaper=shaper)
+    if plan.path == "rtsp":
+        return RtspReader(session, plan.requests[0], shaper=shaper)
     if interval is None:
         raise ValueError(f"stream {plan.stream.key}: a polled path needs an interval")
     if plan.path == "snapshot":

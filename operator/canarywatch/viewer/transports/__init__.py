@@ -14,6 +14,8 @@ through a ``Shaper`` (so it sees the network its profile describes, and announce
   link picks, each new segment decoded (PyAV, off the event loop, keyframes only by
   default: ``video.Sampling``) into frames judged like snapshots. Another viewer (a
   hub protocol handed an HLS URL) reuses it with a ``RenderedRequest`` for the URL.
+- ``RtspReader`` (``rtsp``): FFmpeg's RTSP client over TCP (Basic/Digest from the URL's
+  userinfo) in a thread per connection, sampled frames judged like snapshots.
 
 What they share, because a monitor must outlive the thing it monitors:
 
@@ -44,6 +46,7 @@ from canarywatch.viewer.transports.multipart import (
     OversizedPart,
     boundary_from_content_type,
 )
+from canarywatch.viewer.transports.rtsp import RtspReader
 from canarywatch.viewer.transports.snapshot import SnapshotPoller
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "MultipartPart",
     "OversizedPart",
     "ReceivedFrame",
+    "RtspReader",
     "SnapshotPoller",
     "TransportOptions",
     "boundary_from_content_type",

@@ -36,7 +36,15 @@ _JPEG_QUALITY = 95
 
 
 class UndecodableVideo(Exception):
-    """FFmpeg could not demux or decode the bytes as video (the reason, short)."""
+    """FFmpeg could not open, demux or decode the video (the reason, short).
+
+    ``status``: the server's refusal when FFmpeg opened a URL itself (401, 403, 404...);
+    ``network``: the connection failed or timed out (nothing was refused or decoded)."""
+
+    def __init__(self, reason: str, *, status: int | None = None, network: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.network = network
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ def iter_frames(
         timeout = None if timeout_s is None else (timeout_s, timeout_s)
         container = av.open(source, mode="r", format=container_format, options=options or {}, timeout=timeout)
     except (av.FFmpegError, OSError, ValueError) as error:
-        raise UndecodableVideo(_reason(error)) from None
+        raise _undecodable(error) from None
     try:
         streams = container.streams.video
         if not streams:
@@ -162,7 +170,7 @@ def _decoded(container: Any, stream: Any) -> Iterator[Any]:
             except av.InvalidDataError:
                 continue  # one corrupt packet: the next keyframe recovers
     except (av.FFmpegError, OSError) as error:
-        raise UndecodableVideo(_reason(error)) from None
+        raise _undecodable(error) from None
 
 
 def _converted(frame: Any, pts_s: float | None, max_width: int) -> DecodedFrame:
@@ -177,6 +185,23 @@ def _converted(frame: Any, pts_s: float | None, max_width: int) -> DecodedFrame:
     if not ok:
         raise UndecodableVideo("frame could not be converted")
     return DecodedFrame(encoded.tobytes(), width, height, pts_s, bool(frame.key_frame))
+
+
+def _undecodable(error: BaseException) -> UndecodableVideo:
+    import av.error
+
+    statuses = {
+        av.error.HTTPBadRequestError: 400,
+        av.error.HTTPUnauthorizedError: 401,
+        av.error.HTTPForbiddenError: 403,
+        av.error.HTTPNotFoundError: 404,
+        av.error.HTTPTooManyRequestsError: 429,
+    }
+    status = next((code for kind, code in statuses.items() if isinstance(error, kind)), None)
+    if status is None and isinstance(error, av.error.HTTPServerError):
+        status = 500
+    network = isinstance(error, (ConnectionError, TimeoutError, av.error.EOFError)) and status is None
+    return UndecodableVideo(_reason(error), status=status, network=network)
 
 
 def _reason(error: BaseException) -> str:
