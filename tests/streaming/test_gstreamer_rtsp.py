@@ -11,7 +11,6 @@ authentication; a tenant's publisher fed another tenant's camera is caught as
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from availability import unavailable
 from controlplane import free_port
 
 from canarywatch.markers import Keyring
-from streaming import Publisher, Rendition, require_binaries, running, spawn, wait_for_port
+from streaming import Publisher, Rendition, require_binaries, run_monitor, running, spawn, wait_for_port
 
 CLI = [sys.executable, "-m", "canarywatch.cli"]
 TENANTS = {"acme": "t-acme", "bravo": "t-bravo"}
@@ -119,22 +118,8 @@ def run_rtsp(tmp_path: Path) -> Iterator[Run]:
             },
         }
         (workdir / "monitor.yaml").write_text(yaml.safe_dump(config))
-        out = workdir / "out"
         with running(server, *publishers):  # type: ignore[arg-type]
-            result = subprocess.run(
-                [*CLI, "run", "--config", str(workdir / "monitor.yaml"),
-                 "--duration", str(duration), "--out", str(out)],
-                capture_output=True, text=True, timeout=duration + 60, check=False, env=dict(os.environ),
-            )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        summary = json.loads((out / "summary.json").read_text())
-        incidents_file = out / "incidents.jsonl"
-        incidents = (
-            [json.loads(line) for line in incidents_file.read_text().splitlines()]
-            if incidents_file.exists()
-            else []
-        )
-        return summary, incidents
+            return run_monitor(workdir / "monitor.yaml", workdir / "out", duration)
 
     yield run
 

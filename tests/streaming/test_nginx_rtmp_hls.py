@@ -11,9 +11,6 @@ realistic misconfiguration is caught as ``cross_tenant`` through the whole user 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ import pytest
 import yaml
 
 from canarywatch.markers import Keyring
-from streaming import NginxServer, Publisher, Rendition, require_nginx_rtmp, running
+from streaming import NginxServer, Publisher, Rendition, require_nginx_rtmp, run_monitor, running
 
 CLI = [sys.executable, "-m", "canarywatch.cli"]
 TENANTS = {"acme": "t-acme", "bravo": "t-bravo"}
@@ -158,22 +155,7 @@ def run_scenario(tmp_path: Path) -> Iterator[object]:
         ]
         with running(server, *publishers):
             _wait_for_playlists(server, [f"{t}_0" for t in TENANTS])
-            out = workdir / "out"
-            result = subprocess.run(
-                [*CLI, "run", "--config", str(_config(server, keyring_path, workdir)),
-                 "--duration", str(duration), "--out", str(out)],
-                capture_output=True, text=True, timeout=duration + 60, check=False,
-                env={**os.environ, "CANARYWATCH_LOG_LEVEL": "INFO"},
-            )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        summary = json.loads((out / "summary.json").read_text())
-        incidents_file = out / "incidents.jsonl"
-        incidents = (
-            [json.loads(line) for line in incidents_file.read_text().splitlines()]
-            if incidents_file.exists()
-            else []
-        )
-        return summary, incidents
+            return run_monitor(_config(server, keyring_path, workdir), workdir / "out", duration)
 
     yield run
 

@@ -13,15 +13,18 @@ writes) — as a real camera or a vendor's encoder would.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from availability import unavailable
 from controlplane import free_port
@@ -37,6 +40,7 @@ __all__ = [
     "Rendition",
     "require_binaries",
     "require_nginx_rtmp",
+    "run_monitor",
     "running",
     "spawn",
     "wait_for_port",
@@ -279,3 +283,18 @@ def running(*things: NginxServer | Publisher) -> Iterator[None]:
     finally:
         for thing in reversed(started):
             thing.stop()
+
+
+def run_monitor(config: Path, out: Path, duration: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``canarywatch run --config CONFIG`` for ``duration`` seconds, as a user runs it:
+    its summary and incident records."""
+    result = subprocess.run(
+        [sys.executable, "-m", "canarywatch.cli", "run", "--config", str(config),
+         "--duration", str(duration), "--out", str(out)],
+        capture_output=True, text=True, timeout=duration + 60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    incidents_file = out / "incidents.jsonl"
+    lines = incidents_file.read_text().splitlines() if incidents_file.exists() else []
+    return summary, [json.loads(line) for line in lines]
