@@ -385,3 +385,30 @@ async def test_the_operator_pages_through_the_same_client_and_honours_retry_afte
         for outcome in ("retry", "delivered")
     }
     assert counted == {"retry": 1, "delivered": 1}
+
+
+@pytest.mark.parametrize(
+    "url", ["https://events.pagerduty.com/v2/enqueue", "https://events.eu.pagerduty.com/v2/enqueue"]
+)
+async def test_a_placeholder_routing_key_is_never_sent_to_pagerduty(url: str) -> None:
+    """The example Secret's key (a run of zeros) would raise a real critical alert in
+    somebody's PagerDuty: refused before any connection is made, with a reason to act on."""
+    placeholder = build_event(
+        action="trigger",
+        routing_key="PLACEHOLDER000000000000000000000",
+        dedup_key=KEY,
+        summary="cross_tenant: tenant bravo was shown camera alpha/cam-1",
+        source="reference-relay",
+        severity="critical",
+    )
+    async with PagerDutyClient(url=url, timeout=1.0, max_attempts=1, base_delay=0.001) as client:
+        result = await client.send(placeholder)
+    assert (result.outcome, result.attempts) == (Outcome.REJECTED, 0)
+    assert result.reason is not None and "placeholder" in result.reason and "Secret" in result.reason
+    assert "PLACEHOLDER" not in result.reason  # the key itself is never echoed
+
+
+async def test_a_local_receiver_takes_any_key(receiver: EventsReceiver, make_client: ClientFactory) -> None:
+    example = {**event("trigger"), "routing_key": "PLACEHOLDER000000000000000000000"}
+    assert (await make_client().send(example)).outcome is Outcome.DELIVERED
+    assert len(receiver.events) == 1

@@ -20,10 +20,15 @@ from typing import Any
 
 import aiohttp
 
-from canarywatch import __version__
-from canarywatch.httpclient import client_session
-from canarywatch.incidents.events import EVENTS_URL, InvalidEventError, PagerDutyError, validate_event
+from canarywatch.incidents.events import (
+    EVENTS_URL,
+    InvalidEventError,
+    PagerDutyError,
+    placeholder_routing_key,
+    validate_event,
+)
 from canarywatch.incidents.outbox import MemoryOutbox, OutboxEntry, OutboxError, OutboxStore
+from canarywatch.outbound import outbound_session
 from canarywatch.retrying import Backoff, RetryLater, retry
 
 __all__ = ["DeliveryResult", "Outcome", "PagerDutyClient"]
@@ -269,6 +274,11 @@ class PagerDutyClient:
     async def _deliver(self, entry: OutboxEntry) -> DeliveryResult:
         action = entry.event["event_action"]
         key = entry.event.get("dedup_key")
+        placeholder = placeholder_routing_key(str(entry.event["routing_key"]), self._url)
+        if placeholder is not None:
+            log.error("PagerDuty %s for %r not sent: %s", action, key, placeholder)
+            self._report(action, Outcome.REJECTED)
+            return DeliveryResult(Outcome.REJECTED, action, key, 0, None, placeholder)
         session = self._get_session()
         made = 0  # attempts made
         last = _Unanswered(0, "not attempted")
@@ -325,7 +335,7 @@ class PagerDutyClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = client_session(headers={"User-Agent": f"canarywatch/{__version__}"})
+            self._session = outbound_session()
         return self._session
 
     async def _sleep_unless_closing(self, seconds: float) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "PagerDutyError",
     "build_event",
     "make_dedup_key",
+    "placeholder_routing_key",
     "severity_for_verdict",
     "validate_event",
 ]
@@ -202,6 +203,28 @@ def build_event(
         raise InvalidEventError(problems)
     copied: dict[str, Any] = json.loads(json.dumps(event))
     return copied
+
+
+def placeholder_routing_key(routing_key: str, url: str) -> str | None:
+    """Why ``routing_key`` must not be sent to ``url``, or None.
+
+    Only PagerDuty's own endpoints are guarded: an example's key (a run of one character,
+    like the ``0000...`` of a copied manifest) would raise a real critical alert in
+    somebody's PagerDuty account. Real integration keys are random, so a run of 8 equal
+    characters (about one key in 10 million) is taken for a placeholder. Local receivers
+    (tests, the demo) accept any key.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    if not (host == "pagerduty.com" or host.endswith(".pagerduty.com")):
+        return None
+    for index in range(len(routing_key) - 7):
+        if len(set(routing_key[index : index + 8])) == 1:
+            return (
+                f"the routing key looks like a placeholder ({routing_key[index]!r} repeated): "
+                "nothing was sent to PagerDuty; put your service's Events API v2 integration key "
+                "in the Secret"
+            )
+    return None
 
 
 def validate_event(obj: object) -> list[str]:

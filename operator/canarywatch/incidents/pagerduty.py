@@ -24,6 +24,7 @@ from canarywatch.incidents.events import (
     PagerDutyError,
     build_event,
     make_dedup_key,
+    placeholder_routing_key,
     severity_for_verdict,
     validate_event,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "PagerDutyError",
     "build_event",
     "make_dedup_key",
+    "placeholder_routing_key",
     "severity_for_verdict",
     "validate_event",
 ]

@@ -32,10 +32,9 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from canarywatch import __version__
 from canarywatch.errors import FieldError
 from canarywatch.headers import header_problem
-from canarywatch.httpclient import client_session
+from canarywatch.outbound import outbound_session
 from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.shutdown.records import Step
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
@@ -278,7 +277,7 @@ class WebhookAction:
                 detail += " (redirects are not followed: configure the final URL)"
             return ActionOutcome(False, detail, number)
 
-        async with client_session(headers={"User-Agent": f"canarywatch/{__version__}"}) as session:
+        async with outbound_session() as session:
             try:
                 return await retry(
                     attempt,
