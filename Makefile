@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
+.PHONY: setup demo test lint unit readme-generator chart-readme bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: setup
 image:
 	hack/build-image.sh
 
-## tools: build pinned kube-apiserver, kube-controller-manager, kubectl, etcd, helm (~10 min cold, then a no-op)
+## tools: build pinned kube-apiserver, kube-controller-manager, kubectl, etcd, helm (3) and helm4 (~12 min cold, then a no-op)
 tools:
 	hack/build-tools.sh
 
@@ -63,12 +63,20 @@ prometheus:
 prometheus-crds:
 	hack/fetch-prometheus-operator-crds.sh >/dev/null
 
+## readme-generator: the bitnami readme-generator-for-helm from npm, pinned by hack/readme-generator/package-lock.json (no-op when present)
+readme-generator:
+	hack/install-readme-generator.sh >/dev/null
+
+## chart-readme: regenerate the parameter tables of charts/canarywatch/README.md from the values.yaml `## @param` comments
+chart-readme: readme-generator
+	"$$(hack/install-readme-generator.sh)" --values charts/canarywatch/values.yaml --readme charts/canarywatch/README.md >/dev/null
+
 ## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs; realcluster the node tools and packages)
-test: lint tools tools-node node-packages streaming-servers prometheus prometheus-crds
+test: lint tools tools-node node-packages streaming-servers prometheus prometheus-crds readme-generator
 	$(BIN)/pytest -q
 
-## test-chart: helm lint/template + server-side dry-run, promtool rule tests, dashboards against a real Prometheus
-test-chart: setup tools prometheus prometheus-crds
+## test-chart: helm lint/template + server-side dry-run (Helm 4 and 3), promtool rule tests, dashboards against a real Prometheus, the generated chart README
+test-chart: setup tools prometheus prometheus-crds readme-generator
 	$(BIN)/pytest -q tests/chart
 
 ## test-cluster: cluster tier against a real etcd + kube-apiserver + kube-controller-manager

@@ -2,7 +2,8 @@
 # Builds the pinned upstream binaries the cluster and chart test tiers run:
 #   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes)
 #   etcd                                              (go.etcd.io/etcd/server/v3)
-#   helm                                              (helm.sh/helm/v3)
+#   helm   (Helm 3, the previous major, still supported) (helm.sh/helm/v3)
+#   helm4  (Helm 4, the current major)                  (helm.sh/helm/v4)
 # and, for the realcluster tier's node (`node`, not built by default):
 #   kubelet, kube-proxy, kube-scheduler               (k8s.io/kubernetes)
 #   coredns                                           (github.com/coredns/coredns)
@@ -11,7 +12,7 @@
 # from source, with the local Go toolchain, through the Go module proxy.
 #
 # Usage: hack/build-tools.sh [--prune] [TOOL... | all | node]   (default: all)
-#   all      kube-apiserver kube-controller-manager kubectl etcd helm
+#   all      kube-apiserver kube-controller-manager kubectl etcd helm helm4
 #   node     all of the above plus the node tools
 #   --prune  afterwards delete the Go build and module caches (~5.6 GB), keeping only
 #            bin/ (~360 MB); a later rebuild then starts cold (~10 min).
@@ -36,12 +37,13 @@ set -euo pipefail
 KUBERNETES_VERSION=v1.37.2   # kube-apiserver, kube-controller-manager, kubectl
 ETCD_VERSION=v3.7.3          # the etcd line kubernetes v1.37 is tested with (3.7.x)
 HELM_VERSION=v3.22.0         # built against k8s.io client libraries v0.37
+HELM4_VERSION=v4.3.2         # the current major; the chart tier runs with both
 COREDNS_VERSION=v1.14.7      # cluster DNS for the realcluster node
 KUBE_ROUTER_VERSION=v2.1.0   # the v2 line the module proxy serves; firewall only
 # Bumped when the build recipe (flags, layout) changes, to force a rebuild.
 RECIPE=1
 
-ALL_TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm)
+ALL_TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm helm4)
 NODE_TOOLS=(kubelet kube-proxy kube-scheduler coredns kube-router pause)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,7 +69,7 @@ for arg in "$@"; do
     --prune) prune=true ;;
     all) tools+=("${ALL_TOOLS[@]}") ;;
     node) tools+=("${ALL_TOOLS[@]}" "${NODE_TOOLS[@]}") ;;
-    kube-apiserver | kube-controller-manager | kubectl | etcd | helm) tools+=("${arg}") ;;
+    kube-apiserver | kube-controller-manager | kubectl | etcd | helm | helm4) tools+=("${arg}") ;;
     kubelet | kube-proxy | kube-scheduler | coredns | kube-router | pause) tools+=("${arg}") ;;
     *) die "unknown tool '${arg}' (known: ${ALL_TOOLS[*]} ${NODE_TOOLS[*]})" ;;
   esac
@@ -270,6 +272,21 @@ if skip_or_build helm "${HELM_VERSION}"; then
     done
   fi
   build_one helm "${HELM_VERSION}" "${helm_dir}" helm.sh/helm/v3/cmd/helm "${helm_ldflags}"
+fi
+
+# ---- helm4: Helm 4 (cmd/helm of helm.sh/helm/v4), installed as bin/helm4 ----------
+# Helm 4 reads the Kubernetes version it assumes for lint/template from its build info
+# (client-go's module version), so only its own version is stamped in.
+if skip_or_build helm4 "${HELM4_VERSION}"; then
+  helm4_gomod="$(module_gomod helm.sh/helm/v4 "${HELM4_VERSION}")"
+  check_toolchain helm.sh/helm/v4 "${helm4_gomod}"
+  helm4_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "${helm4_gomod}" | head -n1)"
+  helm4_dir="${SRC_DIR}/helm4"
+  write_module "${helm4_dir}" "${helm4_go}" "helm.sh/helm/v4 ${HELM4_VERSION}"
+  helm4_ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=${HELM4_VERSION}"
+  helm4_ldflags+=" -X helm.sh/helm/v4/internal/version.metadata="
+  helm4_ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  build_one helm4 "${HELM4_VERSION}" "${helm4_dir}" helm.sh/helm/v4/cmd/helm "${helm4_ldflags}"
 fi
 
 # ---- coredns (cluster DNS of the realcluster node) ---------------------------------

@@ -79,6 +79,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_coverage_fetches_per_second",
     "canarywatch_coverage_detect_seconds",
     "canarywatch_coverage_probability",
+    "canarywatch_unwatched_objects",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -242,6 +243,19 @@ class Metrics:
             ["namespace", "integration"],
             registry=r,
         )
+        self._unwatched = Gauge(
+            "canarywatch_unwatched_objects",
+            "CameraIntegrations and CanaryProbes in namespaces the operator does not watch (ignored).",
+            ["kind", "namespace"],
+            registry=r,
+        )
+
+    def record_unwatched(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Objects in namespaces the operator does not watch, by (kind, namespace): the
+        whole current picture, so namespaces that were cleaned up drop out."""
+        self._unwatched.clear()
+        for (kind, namespace), count in counts.items():
+            self._unwatched.labels(kind, namespace).set(count)
 
     def prime(self, *, integration: str, probe: str, streams: Iterable[tuple[str, str, str]]) -> None:
         """Create every verdict series of each ``(tenant, path, network_profile)`` at 0

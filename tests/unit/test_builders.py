@@ -93,6 +93,8 @@ def test_the_example_probe_builds_one_camera_per_tenant_and_one_viewer_per_tenan
         ("ServiceAccount", f"{p}-viewer"),
         ("Role", f"{p}-viewer"),
         ("RoleBinding", f"{p}-viewer"),
+        ("PodDisruptionBudget", f"{p}-camera"),
+        ("PodDisruptionBudget", f"{p}-viewer"),
         ("Deployment", f"{p}-camera-acme-7"),
         ("Deployment", f"{p}-viewer-acme-7-good"),
         ("Deployment", f"{p}-viewer-acme-7-poor"),
@@ -124,9 +126,10 @@ def test_output_is_deterministic_and_independent_of_key_order(
 def test_builders_do_not_modify_their_inputs(probe: dict[str, Any], integration: dict[str, Any]) -> None:
     before = (copy.deepcopy(probe), copy.deepcopy(integration))
     objects = build_all(probe, integration)
-    objects[6]["spec"]["template"]["metadata"]["labels"]["edited"] = "yes"  # results share nothing
+    camera = next(o for o in objects if o["kind"] == "Deployment")
+    camera["spec"]["template"]["metadata"]["labels"]["edited"] = "yes"  # results share nothing
     assert (probe, integration) == before
-    assert "edited" not in objects[6]["metadata"]["labels"]
+    assert "edited" not in camera["metadata"]["labels"]
 
 
 def test_defaults_are_the_crds_as_documented(probe: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ def exercised() -> Metrics:
     metrics.record_probe(**RESPONDER, probe="p1", viewers=4)
     target = CoverageTarget(leak_rate=0.01, detect_within_seconds=40)
     metrics.record_coverage(**RESPONDER, probe="p1", rows=assess([("snapshot", "poor", 12.0, 4)], target))
+    metrics.record_unwatched({("CanaryProbe", "team-c"): 1})
     return metrics
 
 
@@ -88,6 +89,7 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_coverage_fetches_per_second",
         "canarywatch_coverage_detect_seconds",
         "canarywatch_coverage_probability",
+        "canarywatch_unwatched_objects",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 

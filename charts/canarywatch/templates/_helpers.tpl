@@ -80,7 +80,7 @@ annotations:
 {{/* `registry/repository:tag[@digest]`; the tag defaults to the chart's appVersion. */}}
 {{- define "canarywatch.image" -}}
 {{- $image := .Values.image -}}
-{{- $reference := printf "%s/%s:%s" $image.registry $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- $reference := printf "%s/%s:%s" (include "canarywatch.imageRegistry" .) $image.repository (default .Chart.AppVersion $image.tag) -}}
 {{- if $image.digest -}}
 {{- $reference = printf "%s@%s" $reference $image.digest -}}
 {{- end -}}
@@ -164,6 +164,9 @@ grant different (group, resource, verb)s. The reasons are commented there.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "patch", "delete", "create"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
@@ -206,6 +209,7 @@ grant different (group, resource, verb)s. The reasons are commented there.
   value: {{ include "canarywatch.image" . | quote }}
 - name: CANARYWATCH_AGENT_IMAGE_PULL_POLICY
   value: {{ .Values.image.pullPolicy | quote }}
+{{ include "canarywatch.agents.env" . }}
 - name: CANARYWATCH_LISTEN_HOST
   value: "0.0.0.0"
 - name: CANARYWATCH_METRICS_PORT
@@ -237,6 +241,8 @@ grant different (group, resource, verb)s. The reasons are commented there.
   value: {{ .Values.operator.apiConcurrency | quote }}
 - name: CANARYWATCH_LOG_LEVEL
   value: {{ .Values.operator.logLevel | quote }}
+- name: CANARYWATCH_REPORT_UNWATCHED
+  value: {{ and .Values.rbac.create .Values.rbac.reportUnwatched (not .Values.rbac.clusterWide) | quote }}
 {{- with .Values.pagerduty.eventsUrl }}
 - name: CANARYWATCH_PAGERDUTY_EVENTS_URL
   value: {{ . | quote }}
@@ -250,6 +256,7 @@ grant different (group, resource, verb)s. The reasons are commented there.
 # Python writes nothing outside /tmp (read-only root filesystem).
 - name: HOME
   value: /tmp
+{{- include "canarywatch.proxy.env" . }}
 {{- with .Values.operator.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -39,7 +39,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -69,6 +69,7 @@ __all__ = [
     "LEASES",
     "NETWORK_POLICIES",
     "PODS",
+    "POD_DISRUPTION_BUDGETS",
     "SECRETS",
     "STATEFUL_SETS",
     "Conflict",
@@ -167,6 +168,7 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 STATEFUL_SETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 CAMERA_INTEGRATIONS = Resource(API_GROUP, VERSION, PLURAL_INTEGRATIONS, KIND_INTEGRATION)
@@ -187,6 +189,7 @@ _KNOWN: Mapping[tuple[str, str], Resource] = {
         ROLES,
         ROLE_BINDINGS,
         NETWORK_POLICIES,
+        POD_DISRUPTION_BUDGETS,
         LEASES,
         CAMERA_INTEGRATIONS,
         CANARY_PROBES,
@@ -327,10 +330,11 @@ class Kube:
     async def list_objects(
         self, resource: Resource, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        """The objects of ``resource`` in ``namespace``; None: in every namespace."""
         query = {"labelSelector": label_selector} if label_selector else None
-        answer = await self.request(
-            "GET", resource.path(namespace), verb="list", what=resource.plural, query=query
-        )
+        # A namespaced resource's cluster-wide collection has the path of a cluster one.
+        path = replace(resource, namespaced=False).path() if namespace is None else resource.path(namespace)
+        answer = await self.request("GET", path, verb="list", what=resource.plural, query=query)
         items = list(answer.get("items") or [])
         # A list's items carry no apiVersion/kind; put them back so they can be re-applied.
         for item in items:

@@ -30,6 +30,7 @@ from canarywatch.controller.kube import Kube
 from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings, SettingsError
+from canarywatch.controller.unwatched import report_unwatched
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.serving import ServedApp
 
@@ -177,6 +178,13 @@ async def _operate(settings: OperatorSettings) -> int:
         relay = asyncio.ensure_future(take_signals())
         if elector is not None:
             holding = asyncio.ensure_future(elector.hold(on_lost))
+        reporting: asyncio.Future[None] | None = None
+        if settings.report_unwatched and not settings.clusterwide:
+            reporting = asyncio.ensure_future(
+                report_unwatched(
+                    kube, metrics, settings.namespaces, interval=settings.status_interval_seconds
+                )
+            )
         registry = kopf.OperatorRegistry()
         register(registry, settings)
         try:
@@ -193,6 +201,9 @@ async def _operate(settings: OperatorSettings) -> int:
             )
         finally:
             relay.cancel()
+            if reporting is not None:
+                reporting.cancel()
+                await asyncio.gather(reporting, return_exceptions=True)
         return 1 if lost.is_set() else 0
     except Exception:
         log.exception("the operator failed")

@@ -10,6 +10,8 @@ Three groups, so an install can grant each where it is needed:
   integration's own): scale, NetworkPolicy, and merge-patch of ConfigMaps. A ``patch``
   action on another kind needs ``get`` and ``patch`` on it added here.
 - ``LEADER_ELECTION_RULES`` in the operator's own namespace: its Lease.
+- ``UNWATCHED_RULES`` cluster-wide for a namespaced operator that reports the
+  CameraIntegrations and CanaryProbes it ignores (``controller/unwatched.py``).
 
 Discovery (``/api``, ``/apis/...``) is allowed to every authenticated client by the
 default ``system:discovery`` ClusterRole, and nothing cluster-scoped is called.
@@ -30,6 +32,7 @@ __all__ = [
     "KILL_SWITCH_RULES",
     "LEADER_ELECTION_RULES",
     "NAMESPACE_RULES",
+    "UNWATCHED_RULES",
     "Rule",
     "expand",
     "role_rules",
@@ -75,6 +78,8 @@ NAMESPACE_RULES: tuple[Rule, ...] = (
         "resources": ["deployments"],
         "verbs": ["list", "watch", "create", "patch", "delete"],
     },
+    # The agents' PodDisruptionBudgets: applied; deleted when they are turned off.
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch", "delete"]},
     # Ready viewer pods, whose /metrics feed the probe's verdict counts.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -94,6 +99,11 @@ KILL_SWITCH_RULES: tuple[Rule, ...] = (
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]},
 )
 
+#: Cluster-wide, with CANARYWATCH_REPORT_UNWATCHED: find the objects it does not watch.
+UNWATCHED_RULES: tuple[Rule, ...] = (
+    {"apiGroups": [_GROUP], "resources": ["cameraintegrations", "canaryprobes"], "verbs": ["list"]},
+)
+
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 )
@@ -105,6 +115,11 @@ GRANTED_NOT_CALLED: Mapping[tuple[str, str, str], str] = {
         "leakincidents",
         "create",
     ): "held so the operator may grant it to the viewers' Role (RBAC escalation check)",
+    (
+        "policy",
+        "poddisruptionbudgets",
+        "delete",
+    ): "only when the agents' PodDisruptionBudgets are turned off (CANARYWATCH_AGENT_MAX_UNAVAILABLE=off)",
 }
 
 

@@ -25,6 +25,7 @@ from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
     CANARY_PROBES,
     DEPLOYMENTS,
+    POD_DISRUPTION_BUDGETS,
     PODS,
     SECRETS,
     SERVICES,
@@ -111,6 +112,7 @@ async def _reconcile_probe(
                 integration,
                 image=rt.settings.agent_image,
                 image_pull_policy=rt.settings.agent_image_pull_policy,
+                options=rt.settings.agent_pod_options,
             )
         except manifests.BuildError as error:
             problems.append(str(error))
@@ -131,10 +133,15 @@ async def _reconcile_probe(
             rbac = [obj for obj in workloads if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
             for obj in rbac:
                 await rt.kube.apply(obj)
-            others = [obj for obj in workloads if obj["kind"] == "Service"] + stale_deployments
-            for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others)):
+            others = [obj for obj in workloads if obj["kind"] in ("Service", "PodDisruptionBudget")]
+            for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others + stale_deployments)):
                 if applied.get("kind") == "Deployment":
                     live[str(applied["metadata"]["name"])] = applied
+            if rt.settings.agent_pod_options.max_unavailable is None and not fresh:
+                # Budgets off: remove any made while they were on (turning them off
+                # changes every Deployment's annotation, so this runs then).
+                for budget in manifests.disruption_budget_names(spec):
+                    await rt.kube.delete(POD_DISRUPTION_BUDGETS, namespace, budget)
         expected = set(manifests.expected_workload_names(spec))
         for stale in sorted(set(live) - expected):
             await rt.kube.delete(DEPLOYMENTS, namespace, stale, uid=live[stale]["metadata"].get("uid"))

@@ -21,6 +21,14 @@ CANARYWATCH_AGENT_IMAGE                     image of the camera and viewer pods
 CANARYWATCH_AGENT_IMAGE_PULL_POLICY         Always, IfNotPresent or Never (IfNotPresent)
 CANARYWATCH_CLUSTER_NAME                    the cluster's name in pages' source and
                                             details (none)
+CANARYWATCH_AGENT_IMAGE_PULL_SECRETS        Secrets (in each probe's namespace) for pulling
+                                            the agent image, comma-separated (none)
+CANARYWATCH_AGENT_PRIORITY_CLASS_NAME       priority class of the agent pods (none)
+CANARYWATCH_AGENT_POD_LABELS                extra agent pod labels, a JSON object ({})
+CANARYWATCH_AGENT_POD_ANNOTATIONS           extra agent pod annotations, a JSON object ({})
+CANARYWATCH_AGENT_MAX_UNAVAILABLE           maxUnavailable of the PodDisruptionBudget of
+                                            each probe's cameras and of its viewers (a
+                                            count or a percentage), or ``off`` (1)
 CANARYWATCH_PAGERDUTY_EVENTS_URL            Events API v2 endpoint for integrations whose
                                             spec.pagerduty has no url (PagerDuty's)
 CANARYWATCH_PAGERDUTY_TIMEOUT_SECONDS       per delivery attempt (10)
@@ -50,21 +58,27 @@ CANARYWATCH_LEASE_RENEW_DEADLINE_SECONDS    a leader that could not renew for th
 CANARYWATCH_LEASE_RETRY_SECONDS             renew / acquire attempts interval (2)
 CANARYWATCH_API_CONCURRENCY                 Kubernetes API calls in flight at once (16)
 CANARYWATCH_LOG_LEVEL                       DEBUG, INFO, WARNING or ERROR (INFO)
+CANARYWATCH_REPORT_UNWATCHED                true: list CameraIntegrations/CanaryProbes of
+                                            every namespace and report those outside
+                                            CANARYWATCH_NAMESPACES (needs a cluster-wide
+                                            list; ``controller/unwatched.py``) (false)
 ==========================================  ==============================================
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from canarywatch import __version__
+from canarywatch.controller.manifests.agentpods import RESERVED_PREFIXES, AgentPodOptions, is_max_unavailable
 from canarywatch.errors import FieldError
 from canarywatch.incidents.pagerduty import EVENTS_URL
 
@@ -103,6 +117,8 @@ class OperatorSettings:
     agent_image_pull_policy: str = "IfNotPresent"
     #: The cluster's name, so a page says which cluster leaks (pages' source).
     cluster_name: str | None = None
+    #: Pull Secrets, priority class, extra labels/annotations, disruption budgets.
+    agent_pod_options: AgentPodOptions = field(default_factory=AgentPodOptions)
     #: Events API endpoint for integrations whose spec.pagerduty.url is unset.
     pagerduty_events_url: str = EVENTS_URL
     pagerduty_timeout_seconds: float = 10.0
@@ -131,6 +147,8 @@ class OperatorSettings:
     #: Kubernetes API calls of the operator's own client in flight at once.
     api_concurrency: int = 16
     log_level: str = "INFO"
+    #: Report objects in namespaces not watched (a namespaced operator only).
+    report_unwatched: bool = False
 
     def __post_init__(self) -> None:
         if self.leader_election and not self.operator_namespace:
@@ -185,6 +203,13 @@ class OperatorSettings:
                 "AGENT_IMAGE_PULL_POLICY", d["agent_image_pull_policy"], _PULL_POLICIES
             ),
             cluster_name=env.text("CLUSTER_NAME", "") or None,
+            agent_pod_options=AgentPodOptions(
+                image_pull_secrets=env.names("AGENT_IMAGE_PULL_SECRETS"),
+                priority_class_name=env.text("AGENT_PRIORITY_CLASS_NAME", ""),
+                labels=env.string_map("AGENT_POD_LABELS"),
+                annotations=env.string_map("AGENT_POD_ANNOTATIONS"),
+                max_unavailable=env.max_unavailable("AGENT_MAX_UNAVAILABLE", "1"),
+            ),
             pagerduty_events_url=env.url("PAGERDUTY_EVENTS_URL", d["pagerduty_events_url"]),
             pagerduty_timeout_seconds=env.seconds(
                 "PAGERDUTY_TIMEOUT_SECONDS", d["pagerduty_timeout_seconds"]
@@ -208,6 +233,7 @@ class OperatorSettings:
             lease_retry_seconds=env.seconds("LEASE_RETRY_SECONDS", d["lease_retry_seconds"]),
             api_concurrency=env.integer("API_CONCURRENCY", d["api_concurrency"], 1, 256),
             log_level=env.choice("LOG_LEVEL", d["log_level"], _LOG_LEVELS, upper=True),
+            report_unwatched=env.boolean("REPORT_UNWATCHED", d["report_unwatched"]),
         )
         return cls(**(values | overrides))
 
@@ -292,6 +318,37 @@ class _Env:
 
         return self._parse(name, default, parse, "a DNS-1123 label (lowercase letters, digits, '-')")
 
+    def names(self, name: str) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...]:
+            names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+            if not all(_is_dns_subdomain(n) for n in names):
+                raise ValueError(raw)
+            return names
+
+        return self._parse(name, (), parse, "comma-separated object names (DNS-1123 subdomains)")
+
+    def string_map(self, name: str) -> dict[str, str]:
+        def parse(raw: str) -> dict[str, str]:
+            value = json.loads(raw)
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ValueError(raw)
+            if any(str(k).startswith(RESERVED_PREFIXES) for k in value):
+                raise ValueError(raw)
+            return {str(k): v for k, v in value.items()}
+
+        accepted = f"a JSON object of strings, no key starting with {' or '.join(RESERVED_PREFIXES)}"
+        return self._parse(name, {}, parse, accepted)
+
+    def max_unavailable(self, name: str, default: str | None) -> str | None:
+        def parse(raw: str) -> str | None:
+            if raw.lower() == "off":
+                return None
+            if not is_max_unavailable(raw):
+                raise ValueError(raw)
+            return raw
+
+        return self._parse(name, default, parse, "a count >= 1, a percentage like 25%, or off")
+
     def namespaces(self, name: str) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...]:
             if raw == "*":
@@ -313,6 +370,10 @@ class _Env:
             return names
 
         return self._parse(name, (), parse, "comma-separated namespace names, or * for any namespace")
+
+
+def _is_dns_subdomain(value: str) -> bool:
+    return len(value) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value) is not None
 
 
 def _is_dns_label(value: str) -> bool:

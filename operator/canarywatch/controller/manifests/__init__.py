@@ -10,6 +10,7 @@ Per probe::
 
     ServiceAccount <probe>-camera        no API access, token not mounted       (rbac)
     ServiceAccount <probe>-viewer        + Role/RoleBinding: create LeakIncidents, nothing more
+    PodDisruptionBudget <probe>-camera, <probe>-viewer   at most N of each evicted at once (agentpods)
     per tenant:
       Secret     <probe>-keyring-<tenant>        the tenant's signing key (immutable)  (keyring)
       Deployment <probe>-camera-<tenant>         1 replica, all the tenant's cameras   (camera)
@@ -25,9 +26,17 @@ the probe, because telling ``cross_tenant`` (another tenant's valid signature) f
 Modules: ``probe`` (reading the spec, paths, ``BuildError``), ``names`` (names, labels,
 owner references, config hashes), ``pods`` (agent containers, volumes, security,
 scheduling), ``adapters`` (the integration's endpoints for the agents), ``keyring``,
-``rbac``, ``camera``, ``viewer``, ``workloads`` (all of a probe's), ``status``.
+``rbac``, ``camera``, ``viewer``, ``agentpods`` (install-wide pod options, the
+PodDisruptionBudgets), ``workloads`` (all of a probe's), ``status``.
 """
 
+from canarywatch.controller.manifests.agentpods import (
+    DEFAULT_OPTIONS,
+    DISRUPTION_BUDGET_ANNOTATION,
+    AgentPodOptions,
+    build_disruption_budget,
+    disruption_budget_names,
+)
 from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
 from canarywatch.controller.manifests.keyring import build_keyring_secret
 from canarywatch.controller.manifests.names import config_hash, expected_workload_names, keyring_secret_name
@@ -47,21 +56,26 @@ from canarywatch.controller.manifests.viewer import build_viewer_deployment
 from canarywatch.controller.manifests.workloads import build_probe_workloads
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "DEFAULT_RESOURCES",
+    "DISRUPTION_BUDGET_ANNOTATION",
     "KEYRING_DIR",
     "KEYRING_SECRET_KEY",
     "METRICS_PORT",
     "PROBE_DEFAULTS",
     "TOKEN_FILE",
+    "AgentPodOptions",
     "BuildError",
     "build_agent_rbac",
     "build_camera_deployment",
     "build_camera_service",
+    "build_disruption_budget",
     "build_keyring_secret",
     "build_probe_status",
     "build_probe_workloads",
     "build_viewer_deployment",
     "config_hash",
+    "disruption_budget_names",
     "expected_workload_names",
     "keyring_secret_name",
     "parse_probe",

@@ -8,6 +8,7 @@ from typing import Any
 
 from canarywatch.api import AgentEnv, AgentRole
 from canarywatch.controller.manifests.adapters import camera_adapter
+from canarywatch.controller.manifests.agentpods import DEFAULT_OPTIONS, AgentPodOptions
 from canarywatch.controller.manifests.names import (
     camera_name,
     dns_label,
@@ -39,6 +40,7 @@ def build_camera_deployment(
     *,
     image: str,
     image_pull_policy: str = "IfNotPresent",
+    options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> dict[str, Any]:
     """The Deployment running all of ``tenant``'s canary cameras (one replica).
 
@@ -65,21 +67,23 @@ def build_camera_deployment(
     selector = pod_selector(spec, AgentRole.CAMERA, tenant)
     labels = object_labels(spec, "camera", **selector)
     return stamp(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": object_metadata(spec, camera_name(spec.name, tenant), labels),
-            "spec": {
-                "replicas": 1,
-                "revisionHistoryLimit": 3,
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": labels, "annotations": pod_annotations()},
-                    "spec": pod_spec(spec, AgentRole.CAMERA, selector, [container], volumes),
+        options.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": object_metadata(spec, camera_name(spec.name, tenant), labels),
+                "spec": {
+                    "replicas": 1,
+                    "revisionHistoryLimit": 3,
+                    "strategy": {"type": "Recreate"},
+                    "selector": {"matchLabels": selector},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": pod_annotations()},
+                        "spec": pod_spec(spec, AgentRole.CAMERA, selector, [container], volumes),
+                    },
                 },
-            },
-        }
+            }
+        )
     )
 
 

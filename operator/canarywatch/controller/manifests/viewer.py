@@ -8,6 +8,7 @@ from typing import Any
 
 from canarywatch.api import AgentEnv, AgentRole
 from canarywatch.controller.manifests.adapters import viewer_adapter, viewer_policy_env
+from canarywatch.controller.manifests.agentpods import DEFAULT_OPTIONS, AgentPodOptions
 from canarywatch.controller.manifests.names import (
     object_labels,
     object_metadata,
@@ -40,6 +41,7 @@ def build_viewer_deployment(
     *,
     image: str,
     image_pull_policy: str = "IfNotPresent",
+    options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> dict[str, Any]:
     """The Deployment of ``tenant``'s hub viewers on network ``profile``."""
     spec = parse_probe(probe)
@@ -73,19 +75,28 @@ def build_viewer_deployment(
     pod = pod_spec(spec, AgentRole.VIEWER, selector, [container], volumes)
     if init_containers:
         pod["initContainers"] = init_containers
+    name = viewer_name(spec.name, tenant, viewer_profile.name)
     return stamp(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": object_metadata(spec, viewer_name(spec.name, tenant, viewer_profile.name), labels),
-            "spec": {
-                "replicas": spec.viewers,
-                "revisionHistoryLimit": 3,
-                # Never fewer viewers than asked for while rolling: a gap in coverage is
-                # exactly when a leak would go unseen.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "selector": {"matchLabels": selector},
-                "template": {"metadata": {"labels": labels, "annotations": pod_annotations()}, "spec": pod},
-            },
-        }
+        options.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": object_metadata(spec, name, labels),
+                "spec": {
+                    "replicas": spec.viewers,
+                    "revisionHistoryLimit": 3,
+                    # Never fewer viewers than asked for while rolling: a gap in coverage is
+                    # exactly when a leak would go unseen.
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                    },
+                    "selector": {"matchLabels": selector},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": pod_annotations()},
+                        "spec": pod,
+                    },
+                },
+            }
+        )
     )

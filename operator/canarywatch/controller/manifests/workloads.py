@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from canarywatch.api import AgentRole
+from canarywatch.controller.manifests.agentpods import (
+    DEFAULT_OPTIONS,
+    AgentPodOptions,
+    build_disruption_budget,
+)
 from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
 from canarywatch.controller.manifests.probe import builder, parse_probe
 from canarywatch.controller.manifests.rbac import build_agent_rbac
@@ -20,15 +26,19 @@ def build_probe_workloads(
     *,
     image: str,
     image_pull_policy: str = "IfNotPresent",
+    options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
     """Everything the probe runs except its keyring Secrets, in creation order: RBAC,
-    then per tenant its camera (and Service) and its viewers."""
+    the PodDisruptionBudgets (unless ``options`` turns them off), then per tenant its
+    camera (and Service) and its viewers."""
     spec = parse_probe(probe)
     objects = build_agent_rbac(probe)
+    if options.max_unavailable is not None:
+        objects += [build_disruption_budget(spec, role, options.max_unavailable) for role in AgentRole]
     for tenant in spec.tenant_ids:
         objects.append(
             build_camera_deployment(
-                probe, integration, tenant, image=image, image_pull_policy=image_pull_policy
+                probe, integration, tenant, image=image, image_pull_policy=image_pull_policy, options=options
             )
         )
         service = build_camera_service(probe, integration, tenant)
@@ -37,7 +47,13 @@ def build_probe_workloads(
         for profile in spec.profiles:
             objects.append(
                 build_viewer_deployment(
-                    probe, integration, tenant, profile.name, image=image, image_pull_policy=image_pull_policy
+                    probe,
+                    integration,
+                    tenant,
+                    profile.name,
+                    image=image,
+                    image_pull_policy=image_pull_policy,
+                    options=options,
                 )
             )
     return objects
