@@ -87,7 +87,7 @@ CLUSTER_SCOPED = {
 }
 DEFAULT_IMAGE = f"ghcr.io/canarywatch/canarywatch:{canarywatch.__version__}"
 # The chart tier runs with Helm 4 (the current major) and Helm 3 (hack/build-tools.sh).
-HELMS = ("helm4", "helm")
+HELMS = ("helm",)
 # A routing key shaped like a real one (random hex); the chart refuses placeholders.
 ROUTING_KEY = "3d335ad3f2e62de6525f67b1dce035f2"
 
