@@ -76,6 +76,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_integration_degraded",
     "canarywatch_kill_cap_exhausted_until_timestamp_seconds",
     "canarywatch_probe_viewers_expected",
+    "canarywatch_maintenance",
     "canarywatch_coverage_fetches_per_second",
     "canarywatch_coverage_detect_seconds",
     "canarywatch_coverage_probability",
@@ -215,6 +216,12 @@ class Metrics:
             ["namespace", "integration", "probe"],
             registry=r,
         )
+        self._maintenance = Gauge(
+            "canarywatch_maintenance",
+            "1 while a maintenance pause holds a probe (or, probe empty, a whole integration).",
+            ["namespace", "integration", "probe"],
+            registry=r,
+        )
         coverage_labels = ["namespace", "integration", "probe", "path", "network_profile"]
         self._coverage_rate = Gauge(
             "canarywatch_coverage_fetches_per_second",
@@ -279,6 +286,7 @@ class Metrics:
         # labels() creates a gauge at 0 and leaves one that exists as it is.
         self._degraded.labels(namespace, integration)
         self._kill_cap.labels(namespace, integration)
+        self._maintenance.labels(namespace, integration, "")
         for step in KILLSWITCH_STEPS:
             for result in KILLSWITCH_RESULTS:
                 self._killswitch.labels(namespace, integration, step, result)
@@ -370,6 +378,10 @@ class Metrics:
         """Until when the kill cap allows no automatic kill switch (None: it allows one)."""
         self._kill_cap.labels(namespace, integration).set(exhausted_until or 0)
 
+    def record_maintenance(self, *, namespace: str, integration: str, probe: str = "", paused: bool) -> None:
+        """A maintenance pause of a probe, or (``probe`` empty) of a whole integration."""
+        self._maintenance.labels(namespace, integration, probe).set(1 if paused else 0)
+
     def record_probe(self, *, namespace: str, integration: str, probe: str, viewers: int) -> None:
         """The viewer hubs (tenant x network profile) a probe runs; alerts expect each to report."""
         self._viewers_expected.labels(namespace, integration, probe).set(viewers)
@@ -387,8 +399,9 @@ class Metrics:
 
     def forget_probe(self, *, namespace: str, integration: str, probe: str) -> None:
         """Drop a deleted probe's series, so no alert waits for viewers that are gone on purpose."""
-        with contextlib.suppress(KeyError):
-            self._viewers_expected.remove(namespace, integration, probe)
+        for gauge in (self._viewers_expected, self._maintenance):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, integration, probe)
         for labels in [k for k in self._coverage_series if k[:3] == (namespace, integration, probe)]:
             self._coverage_series.discard(labels)
             for gauge in (self._coverage_rate, self._coverage_seconds, self._coverage_probability):

@@ -588,7 +588,8 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
     assert status["verdictCounts"] == {"ok": 1200, "stale": 3}
     assert status["lastFrameTime"] == "2026-03-14T09:29:58Z"
     assert status["observedGeneration"] == 1
-    ready, degraded = status["conditions"]
+    ready, degraded, paused = status["conditions"]
+    assert (paused["type"], paused["status"]) == ("Paused", "False")
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "WorkloadsNotReady")
     assert built[3]["metadata"]["name"] in ready["message"]
     assert (degraded["type"], degraded["status"]) == ("Degraded", "False")
@@ -601,7 +602,7 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
         now=later,
         previous=status,
     )
-    ready2, degraded2 = healed["conditions"]
+    ready2, degraded2, _paused = healed["conditions"]
     assert (ready2["status"], ready2["reason"], ready2["lastTransitionTime"]) == (
         "True",
         "WorkloadsReady",
@@ -622,7 +623,7 @@ def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
         problems=["spec.integrationRef.name: CameraIntegration 'reference-relay' not found"],
         now=NOW,
     )
-    ready, degraded = status["conditions"]
+    ready, degraded, _paused = status["conditions"]
     assert (ready["status"], degraded["status"], degraded["reason"]) == (
         "False",
         "True",
@@ -636,3 +637,35 @@ def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
         )
     with pytest.raises(ValueError, match="timezone-aware"):
         manifests.build_probe_status(probe, deployments=[], keyring_tenants=(), now=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("paused", ["probe", "integration"])
+def test_a_maintenance_pause_runs_no_pods_and_says_why(
+    probe: dict[str, Any], integration: dict[str, Any], paused: str
+) -> None:
+    # spec.maintenance on the probe, or on its integration: the objects stay (keyrings,
+    # RBAC, Services), every Deployment runs no replica; removing it rolls them back.
+    running = deployments(build_all(probe, integration))
+    held = {"probe": probe, "integration": integration}[paused]
+    held["spec"]["maintenance"] = {"reason": "vendor upgrade 14:00-16:00"}
+    objects = build_all(probe, integration)
+    stopped = deployments(objects)
+    assert stopped.keys() == running.keys()
+    assert {d["spec"]["replicas"] for d in stopped.values()} == {0}
+    assert {d["spec"]["replicas"] for d in running.values()} != {0}
+    assert all(
+        stopped[n]["metadata"]["annotations"][api.CONFIG_HASH_ANNOTATION]
+        != running[n]["metadata"]["annotations"][api.CONFIG_HASH_ANNOTATION]
+        for n in running
+    )
+    assert manifests.maintenance_reason(probe, integration) == "vendor upgrade 14:00-16:00"
+    status = manifests.build_probe_status(
+        probe,
+        deployments=[live(d, ready=True) for d in stopped.values()],
+        keyring_tenants={"acme-7", "bravo-2"},
+        now=NOW,
+        maintenance=manifests.maintenance_reason(probe, integration),
+    )
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Paused"]["status"], conditions["Paused"]["reason"]) == ("True", "Maintenance")
+    assert conditions["Paused"]["message"] == "vendor upgrade 14:00-16:00"

@@ -50,6 +50,7 @@ def exercised() -> Metrics:
     metrics.record_pagerduty_event(action="trigger", result="delivered")
     metrics.record_leaked_while_suspended(namespace="ns", integration="relay")
     metrics.record_probe(**RESPONDER, probe="p1", viewers=4)
+    metrics.record_maintenance(**RESPONDER, probe="p1", paused=False)
     target = CoverageTarget(leak_rate=0.01, detect_within_seconds=40)
     metrics.record_coverage(**RESPONDER, probe="p1", rows=assess([("snapshot", "poor", 12.0, 4)], target))
     metrics.record_unwatched({("CanaryProbe", "team-c"): 1})
@@ -86,6 +87,7 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_integration_degraded",
         "canarywatch_kill_cap_exhausted_until_timestamp_seconds",
         "canarywatch_probe_viewers_expected",
+        "canarywatch_maintenance",
         "canarywatch_coverage_fetches_per_second",
         "canarywatch_coverage_detect_seconds",
         "canarywatch_coverage_probability",

@@ -113,7 +113,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     )(suspend_or_resume)
     on.resume(*_INTEGRATIONS, id="suspend_or_resume_on_start", registry=registry)(suspend_or_resume)
     on.create(*_INTEGRATIONS, registry=registry)(reroll_probes)
-    for path in ("spec.camera", "spec.viewer", "spec.policy.verdicts"):
+    for path in ("spec.camera", "spec.viewer", "spec.policy.verdicts", "spec.maintenance"):
         on.update(*_INTEGRATIONS, field=path, registry=registry)(reroll_probes)
     kopf.timer(*_INTEGRATIONS, interval=settings.resolve_check_seconds, registry=registry)(resolve_incidents)
     kopf.timer(*_INTEGRATIONS, interval=settings.status_interval_seconds, registry=registry)(recheck_degraded)

@@ -10,11 +10,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import kopf
 
-from canarywatch.controller import paging
+from canarywatch.controller import manifests, paging
 from canarywatch.controller.indexes import incident_views, patch_incident
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
 from canarywatch.controller.runtime import (
@@ -158,8 +159,12 @@ async def _decide(
         recent_kills=[t for t in (epoch(s) for s in istatus.get("recentKills", [])) if t is not None],
     )
     decision = engine.decide(name, verdict, time.time())
+    # A planned pause: the frame is on record, nobody is paged, nothing is switched off.
+    held = manifests.maintenance_reason({}, integration)
+    if held is not None:
+        decision = replace(decision, incident=None, open_incident=False, warn=False, page=False, kill=False)
     primary = primaries.get(verdict)
-    status = _incident_status(decision, incident, integration, primary, policy_problem)
+    status = _incident_status(decision, incident, integration, primary, policy_problem, held)
     if trust is not None:
         status["verification"] = trust.to_status()
     writes = [patch_incident(rt, incident, status)]
@@ -196,6 +201,8 @@ async def _decide(
         )
     elif decision.warn:
         rt.event(incident, "LeakWarning", status["decision"], warning=True)
+    elif held is not None:
+        rt.event(incident, "LeakDuringMaintenance", status["decision"], warning=True)
     log.warning("LeakIncident %s/%s (%s): %s", namespace, name, verdict, status["decision"])
     return dict(incident["status"]), counters
 
@@ -216,16 +223,26 @@ def _incident_status(
     integration: Mapping[str, Any],
     primary: Mapping[str, Any] | None,
     policy_problem: str | None,
+    held: str | None = None,
 ) -> dict[str, Any]:
     """The status recording ``decision``; ``primary`` is the view of the open incident
-    of the same verdict that this one attaches to, if any."""
+    of the same verdict that this one attaches to, if any; ``held``: why the integration
+    is in maintenance (the decision is then recorded only)."""
     now = timestamp(time.time())
     own_key = _dedup_key(incident)
     text = decision.reason if policy_problem is None else f"{policy_problem}; {decision.reason}"
+    if held is not None:
+        text = f"maintenance ({held}): recorded only; the policy would have said: {text}"
     status: dict[str, Any] = {"decision": text[:1024], "occurrences": 1}
     if decision.incident is None:
-        # Counted, or a warning: nothing stays open, nothing to page or switch off.
-        why = "a warning only" if decision.warn else "counted only"
+        # Counted, a warning, or maintenance: nothing stays open, nothing to page or switch off.
+        why = (
+            f"maintenance: {held}"
+            if held is not None
+            else "a warning only"
+            if decision.warn
+            else "counted only"
+        )
         return status | {
             "state": IncidentState.RESOLVED,
             "resolvedAt": now,

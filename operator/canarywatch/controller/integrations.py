@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from canarywatch.api import MANUAL_INCIDENT, RESUME_ANNOTATION
+from canarywatch.controller import manifests
 from canarywatch.controller.actions import ActionSpecError, build_actions
 from canarywatch.controller.incidents import prune_history, record_open_incidents, resolve_if_clean
 from canarywatch.controller.indexes import incident_views
@@ -62,11 +63,20 @@ async def _validate(body: kopf.Body, memo: Runtime) -> None:
                 previous,
                 generation,
             )
-        conditions = [c for t, c in previous.items() if t != "Degraded"] + [degraded]
+        held = manifests.maintenance_reason({}, fresh)
+        if held:
+            paused = status_condition("Maintenance", "True", "Paused", held, previous, generation)
+        else:
+            paused = status_condition(
+                "Maintenance", "False", "Running", "no maintenance pause", previous, generation
+            )
+        kept = [c for t, c in previous.items() if t not in ("Degraded", "Maintenance")]
+        conditions = [*kept, degraded, paused]
         await patch_integration(memo, fresh, {"observedGeneration": generation, "conditions": conditions})
     if problems and (previous.get("Degraded") or {}).get("message") != degraded["message"]:
         memo.event(body, "ConfigurationProblem", "; ".join(problems), warning=True)
     memo.metrics.prime_responses(namespace=namespace, integration=name)
+    memo.metrics.record_maintenance(namespace=namespace, integration=name, paused=held is not None)
     memo.metrics.record_suspended(
         namespace=namespace,
         integration=name,

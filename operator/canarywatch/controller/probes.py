@@ -155,6 +155,7 @@ async def _reconcile_probe(
         now=datetime.now(UTC),
         problems=problems,
         previous=probe.get("status") or {},
+        maintenance=manifests.maintenance_reason(probe, integration),
     )
     if problems and not _has_problem_condition(probe.get("status") or {}, problems):
         rt.event(probe, "ConfigurationProblem", "; ".join(problems), warning=True)
@@ -243,8 +244,10 @@ async def summarize_probe(
     except manifests.BuildError:
         return
     problems = []
-    if not lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration)):
+    integrations = lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration))
+    if not integrations:
         problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
+    paused = manifests.maintenance_reason(body, integrations[0] if integrations else None)
     samples = await _agent_samples(memo, namespace, deployments)
     counts, last_frame = _verdict_counts(samples, name)
     cameras = {d["metadata"]["labels"].get(LABEL_TENANT) for d in deployments}
@@ -258,9 +261,14 @@ async def summarize_probe(
         last_frame_time=last_frame,
         problems=problems,
         previous=status,
+        maintenance=paused,
     )
-    viewers = len(spec.tenant_ids) * len(spec.profiles)
+    # A paused probe runs no viewer: none is expected, none is missed.
+    viewers = 0 if paused else len(spec.tenant_ids) * len(spec.profiles)
     memo.metrics.record_probe(namespace=namespace, integration=spec.integration, probe=name, viewers=viewers)
+    memo.metrics.record_maintenance(
+        namespace=namespace, integration=spec.integration, probe=name, paused=paused is not None
+    )
     if samples is not None:
         summary |= _coverage(memo, body, spec, samples, summary)
     last = epoch(status.get("lastSummaryTime"))

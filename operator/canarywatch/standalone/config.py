@@ -90,12 +90,14 @@ KUBERNETES_ONLY: Mapping[str, Mapping[str, str]] = {
         "suspended": "the operator's switch by hand; standalone resumes with the kill switch's resume",
         "resolveAfterCleanSeconds": "the operator's resolve loop",
         "incidentHistoryLimit": "LeakIncidents the operator keeps; standalone keeps its incidents file",
+        "maintenance": "a pause of the operator's pods: a run you do not want is one you do not start",
     },
     "probe": {
         "integrationRef": "the integration block is the integration",
         "placement": "standalone runs no pods",
         "resources": "standalone runs no pods",
         "viewersPerProfile": "standalone runs one viewer per stream",
+        "maintenance": "a pause of the operator's pods: a run you do not want is one you do not start",
     },
 }
 

@@ -53,7 +53,7 @@ from canarywatch.controller.manifests.probe import (
 from canarywatch.controller.manifests.rbac import build_agent_rbac
 from canarywatch.controller.manifests.status import build_probe_status
 from canarywatch.controller.manifests.viewer import build_viewer_deployment
-from canarywatch.controller.manifests.workloads import build_probe_workloads
+from canarywatch.controller.manifests.workloads import build_probe_workloads, maintenance_reason
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -78,5 +78,6 @@ __all__ = [
     "disruption_budget_names",
     "expected_workload_names",
     "keyring_secret_name",
+    "maintenance_reason",
     "parse_probe",
 ]

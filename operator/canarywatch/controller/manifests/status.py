@@ -24,8 +24,12 @@ def build_probe_status(
     last_frame_time: datetime | None = None,
     problems: Sequence[str] = (),
     previous: Mapping[str, Any] | None = None,
+    maintenance: str | None = None,
 ) -> dict[str, Any]:
     """The CanaryProbe's ``status`` from what exists in the cluster.
+
+    ``maintenance``: why the probe is paused (``workloads.maintenance_reason``), shown
+    as the condition Paused.
 
     ``deployments`` are the live Deployments labelled with the probe (others and stale
     ones are ignored); ``keyring_tenants`` the tenants whose keyring Secret exists;
@@ -77,8 +81,19 @@ def build_probe_status(
         _condition(
             "Degraded", *degraded, previous=conditions.get("Degraded"), now=now, generation=generation
         ),
+        _condition(
+            "Paused",
+            *(
+                ("True", "Maintenance", maintenance)
+                if maintenance
+                else ("False", "Running", "the probe runs")
+            ),
+            previous=conditions.get("Paused"),
+            now=now,
+            generation=generation,
+        ),
         # Conditions other summaries own (CoverageSufficient) stay as they were.
-        *(c for t, c in conditions.items() if t not in ("Ready", "Degraded")),
+        *(c for t, c in conditions.items() if t not in ("Ready", "Degraded", "Paused")),
     ]
     return status
 

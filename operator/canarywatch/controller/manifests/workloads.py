@@ -12,11 +12,12 @@ from canarywatch.controller.manifests.agentpods import (
     build_disruption_budget,
 )
 from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
+from canarywatch.controller.manifests.names import stamp
 from canarywatch.controller.manifests.probe import builder, parse_probe
 from canarywatch.controller.manifests.rbac import build_agent_rbac
 from canarywatch.controller.manifests.viewer import build_viewer_deployment
 
-__all__ = ["build_probe_workloads"]
+__all__ = ["build_probe_workloads", "maintenance_reason"]
 
 
 @builder
@@ -32,6 +33,7 @@ def build_probe_workloads(
     the PodDisruptionBudgets (unless ``options`` turns them off), then per tenant its
     camera (and Service) and its viewers."""
     spec = parse_probe(probe)
+    paused = maintenance_reason(probe, integration) is not None
     objects = build_agent_rbac(probe)
     if options.max_unavailable is not None:
         objects += [build_disruption_budget(spec, role, options.max_unavailable) for role in AgentRole]
@@ -56,4 +58,18 @@ def build_probe_workloads(
                     options=options,
                 )
             )
+    if paused:  # the objects stay (keyrings, RBAC, Services); no pod runs
+        for index, obj in enumerate(objects):
+            if obj["kind"] == "Deployment":
+                obj["spec"]["replicas"] = 0
+                objects[index] = stamp(obj)  # a new hash: the change is applied
     return objects
+
+
+def maintenance_reason(probe: Mapping[str, Any], integration: Mapping[str, Any] | None) -> str | None:
+    """Why the probe is paused (its own ``spec.maintenance``, else its integration's), or None."""
+    for obj in (probe, integration or {}):
+        maintenance = (obj.get("spec") or {}).get("maintenance")
+        if maintenance:
+            return str(maintenance.get("reason") or "maintenance")
+    return None
