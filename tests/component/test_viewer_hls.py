@@ -170,6 +170,8 @@ async def test_the_authz_probe_follows_a_granted_playlist_to_a_frame(
     app.router.add_get("/hls/bravo-2/a.ts", reply(body=segment))
     app.router.add_get("/hls/bravo-2/1.m3u8", reply(text=media_playlist("broken.ts")))
     app.router.add_get("/hls/bravo-2/broken.ts", reply(body=b"not video"))
+    # granted, live, and never a segment: the probe moves on and reports the grant
+    app.router.add_get("/hls/bravo-2/2.m3u8", reply(text=media_playlist()))
     server = await started(app)
     try:
         requests = [
@@ -181,16 +183,16 @@ async def test_the_authz_probe_follows_a_granted_playlist_to_a_frame(
                 tenant=BRAVO,
                 camera=str(camera),
             )
-            for camera in (0, 1)
+            for camera in (0, 1, 2)
         ]
-        prober = AuthzProber(session, requests, interval_s=0.05)
+        prober = AuthzProber(session, requests, interval_s=0.05, timeout_s=0.5)
         frames: list[ReceivedFrame] = []
 
         async def until_camera_1() -> None:
             async with aclosing(prober.frames()) as stream:
                 async for frame in stream:
                     frames.append(frame)
-                    if frame.meta.get("target_camera") == "1":
+                    if frame.meta.get("target_camera") == "2":
                         break
 
         await asyncio.wait_for(until_camera_1(), 60)
@@ -199,7 +201,7 @@ async def test_the_authz_probe_follows_a_granted_playlist_to_a_frame(
         observation = decoder.decode(leaked[0].body)
         assert observation.status is Status.VERIFIED and observation.tenant == BRAVO
         assert leaked[0].meta["target_tenant"] == BRAVO
-        granted = frames[-1]
-        assert granted.body == b"" and granted.meta["problem"] == ACCESS_GRANTED, granted.meta
+        for granted in frames[-2:]:  # cameras 1 (undecodable) and 2 (no segment at all)
+            assert granted.body == b"" and granted.meta["problem"] == ACCESS_GRANTED, granted.meta
     finally:
         await server.close()

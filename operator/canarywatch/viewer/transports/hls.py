@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from http.cookies import CookieError, SimpleCookie
 from typing import Unpack
 from urllib.parse import urlsplit
@@ -109,17 +109,28 @@ class HlsReader(Transport):
             failures = 0 if progressed else failures + 1
             await self._back_off(max(1, failures), self.min_reload_s)
 
-    async def first_frames(self, *, max_segments: int = 2) -> list[ReceivedFrame]:
+    async def first_frames(
+        self, *, max_segments: int = 2, within_s: float | None = None
+    ) -> list[ReceivedFrame]:
         """One look: the frames of up to ``max_segments`` segments at the live edge (or
-        the answer that stopped it). Network errors propagate."""
+        the answer that stopped it), gathered for at most ``within_s`` seconds (default
+        three request timeouts: a live playlist that never gets a segment must not hold
+        its caller). Network errors propagate."""
         frames: list[ReceivedFrame] = []
-        async for frame in self._watch(max_segments=max_segments):
-            frames.append(frame)
+        watch = self._watch(max_segments=max_segments)
+        try:
+            async with asyncio.timeout(within_s if within_s is not None else 3 * self.timeout_s):
+                async for frame in watch:
+                    frames.append(frame)
+        except TimeoutError:
+            pass  # what was seen so far is the look
+        finally:
+            await watch.aclose()
         return frames
 
     # -- one session: playlist → variant → segments, until something goes wrong ------------
 
-    async def _watch(self, *, max_segments: int | None = None) -> AsyncIterator[ReceivedFrame]:
+    async def _watch(self, *, max_segments: int | None = None) -> AsyncGenerator[ReceivedFrame, None]:
         request = self.request
         response = await self._get(request.url)
         if response.status != 200 or response.truncated:
