@@ -205,7 +205,7 @@ WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS, "hub")
 
 #: A smart display's way in (``viewer.hub``): the smart-home protocol it speaks to the
 #: integration's fulfillment before watching the stream it is handed.
-HUB_PROTOCOLS: Final = ("google",)
+HUB_PROTOCOLS: Final = ("google", "alexa")
 
 #: URL schemes per viewer endpoint, where they are not http(s).
 _ENDPOINT_SCHEMES: Final[Mapping[str, tuple[str, ...]]] = {"rtsp": ("rtsp", "rtsps")}

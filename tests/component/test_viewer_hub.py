@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from typing import Any
 
 import aiohttp
+import pytest
+from availability import unavailable
 from relay_canaries import relay_with_canaries
 
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, Keyring
-from canarywatch.relay import RelayHandle
+from canarywatch.relay import Fault, RelayHandle
 from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.network import GOOD, POOR, Shaper
 from canarywatch.viewer.transports import FrameKind
 from canarywatch.viewer.transports.hub import HUB_ERROR, HubViewer
 
@@ -74,3 +78,37 @@ async def test_an_expired_stream_is_asked_for_again_and_the_kill_switch_is_a_503
         handle.relay.kill(actor="test", reason="test")
         after = await asyncio.wait_for(take(viewer, 2), 30)
         assert all(f.status == 503 and f.meta.get("error") == "integration_disabled" for f in after)
+
+
+def alexa_hub(session: aiohttp.ClientSession, handle: RelayHandle, tenant: str, *, slow: bool) -> HubViewer:
+    request = RenderedRequest(
+        "POST",
+        f"{handle.base_url}/v3/alexa/directive",
+        {"Authorization": f"Bearer token-{tenant}"},
+        source="/v3/alexa",
+    )
+    profile = POOR if slow else GOOD
+    return HubViewer(session, request, device="0", protocol="alexa", retry_s=0.2, shaper=Shaper(profile))
+
+
+@pytest.mark.parametrize("fault", [Fault.NONE, Fault.XIAOMI_2019])
+async def test_an_alexa_display_watches_the_rtsp_stream_it_is_handed(
+    fault: Fault, keyring: Keyring, decoder: Decoder
+) -> None:
+    if shutil.which("ffmpeg") is None:
+        unavailable("ffmpeg not installed; run hack/install-streaming-servers.sh (make test does)")
+    async with relay(keyring, fault=fault, rtsp_port=0) as handle, client_session() as session:
+        # two displays on poor links ask for the low resolution at once
+        first, second = (
+            alexa_hub(session, handle, "acme-7", slow=True),
+            alexa_hub(session, handle, "bravo-2", slow=True),
+        )
+        shown = await asyncio.wait_for(asyncio.gather(take(first, 4), take(second, 4)), 60)
+        assert first.protocol == "rtsp" and all(f.kind is FrameKind.HUB for f in shown[0])
+        seen = [
+            (viewer, decoder.decode(f.body).tenant)
+            for viewer, frames in zip(TENANTS, shown, strict=True)
+            for f in frames
+        ]
+        leaked = [(viewer, tenant) for viewer, tenant in seen if tenant != viewer]
+        assert bool(leaked) is (fault is Fault.XIAOMI_2019), seen

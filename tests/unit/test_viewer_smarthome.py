@@ -1,11 +1,13 @@
-"""What the hub viewer says to a Google smart-home fulfillment and reads back (pure),
-checked against the relay's fulfillment, which implements the same protocol."""
+"""What the hub viewer says to a Google smart-home fulfillment or an Alexa camera skill
+and reads back (pure), checked against the relay, which implements both protocols."""
 
 from __future__ import annotations
 
 import pytest
 
+from canarywatch.relay.alexa import directive_token, handle_directive
 from canarywatch.relay.smarthome import fulfill
+from canarywatch.viewer.alexa import discover_directive, initialize_directive, read_discover, read_stream_uri
 from canarywatch.viewer.smarthome import (
     HubProtocolError,
     get_camera_stream_request,
@@ -90,3 +92,21 @@ def test_an_auth_token_is_kept_when_the_fulfillment_gives_one() -> None:
         {"payload": {"commands": [{"ids": ["1"], "status": "SUCCESS", "states": states}]}}, "1"
     )
     assert offer.auth_token == "tk" and "tk" not in repr(offer) and "cdn" not in repr(offer)
+
+
+def test_alexa_discover_then_initialize_against_the_relays_directives() -> None:
+    def relay(body: object) -> object:
+        return handle_directive(
+            body,
+            cameras=["0"],
+            stream_uri=lambda c, rung: f"rtsp://r/{c}/{rung}",
+            expires_at="2030-01-01T00:00:00.00Z",
+        )
+
+    (camera,) = read_discover(relay(discover_directive("tok")))
+    assert camera.endpoint_id == "0" and (320, 180) in camera.resolutions
+    low = read_stream_uri(relay(initialize_directive("tok", "0", (320, 180))))
+    assert (low.url, low.protocol) == ("rtsp://r/0/low", "rtsp")
+    with pytest.raises(HubProtocolError, match="NO_SUCH_ENDPOINT"):
+        read_stream_uri(relay(initialize_directive("tok", "9", (320, 180))))
+    assert directive_token(initialize_directive("tok", "0", (1, 1))) == "tok"

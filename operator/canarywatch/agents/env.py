@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from canarywatch.api import (
+    HUB_PROTOCOLS,
     KIND_INTEGRATION,
     KIND_PROBE,
     PATHS,
@@ -193,6 +194,7 @@ class ViewerSettings(AgentSettings):
     poll_interval: float
     #: the hub fulfillment's device id of canary camera ``{camera}`` (``viewer.hub.device``).
     hub_device: str
+    hub_protocol: str
     policy: Policy
     incident_quiet_seconds: float
     incident_repeat_seconds: float
@@ -237,6 +239,7 @@ class ViewerSettings(AgentSettings):
             freshness_by_path=_freshness_by_path(environ),
             endpoints=endpoints,
             hub_device=_hub_device(adapter),
+            hub_protocol=_hub_protocol(adapter),
             poll_interval=_number_value(
                 adapter.get("pollInterval", _POLL_INTERVAL["default"]),
                 f"{_ADAPTER}.pollInterval",
@@ -429,6 +432,14 @@ def _adapter(environ: Mapping[str, str]) -> Mapping[str, Any]:
 
 
 _HUB_SETTINGS = ("protocol", "device")
+
+
+def _hub_protocol(adapter: Mapping[str, Any]) -> str:
+    hub = adapter.get("hub")
+    protocol = hub.get("protocol", "google") if isinstance(hub, Mapping) else "google"
+    if protocol not in HUB_PROTOCOLS:
+        raise EnvError(f"{_ADAPTER}.hub.protocol", f"expected one of {', '.join(HUB_PROTOCOLS)}")
+    return str(protocol)
 
 
 def _hub_device(adapter: Mapping[str, Any]) -> str:

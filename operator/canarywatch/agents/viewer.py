@@ -271,6 +271,7 @@ def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
         freshness_by_path=s.freshness_by_path,
         poll_interval=s.poll_interval,
         hub_device=s.hub_device,
+        hub_protocol=s.hub_protocol,
         kernel_shaped=s.shaper == "tc",
     )
 

@@ -185,6 +185,8 @@ class ViewerPaths:
     hub: RequestTemplate | None = None
     #: the fulfillment's device id of canary camera ``{camera}`` (``viewer.hub.device``).
     hub_device: str = "{camera}"
+    #: the hub protocol (``viewer.hub.protocol``: google, alexa).
+    hub_protocol: str = "google"
     rtsp: RequestTemplate | None = None
     poll_interval: float = 0.5
 
@@ -493,6 +495,7 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
         hls=paths.get("hls"),
         hub=paths.get("hub"),
         hub_device=str(hub["device"]) if hub is not None else "{camera}",
+        hub_protocol=str(hub["protocol"]) if hub is not None else "google",
         rtsp=paths.get("rtsp"),
         poll_interval=float(raw["pollInterval"]),
     )

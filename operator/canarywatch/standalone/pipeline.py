@@ -79,6 +79,7 @@ def viewer_spec(config: StandaloneConfig, tokens: Mapping[str, str]) -> ViewerSp
         poll_interval=viewer.poll_interval,
         freshness_by_path=probe.spec.freshness_by_path,
         hub_device=viewer.hub_device,
+        hub_protocol=viewer.hub_protocol,
     )
 
 

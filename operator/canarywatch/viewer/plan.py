@@ -79,6 +79,8 @@ class ViewerSpec:
     freshness_by_path: Mapping[str, float] = field(default_factory=dict)
     #: the hub fulfillment's device id of canary camera ``{camera}`` (of ``{tenant}``).
     hub_device: str = "{camera}"
+    #: what the hub speaks to it (``google``, ``alexa``).
+    hub_protocol: str = "google"
 
     def max_age(self, path: str) -> float:
         """The freshness bound frames of ``path`` are judged by."""
@@ -108,8 +110,9 @@ class StreamPlan:
     max_age: float | None
     #: wait for the hub's first measurement of its link before connecting.
     measure_first: bool = False
-    #: the device a hub-protocol stream asks its fulfillment for (path ``hub``).
+    #: the device a hub-protocol stream asks its fulfillment for (path ``hub``), and how.
     device: str | None = None
+    hub_protocol: str = "google"
 
     @property
     def path(self) -> str:
@@ -168,7 +171,7 @@ def _hub_streams(spec: ViewerSpec, watcher: Watcher, profile: NetworkProfile) ->
             request = endpoints["hub"].render(tenant=tenant, camera=str(camera), token=token)
             device = spec.hub_device.replace("{tenant}", tenant).replace("{camera}", str(camera))
             hub = stream(camera, "hub", request, interval_s=None, measure_first=shaped)
-            plans.append(dataclasses.replace(hub, device=device))
+            plans.append(dataclasses.replace(hub, device=device, hub_protocol=spec.hub_protocol))
     if "events" in endpoints:
         request = endpoints["events"].render(tenant=tenant, camera="", token=token)
         plans.append(stream(None, "thumbnail", request, fresh=False))

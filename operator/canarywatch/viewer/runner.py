@@ -208,7 +208,9 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
     if plan.path == "hub":
         if plan.device is None:
             raise ValueError(f"stream {plan.stream.key}: a hub stream needs its device")
-        return HubViewer(session, plan.requests[0], device=plan.device, shaper=shaper)
+        return HubViewer(
+            session, plan.requests[0], device=plan.device, protocol=plan.hub_protocol, shaper=shaper
+        )
     if plan.path == "rtsp":
         return RtspReader(session, plan.requests[0], shaper=shaper)
     if interval is None:

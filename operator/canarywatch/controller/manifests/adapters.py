@@ -89,6 +89,7 @@ def viewer_adapter(
             adapter["hub"] = {
                 **_request_template({**hub, "method": "POST"}, secrets),
                 "device": hub["device"],
+                "protocol": hub["protocol"],
             }
             continue
         adapter[endpoint] = _request_template(viewer[endpoint], secrets)

@@ -1,11 +1,14 @@
 """``HubViewer``: watch a camera the way a smart display does, through the vendor's
-smart-home fulfillment.
+smart-home fulfillment (Google) or camera skill endpoint (Alexa).
 
 With the tenant's OAuth bearer token it sends ``action.devices.SYNC`` to the
 fulfillment URL, finds its camera's device (CameraStream trait), asks
 ``action.devices.EXECUTE`` / ``GetCameraStream`` for the stream, and watches the URL it
 is handed with the video transport of that protocol (HLS: ``HlsReader``, which picks
-the variant the hub's measured link can carry, as a display's player does). When the
+the variant the hub's measured link can carry, as a display's player does). With
+``protocol="alexa"`` it sends ``Alexa.Discovery``/``Discover`` and
+``InitializeCameraStreams`` (the token in the directive's scope, the resolution its
+link carries) and watches the RTSP URI it is handed (``RtspReader``). When the
 stream stops answering (an expired URL, a refusal) it asks the fulfillment again,
 with backoff, as a display does when a stream fails.
 
@@ -24,6 +27,7 @@ from typing import Any, Unpack
 
 import aiohttp
 
+from canarywatch.viewer.alexa import discover_directive, initialize_directive, read_discover, read_stream_uri
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.smarthome import (
     HubProtocolError,
@@ -43,6 +47,7 @@ from canarywatch.viewer.transports.base import (
     check_interval,
 )
 from canarywatch.viewer.transports.hls import HlsReader
+from canarywatch.viewer.transports.rtsp import RtspReader
 
 __all__ = ["HUB_ERROR", "STREAM_READERS", "HubViewer"]
 
@@ -53,7 +58,9 @@ HUB_ERROR = "hub_error"
 StreamReader = Callable[..., Transport]
 
 #: ``cameraStreamProtocol`` -> the transport that watches it; the hub asks only for these.
-STREAM_READERS: Mapping[str, StreamReader] = {"hls": HlsReader}
+STREAM_READERS: Mapping[str, StreamReader] = {"hls": HlsReader, "rtsp": RtspReader}
+#: Below this measured downlink an Alexa display asks for the lowest resolution offered.
+_LOW_RESOLUTION_BPS = 1_000_000
 
 
 class _NotServed(Exception):
@@ -71,13 +78,17 @@ class HubViewer(Transport):
         request: RenderedRequest,
         *,
         device: str,
+        protocol: str = "google",
         retry_s: float = 2.0,
         **options: Unpack[TransportOptions],
     ) -> None:
         super().__init__(session, **options)
         check_interval(retry_s, name="retry_s")
+        if protocol not in ("google", "alexa"):
+            raise ValueError(f"protocol must be google or alexa, got {protocol!r}")
         self.request = request
         self.device = device
+        self.hub_protocol = protocol
         self.retry_s = retry_s
         # what the stream reader shares with this viewer (its shaper is this hub's link)
         self._options: TransportOptions = {k: v for k, v in options.items() if k != "shaper"}  # type: ignore[assignment]
@@ -132,6 +143,8 @@ class HubViewer(Transport):
                 await close()
 
     async def _offer(self) -> StreamOffer:
+        if self.hub_protocol == "alexa":
+            return await self._alexa_offer()
         devices = read_sync(await self._fulfill(sync_request()))
         device = next((d for d in devices if d.id == self.device), None)
         if device is None:
@@ -147,6 +160,24 @@ class HubViewer(Transport):
             raise HubProtocolError(
                 f"GetCameraStream answered protocol {offer.protocol!r}, asked for {wanted}"
             )
+        self.offers += 1
+        self.protocol = offer.protocol
+        return offer
+
+    async def _alexa_offer(self) -> StreamOffer:
+        """Discover, then InitializeCameraStreams at the resolution the link carries."""
+        token = bearer_token(self.request.headers)
+        if token is None:
+            raise HubProtocolError("alexa needs the tenant's token: headers Authorization: Bearer {token}")
+        cameras = read_discover(await self._fulfill(discover_directive(token)))
+        camera = next((c for c in cameras if c.endpoint_id == self.device), None)
+        if camera is None:
+            listed = ", ".join(c.endpoint_id for c in cameras[:8]) or "none"
+            raise HubProtocolError(f"Discover lists no camera {self.device!r} (cameras: {listed})")
+        sizes = sorted(camera.resolutions or ((1280, 720),))
+        downlink = self.shaper.estimate.downlink_bps or self.shaper.profile.bandwidth_bps
+        resolution = sizes[0] if downlink is not None and downlink < _LOW_RESOLUTION_BPS else sizes[-1]
+        offer = read_stream_uri(await self._fulfill(initialize_directive(token, self.device, resolution)))
         self.offers += 1
         self.protocol = offer.protocol
         return offer
@@ -186,3 +217,11 @@ class HubViewer(Transport):
             status=200,
             meta={"outcome": HUB_ERROR, "device": self.device, "hub_error": reason[:200]},
         )
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header (Alexa carries it in
+    the directive instead)."""
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
