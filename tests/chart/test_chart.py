@@ -87,7 +87,7 @@ CLUSTER_SCOPED = {
 }
 DEFAULT_IMAGE = f"ghcr.io/canarywatch/canarywatch:{canarywatch.__version__}"
 # The chart tier runs with Helm 4 (the current major) and Helm 3 (hack/build-tools.sh).
-HELMS = ("helm",)
+HELMS = ("helm4", "helm")
 # A routing key shaped like a real one (random hex); the chart refuses placeholders.
 ROUTING_KEY = "3d335ad3f2e62de6525f67b1dce035f2"
 
@@ -1152,6 +1152,9 @@ def test_install_upgrade_and_uninstall_the_demo(helm: Helm, cluster: Cluster) ->
         "install",
         RELEASE,
         str(CHART),
+        # The cluster fixture applied the CRDs already; Helm 4 would server-side apply
+        # them again and conflict with that field manager (README, "Install on a cluster").
+        "--skip-crds",
         "--namespace",
         namespace,
         "--values",
@@ -1233,6 +1236,9 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
         "install",
         RELEASE,
         str(CHART),
+        # The cluster fixture applied the CRDs already; Helm 4 would server-side apply
+        # them again and conflict with that field manager (README, "Install on a cluster").
+        "--skip-crds",
         "--namespace",
         namespace,
         "--set",
@@ -1304,6 +1310,9 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
         "install",
         RELEASE,
         str(CHART),
+        # The cluster fixture applied the CRDs already; Helm 4 would server-side apply
+        # them again and conflict with that field manager (README, "Install on a cluster").
+        "--skip-crds",
         "--namespace",
         wide,
         "--values",
