@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canarywatch.markers import (
     Decoder,
@@ -30,6 +31,9 @@ from canarywatch.markers import (
 )
 from canarywatch.markers.payload import MAX_CAMERA, MAX_SEQ
 from canarywatch.verdicts import ViewerIdentity, judge
+
+if TYPE_CHECKING:
+    from canarywatch.standalone import Pipeline
 
 __all__ = ["UsageError", "main"]
 
@@ -219,8 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from canarywatch.delivery import summary_line
+def _standalone_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The `Pipeline` of ``--config`` writing to ``--out``; UsageError naming the field."""
     from canarywatch.standalone import ConfigError, Pipeline, load_config
     from canarywatch.viewer.http import AdapterConfigError
 
@@ -238,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         for tenant in config.probe.tenants:
             tenant.token.resolve()  # fail now, naming the field, not inside a viewer
-        pipeline = Pipeline(
+        return Pipeline(
             config,
             keyring=keyring,
             out_dir=Path(args.out) if args.out else None,
@@ -246,6 +250,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except (ConfigError, AdapterConfigError) as e:
         raise UsageError(f"--config {args.config}: {e}") from e
+
+
+def _unfinished(problems: list[str]) -> int:
+    """Exit 1 naming each problem on stderr (the next run or resume finishes them), or 0."""
+    for problem in problems:
+        print(f"canarywatch: unfinished: {problem}", file=sys.stderr, flush=True)
+    return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from canarywatch.delivery import summary_line
+
+    pipeline = _standalone_pipeline(args)
     result = asyncio.run(pipeline.run(duration=args.duration, linger_after_shutdown=None))
     summary = result.summary
     print(
@@ -254,13 +271,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(summary_line(summary["delivery"]), flush=True)
-    if summary["unfinished"]:
-        # exit 1: a page or a kill switch did not complete; the next run with the same
-        # --out finishes it (outbox, kill-switch state, incident intent)
-        for problem in summary["unfinished"]:
-            print(f"canarywatch: unfinished: {problem}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    # exit 1: a page or a kill switch did not complete; the next run with the same
+    # --out finishes it (outbox, kill-switch state, incident intent)
+    return _unfinished(summary["unfinished"])
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from canarywatch.standalone import ResumeRefused
+
+    if not Path(args.out).is_dir():
+        raise UsageError(f"--out: {args.out} is not a folder a `canarywatch run` wrote")
+    pipeline = _standalone_pipeline(args)
+    try:
+        unfinished = asyncio.run(pipeline.resume(args.incident))
+    except ResumeRefused as e:
+        raise UsageError(str(e)) from None
+    return _unfinished(unfinished)
 
 
 # -- Kubernetes: operator and the agents its pods run ----------------------------------------
@@ -441,6 +467,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="folder for incidents.jsonl, summary.json, evidence, PagerDuty outbox")
     run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser(
+        "resume", help="switch an integration back on after `run` switched it off, and resolve its incidents"
+    )
+    resume.add_argument("--config", required=True, help="the standalone YAML the run used")
+    resume.add_argument("--out", required=True, help="the run's --out folder (kill-switch state, incidents)")
+    resume.add_argument(
+        "--incident", required=True, help="the incident the kill switch holds for (killswitch.json)"
+    )
+    resume.set_defaults(func=cmd_resume)
 
     operator = sub.add_parser(
         "operator", help="run the Kubernetes operator (configured by CANARYWATCH_* env)"

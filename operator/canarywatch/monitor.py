@@ -35,6 +35,7 @@ from typing import Any
 
 from canarywatch.delivery import DeliveryLedger
 from canarywatch.incidents.client import DeliveryResult, Outcome, PagerDutyClient
+from canarywatch.incidents.events import PagerDutyError
 from canarywatch.incidents.evidence import KEPT, collect_evidence, write_evidence
 from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event, trigger_event
 from canarywatch.incidents.policy import Decision, IncidentKey, Mode, OpenIncident, Policy, PolicyEngine
@@ -265,6 +266,19 @@ class Monitor:
         if switch is not None and left and not self._switching:
             self.on_event(f"KILL SWITCH of {switch.incident} was left {switch.state}: completing it")
             self._start_switch_off(None)
+        if self._resume_left(switch):
+            self.on_event(f"RESUME of {self.integration} was left unfinished: completing it")
+            self._spawn(self.resume(reason="an interrupted resume, completed"))
+
+    def _resume_left(self, switch: KillSwitchRecord | None) -> bool:
+        """A resume that a crash or a failure cut short: the kill switch is mid-resume, or
+        resumed while its incident is still open, or a resolve is still to be delivered."""
+        if switch is not None and switch.state in (SwitchState.RESUMING, SwitchState.RESUME_FAILED):
+            return True
+        held = self.incidents.get(switch.incident) if switch is not None else None
+        if switch is not None and switch.state is SwitchState.RESUMED and held and held.state == "Open":
+            return True
+        return any(r.pagerduty.get("resolve") == "pending" for r in self.incidents.records())
 
     def _leaked(self, result: FrameResult, mode: Mode) -> None:
         """A confirmed leaked frame: if the kill switch says Engaged, it does not hold."""
@@ -422,23 +436,49 @@ class Monitor:
                 )
             if record.intent.kill and not record.shutdown.done:
                 problems.append(f"kill switch for {record.id} not complete")
+        for record in self.incidents.records():
+            if record.integration == self.integration and record.pagerduty.get("resolve") == "pending":
+                problems.append(f"resolve of {record.id} not delivered (kept in the outbox)")
         switch = self.kill_switch.record if self.kill_switch is not None else None
-        if switch is not None and switch.state in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
+        if switch is not None and switch.state in (
+            SwitchState.ENGAGING,
+            SwitchState.ENGAGE_FAILED,
+            SwitchState.RESUMING,
+            SwitchState.RESUME_FAILED,
+        ):
             problems.append(f"kill switch of {switch.incident} {switch.state}")
         return list(dict.fromkeys(problems))
 
     async def resume(self, *, reason: str = "resumed") -> list[IncidentRecord]:
         """Switch the integration back on and resolve every open incident.
 
-        Runs the kill switch's resume steps (restoring what it changed), closes the
-        incidents in the policy engine so the next leak opens a new one, and sends the
-        PagerDuty `resolve` for each page. Returns the incidents it resolved.
+        Runs the kill switch's resume steps (restoring what it changed); only once it is
+        ``Resumed`` are the incidents resolved: each one's PagerDuty ``resolve`` (the
+        page's own ``dedup_key``) is queued in the outbox before the incident is
+        journalled ``Resolved``, then delivered, and the policy engine forgets it so the
+        next leak opens a new incident and pages again. Durable: the kill switch's record
+        says a resume was asked for (``Resuming``, ``ResumeFailed``) and the outbox holds
+        the resolves, so a crash or a failure is finished by ``finish_recovered``.
+        Returns the incidents it resolved; ``unfinished`` names what is left.
         """
-        if self.kill_switch is not None and self.kill_switch.engaged:
-            await self.kill_switch.resume()
+        resuming = self.kill_switch is not None and self.kill_switch.engaged
+        if self.kill_switch is not None and resuming:
+            try:
+                await self.kill_switch.resume()
+            except KillSwitchStateError:
+                log.exception("kill-switch state for %s not saved", self.integration)
         self.holding.reset()
         self.suspended = _holds(self.kill_switch)
         self.metrics.record_suspended(namespace="", integration=self.integration, suspended=self.suspended)
+        switch = self.kill_switch.record if self.kill_switch is not None else None
+        if switch is not None and switch.engaged:
+            failed = [a.name for a in switch.actions if a.result is Result.FAILED]
+            self.on_event(f"RESUME of {self.integration} incomplete ({', '.join(failed)}): retried next time")
+            return []
+        if switch is not None and resuming:
+            self.on_event(f"RESUMED {self.integration} (kill switch of {switch.incident})")
+            for name in switch.manual_resume:
+                self.on_event(f"WARNING {self.integration}: no resume step for {name}; restore it by hand")
         resolved: list[IncidentRecord] = []
         for verdict, incident_id in list(self._open.items()):
             self.engine.resolve(verdict)
@@ -446,23 +486,48 @@ class Monitor:
             record = self.incidents.get(incident_id)
             if record is None:
                 continue
-            record.state = "Resolved"
-            dedup_key = record.pagerduty.get("dedup_key")
             auto_resolve = self.page_options is None or self.page_options.auto_resolve
-            if self.pagerduty is not None and self.routing_key and dedup_key and auto_resolve:
-                event = resolve_event(routing_key=self.routing_key, dedup_key=dedup_key)
-                outcome = await self.pagerduty.send(event)
-                record.pagerduty["resolve"] = outcome.outcome.value
+            paged = record.intent.page or record.pagerduty
+            if self.pagerduty is not None and self.routing_key and paged and auto_resolve:
+                # a trigger may be on its way even if the record does not know its key yet
+                dedup_key = IncidentPage.from_record(record).dedup_key
+                self.pagerduty.enqueue(resolve_event(routing_key=self.routing_key, dedup_key=dedup_key))
+                record.pagerduty = {**record.pagerduty, "dedup_key": dedup_key, "resolve": "pending"}
+            record.state = "Resolved"
+            record.resolved_at = self.clock()
             self.incidents.save(record)
             resolved.append(record)
             self.on_event(f"RESOLVED {record.id} ({reason})")
         if self.responds:
             self._record_open()
+        await self._deliver_resolves()
         return resolved
 
     def _record_open(self) -> None:
         by_verdict = {verdict.value: 1 for verdict in self._open}
         self.metrics.record_open_incidents(namespace="", integration=self.integration, by_verdict=by_verdict)
+
+    async def _deliver_resolves(self) -> None:
+        """Deliver the queued resolves and record in each incident what became of its own."""
+        if self.pagerduty is None:
+            return
+        try:
+            results = await self.pagerduty.flush()
+        except PagerDutyError as error:  # the outbox keeps it: sent again later
+            log.warning("PagerDuty outbox: %s", error)
+            results = []
+        outcomes = {r.dedup_key: r.outcome.value for r in results if r.action == "resolve"}
+        pending = self.pagerduty.outbox.pending()
+        queued = {e.event.get("dedup_key") for e in pending if e.event["event_action"] == "resolve"}
+        for record in self.incidents.records():
+            key = record.pagerduty.get("dedup_key")
+            if record.pagerduty.get("resolve") != "pending":
+                continue
+            if key in queued:
+                continue  # still in the outbox: the next run or resume sends it
+            record.pagerduty["resolve"] = outcomes.get(key, Outcome.DELIVERED.value)
+            self.incidents.save(record)
+            self.on_event(f"RESOLVE of {record.id} (dedup_key {key}): {record.pagerduty['resolve']}")
 
     # -- reporting ------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`canarywatch run` as a user meets it: a real subprocess against an integration that
 leaks, killed with SIGKILL at chosen moments and started again on the same ``--out``.
 Nothing a run recorded is lost, nothing it intended is left undone, a second run does
-not page twice for the same leak, and the way out is bounded.
+not page twice for the same leak, and the way out is bounded. `canarywatch resume` brings
+a switched-off integration back, resolves its incident, and the next leak pages again.
 
 Each test prints its figures (``figure:`` lines, see the README's reliability section).
 """
@@ -46,9 +47,11 @@ async def start_run(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     keyring = tmp_path / "keyring.json"  # one keyring for every run, as a user keeps one
     keyring.write_text(Keyring.generate(["acme-7", "bravo-2"]).to_json())
 
-    async def start(config: dict[str, Any], *, duration: float, out: str = "out") -> RunProcess:
+    async def start(
+        config: dict[str, Any], *, duration: float = 0, out: str = "out", command: tuple[str, ...] = ()
+    ) -> RunProcess:
         config["probe"]["keyring"] = str(keyring)
-        run = await RunProcess(config, tmp_path / out, duration=duration).start()
+        run = await RunProcess(config, tmp_path / out, duration=duration).start(*command)
         started.append(run)
         return run
 
@@ -77,14 +80,24 @@ def _triggers(receiver: EventsReceiver) -> list[dict[str, Any]]:
     return [e for e in receiver.events if e["event_action"] == "trigger"]
 
 
-async def test_a_rerun_on_the_same_out_keeps_the_incident_history(
-    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
-) -> None:
+async def _first_run(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any], **policy: Any
+) -> tuple[dict[str, Any], RunProcess, dict[str, Any]]:
+    """A run that catches the leak and ends cleanly: its config, process and incident."""
     config = run_config(integration.url, receiver.url)
+    config["integration"]["policy"].update(policy)
     first = await start_run(config, duration=8)
     assert await first.wait(EXIT_BOUND) == 0, first.stderr
     [incident] = first.incidents()
-    assert incident["shutdown"]["done"] and incident["paged_at"]
+    assert incident["paged_at"]
+    return config, first, incident
+
+
+async def test_a_rerun_on_the_same_out_keeps_the_incident_history(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
+) -> None:
+    config, first, incident = await _first_run(integration, receiver, start_run)
+    assert incident["shutdown"]["done"]
     # a clean exit leaves one line per incident
     assert len((first.out / "incidents.jsonl").read_text().splitlines()) == 1
 
@@ -259,3 +272,100 @@ async def test_exit_is_bounded_while_the_integration_holds_a_camera_stream_open(
     print(f"figure: MJPEG pull held open, --duration 4: exited after {run.exited_after:.1f} s")
     assert run.exited_after is not None and run.exited_after < EXIT_BOUND
     assert code == 0, run.stderr
+
+
+def _resolves(receiver: EventsReceiver) -> list[dict[str, Any]]:
+    return [e for e in receiver.events if e["event_action"] == "resolve"]
+
+
+def _switch_state(out: Path) -> str:
+    return str(json.loads((out / "killswitch.json").read_text())["record"]["state"])
+
+
+async def test_resume_switches_back_on_resolves_the_page_and_the_next_leak_pages_again(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
+) -> None:
+    config, _, incident = await _first_run(integration, receiver, start_run)
+    assert integration.off and incident["shutdown"]["done"]
+    dedup_key = make_dedup_key(integration="leaky", incident=incident["id"])
+
+    # a stale id (from last time, or a typo) is refused and changes nothing
+    stale = await start_run(config, command=("resume", "--incident", "cross-tenant-old"))
+    assert await stale.wait(EXIT_BOUND) == 2
+    assert f"holds leaky off for incident {incident['id']}" in stale.stderr, stale.stderr
+    assert integration.off and not integration.resume_calls and not _resolves(receiver)
+
+    resume = await start_run(config, command=("resume", "--incident", incident["id"]))
+    assert await resume.wait(EXIT_BOUND) == 0, resume.stderr
+    [resolved] = resume.incidents()
+    assert not integration.off and len(integration.resume_calls) == 1
+    assert resolved["state"] == "Resolved" and resolved["pagerduty"]["resolve"] == "delivered"
+    assert [e["dedup_key"] for e in _resolves(receiver)] == [dedup_key]  # the page's own key
+    assert _switch_state(resume.out) == "Resumed"
+
+    again = await start_run(config, command=("resume", "--incident", incident["id"]))
+    assert await again.wait(EXIT_BOUND) == 0, again.stderr  # idempotent: nothing left to do
+    assert len(integration.resume_calls) == 1 and len(_resolves(receiver)) == 1
+
+    second = await start_run(config, duration=8)  # the integration still leaks
+    assert await second.wait(EXIT_BOUND) == 0, second.stderr
+    incidents = {r["id"]: r for r in second.incidents()}
+    [new] = [r for i, r in incidents.items() if i != incident["id"]]
+    print(
+        f"figure: resume then a new leak: incidents {len(incidents)}, pages {len(_triggers(receiver))}, "
+        f"resolves {len(_resolves(receiver))}, kill calls {len(integration.kill_calls)}"
+    )
+    assert incidents[incident["id"]]["state"] == "Resolved"
+    assert new["state"] == "Open" and new["paged_at"] and new["shutdown"]["done"]
+    assert [t["dedup_key"] for t in _triggers(receiver)] == [
+        dedup_key,
+        make_dedup_key(integration="leaky", incident=new["id"]),
+    ]
+    assert len(integration.kill_calls) == 2 and integration.off
+    assert _switch_state(second.out) == "Engaged"
+
+
+async def test_resume_of_an_unknown_incident_is_refused_naming_the_open_ones(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
+) -> None:
+    config, _, incident = await _first_run(integration, receiver, start_run, mode="alert-only")
+    assert not integration.kill_calls  # an incident, no kill switch
+    unknown = await start_run(config, command=("resume", "--incident", "nope"))
+    assert await unknown.wait(EXIT_BOUND) == 2
+    assert "no such incident of leaky" in unknown.stderr and incident["id"] in unknown.stderr
+    # an alert-only incident has no kill switch to resume: resume closes it
+    resume = await start_run(config, command=("resume", "--incident", incident["id"]))
+    assert await resume.wait(EXIT_BOUND) == 0, resume.stderr
+    assert resume.incidents()[0]["state"] == "Resolved" and not integration.resume_calls
+    assert [e["dedup_key"] for e in _resolves(receiver)] == [
+        make_dedup_key(integration="leaky", incident=incident["id"])
+    ]
+
+
+async def test_a_resume_cut_short_is_finished_by_the_next_run(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
+) -> None:
+    config, _, incident = await _first_run(integration, receiver, start_run)
+    integration.script_resume("hang")  # the resume webhook hangs; the resume is killed
+    resume = await start_run(config, command=("resume", "--incident", incident["id"]))
+    await _until(lambda: bool(integration.resume_calls))
+    resume.kill9()
+    await resume.process.wait()
+    assert _switch_state(resume.out) == "Resuming"
+    assert resume.incidents()[0]["state"] == "Open"
+    integration.leaking = False  # fixed; the hanging call stays hung (it never acts)
+
+    second = await start_run(config, duration=5)
+    await second.wait_for_line("RESOLVED")
+    code = await second.wait(EXIT_BOUND)
+    [resolved] = second.incidents()
+    print(
+        f"figure: resume killed mid-webhook, then run: resume calls {len(integration.resume_calls)}, "
+        f"resolves {len(_resolves(receiver))}, state {second.summary()['state']}"
+    )
+    assert code == 0, second.stderr
+    assert not integration.off and _switch_state(second.out) == "Resumed"
+    assert resolved["state"] == "Resolved" and resolved["pagerduty"]["resolve"] == "delivered"
+    assert [e["dedup_key"] for e in _resolves(receiver)] == [
+        make_dedup_key(integration="leaky", incident=incident["id"])
+    ]

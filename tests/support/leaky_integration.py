@@ -6,7 +6,7 @@ each tenant a snapshot (``GET /view/{tenant}/{camera}``): its own frame, or, whi
 ``leaking``, another tenant's. Its kill webhook (``POST /kill``) answers what the test
 scripted (an HTTP status, or ``"hang"``), and switches the integration off only if
 ``kill_works`` (a GitOps revert, an unenforced policy: it answers 200 and keeps
-serving). ``POST /resume`` switches it back on.
+serving). ``POST /resume`` switches it back on (or answers what ``script_resume`` queued).
 
 ``RunProcess`` starts ``canarywatch run`` with a config for it, reads its progress
 lines, and can ``kill -9`` it at a chosen moment.
@@ -43,6 +43,8 @@ class LeakyIntegration:
         self.kill_works = True
         self.off = False
         self.kill_calls: list[float] = []
+        self.resume_calls: list[float] = []
+        self._resume_script: deque[int | str] = deque()
         self.leaked_served = 0  # frames of another tenant handed out
         self._script: deque[int | str] = deque()
         self._release = asyncio.Event()
@@ -51,6 +53,10 @@ class LeakyIntegration:
     def script_kill(self, *answers: int | str) -> None:
         """Answers for the next kill calls: an HTTP status, or ``"hang"`` (until ``release``)."""
         self._script.extend(answers)
+
+    def script_resume(self, *answers: int | str) -> None:
+        """Answers for the next resume calls, as ``script_kill``."""
+        self._resume_script.extend(answers)
 
     def release(self) -> None:
         self._release.set()
@@ -92,20 +98,27 @@ class LeakyIntegration:
             return web.Response(status=404)
         return web.Response(body=frame, content_type="image/jpeg")
 
-    async def _kill(self, request: web.Request) -> web.Response:
-        self.kill_calls.append(time.time())
-        answer = self._script.popleft() if self._script else 200
+    async def _answer(self, calls: list[float], script: deque[int | str]) -> int:
+        """The scripted answer of a kill or resume call (200 when none is queued)."""
+        calls.append(time.time())
+        answer = script.popleft() if script else 200
         if answer == "hang":
             await self._release.wait()
             answer = 200
         assert isinstance(answer, int)
+        return answer
+
+    async def _kill(self, request: web.Request) -> web.Response:
+        answer = await self._answer(self.kill_calls, self._script)
         if answer == 200 and self.kill_works:
             self.off = True
         return web.json_response({"status": answer}, status=answer)
 
     async def _resume(self, request: web.Request) -> web.Response:
-        self.off = False
-        return web.json_response({"ok": True})
+        answer = await self._answer(self.resume_calls, self._resume_script)
+        if answer == 200:
+            self.off = False
+        return web.json_response({"status": answer}, status=answer)
 
 
 def run_config(
@@ -164,14 +177,20 @@ class RunProcess:
         self.exited_after: float | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> RunProcess:
+    @property
+    def config_path(self) -> Path:
+        return self.out.parent / f"{self.out.name}-config.yaml"
+
+    async def start(self, *command: str) -> RunProcess:
+        """Start ``canarywatch run`` (or ``command``, e.g. ``resume --incident ID``) on
+        the config and ``--out``."""
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out.parent / f"{self.out.name}-config.yaml"
-        path.write_text(yaml.safe_dump(self.config))
+        self.config_path.write_text(yaml.safe_dump(self.config))
         self.started_at = time.monotonic()
+        argv = command or ("run", "--duration", str(self.duration))
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "canarywatch.cli", "run", "--config", str(path),
-            "--out", str(self.out), "--duration", str(self.duration),
+            sys.executable, "-m", "canarywatch.cli", *argv, "--config", str(self.config_path),
+            "--out", str(self.out),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip

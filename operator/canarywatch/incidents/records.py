@@ -71,8 +71,9 @@ class IncidentRecord:
     recorded_at: float
     detection_seconds: float
     mode: str
-    state: str = "Open"
+    state: str = "Open"  # Open | Resolved (by `canarywatch resume`)
     occurrences: int = 1
+    resolved_at: float | None = None
     paged_at: float | None = None
     pagerduty: dict[str, Any] = field(default_factory=dict)
     shutdown: Shutdown = field(default_factory=Shutdown)

@@ -37,12 +37,20 @@ from canarywatch.monitor import Monitor
 from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
+from canarywatch.standalone.resume import resume_refusal
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
 from canarywatch.viewer.runner import RunningStream, ViewerRunner
 
-__all__ = ["SERVER_STOP_SECONDS", "SHUTDOWN_GRACE_SECONDS", "Pipeline", "RunResult", "viewer_spec"]
+__all__ = [
+    "SERVER_STOP_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "Pipeline",
+    "ResumeRefused",
+    "RunResult",
+    "viewer_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,10 @@ SERVER_STOP_SECONDS = 1.0
 # path short of the target is warned about.
 COVERAGE_INTERVAL = 2.0
 COVERAGE_WARN_AFTER = 30.0
+
+
+class ResumeRefused(Exception):
+    """`canarywatch resume` named an incident it may not resume (the message says why)."""
 
 
 @dataclass
@@ -144,6 +156,60 @@ class Pipeline:
         assert self.monitor is not None
         return await self.monitor.handle(result)
 
+    def _response(self) -> tuple[PagerDutyClient | None, Monitor]:
+        """The PagerDuty client and the Monitor with the kill switch, state in ``out_dir``."""
+        integration = self.config.integration
+        pagerduty = None
+        if self.routing_key:
+            outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
+            pagerduty = PagerDutyClient(
+                url=self.pagerduty_url,
+                outbox=outbox,
+                on_result=self.metrics.pagerduty_hook(),
+                base_delay=0.2,
+                max_delay=5.0,
+            )
+        kill_switch = None
+        if integration.kill_actions:
+            kill_switch = KillSwitch(
+                integration.kill_actions,
+                integration=integration.name,
+                state_path=self.out_dir / "killswitch.json" if self.out_dir else None,
+                on_action=self.metrics.killswitch_hook(namespace="", integration=integration.name),
+            )
+        monitor = self.monitor = Monitor(
+            integration=integration.name,
+            probe=self.config.probe.name,
+            policy=integration.policy,
+            metrics=self.metrics,
+            pagerduty=pagerduty,
+            routing_key=self.routing_key,
+            page_options=integration.pagerduty.options if integration.pagerduty else None,
+            kill_switch=kill_switch,
+            out_dir=self.out_dir,
+            on_event=self.on_event,
+            clock=self.clock,
+        )
+        return pagerduty, monitor
+
+    async def resume(self, incident: str) -> list[str]:
+        """`canarywatch resume`: switch the integration back on for ``incident`` and
+        resolve the open incidents (``Monitor.resume``); returns what is left unfinished.
+        ``ResumeRefused`` (nothing done) when ``incident`` is not the one to resume."""
+        pagerduty, monitor = self._response()
+        switch = monitor.kill_switch.record if monitor.kill_switch is not None else None
+        records = monitor.incidents.records()
+        refusal = resume_refusal(incident, integration=monitor.integration, switch=switch, records=records)
+        if refusal is not None:
+            raise ResumeRefused(refusal)
+        try:
+            await monitor.resume(reason=f"resumed for {incident}")
+        finally:
+            if pagerduty is not None:
+                await pagerduty.close()
+            monitor.incidents.flush()
+        return monitor.unfinished()
+
     # -- running ------------------------------------------------------------------------
     async def run(self, *, duration: float | None, linger_after_shutdown: float | None = 2.0) -> RunResult:
         """Run until `duration` elapses, or `linger_after_shutdown` s after a switch-off."""
@@ -162,37 +228,7 @@ class Pipeline:
             servers.push_async_callback(metrics_server.stop)
             self.metrics_url = metrics_server.url
             self.metrics.prime_responses(namespace="", integration=integration.name)
-            pagerduty = None
-            if self.routing_key:
-                outbox = Outbox(self.out_dir / "pagerduty-outbox.jsonl") if self.out_dir else MemoryOutbox()
-                pagerduty = PagerDutyClient(
-                    url=self.pagerduty_url,
-                    outbox=outbox,
-                    on_result=self.metrics.pagerduty_hook(),
-                    base_delay=0.2,
-                    max_delay=5.0,
-                )
-            kill_switch = None
-            if integration.kill_actions:
-                kill_switch = KillSwitch(
-                    integration.kill_actions,
-                    integration=integration.name,
-                    state_path=self.out_dir / "killswitch.json" if self.out_dir else None,
-                    on_action=self.metrics.killswitch_hook(namespace="", integration=integration.name),
-                )
-            monitor = self.monitor = Monitor(
-                integration=integration.name,
-                probe=cfg.probe.name,
-                policy=integration.policy,
-                metrics=self.metrics,
-                pagerduty=pagerduty,
-                routing_key=self.routing_key,
-                page_options=integration.pagerduty.options if integration.pagerduty else None,
-                kill_switch=kill_switch,
-                out_dir=self.out_dir,
-                on_event=self.on_event,
-                clock=self.clock,
-            )
+            pagerduty, monitor = self._response()
             fleet = self.fleet = CameraFleet(self._cameras(), fps=cfg.probe.fps, clock=self.clock)
             tasks: list[asyncio.Task[Any]] = []
             if integration.camera.push is not None:
