@@ -54,6 +54,7 @@ RESOURCES = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
 }
 
 
@@ -424,7 +425,7 @@ def test_printer_columns_tell_the_story(
     assert rows["reference-relay"][7]  # rendered as an age
 
     columns, rows = table(api, "CanaryProbe", namespace)
-    assert columns == ["Name", "Integration", "Tenants", "Ready", "Last Frame", "Age"]
+    assert columns == ["Name", "Integration", "Tenants", "Ready", "Last Frame", "Detects", "Age"]
     assert rows["reference-relay-canaries"][1:4] == ["reference-relay", 2, "8/8"]
 
     columns, rows = table(api, "LeakIncident", namespace)

@@ -518,7 +518,11 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         what="the probe's status summary",
     )
     assert status["ready"] == "0/8"  # no kubelet: nothing ever becomes ready here
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Degraded": "False"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Degraded": "False",
+        "Paused": "False",
+    }
 
     # A spec change rolls what it touches: faster cameras, one profile fewer.
     camera_hash = deployments[cameras[0]]["spec"]["template"]["metadata"]["annotations"][
