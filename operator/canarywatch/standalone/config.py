@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,13 @@ from canarywatch.api import (
     endpoint_schemes,
 )
 from canarywatch.camera.streams import StreamPublish
-from canarywatch.errors import FieldError
 from canarywatch.incidents.events import ROUTING_KEY_LENGTH
 from canarywatch.incidents.pages import PageOptions
 from canarywatch.incidents.policy import Policy, PolicyError
-from canarywatch.shutdown import ActionConfigError, CommandAction, WebhookAction, WebhookRequest
+from canarywatch.shutdown import CommandAction, WebhookAction
 from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe, spec_schema
+from canarywatch.standalone.fields import ConfigError, token_source
+from canarywatch.standalone.kill_switch import kill_switch_actions
 from canarywatch.userfiles import BoundedInputError, read_yaml_file
 from canarywatch.viewer.http import AdapterConfigError, RequestTemplate, TokenSource
 from canarywatch.viewer.network import NetworkProfile
@@ -109,10 +110,6 @@ _SECRET_REFERENCES = {
     "signingSecretRef": "use secret or secretFrom: {env: NAME} | {file: PATH}",
     "routingKeySecretRef": "use routingKey or routingKeyFrom: {env: NAME} | {file: PATH}",
 }
-
-
-class ConfigError(FieldError):
-    """Invalid configuration; `field` is the path of the offending value."""
 
 
 @dataclass(frozen=True)
@@ -411,7 +408,7 @@ def _integration(obj: object) -> IntegrationConfig:
     raw = _read(_integration_schema(), obj, where)
     camera = _camera(raw["camera"], f"{where}.camera")
     viewer = _viewer(raw["viewer"], f"{where}.viewer")
-    actions = _kill_switch(raw.get("killSwitch", {}), f"{where}.killSwitch")
+    actions = kill_switch_actions(raw.get("killSwitch", {}), f"{where}.killSwitch")
     try:
         policy = Policy.from_mapping(raw["policy"], where=f"{where}.policy")
     except PolicyError as e:
@@ -423,7 +420,9 @@ def _integration(obj: object) -> IntegrationConfig:
         if key is None:
             raise ConfigError(f"{where}.pagerduty.routingKey", "required (or routingKeyFrom: {env|file})")
         pagerduty = PagerDutyConfig(
-            _token(key, f"{where}.pagerduty.routingKey"), _pagerduty_url(pd, where), PageOptions.from_spec(pd)
+            token_source(key, f"{where}.pagerduty.routingKey"),
+            _pagerduty_url(pd, where),
+            PageOptions.from_spec(pd),
         )
         if pagerduty.routing_key.literal is not None:
             pagerduty.key()  # a variable or a file is read when the monitor starts
@@ -501,65 +500,6 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
     )
 
 
-def _kill_switch(raw: Mapping[str, Any], where: str) -> tuple[WebhookAction | CommandAction, ...]:
-    """`{webhook: …, command: …}` shorthand, or the CRD's `{actions: [{name, type, <type>: …}]}`."""
-    actions: list[WebhookAction | CommandAction] = []
-    if "webhook" in raw:
-        actions.append(_webhook(raw["webhook"], f"{where}.webhook", "webhook"))
-    if "command" in raw:
-        actions.append(_command(raw["command"], f"{where}.command", "command"))
-    for i, item in enumerate(raw.get("actions", [])):
-        at = f"{where}.actions[{i}]"
-        kind = item["type"]
-        # The CRD's CEL rule on an action: its type's block, and no other.
-        if kind not in item or {"webhook", "command"} - {kind} & item.keys():
-            raise ConfigError(f"{at}.type", f"type {kind} needs its settings in `{kind}` and no other block")
-        parse = _webhook if kind == "webhook" else _command
-        actions.append(parse(item[kind], f"{at}.{kind}", item["name"]))
-    names = [a.name for a in actions]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.actions", f"action names must be unique, got {names}")
-    return tuple(actions)
-
-
-def _webhook(raw: Mapping[str, Any], where: str, name: str) -> WebhookAction:
-    def request(spec: Mapping[str, Any], at: str) -> WebhookRequest:
-        try:
-            return WebhookRequest(
-                url=spec["url"],
-                method=spec["method"],
-                headers=spec.get("headers", {}),
-                body=spec.get("body"),
-                content_type=spec["contentType"],
-            )
-        except ActionConfigError as e:
-            raise ConfigError(f"{at}.{e.field}", e.message) from e
-
-    resume = request(raw["resume"], f"{where}.resume") if "resume" in raw else None
-    secret = raw.get("secret", raw.get("secretFrom"))
-    try:
-        return WebhookAction(
-            name=name,
-            request=request(raw, where),
-            resume_request=resume,
-            secret=None if secret is None else _token(secret, f"{where}.secret").resolve(),
-            timeout=float(raw["timeout"]),
-            max_attempts=int(raw["maxAttempts"]),
-        )
-    except AdapterConfigError as e:
-        raise ConfigError(e.field, e.message) from e
-    except ActionConfigError as e:
-        raise ConfigError(f"{where}.{e.field}", e.message) from e
-
-
-def _command(raw: Mapping[str, Any], where: str, name: str) -> CommandAction:
-    resume: Sequence[str] | None = raw.get("resumeArgv")
-    try:
-        return CommandAction(name=name, argv=raw["argv"], resume_argv=resume, timeout=float(raw["timeout"]))
-    except ActionConfigError as e:
-        raise ConfigError(f"{where}.{e.field}", e.message) from e
-
-
 def _probe(obj: object, integration: str) -> ProbeConfig:
     where = "probe"
     raw = _read(_probe_schema(), obj, where)
@@ -575,7 +515,7 @@ def _probe(obj: object, integration: str) -> ProbeConfig:
                 f"{at}.token", "give exactly one of token or tokenFrom: {env: NAME} | {file: PATH}"
             )
         key = "token" if "token" in entry else "tokenFrom"
-        tenants.append(TenantConfig(entry["id"], _token(entry[key], f"{at}.{key}")))
+        tenants.append(TenantConfig(entry["id"], token_source(entry[key], f"{at}.{key}")))
     return ProbeConfig(spec, tuple(tenants), raw.get("keyring"))
 
 
@@ -601,12 +541,5 @@ def _template(
         )
     try:
         return RequestTemplate.from_mapping(obj, where=where, schemes=schemes)
-    except AdapterConfigError as e:
-        raise ConfigError(e.field, e.message) from e
-
-
-def _token(value: object, where: str) -> TokenSource:
-    try:
-        return TokenSource.from_value(value, where=where)
     except AdapterConfigError as e:
         raise ConfigError(e.field, e.message) from e
