@@ -266,6 +266,7 @@ async def test_an_mjpeg_answer_without_a_part_is_counted(decoder: Decoder) -> No
 
     def empty_streams() -> float:
         labels = {"integration": "hubs", "probe": "probe", "tenant": ACME, "kind": "empty_stream"}
+        labels |= {"path": "mjpeg", "network_profile": "good"}
         return metrics.registry.get_sample_value("canarywatch_viewer_errors_total", labels) or 0.0
 
     fake = FakeTime(5000.0)
