@@ -193,20 +193,57 @@ async def test_pagerduty_event_is_not_resent_to_another_origin(
     assert elsewhere.seen == []
 
 
+def _raw_session_calls(tree: ast.AST) -> list[int]:
+    """Lines that open an aiohttp session or request directly, however it was imported:
+    ``aiohttp.ClientSession()``, ``import aiohttp as ah; ah.request()``,
+    ``from aiohttp import ClientSession as S; S()``, ``aiohttp.client.ClientSession()``."""
+    forbidden = {"ClientSession", "request"}
+    modules = {"aiohttp"}
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name.split(".")[0] == "aiohttp"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aiohttp":
+            names |= {a.asname or a.name for a in node.names if a.name in forbidden}
+            modules |= {a.asname or a.name for a in node.names if a.name == "client"}
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in names:
+            lines.append(node.lineno)
+        elif isinstance(func, ast.Attribute) and func.attr in forbidden:
+            root = func.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import aiohttp\naiohttp.ClientSession()",
+        "import aiohttp as ah\nah.request('GET', 'http://x')",
+        "from aiohttp import ClientSession\nClientSession()",
+        "from aiohttp import ClientSession as S\nS()",
+        "import aiohttp.client\naiohttp.client.ClientSession()",
+        "from aiohttp import client\nclient.ClientSession()",
+    ],
+)
+def test_the_raw_session_guard_sees_every_spelling(source: str) -> None:
+    assert _raw_session_calls(ast.parse(source)) == [2]
+
+
 def test_every_client_session_comes_from_the_shared_factory() -> None:
     """The rule above holds for code written later only if nobody opens a raw session."""
     package = Path(canarywatch.__file__).parent
-    offenders = []
-    for path in sorted(package.rglob("*.py")):
-        if path.name == "httpclient.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("ClientSession", "request")
-                and isinstance(node.func.value, ast.Name)
-                and node.func.value.id == "aiohttp"
-            ):
-                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    offenders = [
+        f"{path.relative_to(package)}:{line}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "httpclient.py"
+        for line in _raw_session_calls(ast.parse(path.read_text(encoding="utf-8")))
+    ]
     assert offenders == [], "open sessions with canarywatch.httpclient.client_session()"
