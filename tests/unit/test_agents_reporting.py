@@ -81,12 +81,6 @@ CEL_MIRROR: dict[str, Callable[[dict[str, Any]], bool]] = {
             or spec["observed"]["camera"] != spec["viewer"]["camera"]
         )
     ),
-    "!has(self.evidence) || !has(self.evidence.kept) || self.evidence.kept != 'whole' "
-    "|| self.observed.verdict in ['cross_tenant', 'misrouted', 'stale']": (
-        lambda spec: (
-            spec.get("evidence", {}).get("kept") != "whole" or spec["observed"]["verdict"] in _ATTRIBUTED
-        )
-    ),
 }
 
 
@@ -207,6 +201,15 @@ def test_a_cross_tenant_incident_carries_its_payload_and_only_a_pixelated_thumbn
     assert metadata["namespace"] == "cameras"
     assert metadata["labels"]["canarywatch.io/verdict"] == "cross_tenant"
     assert metadata["labels"]["canarywatch.io/tenant"] == "bravo-2"
+
+
+def test_the_crd_has_no_way_to_say_a_frame_was_kept_whole(keys: Keyring) -> None:
+    """Even a verified canary may carry a real photo inside its marker (issue 10 #12):
+    the schema admits no LeakIncident that claims a frame was kept whole."""
+    evidence = collect_evidence(canary(keys, "acme-7", 1), verdict=Verdict.CROSS_TENANT, received_at=NOW)
+    manifest = build_leak_incident(record(), evidence=evidence, namespace="cameras", pod=POD)
+    manifest["spec"]["evidence"]["kept"] = "whole"
+    assert any("kept" in problem for problem in crd_problems(manifest))
 
 
 def test_a_foreign_frame_leaves_no_pixels_but_the_pixelated_thumbnail() -> None:
