@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from canarywatch.files import FolderInUse, exclusive_folder
 from canarywatch.markers import (
     Decoder,
     FrameSpec,
@@ -218,7 +219,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     routing_key = args.routing_key or os.environ.get("CANARYWATCH_PAGERDUTY_ROUTING_KEY") or None
     try:
-        return main_demo(args.fault, args.duration, args.out, routing_key, args.metrics_port, args.via)
+        with _out_folder(args.out):
+            return main_demo(args.fault, args.duration, args.out, routing_key, args.metrics_port, args.via)
     except RelayConfigError as e:
         raise UsageError(str(e)) from e
 
@@ -259,11 +261,25 @@ def _unfinished(problems: list[str]) -> int:
     return 1 if problems else 0
 
 
+@contextlib.contextmanager
+def _out_folder(out: str | None) -> Iterator[None]:
+    """``--out`` held by this process alone (a run and a resume must not interleave)."""
+    if not out:
+        yield
+        return
+    try:
+        with exclusive_folder(Path(out)):
+            yield
+    except FolderInUse as e:
+        raise UsageError(f"--out: {e}; wait for it to finish or stop it first") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from canarywatch.delivery import summary_line
 
-    pipeline = _standalone_pipeline(args)
-    result = asyncio.run(pipeline.run(duration=args.duration, linger_after_shutdown=None))
+    with _out_folder(args.out):
+        pipeline = _standalone_pipeline(args)
+        result = asyncio.run(pipeline.run(duration=args.duration, linger_after_shutdown=None))
     summary = result.summary
     print(
         f"{summary['frames']} frames {summary['verdicts']}; {len(summary['incidents'])} incident(s); "
@@ -281,11 +297,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     if not Path(args.out).is_dir():
         raise UsageError(f"--out: {args.out} is not a folder a `canarywatch run` wrote")
-    pipeline = _standalone_pipeline(args)
-    try:
-        unfinished = asyncio.run(pipeline.resume(args.incident))
-    except ResumeRefused as e:
-        raise UsageError(str(e)) from None
+    with _out_folder(args.out):
+        pipeline = _standalone_pipeline(args)
+        try:
+            unfinished = asyncio.run(pipeline.resume(args.incident))
+        except ResumeRefused as e:
+            raise UsageError(str(e)) from None
     return _unfinished(unfinished)
 
 

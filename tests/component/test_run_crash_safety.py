@@ -369,3 +369,31 @@ async def test_a_resume_cut_short_is_finished_by_the_next_run(
     assert [e["dedup_key"] for e in _resolves(receiver)] == [
         make_dedup_key(integration="leaky", incident=incident["id"])
     ]
+
+
+async def test_a_second_process_on_the_same_out_is_refused_until_the_first_is_gone(
+    integration: LeakyIntegration, receiver: EventsReceiver, start_run: Callable[..., Any]
+) -> None:
+    """A run and a resume on one ``--out`` would both read the journal and the
+    kill-switch state, then write over each other's: the second is refused (exit 2,
+    naming the holder) and the folder is free again once the holder dies, even by
+    SIGKILL."""
+    config = run_config(integration.url, receiver.url)
+    first = await start_run(config, duration=120)
+    await _until(lambda: bool(first.incidents()) and integration.off, timeout=EXIT_BOUND)
+    [incident] = first.incidents()
+    assert first.process is not None
+
+    second = await start_run(config, duration=2)
+    assert await second.wait(EXIT_BOUND) == 2
+    assert f"in use by another canarywatch process (pid {first.process.pid})" in second.stderr, second.stderr
+    resume = await start_run(config, command=("resume", "--incident", incident["id"]))
+    assert await resume.wait(EXIT_BOUND) == 2
+    assert "in use by another canarywatch process" in resume.stderr, resume.stderr
+    assert integration.off and not integration.resume_calls  # the refused resume did nothing
+
+    first.kill9()
+    await first.process.wait()
+    resume = await start_run(config, command=("resume", "--incident", incident["id"]))
+    assert await resume.wait(EXIT_BOUND) == 0, resume.stderr
+    assert not integration.off and len(integration.resume_calls) == 1
