@@ -132,7 +132,7 @@ class AgentEnv(enum.StrEnum):
         NETWORK_SHAPER            application | tc. With tc an init container has already
                                   imposed the profile with netem; the viewer applies only
                                   what netem cannot (stalls)
-        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls, hub, rtsp
+        TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls, llhls, hub, rtsp, mp4
         FRESHNESS_SECONDS         the stale bound
         FRESHNESS_BY_PATH         optional JSON {path: seconds}: bounds of paths that differ
         POLICY                    JSON: the integration's spec.policy verdict rules (absent:
@@ -189,15 +189,17 @@ TRANSPORT_ENDPOINTS: Final[Mapping[str, str]] = {
     "hls": "hls",
     "hub": "hub",
     "rtsp": "rtsp",
+    "llhls": "llhls",
+    "mp4": "mp4",
 }
 
 #: The integration path a frame came through (LeakIncident ``spec.viewer.path``): the
 #: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames;
 #: the video transports' paths are their names.
-PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub", "rtsp")
+PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub", "rtsp", "llhls", "mp4")
 
 #: The paths that carry video (decoded with PyAV, sampled), not images.
-VIDEO_PATHS: Final = ("hls", "rtsp")
+VIDEO_PATHS: Final = ("hls", "rtsp", "llhls", "mp4")
 
 #: The viewer endpoints that watch a tenant's own cameras (at least one is needed;
 #: ``authzProbe`` only checks that the others' are refused).

@@ -102,6 +102,9 @@ class NginxServer:
     rtmp_application: str = ""
     #: directives of the ``http {}`` block (``map``s the server uses).
     http_block: str = ""
+    #: let players on 127.0.0.1 pull the live streams over RTMP (an ffmpeg repackaging
+    #: them, as a relay's origin does); nobody else may.
+    loopback_play: bool = False
     rtmp_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     daemon: Daemon | None = None
@@ -130,6 +133,7 @@ rtmp {{
             live on;
             allow publish 127.0.0.1;
             deny publish all;
+            {"allow play 127.0.0.1;" if self.loopback_play else ""}
             deny play all;
             hls on;
             hls_path {hls};

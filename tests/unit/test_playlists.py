@@ -9,9 +9,12 @@ from canarywatch.viewer.transports.playlists import (
     MediaPlaylist,
     PlaylistError,
     Variant,
+    blocking_reload_url,
     choose_variant,
     looks_like_playlist,
+    new_parts,
     new_segments,
+    next_part,
     parse_playlist,
 )
 from canarywatch.viewer.transports.video import looks_like_video
@@ -111,3 +114,64 @@ def test_playlists_and_video_are_told_from_images_by_type_or_first_bytes() -> No
     ts = bytes([0x47] + [0] * 187) * 3
     assert looks_like_video(ts) and looks_like_video(b"\x00\x00\x00\x18ftypisom")
     assert looks_like_video(b"", "video/mp4") and not looks_like_video(b"\xff\xd8\xff\xe0", "image/jpeg")
+
+
+LOW_LATENCY = b"""#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-PART-INF:PART-TARGET=0.5
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5
+#EXT-X-MEDIA-SEQUENCE:10
+#EXT-X-MAP:URI="init.mp4"
+#EXT-X-PART:DURATION=0.5,URI="10.0.m4s",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.5,URI="10.1.m4s"
+#EXTINF:1.0,
+10.m4s
+#EXT-X-PART:DURATION=0.5,URI="11.0.m4s",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.5,URI="11.1.m4s?t=x"
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="11.2.m4s"
+"""
+
+
+def test_a_low_latency_playlist_lists_its_parts_with_the_map_and_the_server_control() -> None:
+    media = parse_playlist(LOW_LATENCY, "http://relay/ll/acme/index.m3u8?token=t")
+    assert isinstance(media, MediaPlaylist)
+    assert media.part_target == 0.5 and media.can_block_reload
+    assert media.preload_hint == "http://relay/ll/acme/11.2.m4s"
+    # the segment in progress is no segment yet; its parts are listed, with the map
+    assert [s.sequence for s in media.segments] == [10]
+    assert [(p.key, p.independent, p.closes_segment) for p in media.parts] == [
+        ((10, 0), True, False),
+        ((10, 1), False, True),
+        ((11, 0), True, False),
+        ((11, 1), False, False),
+    ]
+    assert {p.init_url for p in media.parts} == {"http://relay/ll/acme/init.mp4"}
+    assert media.parts[-1].url == "http://relay/ll/acme/11.1.m4s?t=x"
+
+
+def test_a_playlist_without_parts_is_no_low_latency_playlist() -> None:
+    media = parse_playlist(MEDIA_FMP4, "http://relay/x/index.m3u8")
+    assert isinstance(media, MediaPlaylist)
+    assert media.parts == () and media.part_target is None and not media.can_block_reload
+    assert new_parts(media, None) == []
+
+
+def test_a_low_latency_player_joins_at_the_newest_independent_part_then_takes_each_new_one() -> None:
+    media = parse_playlist(LOW_LATENCY, "http://relay/ll/acme/index.m3u8")
+    assert isinstance(media, MediaPlaylist)
+    assert [p.key for p in new_parts(media, None)] == [(11, 0), (11, 1)]
+    assert [p.key for p in new_parts(media, (10, 1))] == [(11, 0), (11, 1)]
+    assert new_parts(media, (11, 1)) == []
+    # the stream restarted (sequence went backwards): join at the live edge again
+    assert [p.key for p in new_parts(media, (40, 2))] == [(11, 0), (11, 1)]
+
+
+def test_a_blocking_reload_asks_for_the_part_after_the_last_one_seen() -> None:
+    media = parse_playlist(LOW_LATENCY, "http://relay/ll/acme/index.m3u8")
+    assert isinstance(media, MediaPlaylist)
+    by_key = {p.key: p for p in media.parts}
+    assert next_part(by_key[(11, 1)]) == (11, 2)
+    assert next_part(by_key[(10, 1)]) == (11, 0)  # the last part of a complete segment
+    url = blocking_reload_url("http://relay/ll/index.m3u8?token=a%2Fb&_HLS_msn=3", (11, 2))
+    assert url == "http://relay/ll/index.m3u8?token=a%2Fb&_HLS_msn=11&_HLS_part=2"

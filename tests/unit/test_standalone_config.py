@@ -213,3 +213,16 @@ def test_an_rtsp_viewer_takes_its_credentials_in_the_url() -> None:
     config = StandaloneConfig.from_mapping(doc)
     rtsp = config.viewer_endpoints()["rtsp"].render(tenant="acme-7", camera="0", token="p@ss")
     assert rtsp.url == "rtsp://acme-7:p%40ss@127.0.0.1:8554/acme-7/0" and "p@ss" not in rtsp.source
+
+
+def test_mp4_and_llhls_viewers_are_http_endpoints_with_their_own_freshness() -> None:
+    doc = example()
+    doc["integration"]["viewer"]["mp4"] = {"url": "http://127.0.0.1:8080/mp4/{tenant}_{camera}.mp4"}
+    doc["integration"]["viewer"]["llhls"] = {"url": "http://127.0.0.1:8080/ll/{tenant}/{camera}.m3u8"}
+    doc["probe"] |= {"transports": ["mp4", "llhls"], "freshnessByPath": {"mp4": 4, "llhls": 2}}
+    config = StandaloneConfig.from_mapping(doc)
+    assert set(config.viewer_endpoints()) >= {"mp4", "llhls"}
+    doc["integration"]["viewer"]["mp4"] = {"url": "rtsp://127.0.0.1/{tenant}/{camera}"}
+    with pytest.raises(ConfigError) as caught:
+        StandaloneConfig.from_mapping(doc)
+    assert caught.value.field == "integration.viewer.mp4.url"

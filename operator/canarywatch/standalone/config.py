@@ -185,6 +185,8 @@ class ViewerPaths:
     #: the hub protocol (``viewer.hub.protocol``: google, alexa).
     hub_protocol: str = "google"
     rtsp: RequestTemplate | None = None
+    llhls: RequestTemplate | None = None
+    mp4: RequestTemplate | None = None
     poll_interval: float = 0.5
 
     def endpoints(self) -> dict[str, RequestTemplate]:
@@ -197,6 +199,8 @@ class ViewerPaths:
             "hls": self.hls,
             "hub": self.hub,
             "rtsp": self.rtsp,
+            "llhls": self.llhls,
+            "mp4": self.mp4,
         }
         return {name: template for name, template in named.items() if template is not None}
 
@@ -316,6 +320,8 @@ def _integration_schema() -> Schema:
         "viewer.authzProbe",
         "viewer.events",
         "viewer.hls",
+        "viewer.llhls",
+        "viewer.mp4",
         "viewer.hub",
     ):
         del _properties(spec, endpoint)["headersFrom"]
@@ -496,6 +502,8 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
         hub_device=str(hub["device"]) if hub is not None else "{camera}",
         hub_protocol=str(hub["protocol"]) if hub is not None else "google",
         rtsp=paths.get("rtsp"),
+        llhls=paths.get("llhls"),
+        mp4=paths.get("mp4"),
         poll_interval=float(raw["pollInterval"]),
     )
 

@@ -11,7 +11,7 @@ so a viewer in a pod and a viewer in the demo watch the integration the same way
   tenant's cameras with this tenant's token. On every network: an integration that
   picks its path by the client's hints (the 2019 cache did) may skip a check on one
   path only. A pod is one hub, so this is also what a cluster of viewer pods runs;
-- per camera a stream on each video path configured (``hls``, ``rtsp``), held
+- per camera a stream on each video path configured (``hls``, ``llhls``, ``rtsp``, ``mp4``), held
   open like MJPEG and judged by its path's own freshness bound (``freshness_by_path``:
   a video path shows frames as late as its buffering);
 - per camera a smart display (``hub``) where the integration has a fulfillment: it asks

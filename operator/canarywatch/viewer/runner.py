@@ -41,6 +41,7 @@ from canarywatch.viewer.transports import (
     EventFeedReader,
     HlsReader,
     MjpegReader,
+    Mp4Reader,
     ReceivedFrame,
     RtspReader,
     SnapshotPoller,
@@ -203,8 +204,8 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
     interval = plan.interval_s
     if plan.path == "mjpeg":
         return MjpegReader(session, plan.requests[0], shaper=shaper)
-    if plan.path == "hls":
-        return HlsReader(session, plan.requests[0], shaper=shaper)
+    if plan.path in ("hls", "llhls"):
+        return HlsReader(session, plan.requests[0], shaper=shaper, low_latency=plan.path == "llhls")
     if plan.path == "hub":
         if plan.device is None:
             raise ValueError(f"stream {plan.stream.key}: a hub stream needs its device")
@@ -213,6 +214,8 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
         )
     if plan.path == "rtsp":
         return RtspReader(session, plan.requests[0], shaper=shaper)
+    if plan.path == "mp4":
+        return Mp4Reader(session, plan.requests[0], shaper=shaper)
     if interval is None:
         raise ValueError(f"stream {plan.stream.key}: a polled path needs an interval")
     if plan.path == "snapshot":

@@ -16,6 +16,10 @@ through a ``Shaper`` (so it sees the network its profile describes, and announce
   hub protocol handed an HLS URL) reuses it with a ``RenderedRequest`` for the URL.
 - ``RtspReader`` (``rtsp``): FFmpeg's RTSP client over TCP (Basic/Digest from the URL's
   userinfo) in a thread per connection, sampled frames judged like snapshots.
+- ``Mp4Reader`` (``mp4``): an HTTP progressive MP4, a live fragmented MP4 fed to FFmpeg
+  as it arrives (``feed``, bounded both ways) or a file read whole, sampled frames.
+- ``HlsReader(low_latency=True)`` (``llhls``): Low-Latency HLS, part by part with
+  blocking playlist reloads (``_HLS_msn``/``_HLS_part``).
 
 What they share, because a monitor must outlive the thing it monitors:
 
@@ -40,6 +44,7 @@ from canarywatch.viewer.transports.base import (
 from canarywatch.viewer.transports.events import EventFeedReader
 from canarywatch.viewer.transports.hls import HlsReader
 from canarywatch.viewer.transports.mjpeg import MjpegReader
+from canarywatch.viewer.transports.mp4 import Mp4Reader
 from canarywatch.viewer.transports.multipart import (
     MultipartParser,
     MultipartPart,
@@ -58,6 +63,7 @@ __all__ = [
     "FrameKind",
     "HlsReader",
     "MjpegReader",
+    "Mp4Reader",
     "MultipartParser",
     "MultipartPart",
     "OversizedPart",

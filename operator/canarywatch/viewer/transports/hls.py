@@ -9,6 +9,16 @@ URLs on the playlist's origin. Cookies a playlist or segment answer sets (a CDN'
 session) are sent back as a player would, but only to the origin (scheme, host and port)
 that set them: the session itself keeps none (``canarywatch.httpclient``).
 
+With ``low_latency`` (the ``llhls`` path) a Low-Latency playlist (RFC 8216bis) is
+watched part by part, as an LL-HLS player does: each new independent part (one that
+starts with a keyframe, ``EXT-X-PART ... INDEPENDENT=YES``) is fetched and decoded, and
+the playlist is reloaded with ``_HLS_msn``/``_HLS_part`` for the next part when the
+server says it holds such reloads (``EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES``), every
+half part otherwise, so frames are seen within a part or two of being written rather
+than a segment or three. A playlist without parts is watched by segments (and its
+frames' age shows it). ``EXT-X-PRELOAD-HINT`` is parsed; the reader does not fetch the
+part being written ahead (it waits for the reload that lists it).
+
 Other transports (the authorization probe, a hub-protocol viewer that was handed an
 HLS URL) reuse it: construct it with a ``RenderedRequest`` for the playlist and iterate
 ``frames()``, or call ``first_frames()`` for one look.
@@ -39,11 +49,14 @@ from canarywatch.viewer.transports.base import (
 from canarywatch.viewer.transports.playlists import (
     MasterPlaylist,
     MediaPlaylist,
+    Part,
     PlaylistError,
-    Segment,
     Variant,
+    blocking_reload_url,
     choose_variant,
+    new_parts,
     new_segments,
+    next_part,
     parse_playlist,
 )
 from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, Sampling, UndecodableVideo, decode_video
@@ -54,6 +67,8 @@ __all__ = ["HlsReader"]
 _LIVE_EDGE = 1
 # Init sections kept per stream (one per variant; a few in case of rotation).
 _MAX_INIT_SECTIONS = 4
+# The shortest wait between reloads of a Low-Latency playlist that gave nothing new.
+_MIN_PART_RELOAD_S = 0.1
 
 
 class HlsReader(Transport):
@@ -77,6 +92,7 @@ class HlsReader(Transport):
         sampling: Sampling = DEFAULT_SAMPLING,
         variant: str = "auto",
         min_reload_s: float = 0.5,
+        low_latency: bool = False,
         **options: Unpack[TransportOptions],
     ) -> None:
         super().__init__(session, **options)
@@ -87,6 +103,9 @@ class HlsReader(Transport):
         self.sampling = sampling
         self.variant = variant
         self.min_reload_s = min_reload_s
+        self.low_latency = low_latency
+        #: Low-Latency parts fetched so far.
+        self.parts = 0
         #: the variant watched last (None for a media playlist URL).
         self.watching: Variant | None = None
         #: segments decoded so far, and those FFmpeg could not decode.
@@ -156,12 +175,18 @@ class HlsReader(Transport):
                 yield self._undecodable(media_url, "a variant is itself a master playlist")
                 return
         assert isinstance(playlist, MediaPlaylist)
+        if self.low_latency and playlist.parts:
+            async for frame in self._watch_parts(playlist, media_url, max_parts=max_segments):
+                yield frame
+            return
         after: int | None = None
         fetched = 0
         while True:
             fresh = new_segments(playlist, after, live_edge=_LIVE_EDGE)
             for segment in fresh:
-                async for frame in self._segment_frames(segment):
+                async for frame in self._media_frames(
+                    segment.url, segment.init_url, {"segment": str(segment.sequence)}
+                ):
                     yield frame
                 after = segment.sequence
                 fetched += 1
@@ -172,26 +197,71 @@ class HlsReader(Transport):
             # RFC 8216 6.3.4: reload after the target duration, half of it when unchanged.
             wait = playlist.target_duration if fresh else playlist.target_duration / 2
             await self._sleep(max(self.min_reload_s, wait))
-            response = await self._get(media_url)
-            if response.status != 200 or response.truncated:
-                yield self._answer(self.kind, response, source=_path(media_url), success=False)
-                return
-            reloaded, problem = self._parse(response, media_url)
-            if problem is not None or not isinstance(reloaded, MediaPlaylist):
-                yield problem or self._undecodable(media_url, "media playlist became a master playlist")
+            reloaded = await self._reload(media_url, media_url)
+            if isinstance(reloaded, ReceivedFrame):
+                yield reloaded
                 return
             playlist = reloaded
 
-    async def _segment_frames(self, segment: Segment) -> AsyncIterator[ReceivedFrame]:
-        source = _path(segment.url)
+    async def _watch_parts(
+        self, playlist: MediaPlaylist, media_url: str, *, max_parts: int | None = None
+    ) -> AsyncGenerator[ReceivedFrame, None]:
+        """A Low-Latency playlist, part by part, until something goes wrong."""
+        last: Part | None = None
+        fetched = 0
+        while True:
+            fresh = new_parts(playlist, None if last is None else last.key)
+            for part in fresh:
+                last = part
+                if not part.independent and self.sampling.keyframes_only:
+                    continue  # no keyframe in it: nothing a keyframe sampler would judge
+                meta = {"segment": str(part.sequence), "part": str(part.index)}
+                self.parts += 1
+                async for frame in self._media_frames(part.url, part.init_url, meta):
+                    yield frame
+                fetched += 1
+                if max_parts is not None and fetched >= max_parts:
+                    return
+            if playlist.ended and not fresh and max_parts is not None:
+                return
+            reload_url = media_url
+            part_target = playlist.part_target or playlist.target_duration
+            if playlist.can_block_reload and last is not None:
+                # The server holds this reload until the next part exists.
+                reload_url = blocking_reload_url(media_url, next_part(last))
+                if not fresh:  # it answered without a new part: do not spin
+                    await self._sleep(max(_MIN_PART_RELOAD_S, part_target / 2))
+            else:
+                await self._sleep(max(_MIN_PART_RELOAD_S, part_target if fresh else part_target / 2))
+            reloaded = await self._reload(reload_url, media_url)
+            if isinstance(reloaded, ReceivedFrame):
+                yield reloaded
+                return
+            playlist = reloaded
+
+    async def _reload(self, url: str, media_url: str) -> MediaPlaylist | ReceivedFrame:
+        """The media playlist again, or the frame that says why not."""
+        response = await self._get(url)
+        if response.status != 200 or response.truncated:
+            return self._answer(self.kind, response, source=_path(media_url), success=False)
+        reloaded, problem = self._parse(response, media_url)
+        if problem is not None or not isinstance(reloaded, MediaPlaylist):
+            return problem or self._undecodable(media_url, "media playlist became a master playlist")
+        return reloaded
+
+    async def _media_frames(
+        self, url: str, init_url: str | None, meta: dict[str, str]
+    ) -> AsyncIterator[ReceivedFrame]:
+        """The sampled frames of one segment or part (its init section prepended)."""
+        source = _path(url)
         prefix = b""
-        if segment.init_url is not None:
-            init = await self._init_section(segment.init_url)
+        if init_url is not None:
+            init = await self._init_section(init_url)
             if isinstance(init, ShapedResponse):
-                yield self._answer(self.kind, init, source=_path(segment.init_url), success=False)
+                yield self._answer(self.kind, init, source=_path(init_url), success=False)
                 return
             prefix = init
-        response = await self._get(segment.url)
+        response = await self._get(url)
         if response.status != 200 or response.truncated:
             yield self._answer(self.kind, response, source=source, success=False)
             return
@@ -200,10 +270,9 @@ class HlsReader(Transport):
             decoded = await asyncio.to_thread(decode_video, prefix + response.body, sampling=self.sampling)
         except UndecodableVideo as error:
             self.undecodable += 1
-            yield self._undecodable(segment.url, str(error))
+            yield self._undecodable(url, str(error))
             return
         self.segments += 1
-        meta = {"segment": str(segment.sequence)}
         if self.watching is not None:
             meta["variant_bandwidth"] = str(self.watching.bandwidth)
         for frame in decoded:

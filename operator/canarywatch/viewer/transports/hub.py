@@ -47,6 +47,7 @@ from canarywatch.viewer.transports.base import (
     check_interval,
 )
 from canarywatch.viewer.transports.hls import HlsReader
+from canarywatch.viewer.transports.mp4 import Mp4Reader
 from canarywatch.viewer.transports.rtsp import RtspReader
 
 __all__ = ["HUB_ERROR", "STREAM_READERS", "HubViewer"]
@@ -58,7 +59,11 @@ HUB_ERROR = "hub_error"
 StreamReader = Callable[..., Transport]
 
 #: ``cameraStreamProtocol`` -> the transport that watches it; the hub asks only for these.
-STREAM_READERS: Mapping[str, StreamReader] = {"hls": HlsReader, "rtsp": RtspReader}
+STREAM_READERS: Mapping[str, StreamReader] = {
+    "hls": HlsReader,
+    "rtsp": RtspReader,
+    "progressive_mp4": Mp4Reader,
+}
 #: Below this measured downlink an Alexa display asks for the lowest resolution offered.
 _LOW_RESOLUTION_BPS = 1_000_000
 

@@ -1,0 +1,254 @@
+"""``Mp4Reader`` against small aiohttp servers: a live fragmented MP4 and a file decode to
+canary frames; hostile answers (an endless ``mdat`` whose ``moov`` never comes, a corrupt
+``moov``, noise trickled forever, silence) become a verdict or a counted network error
+within the reader's bounds, never a crash or a stall; the token stays with its origin.
+
+The video is real H.264 of signed canary frames (encoded here with PyAV); the real
+ffmpeg HTTP server is exercised by tests/streaming/test_mp4_ffmpeg.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import aiohttp
+import av
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from canarywatch.httpclient import client_session
+from canarywatch.markers import Decoder, FrameSpec, Keyring, render_frame
+from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.transports import FrameKind, Mp4Reader, ReceivedFrame
+
+ACME = "acme-7"  # a tenant of the conftest keyring
+TOKEN = "token-acme"
+
+
+def mp4_video(keyring: Keyring, *, seconds: int = 2, fps: int = 10, fragmented: bool = True) -> bytes:
+    """H.264 canary frames of ACME's camera 0 as an MP4: fragmented per keyframe with an
+    empty moov (what ffmpeg writes live), or a plain file (its moov at the end)."""
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": str(fps)}
+        for seq in range(seconds * fps):
+            image = render_frame(FrameSpec(ACME, 0, seq + 1, time.time()), keyring.key(ACME))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def streamed(chunks: AsyncIterator[bytes] | list[bytes], *, then_hold: bool = True):  # type: ignore[no-untyped-def]
+    """A handler that streams ``chunks`` chunked (no Content-Length: a live stream), then
+    holds the connection open as a live server does."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        await response.prepare(request)
+        if isinstance(chunks, list):
+            for chunk in chunks:
+                await response.write(chunk)
+        else:
+            async for chunk in chunks:
+                await response.write(chunk)
+        if then_hold:
+            await asyncio.sleep(3600)
+        return response
+
+    return handler
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with client_session() as s:
+        yield s
+
+
+async def serving(routes: dict[str, object]) -> TestServer:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)  # type: ignore[arg-type]
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def first(reader: Mp4Reader, count: int = 1) -> list[ReceivedFrame]:
+    frames: list[ReceivedFrame] = []
+    async with aclosing(reader.frames()) as stream:
+        async for frame in stream:
+            frames.append(frame)
+            if len(frames) >= count:
+                break
+    return frames
+
+
+def request(server: TestServer, path: str, headers: dict[str, str] | None = None) -> RenderedRequest:
+    return RenderedRequest("GET", str(server.make_url(path)), headers or {}, source=path)
+
+
+async def test_a_live_fragmented_mp4_is_judged_keyframe_by_keyframe(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    video = mp4_video(keyring, seconds=3)
+    seen: dict[str, str] = {}
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        seen["authorization"] = request.headers.get("Authorization", "")
+        return await streamed([video[i : i + 4096] for i in range(0, len(video), 4096)])(request)
+
+    server = await serving({"/live/acme/0.mp4": live})
+    try:
+        reader = Mp4Reader(session, request(server, "/live/acme/0.mp4", {"Authorization": f"Bearer {TOKEN}"}))
+        frames = await asyncio.wait_for(first(reader, 3), 60)
+        assert [f.meta["pts"] for f in frames] == ["0.000", "1.000", "2.000"], [f.meta for f in frames]
+        for frame in frames:
+            assert frame.kind is FrameKind.MP4 and frame.status == 200 and frame.meta["mp4"] == "live"
+            assert decoder.decode(frame.body).tenant == ACME
+        assert seen["authorization"] == f"Bearer {TOKEN}"
+    finally:
+        await server.close()
+
+
+async def test_a_plain_mp4_file_is_read_whole_and_fetched_again(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    video = mp4_video(keyring, seconds=2, fragmented=False)
+    served = 0
+
+    async def file(request: web.Request) -> web.StreamResponse:
+        nonlocal served
+        served += 1
+        return web.Response(body=video, content_type="video/mp4")
+
+    server = await serving({"/clip.mp4": file})
+    try:
+        reader = Mp4Reader(session, request(server, "/clip.mp4"), file_interval_s=0.05)
+        frames = await asyncio.wait_for(first(reader, 3), 60)  # two keyframes per fetch
+        assert all(f.meta["mp4"] == "file" and decoder.decode(f.body).tenant == ACME for f in frames)
+        assert served == 2
+    finally:
+        await server.close()
+
+
+async def test_an_endless_mdat_whose_moov_never_comes_is_a_verdict_within_the_byte_budget(
+    session: aiohttp.ClientSession,
+) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        # ftyp, then an mdat of size 0 ("to the end of the file"), then media forever
+        yield b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x00mdat"
+        while True:
+            yield os.urandom(16384)
+
+    server = await serving({"/endless.mp4": streamed(endless(), then_hold=False)})
+    try:
+        reader = Mp4Reader(session, request(server, "/endless.mp4"), max_body_bytes=512 * 1024)
+        (frame,) = await asyncio.wait_for(first(reader), 60)
+        assert frame.body == b"" and frame.status == 200, frame.meta
+        assert frame.meta["problem"] == "undecodable_video", frame.meta
+        assert reader.undecodable == 1 and "524288 bytes" in frame.meta["undecodable"], frame.meta
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda v: v[:40] + b"\xff" * 200 + v[240:], id="corrupt-moov"),
+        pytest.param(lambda v: os.urandom(200_000), id="noise"),
+        pytest.param(lambda v: v[:1000], id="cut-before-the-first-fragment"),
+    ],
+)
+async def test_a_broken_mp4_is_an_undecodable_verdict_then_reconnected(
+    session: aiohttp.ClientSession, keyring: Keyring, damage: object
+) -> None:
+    video = damage(mp4_video(keyring, seconds=1))  # type: ignore[operator]
+    server = await serving({"/broken.mp4": streamed([video], then_hold=False)})
+    try:
+        reader = Mp4Reader(session, request(server, "/broken.mp4"), reconnect_base_s=0.01, max_backoff_s=0.05)
+        frames = await asyncio.wait_for(first(reader, 2), 60)
+        for frame in frames:
+            assert frame.body == b"" and frame.meta["problem"] == "undecodable_video", frame.meta
+        assert reader.reconnects >= 1
+    finally:
+        await server.close()
+
+
+async def test_noise_trickled_forever_is_a_verdict_after_the_frame_timeout(
+    session: aiohttp.ClientSession,
+) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:
+            yield os.urandom(64)
+            await asyncio.sleep(0.05)
+
+    server = await serving({"/trickle.mp4": streamed(trickle(), then_hold=False)})
+    try:
+        reader = Mp4Reader(session, request(server, "/trickle.mp4"), frame_timeout_s=1.0)
+        (frame,) = await asyncio.wait_for(first(reader), 60)
+        assert frame.meta["problem"] == "undecodable_video", frame.meta
+        assert "no decodable frame" in frame.meta["undecodable"]
+    finally:
+        await server.close()
+
+
+async def test_a_silent_stream_is_a_network_error_not_a_stall(session: aiohttp.ClientSession) -> None:
+    server = await serving({"/silent.mp4": streamed([])})
+    try:
+        reader = Mp4Reader(session, request(server, "/silent.mp4"), timeout_s=0.3, max_backoff_s=0.05)
+
+        async def until_two_errors() -> None:
+            async with aclosing(reader.frames()) as stream:
+                async for frame in stream:  # pragma: no cover - nothing is yielded
+                    raise AssertionError(frame.meta)
+
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(until_two_errors(), 2.0)
+        assert reader.errors >= 2 and reader.last_error == "TimeoutError on /silent.mp4"
+    finally:
+        await server.close()
+
+
+async def test_a_refusal_is_yielded_with_its_status_and_the_token_stays_home(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    video = mp4_video(keyring, seconds=1)
+    seen: dict[str, str] = {}
+
+    async def elsewhere(request: web.Request) -> web.StreamResponse:
+        seen["authorization"] = request.headers.get("Authorization", "")
+        return await streamed([video])(request)
+
+    other = await serving({"/video.mp4": elsewhere})
+
+    async def moved(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(str(other.make_url("/video.mp4")))
+
+    async def forbidden(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": "forbidden"}, status=403)
+
+    server = await serving({"/moved.mp4": moved, "/bravo.mp4": forbidden})
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        (frame,) = await asyncio.wait_for(
+            first(Mp4Reader(session, request(server, "/bravo.mp4", headers))), 60
+        )
+        assert frame.status == 403 and frame.body == b"" and frame.meta["error"] == "forbidden"
+        (frame,) = await asyncio.wait_for(
+            first(Mp4Reader(session, request(server, "/moved.mp4", headers))), 60
+        )
+        assert decoder.decode(frame.body).tenant == ACME and seen["authorization"] == ""
+    finally:
+        await server.close()
+        await other.close()
