@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, FrameSpec, Keyring, render_frame
 from canarywatch.viewer.http import RenderedRequest
-from canarywatch.viewer.transports import FrameKind, Mp4Reader, ReceivedFrame
+from canarywatch.viewer.transports import ACCESS_GRANTED, AuthzProber, FrameKind, Mp4Reader, ReceivedFrame
 
 ACME = "acme-7"  # a tenant of the conftest keyring
 TOKEN = "token-acme"
@@ -252,3 +252,59 @@ async def test_a_refusal_is_yielded_with_its_status_and_the_token_stays_home(
     finally:
         await server.close()
         await other.close()
+
+
+async def test_the_authz_probe_follows_a_granted_live_mp4_to_a_frame(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    """An open-read live MP4 (no Content-Length, never ending, as ffmpeg serves it) is
+    another tenant's stream granted: the probe judges its first frame instead of timing
+    out on a body that never ends."""
+    video = mp4_video(keyring, seconds=2)
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        await response.write(video)
+        await asyncio.sleep(3600)  # live: the body never ends
+        return response
+
+    async def noise(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        await response.prepare(request)
+        await response.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(50_000))
+        await asyncio.sleep(3600)
+        return response
+
+    server = await serving({"/mp4/acme-7/0.mp4": live, "/mp4/acme-7/1.mp4": noise})
+    try:
+        requests = [
+            RenderedRequest(
+                "GET",
+                str(server.make_url(f"/mp4/acme-7/{camera}.mp4")),
+                {"Authorization": "Bearer token-bravo"},
+                source=f"/mp4/acme-7/{camera}.mp4",
+                tenant=ACME,
+                camera=str(camera),
+            )
+            for camera in (0, 1)
+        ]
+        prober = AuthzProber(session, requests, interval_s=0.05, timeout_s=1.0)
+        frames: list[ReceivedFrame] = []
+
+        async def until_camera_1() -> None:
+            async with aclosing(prober.frames()) as stream:
+                async for frame in stream:
+                    frames.append(frame)
+                    if frame.meta.get("target_camera") == "1":
+                        break
+
+        await asyncio.wait_for(until_camera_1(), 60)
+        leaked = [f for f in frames if f.body]
+        assert leaked and decoder.decode(leaked[0].body).tenant == ACME, [f.meta for f in frames]
+        assert leaked[0].kind is FrameKind.PROBE and leaked[0].meta["target_tenant"] == ACME
+        granted = frames[-1]  # a live stream granted but never decodable: still a grant
+        assert granted.body == b"" and granted.meta["problem"] == ACCESS_GRANTED, granted.meta
+        assert prober.errors == 0, prober.last_error
+    finally:
+        await server.close()

@@ -300,6 +300,8 @@ class ShapedStream:
         self._since_stall_roll = 0
         self.status = 0
         self.headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
+        #: the URL that finally answered (after redirects), once entered.
+        self.url = url
 
     async def __aenter__(self) -> ShapedStream:
         shaper = self._shaper
@@ -320,6 +322,7 @@ class ShapedStream:
         self.status = self._response.status
         shaper._note_status(self.status)
         self.headers = CIMultiDictProxy(CIMultiDict(self._response.headers))
+        self.url = str(self._response.url)
         return self
 
     async def __aexit__(

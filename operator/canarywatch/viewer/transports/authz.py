@@ -2,8 +2,10 @@
 the only right answers are 401/403/404.
 
 A resource served anyway is followed to a frame and judged, whatever it is: an image as
-it is, an HLS playlist through its segments, a piece of video decoded. When nothing in
-it can be decoded, access was still granted: that is reported as its own outcome
+it is, an HLS playlist through its segments, a piece of video decoded, a live stream (a
+progressive MP4 that never ends: no ``Content-Length``) to its first frame without
+waiting for an end that never comes. When nothing in it can be decoded, access was
+still granted: that is reported as its own outcome
 (``access_granted``), never as a mere ``undecodable`` frame.
 """
 
@@ -18,6 +20,7 @@ import aiohttp
 
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.network import ShapedResponse
+from canarywatch.viewer.network.shaper import ShapedStream
 from canarywatch.viewer.transports.base import (
     NETWORK_ERRORS,
     FrameKind,
@@ -25,8 +28,10 @@ from canarywatch.viewer.transports.base import (
     Transport,
     TransportOptions,
     check_interval,
+    read_some,
 )
 from canarywatch.viewer.transports.hls import HlsReader
+from canarywatch.viewer.transports.mp4 import Mp4Reader
 from canarywatch.viewer.transports.playlists import looks_like_playlist
 from canarywatch.viewer.transports.video import UndecodableVideo, decode_video, looks_like_video
 
@@ -76,19 +81,23 @@ class AuthzProber(Transport):
         while True:
             round_failed = False
             for request in self.requests:
+                target = {"target_tenant": request.tenant, "target_camera": request.camera}
                 try:
-                    response = await self._fetch(
-                        request.method, request.url, headers=request.headers, body=request.body
-                    )
+                    answer = await self._ask(request, target)
                 except NETWORK_ERRORS as error:
                     round_failed = True
                     self._record_error(error, request.source)
                     continue
+                if isinstance(answer, list):  # a live stream, looked at while it was open
+                    self.answers[200] += 1
+                    for frame in answer:
+                        yield frame
+                    continue
+                response = answer
                 self.answers[response.status] += 1
                 success = 200 <= response.status < 300
                 if response.status in DENIED_STATUSES or (success and not response.body):
                     continue
-                target = {"target_tenant": request.tenant, "target_camera": request.camera}
                 if success and not response.truncated:
                     try:
                         for frame in await self._followed(request, response, target):
@@ -106,6 +115,60 @@ class AuthzProber(Transport):
             else:
                 failures = 0
                 await self._sleep(self.interval_s)
+
+    async def _ask(
+        self, request: RenderedRequest, target: dict[str, str]
+    ) -> ShapedResponse | list[ReceivedFrame]:
+        """The complete answer to one probe; for a live video stream (a 200 without a
+        ``Content-Length`` that starts as video), the probe frames of a look at it."""
+        if request.method != "GET" or request.body is not None:
+            return await self._fetch(request.method, request.url, headers=request.headers, body=request.body)
+        async with self.shaper.stream(
+            self._session, "GET", request.url, headers=request.headers, timeout=self.timeout_s
+        ) as stream:
+            announced = stream.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > self.max_body_bytes:
+                return ShapedResponse(stream.status, stream.headers, b"", 0.0, truncated=True, url=stream.url)
+            deadline = asyncio.get_running_loop().time() + self.timeout_s  # the whole answer's
+            async with asyncio.timeout_at(deadline):
+                first = await read_some(stream, 1)
+            if stream.status == 200 and not announced and looks_like_video(first, ""):
+                return await self._live(request, stream, first, target)
+            async with asyncio.timeout_at(deadline):
+                body = first + await read_some(stream, self.max_body_bytes + 1 - len(first))
+            truncated = len(body) > self.max_body_bytes
+            return ShapedResponse(
+                stream.status,
+                stream.headers,
+                b"" if truncated else body,
+                0.0,
+                truncated=truncated,
+                url=stream.url,
+            )
+
+    async def _live(
+        self, request: RenderedRequest, stream: ShapedStream, first: bytes, target: dict[str, str]
+    ) -> list[ReceivedFrame]:
+        reader = Mp4Reader(
+            self._session,
+            request,
+            shaper=self.shaper,
+            timeout_s=self.timeout_s,
+            max_body_bytes=self.max_body_bytes,
+            sleep=self._sleep,
+            wall_clock=self._wall_clock,
+        )
+        try:
+            seen = await reader.first_frames(stream, first)
+        except NETWORK_ERRORS as error:  # it was served, then stalled: still a grant
+            return [self._granted(request, {**target, "undecodable": type(error).__name__})]
+        frames = [
+            ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, request.source, 200, {**f.meta, **target})
+            for f in seen
+            if f.body
+        ]
+        reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "stream ended")
+        return frames or [self._granted(request, {**target, "undecodable": reason})]
 
     async def _followed(
         self, request: RenderedRequest, response: ShapedResponse, target: dict[str, str]

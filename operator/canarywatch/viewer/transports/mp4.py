@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Unpack
 
 import aiohttp
@@ -148,7 +148,7 @@ class Mp4Reader(Transport):
             async for frame in self._file(stream, meta):
                 yield frame
         else:
-            async for frame in self._live(stream, meta):
+            async for frame in self._live(stream, meta, b""):
                 yield frame
 
     async def _file(self, stream: ShapedStream, meta: dict[str, str]) -> AsyncIterator[ReceivedFrame]:
@@ -167,7 +167,28 @@ class Mp4Reader(Transport):
         for frame in decoded:
             yield self._decoded(frame, received_at, {**meta, "mp4": "file"})
 
-    async def _live(self, stream: ShapedStream, meta: dict[str, str]) -> AsyncIterator[ReceivedFrame]:
+    async def first_frames(
+        self, stream: ShapedStream, prefix: bytes = b"", *, max_frames: int = 1
+    ) -> list[ReceivedFrame]:
+        """One look at a live stream another caller opened (the authorization probe), whose
+        first ``prefix`` bytes it already read: its first frames, or the verdict that
+        ended it. Network errors propagate."""
+        meta = header_meta(stream.headers)
+        meta.pop("content-type", None)
+        frames: list[ReceivedFrame] = []
+        live = self._live(stream, meta, prefix)
+        try:
+            async for frame in live:
+                frames.append(frame)
+                if len(frames) >= max_frames or not frame.body:
+                    break
+        finally:
+            await live.aclose()
+        return frames
+
+    async def _live(
+        self, stream: ShapedStream, meta: dict[str, str], prefix: bytes = b""
+    ) -> AsyncGenerator[ReceivedFrame, None]:
         """Frames as FFmpeg decodes them from the stream, until it ends or a bound is hit."""
         feed = ByteFeed()
         since_frame = 0  # bytes fed since the last frame (or the start)
@@ -176,6 +197,9 @@ class Mp4Reader(Transport):
         async def pump() -> None:
             nonlocal since_frame
             try:
+                if prefix:
+                    since_frame = len(prefix)
+                    await feed.put(prefix)
                 async for chunk in stream:
                     since_frame += len(chunk)
                     if since_frame > self.max_body_bytes:
