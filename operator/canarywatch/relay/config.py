@@ -108,6 +108,9 @@ class RelayConfig:
     hls_segment_seconds: float = 2.0
     #: segments a live media playlist lists.
     hls_playlist_segments: int = 3
+    #: Low-Latency HLS parts per segment (``…/hls/ll.m3u8``): a part is this fraction
+    #: of a segment's window, served as soon as its window is over.
+    hls_parts_per_segment: int = 4
     #: how long a stream URL handed to a hub (``GetCameraStream``) stays valid.
     stream_url_seconds: float = 600.0
     #: the RTSP server (the URIs Alexa's InitializeCameraStreams hands out): its port
@@ -174,6 +177,7 @@ class RelayConfig:
         _check_seconds("pull_interval_seconds", self.pull_interval_seconds, allow_zero=False)
         _check_seconds("hls_segment_seconds", self.hls_segment_seconds, allow_zero=False)
         _check_int("hls_playlist_segments", self.hls_playlist_segments, low=1, high=20)
+        _check_int("hls_parts_per_segment", self.hls_parts_per_segment, low=1, high=16)
         _check_seconds("stream_url_seconds", self.stream_url_seconds, allow_zero=False)
         if self.rtsp_port is not None:
             _check_int("rtsp_port", self.rtsp_port, low=0, high=65535)

@@ -41,13 +41,17 @@ def variant_cache_key(fault: Fault, tenant: str, camera: str) -> Hashable:
     return ("tenant-camera", tenant, camera)
 
 
-def segment_cache_key(fault: Fault, tenant: str, camera: str, *, rung: str, window: int) -> Hashable:
-    """Key of the video segment cache: the low rung is made by the low-bandwidth cache
-    (``variant_cache_key``), so it loses the tenant under ``xiaomi-2019`` like every
-    other low-bandwidth rendition; the high rung is always the camera's own."""
+def segment_cache_key(
+    fault: Fault, tenant: str, camera: str, *, rung: str, window: int, part: bool = False
+) -> Hashable:
+    """Key of the video segment cache (``part``: of a Low-Latency part): the low rung is
+    made by the low-bandwidth cache (``variant_cache_key``), so it loses the tenant under
+    ``xiaomi-2019`` like every other low-bandwidth rendition; the high rung is always the
+    camera's own."""
+    what = ("part" if part else "segment", rung, window)
     if rung == "low":
-        return (variant_cache_key(fault, tenant, camera), rung, window)
-    return (("tenant-camera", tenant, camera), rung, window)
+        return (variant_cache_key(fault, tenant, camera), *what)
+    return (("tenant-camera", tenant, camera), *what)
 
 
 def snapshot_ttl(fault: Fault, *, ttl: float, stale_ttl: float | None) -> float | None:

@@ -25,7 +25,7 @@ from canarywatch.relay.frames import Frame, FrameStore
 from canarywatch.relay.grants import StreamGrant, StreamGrants
 from canarywatch.relay.hints import Quality
 from canarywatch.relay.imaging import TranscodeError, make_low_variant, make_thumbnail
-from canarywatch.relay.ladder import listed_windows, window_of
+from canarywatch.relay.ladder import PartWindows, listed_windows, part_windows, window_of
 from canarywatch.relay.state import Phase, RelayState
 from canarywatch.relay.video import Rung, encode_segment
 
@@ -200,6 +200,18 @@ class Relay:
             count=self.config.hls_playlist_segments,
         )
 
+    def video_parts(self, tenant: str, camera: str) -> PartWindows | None:
+        """The segments and Low-Latency parts a playlist of the camera lists now."""
+        windows = self.video_windows(tenant, camera)
+        if windows is None:
+            return None
+        return part_windows(
+            windows,
+            now=self.clock(),
+            segment_seconds=self.config.hls_segment_seconds,
+            per_segment=self.config.hls_parts_per_segment,
+        )
+
     async def video_segment(self, tenant: str, camera: str, rung: Rung, window: int) -> bytes | None:
         """Segment ``window`` of the camera at ``rung``, through the segment cache; None
         when the window is not listed (too old, not complete) or its frames are gone.
@@ -207,14 +219,29 @@ class Relay:
         windows = self.video_windows(tenant, camera)
         if windows is None or window not in windows:
             return None
-        key = faults.segment_cache_key(self.state.fault, tenant, camera, rung=rung.name, window=window)
+        return await self._media(tenant, camera, rung, window, seconds=self.config.hls_segment_seconds)
+
+    async def video_part(self, tenant: str, camera: str, rung: Rung, part: int) -> bytes | None:
+        """Low-Latency part ``part`` (a global part number), like ``video_segment``."""
+        windows = self.video_parts(tenant, camera)
+        if windows is None or part not in windows.parts:
+            return None
+        seconds = self.config.hls_segment_seconds / self.config.hls_parts_per_segment
+        return await self._media(tenant, camera, rung, part, seconds=seconds, part=True)
+
+    async def _media(
+        self, tenant: str, camera: str, rung: Rung, window: int, *, seconds: float, part: bool = False
+    ) -> bytes | None:
+        key = faults.segment_cache_key(
+            self.state.fault, tenant, camera, rung=rung.name, window=window, part=part
+        )
         segment = self._segments.get(key)
         if segment is None:
             # One encode per key at a time (a single-flight cache): viewers asking for a
             # segment being made wait for it rather than encoding it again.
             pending = self._encoding.get(key)
             if pending is None:
-                pending = asyncio.ensure_future(self._encode(tenant, camera, rung, window))
+                pending = asyncio.ensure_future(self._encode(tenant, camera, rung, window, seconds))
                 self._encoding[key] = pending
                 pending.add_done_callback(lambda _: self._encoding.pop(key, None))
             segment = await asyncio.shield(pending)
@@ -227,21 +254,23 @@ class Relay:
         self.state.counters.segments_served += 1
         return segment
 
-    async def _encode(self, tenant: str, camera: str, rung: Rung, window: int) -> bytes | None:
-        frames = self._window_frames(tenant, camera, window)
+    async def _encode(
+        self, tenant: str, camera: str, rung: Rung, window: int, seconds: float
+    ) -> bytes | None:
+        frames = self._window_frames(tenant, camera, window, seconds)
         if not frames:
             return None
-        start = window * self.config.hls_segment_seconds
         try:
-            segment = await asyncio.to_thread(encode_segment, frames, rung, start=start)
+            segment = await asyncio.to_thread(encode_segment, frames, rung, start=window * seconds)
         except TranscodeError:
             self.state.counters.transcode_failures += 1
             raise
         self.state.counters.segments_encoded += 1
         return segment
 
-    def _window_frames(self, tenant: str, camera: str, window: int) -> list[tuple[float, bytes]]:
-        seconds = self.config.hls_segment_seconds
+    def _window_frames(
+        self, tenant: str, camera: str, window: int, seconds: float
+    ) -> list[tuple[float, bytes]]:
         inside = [
             f for f in self.frames.recent(tenant, camera) if window_of(f.received_at, seconds) == window
         ]

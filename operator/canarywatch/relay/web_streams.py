@@ -4,18 +4,23 @@ The ladder is served twice, as camera clouds do: under the device path to a tena
 bearer token (``…/hls/master.m3u8``), and under a stream URL issued to a hub by
 ``GetCameraStream`` (``/v3/streams/<token>/master.m3u8``), where the unguessable token
 is the credential. Playlists use relative URIs, so one set of handlers serves both.
+Each is also served as Low-Latency HLS (``ll.m3u8``, ``<rung>/ll.m3u8``, parts
+``<rung>/p<i>.ts``), with blocking reloads: ``_HLS_msn``/``_HLS_part`` hold the answer
+until that part is listed (at most three target durations, RFC 8216bis 6.2.5.2).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import math
 
 from aiohttp import web
 
 from canarywatch.relay.alexa import AlexaError, directive_token, handle_directive
 from canarywatch.relay.auth import Access, Decision
 from canarywatch.relay.imaging import TranscodeError
-from canarywatch.relay.ladder import master_playlist, media_playlist, rung_named
+from canarywatch.relay.ladder import low_latency_playlist, master_playlist, media_playlist, rung_named
 from canarywatch.relay.smarthome import FulfillmentError, fulfill
 from canarywatch.relay.web_devices import DEVICE_PATH
 from canarywatch.relay.web_gates import RELAY_KEY, ApiError, admit_available, admit_tenant, deny
@@ -27,6 +32,8 @@ STREAM_PATH = "/v3/streams/{token:[A-Za-z0-9_-]{16,64}}"
 _PLAYLIST = "application/vnd.apple.mpegurl"
 _SEGMENT = "video/mp2t"
 _NO_STORE = {"Cache-Control": "no-store"}
+# How often a held blocking reload looks whether its part is listed.
+_HOLD_POLL_S = 0.05
 
 
 def video_routes() -> list[web.RouteDef]:
@@ -36,6 +43,9 @@ def video_routes() -> list[web.RouteDef]:
             web.get(f"{prefix}/master.m3u8", handler, allow_head=False),
             web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/index.m3u8", handler, allow_head=False),
             web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/{{window:\\d{{1,12}}}}.ts", handler, allow_head=False),
+            web.get(f"{prefix}/ll.m3u8", handler, allow_head=False),
+            web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/ll.m3u8", handler, allow_head=False),
+            web.get(f"{prefix}/{{rung:[a-z]{{1,16}}}}/p{{part:\\d{{1,14}}}}.ts", handler, allow_head=False),
         ]
     routes.append(web.post("/v3/smarthome/fulfillment", fulfillment))
     routes.append(web.post("/v3/alexa/directive", alexa_directive))
@@ -64,13 +74,25 @@ async def _video(request: web.Request, tenant: str, camera: str) -> web.Response
     windows = relay.video_windows(tenant, camera)
     if windows is None:
         raise ApiError(404, "no_frame", f"camera {camera} has not sent a frame yet")
+    low_latency = request.path.endswith("/ll.m3u8")
     rung_name = request.match_info.get("rung")
     if rung_name is None:
-        body = master_playlist()
+        body = master_playlist(media="ll.m3u8" if low_latency else "index.m3u8")
         return web.Response(text=body, content_type=_PLAYLIST, headers=_NO_STORE)
     rung = rung_named(rung_name)
     if rung is None:
         raise ApiError(404, "no_rendition", f"no rendition {rung_name!r}")
+    if low_latency:
+        return await _low_latency_playlist(request, tenant, camera)
+    part = request.match_info.get("part")
+    if part is not None:
+        try:
+            media = await relay.video_part(tenant, camera, rung, int(part))
+        except TranscodeError as error:
+            raise ApiError(502, "transcode_failed", str(error)) from error
+        if media is None:
+            raise ApiError(404, "no_segment", f"part {part} is not in the playlist")
+        return web.Response(body=media, content_type=_SEGMENT, headers=_NO_STORE)
     window = request.match_info.get("window")
     if window is None:
         body = media_playlist(windows, segment_seconds=relay.config.hls_segment_seconds)
@@ -82,6 +104,39 @@ async def _video(request: web.Request, tenant: str, camera: str) -> web.Response
     if segment is None:
         raise ApiError(404, "no_segment", f"segment {window} is not in the playlist")
     return web.Response(body=segment, content_type=_SEGMENT, headers=_NO_STORE)
+
+
+async def _low_latency_playlist(request: web.Request, tenant: str, camera: str) -> web.Response:
+    relay = request.app[RELAY_KEY]
+    config = relay.config
+    wanted = _blocking_part(request, config.hls_parts_per_segment)
+    # A blocking reload is held until its part is listed, for three target durations at most.
+    deadline = asyncio.get_running_loop().time() + 3 * math.ceil(config.hls_segment_seconds)
+    windows = relay.video_parts(tenant, camera)
+    if wanted is not None and windows is not None and wanted > windows.parts.stop + 2 * windows.per_segment:
+        raise ApiError(400, "bad_request", "_HLS_msn is more than two segments ahead of the playlist")
+    while (
+        wanted is not None
+        and windows is not None
+        and wanted >= windows.parts.stop
+        and asyncio.get_running_loop().time() < deadline
+    ):
+        await asyncio.sleep(_HOLD_POLL_S)
+        windows = relay.video_parts(tenant, camera)
+    if windows is None:
+        raise ApiError(404, "no_frame", f"camera {camera} has not sent a frame yet")
+    body = low_latency_playlist(windows, segment_seconds=config.hls_segment_seconds)
+    return web.Response(text=body, content_type=_PLAYLIST, headers=_NO_STORE)
+
+
+def _blocking_part(request: web.Request, per_segment: int) -> int | None:
+    """The global part number a blocking reload waits for, or None (a plain reload)."""
+    msn, part = request.query.get("_HLS_msn"), request.query.get("_HLS_part", "0")
+    if msn is None:
+        return None
+    if not (msn.isdigit() and part.isdigit() and len(msn) <= 12 and len(part) <= 3):
+        raise ApiError(400, "bad_request", "_HLS_msn and _HLS_part must be small non-negative integers")
+    return int(msn) * per_segment + int(part)
 
 
 async def fulfillment(request: web.Request) -> web.Response:
