@@ -15,5 +15,6 @@ def test_the_video_benchmark_prints_both_tables_and_attributes_nothing_falsely(
     require_binaries("ffmpeg")
     assert run_video_benchmark(seconds=4, marker_frames=30) == 0
     printed = capsys.readouterr().out
-    for row in ("ffmpeg -f null", "viewer, keyframes only", "viewer, every frame", "640x360", "320x180"):
+    rows = ("ffmpeg -f null", "viewer, keyframes only", "viewer, every frame", "640x360", "320x180")
+    for row in (*rows, "mp4 (progressive, live fMP4)", "llhls (parts, blocking reloads)"):
         assert row in printed, printed

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from canarywatch.bench.video_transports import print_transport_rows
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, render_frame
 from canarywatch.viewer.transports.video import Sampling, iter_frames
 
@@ -106,6 +107,16 @@ def run_video_benchmark(*, seconds: int = 30, marker_frames: int = 400) -> int:
             false_attributions += outcomes["FALSE ATTRIBUTION"]
             print(f"{label:<34} {judged:7d} {judged / cpu:13.1f} {cpu:7.2f} "
                   f"{100 * cpu / seconds:6.1f}% {cpu / reference:9.2f}")  # fmt: skip
+        false_attributions += print_transport_rows(
+            keyring,
+            decoder,
+            _outcome,
+            tenant=TENANT,
+            seconds=seconds,
+            fps=fps,
+            workdir=Path(tmp),
+            ffmpeg_cpu=_ffmpeg_cpu,
+        )
     print()
     print(f"Marker decode rate, every frame of H.264 at 150 kbit/s ({marker_frames} frames, 15 fps, 2 s GOP)")
     print(f"{'size':<10} {'verified':>9} {'degraded':>9} {'other':>7} {'false attributions':>19}")
