@@ -6,7 +6,9 @@ as a camera cloud serves ``progressive_mp4`` to a smart display.
 
 A clean configuration shows each tenant its own camera on the ``mp4`` path (``ok``, no
 incident); bravo's MP4 location aliased to acme's stream (a copy-pasted
-``proxy_pass``) is caught as ``cross_tenant`` and switched off.
+``proxy_pass``) is caught as ``cross_tenant`` by bravo's own viewer, and a location
+that lets any user read (no token check) by the authorization probe, which follows the
+never-ending body it is granted to a frame; both are switched off.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ ALIASED = (
     + PROXY
     + "        }\n"
     + PER_TENANT
+)
+
+# The "any user may read" location left in from setup.
+OPEN_READ = (
+    """
+        location ~ ^/mp4/(?<owner>[a-z]+)_0\\.mp4$ {
+            proxy_pass http://$owner;
+"""
+    + PROXY
+    + "        }\n"
 )
 
 Run = Callable[[str], tuple[dict[str, object], list[dict[str, object]]]]
@@ -134,12 +146,15 @@ def test_clean_mp4_server_shows_each_tenant_its_own_camera(run_scenario: Run) ->
     assert "cross_tenant" not in summary["verdicts"] and "foreign" not in summary["verdicts"], summary  # type: ignore[operator]
 
 
-def test_an_mp4_location_aliased_to_another_tenants_stream_is_caught_and_switched_off(
-    run_scenario: Run,
+@pytest.mark.parametrize(
+    ("locations", "path"), [(ALIASED, "mp4"), (OPEN_READ, "probe")], ids=["aliased", "open-read"]
+)
+def test_an_mp4_misconfiguration_is_caught_as_cross_tenant_and_switched_off(
+    run_scenario: Run, locations: str, path: str
 ) -> None:
-    summary, incidents = run_scenario(ALIASED)
+    summary, incidents = run_scenario(locations)
     assert incidents, summary
     first = incidents[0]
-    assert first["verdict"] == "cross_tenant" and first["path"] == "mp4", first
+    assert first["verdict"] == "cross_tenant" and first["path"] == path, first
     assert summary["state"] == "Suspended" and first["shutdown"]["done"], summary  # type: ignore[index]
     assert "foreign" not in summary["verdicts"] and "forged" not in summary["verdicts"], summary  # type: ignore[operator]
