@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from canarywatch.camera.fleet import CanaryCamera
 from canarywatch.retrying import Backoff
 
-__all__ = ["StreamProtocol", "VideoPublisher", "VideoTarget"]
+__all__ = ["StreamProtocol", "VideoPublisher", "VideoTarget", "live_h264_options"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 _TIME_BASE = Fraction(1, 1000)
 # How long a connect or a write may block before the session counts as failed.
 _IO_TIMEOUT_S = 5.0
+
+
+def live_h264_options(fps: float, keyframe_interval: float) -> dict[str, str]:
+    """libx264's options for a live camera: no B-frames, no lookahead, a keyframe every
+    ``keyframe_interval`` seconds exactly (a player joins, and a loss heals, there)."""
+    gop = max(1, round(fps * keyframe_interval))
+    return {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "g": str(gop),
+        "keyint_min": str(gop),
+        "sc_threshold": "0",
+    }
 
 
 class StreamProtocol(enum.StrEnum):
@@ -154,15 +167,7 @@ class VideoPublisher:
             stream.width, stream.height = camera.width - camera.width % 2, camera.height - camera.height % 2
             stream.pix_fmt = "yuv420p"
             stream.bit_rate = target.bitrate
-            gop = max(1, round(self.fps * target.keyframe_interval))
-            # Live: no B-frames, no lookahead; a keyframe every `gop` frames.
-            stream.options = {
-                "preset": "ultrafast",
-                "tune": "zerolatency",
-                "g": str(gop),
-                "keyint_min": str(gop),
-                "sc_threshold": "0",
-            }
+            stream.options = live_h264_options(self.fps, target.keyframe_interval)
             interval = 1.0 / self.fps
             started = time.monotonic()
             last_pts = -1

@@ -27,6 +27,7 @@ __all__ = [
     "DecodedFrame",
     "Sampling",
     "UndecodableVideo",
+    "convert_frame",
     "decode_video",
     "iter_frames",
     "looks_like_video",
@@ -150,7 +151,7 @@ def iter_frames(
             ):
                 continue
             last_pts = pts_s
-            yield _converted(frame, pts_s, sampling.max_width)
+            yield convert_frame(frame, pts_s, sampling.max_width)
             produced += 1
             if cap and produced >= cap:
                 return
@@ -173,7 +174,9 @@ def _decoded(container: Any, stream: Any) -> Iterator[Any]:
         raise _undecodable(error) from None
 
 
-def _converted(frame: Any, pts_s: float | None, max_width: int) -> DecodedFrame:
+def convert_frame(frame: Any, pts_s: float | None, max_width: int) -> DecodedFrame:
+    """A decoded ``av.VideoFrame`` as the JPEG the verdict path judges, scaled down to
+    ``max_width``. Blocking (the scaling and the JPEG): run it in a thread."""
     import cv2
 
     width, height = frame.width, frame.height
