@@ -191,15 +191,16 @@ TRANSPORT_ENDPOINTS: Final[Mapping[str, str]] = {
     "rtsp": "rtsp",
     "llhls": "llhls",
     "mp4": "mp4",
+    "whep": "whep",
 }
 
 #: The integration path a frame came through (LeakIncident ``spec.viewer.path``): the
 #: ``events`` transport yields ``thumbnail`` frames, ``authz`` yields ``probe`` frames;
 #: the video transports' paths are their names.
-PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub", "rtsp", "llhls", "mp4")
+PATHS: Final = ("snapshot", "mjpeg", "thumbnail", "probe", "hls", "hub", "rtsp", "llhls", "mp4", "whep")
 
 #: The paths that carry video (decoded with PyAV, sampled), not images.
-VIDEO_PATHS: Final = ("hls", "rtsp", "llhls", "mp4")
+VIDEO_PATHS: Final = ("hls", "rtsp", "llhls", "mp4", "whep")
 
 #: The viewer endpoints that watch a tenant's own cameras (at least one is needed;
 #: ``authzProbe`` only checks that the others' are refused).

@@ -81,6 +81,9 @@ _DELETE = object()
         ("integration.viewer.hls", {"url": "rtsp://h/{tenant}/{camera}"}, "integration.viewer.hls.url"),
         ("integration.viewer.rtsp", {"url": "http://h/{tenant}/{camera}"}, "integration.viewer.rtsp.url"),
         ("integration.viewer.rtsp", {"url": "rtsp://h/{tenant}"}, "integration.viewer.rtsp.url"),
+        ("integration.viewer.whep", {"url": "rtsp://h/{tenant}/{camera}"}, "integration.viewer.whep.url"),
+        ("integration.viewer.whep", {"url": "http://h/{tenant}/whep"}, "integration.viewer.whep.url"),
+        ("probe.freshnessByPath", {"whep": 0.01}, "probe.freshnessByPath.whep"),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -149,6 +152,7 @@ def test_poor_network_viewers_are_on_by_default() -> None:
         ({"protocol": "mjpeg", "url": "rtsp://h/{tenant}/{camera}"}, "integration.camera.publish.url"),
         ({"protocol": "rtsp", "url": "rtsp://h/{tenant}"}, "integration.camera.publish.url"),
         ({"protocol": "srt", "url": "rtsp://h/{camera}"}, "integration.camera.publish.protocol"),
+        ({"protocol": "whip", "url": "rtsp://h/{tenant}/{camera}"}, "integration.camera.publish.url"),
         (
             {"protocol": "rtmp", "url": "rtmp://h/{camera}", "bitrate": 5},
             "integration.camera.publish.bitrate",
@@ -226,3 +230,30 @@ def test_mp4_and_llhls_viewers_are_http_endpoints_with_their_own_freshness() -> 
     with pytest.raises(ConfigError) as caught:
         StandaloneConfig.from_mapping(doc)
     assert caught.value.field == "integration.viewer.mp4.url"
+
+
+def test_webrtc_both_ways_carries_the_token_as_a_bearer_header() -> None:
+    doc = example()
+    bearer = {"Authorization": "Bearer {token}"}
+    doc["integration"]["camera"] = {
+        "publish": {
+            "protocol": "whip",
+            "url": "http://127.0.0.1:8889/{tenant}/{camera}/whip",
+            "headers": bearer,
+        }
+    }
+    doc["integration"]["viewer"]["whep"] = {
+        "url": "http://127.0.0.1:8889/{tenant}/{camera}/whep",
+        "headers": bearer,
+    }
+    doc["probe"] |= {"transports": ["whep"], "freshnessByPath": {"whep": 0.5}}
+    config = StandaloneConfig.from_mapping(doc)
+    stream = config.integration.camera.stream
+    assert stream is not None and stream.protocol == "whip"
+    published = stream.template.render(tenant="acme-7", camera="0", token="s3cret")
+    assert published.headers["Authorization"] == "Bearer s3cret"
+    whep = config.viewer_endpoints()["whep"].render(tenant="acme-7", camera="0", token="s3cret")
+    assert (
+        whep.url == "http://127.0.0.1:8889/acme-7/0/whep" and whep.headers["Authorization"] == "Bearer s3cret"
+    )
+    assert dict(config.probe.spec.freshness_by_path) == {"whep": 0.5}

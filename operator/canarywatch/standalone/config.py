@@ -187,6 +187,8 @@ class ViewerPaths:
     rtsp: RequestTemplate | None = None
     llhls: RequestTemplate | None = None
     mp4: RequestTemplate | None = None
+    #: a WHEP endpoint (the SDP offer POSTed, ``Authorization: Bearer {token}``).
+    whep: RequestTemplate | None = None
     poll_interval: float = 0.5
 
     def endpoints(self) -> dict[str, RequestTemplate]:
@@ -201,6 +203,7 @@ class ViewerPaths:
             "rtsp": self.rtsp,
             "llhls": self.llhls,
             "mp4": self.mp4,
+            "whep": self.whep,
         }
         return {name: template for name, template in named.items() if template is not None}
 
@@ -323,6 +326,7 @@ def _integration_schema() -> Schema:
         "viewer.llhls",
         "viewer.mp4",
         "viewer.hub",
+        "viewer.whep",
     ):
         del _properties(spec, endpoint)["headersFrom"]
 
@@ -504,6 +508,7 @@ def _viewer(raw: Mapping[str, Any], where: str) -> ViewerPaths:
         rtsp=paths.get("rtsp"),
         llhls=paths.get("llhls"),
         mp4=paths.get("mp4"),
+        whep=paths.get("whep"),
         poll_interval=float(raw["pollInterval"]),
     )
 

@@ -45,6 +45,7 @@ from canarywatch.viewer.transports import (
     ReceivedFrame,
     RtspReader,
     SnapshotPoller,
+    WhepReader,
 )
 from canarywatch.viewer.transports.base import Transport
 from canarywatch.viewer.transports.hub import HubViewer
@@ -216,6 +217,8 @@ def _transport(plan: StreamPlan, session: aiohttp.ClientSession, shaper: Shaper)
         return RtspReader(session, plan.requests[0], shaper=shaper)
     if plan.path == "mp4":
         return Mp4Reader(session, plan.requests[0], shaper=shaper)
+    if plan.path == "whep":
+        return WhepReader(session, plan.requests[0], shaper=shaper)
     if interval is None:
         raise ValueError(f"stream {plan.stream.key}: a polled path needs an interval")
     if plan.path == "snapshot":

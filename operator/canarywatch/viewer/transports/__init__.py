@@ -20,6 +20,9 @@ through a ``Shaper`` (so it sees the network its profile describes, and announce
   as it arrives (``feed``, bounded both ways) or a file read whole, sampled frames.
 - ``HlsReader(low_latency=True)`` (``llhls``): Low-Latency HLS, part by part with
   blocking playlist reloads (``_HLS_msn``/``_HLS_part``).
+- ``WhepReader`` (``whep``): WebRTC over WHEP (aiortc): the SDP offer POSTed with the
+  viewer's headers (a Bearer token), the track's frames sampled (two a second by
+  default) and judged like snapshots.
 
 What they share, because a monitor must outlive the thing it monitors:
 
@@ -53,6 +56,7 @@ from canarywatch.viewer.transports.multipart import (
 )
 from canarywatch.viewer.transports.rtsp import RtspReader
 from canarywatch.viewer.transports.snapshot import SnapshotPoller
+from canarywatch.viewer.transports.whep import WhepReader
 
 __all__ = [
     "ACCESS_GRANTED",
@@ -71,5 +75,6 @@ __all__ = [
     "RtspReader",
     "SnapshotPoller",
     "TransportOptions",
+    "WhepReader",
     "boundary_from_content_type",
 ]

@@ -80,6 +80,7 @@ class FrameKind(enum.StrEnum):
     HUB = "hub"
     MP4 = "mp4"
     RTSP = "rtsp"
+    WHEP = "whep"
 
 
 @dataclass(frozen=True)
