@@ -2,7 +2,9 @@
 
 The CRD's ``spec.camera.publish`` (and the standalone file's ``integration.camera.publish``)
 names a protocol and a URL template: ``rtsp`` and ``rtmp`` publish H.264
-(``camera.video``), ``mjpeg`` one long multipart POST (``CameraFleet.run_mjpeg_post``).
+(``camera.video``), ``whip`` H.264 over WebRTC (``camera.whip``; headers carry the
+token, ``Authorization: Bearer {token}``), ``mjpeg`` one long multipart POST
+(``CameraFleet.run_mjpeg_post``).
 ``StreamPublish.from_mapping`` reads the block (defaults already applied by the CRD's
 schema); ``publish_streams`` runs every camera of a fleet with it.
 """
@@ -16,14 +18,20 @@ from typing import Any
 
 from canarywatch.camera.fleet import CameraFleet, PushTarget
 from canarywatch.camera.video import StreamProtocol, VideoPublisher, VideoTarget
+from canarywatch.httpclient import client_session
 from canarywatch.viewer.http import AdapterConfigError, RenderedRequest, RequestTemplate
 
 __all__ = ["PUBLISH_PROTOCOLS", "RequestSource", "StreamPublish", "publish_streams"]
 
 #: ``camera.publish.protocol`` values.
-PUBLISH_PROTOCOLS = ("rtsp", "rtmp", "mjpeg")
+PUBLISH_PROTOCOLS = ("rtsp", "rtmp", "mjpeg", "whip")
 
-_SCHEMES = {"rtsp": ("rtsp", "rtsps"), "rtmp": ("rtmp", "rtmps"), "mjpeg": ("http", "https")}
+_SCHEMES = {
+    "rtsp": ("rtsp", "rtsps"),
+    "rtmp": ("rtmp", "rtmps"),
+    "mjpeg": ("http", "https"),
+    "whip": ("http", "https"),
+}
 
 #: Renders a tenant's camera's request (a ``RequestTemplate``, or a pod's template with
 #: its ``headersFrom`` secrets).
@@ -74,6 +82,9 @@ async def publish_streams(
         targets = {key: PushTarget(r.method, r.url, dict(r.headers)) for key, r in requests.items()}
         await fleet.run_mjpeg_post(targets)
         return
+    if publish.protocol == "whip":
+        await _publish_whip(fleet, publish, requests)
+        return
     protocol = StreamProtocol(publish.protocol)
     publishers = [
         VideoPublisher(
@@ -94,3 +105,28 @@ async def publish_streams(
     finally:
         for publisher in publishers:
             publisher.stop()
+
+
+async def _publish_whip(
+    fleet: CameraFleet, publish: StreamPublish, requests: Mapping[tuple[str, int], RenderedRequest]
+) -> None:
+    from canarywatch.camera.whip import WhipPublisher, WhipTarget  # aiortc: whip cameras only
+
+    async with client_session() as session:
+        publishers = [
+            WhipPublisher(
+                cam,
+                WhipTarget(
+                    r.url,
+                    dict(r.headers),
+                    keyframe_interval=publish.keyframe_interval,
+                    bitrate=publish.bitrate,
+                ),
+                session=session,
+                fps=fleet.fps,
+                clock=fleet.clock,
+            )
+            for cam in fleet.cameras
+            for r in [requests[(cam.tenant, cam.camera)]]
+        ]
+        await asyncio.gather(*(p.run() for p in publishers))
