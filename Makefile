@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit readme-generator chart-readme bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
+.PHONY: setup demo test lint unit readme-generator chart-readme bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers whep-server test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,12 @@ node-packages:
 streaming-servers:
 	hack/install-streaming-servers.sh
 
+## whep-server: Pion's upstream whip-whep example (github.com/pion/webrtc/v4, pinned), built with Go into the tools dir, for tests/streaming (no-op when built)
+whep-server:
+	hack/install-whep-server.sh >/dev/null
+
 ## test-streaming: canarywatch run against real streaming servers (nginx-rtmp HLS, ...), clean and misconfigured
-test-streaming: setup streaming-servers
+test-streaming: setup streaming-servers whep-server
 	$(BIN)/pytest -q tests/streaming
 
 ## prometheus: promtool + prometheus from the Debian package, for the chart tier (root or sudo; no-op when present)
@@ -72,7 +76,7 @@ chart-readme: readme-generator
 	"$$(hack/install-readme-generator.sh)" --values charts/canarywatch/values.yaml --readme charts/canarywatch/README.md >/dev/null
 
 ## test: everything CI runs — lint, then every test tier (cluster/chart tiers need tools, prometheus, CRDs; realcluster the node tools and packages)
-test: lint tools tools-node node-packages streaming-servers prometheus prometheus-crds readme-generator
+test: lint tools tools-node node-packages streaming-servers whep-server prometheus prometheus-crds readme-generator
 	$(BIN)/pytest -q
 
 ## test-chart: helm lint/template + server-side dry-run (Helm 4 and 3), promtool rule tests, dashboards against a real Prometheus, the generated chart README

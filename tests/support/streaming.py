@@ -62,16 +62,17 @@ def require_nginx_rtmp() -> None:
         unavailable(f"{NGINX_RTMP_MODULE} missing (libnginx-mod-rtmp); {_INSTALL_HINT}")
 
 
-def wait_for_port(port: int, daemon: Daemon, *, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, daemon: Daemon, *, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not daemon.alive():
             raise RuntimeError(f"{daemon.name} exited:\n{daemon.tail()}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            s.settimeout(1.0)
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"{daemon.name} did not listen on 127.0.0.1:{port}:\n{daemon.tail()}")
+    raise RuntimeError(f"{daemon.name} did not listen on {host}:{port}:\n{daemon.tail()}")
 
 
 def spawn(name: str, argv: Sequence[str], workdir: Path, **popen: object) -> Daemon:
