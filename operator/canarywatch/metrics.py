@@ -81,6 +81,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_coverage_detect_seconds",
     "canarywatch_coverage_probability",
     "canarywatch_unwatched_objects",
+    "canarywatch_camera_up",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -243,6 +244,13 @@ class Metrics:
         )
         # prometheus_client cannot list a metric's label sets: kept to remove a probe's.
         self._coverage_series: set[tuple[str, str, str, str, str]] = set()
+        self._camera_up = Gauge(
+            "canarywatch_camera_up",
+            "1 while the tenant's canary camera runs (publishes), 0 while it is known down.",
+            ["namespace", "integration", "probe", "tenant"],
+            registry=r,
+        )
+        self._camera_series: set[tuple[str, str, str, str]] = set()
 
         self._leaked_while_suspended = Counter(
             "canarywatch_leaked_frames_while_suspended",
@@ -397,6 +405,18 @@ class Metrics:
             self._coverage_seconds.labels(*labels).set(row.seconds)
             self._coverage_probability.labels(*labels).set(row.probability)
 
+    def record_cameras(self, *, namespace: str, integration: str, probe: str, up: Mapping[str, bool]) -> None:
+        """Whether each tenant's camera runs: the probe's whole picture (tenants left out,
+        say of a paused probe, have no series: nothing is expected of them)."""
+        current = {(namespace, integration, probe, tenant) for tenant in up}
+        for labels in [k for k in self._camera_series if k[:3] == (namespace, integration, probe)]:
+            if labels not in current:
+                self._camera_series.discard(labels)
+                self._camera_up.remove(*labels)
+        for tenant, running in up.items():
+            self._camera_series.add((namespace, integration, probe, tenant))
+            self._camera_up.labels(namespace, integration, probe, tenant).set(1 if running else 0)
+
     def forget_probe(self, *, namespace: str, integration: str, probe: str) -> None:
         """Drop a deleted probe's series, so no alert waits for viewers that are gone on purpose."""
         for gauge in (self._viewers_expected, self._maintenance):
@@ -406,6 +426,7 @@ class Metrics:
             self._coverage_series.discard(labels)
             for gauge in (self._coverage_rate, self._coverage_seconds, self._coverage_probability):
                 gauge.remove(*labels)
+        self.record_cameras(namespace=namespace, integration=integration, probe=probe, up={})
 
     def record_killswitch_action(self, *, namespace: str, integration: str, action: str, result: str) -> None:
         """One kill-switch action run: ``action`` is the step (``engage``/``resume``)."""

@@ -41,6 +41,7 @@ from canarywatch.incidents.pages import IncidentPage, PageOptions, resolve_event
 from canarywatch.incidents.policy import Decision, IncidentKey, Mode, OpenIncident, Policy, PolicyEngine
 from canarywatch.incidents.records import IncidentLog, IncidentRecord, Intent
 from canarywatch.metrics import Metrics
+from canarywatch.outages import CameraOutages
 from canarywatch.retrying import Backoff
 from canarywatch.shutdown import (
     Holding,
@@ -111,6 +112,10 @@ class Monitor:
         #: "path/network profile" -> verdict counts: which integration path showed what.
         self.by_path: dict[str, Counter[str]] = {}
         self.warnings: list[dict[str, Any]] = []
+        #: Cameras the shell knows are down: their tenants' stale frames are only counted.
+        self.outages = CameraOutages()
+        #: Frames counted and not acted on because their camera was down, by tenant.
+        self.excused: Counter[str] = Counter()
         self.pagerduty_results: Counter[str] = Counter()
         # Engaged only: an engagement a crash interrupted is not holding anything off.
         self.suspended = _holds(kill_switch)
@@ -152,6 +157,11 @@ class Monitor:
             network_profile=stream.profile,
             at=result.received_at,
         )
+        if self.outages.explains(result.verdict, stream.tenant, result.received_at) is not None:
+            # Kept out of the confirmation window too: frames from the outage must not
+            # confirm a warning once the camera is back.
+            self.excused[stream.tenant] += 1
+            return None
         decision = self.engine.decide(stream.key, result.verdict, result.received_at)
         if decision.incident is not None and self.engine.policy.rule(result.verdict).incident:
             self._leaked(result, decision.mode)
@@ -548,6 +558,7 @@ class Monitor:
                 for r in self.incidents.records()
             ],
             "warnings": len(self.warnings),
+            "stale_while_camera_down": dict(sorted(self.excused.items())),
             "pagerduty": dict(self.pagerduty_results),
             "kill_switch": None if self.kill_switch is None else self.kill_switch.describe(),
             "unfinished": self.unfinished(),

@@ -518,10 +518,20 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         what="the probe's status summary",
     )
     assert status["ready"] == "0/8"  # no kubelet: nothing ever becomes ready here
+    # ... so the cameras are down too (once the summary has seen their Deployments)
+    status = eventually(
+        lambda: (
+            (s := api.status(CANARY_PROBES, name)).get("conditions")
+            and any(c["type"] == "CameraDown" for c in s["conditions"])
+            and s
+        ),
+        what="the probe's CameraDown condition",
+    )
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "False",
         "Degraded": "False",
         "Paused": "False",
+        "CameraDown": "True",
     }
 
     # A spec change rolls what it touches: faster cameras, one profile fewer.

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from canarywatch.controller import manifests, paging
+from canarywatch.controller.cameras import stale_excuse
 from canarywatch.controller.indexes import incident_views, patch_incident
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
 from canarywatch.controller.runtime import (
@@ -76,7 +77,8 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
                 views = incident_views(
                     memo, kwargs.get("incidents_by_integration"), namespace, integration_name
                 )
-                status, counters = await _decide(memo, incident, integration, views, trust)
+                cameras = kwargs.get("deployments_by_probe")
+                status, counters = await _decide(memo, incident, integration, views, trust, cameras)
             if (status.get("paged") or {}).get("result") in (PageResult.PENDING, PageResult.FAILED):
                 # Concurrently with the kill switch: neither may wait for the other.
                 page = asyncio.ensure_future(paging.trigger(memo, incident, integration, status))
@@ -125,6 +127,7 @@ async def _decide(
     integration: dict[str, Any],
     views: Sequence[Mapping[str, Any]],
     trust: Trust | None,
+    cameras: kopf.Index[Any, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decide the response and record it in the incident (caller holds the integration's
     lock); the integration's new counters, for the caller's next write of its status."""
@@ -160,11 +163,14 @@ async def _decide(
     )
     decision = engine.decide(name, verdict, time.time())
     # A planned pause: the frame is on record, nobody is paged, nothing is switched off.
+    # Likewise a stale frame while its camera is known down: the camera is the news.
     held = manifests.maintenance_reason({}, integration)
-    if held is not None:
+    received = epoch(spec["times"].get("frameReceived")) or time.time()
+    excused = None if held is not None else stale_excuse(rt, cameras, incident, received)
+    if held is not None or excused is not None:
         decision = replace(decision, incident=None, open_incident=False, warn=False, page=False, kill=False)
     primary = primaries.get(verdict)
-    status = _incident_status(decision, incident, integration, primary, policy_problem, held)
+    status = _incident_status(decision, incident, integration, primary, policy_problem, held, excused)
     if trust is not None:
         status["verification"] = trust.to_status()
     writes = [patch_incident(rt, incident, status)]
@@ -203,6 +209,8 @@ async def _decide(
         rt.event(incident, "LeakWarning", status["decision"], warning=True)
     elif held is not None:
         rt.event(incident, "LeakDuringMaintenance", status["decision"], warning=True)
+    elif excused is not None:
+        rt.event(incident, "StaleWhileCameraDown", status["decision"])
     log.warning("LeakIncident %s/%s (%s): %s", namespace, name, verdict, status["decision"])
     return dict(incident["status"]), counters
 
@@ -224,21 +232,27 @@ def _incident_status(
     primary: Mapping[str, Any] | None,
     policy_problem: str | None,
     held: str | None = None,
+    excused: str | None = None,
 ) -> dict[str, Any]:
     """The status recording ``decision``; ``primary`` is the view of the open incident
     of the same verdict that this one attaches to, if any; ``held``: why the integration
-    is in maintenance (the decision is then recorded only)."""
+    is in maintenance, ``excused``: why its camera explains the frame (either way the
+    decision is then recorded only)."""
     now = timestamp(time.time())
     own_key = _dedup_key(incident)
     text = decision.reason if policy_problem is None else f"{policy_problem}; {decision.reason}"
     if held is not None:
         text = f"maintenance ({held}): recorded only; the policy would have said: {text}"
+    elif excused is not None:
+        text = f"{excused}: recorded only; the policy would have said: {text}"
     status: dict[str, Any] = {"decision": text[:1024], "occurrences": 1}
     if decision.incident is None:
         # Counted, a warning, or maintenance: nothing stays open, nothing to page or switch off.
         why = (
             f"maintenance: {held}"
             if held is not None
+            else excused
+            if excused is not None
             else "a warning only"
             if decision.warn
             else "counted only"

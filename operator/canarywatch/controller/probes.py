@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from canarywatch.api import CONFIG_HASH_ANNOTATION, LABEL_ROLE, LABEL_TENANT, AgentRole
 from canarywatch.controller import manifests
+from canarywatch.controller.cameras import observe_cameras
 from canarywatch.controller.indexes import lookup
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
@@ -263,6 +264,7 @@ async def summarize_probe(
         previous=status,
         maintenance=paused,
     )
+    summary |= observe_cameras(memo, body, spec, deployments, summary)
     # A paused probe runs no viewer: none is expected, none is missed.
     viewers = 0 if paused else len(spec.tenant_ids) * len(spec.profiles)
     memo.metrics.record_probe(namespace=namespace, integration=spec.integration, probe=name, viewers=viewers)
@@ -400,6 +402,7 @@ async def forget_probe(body: kopf.Body, memo: Runtime, **_: Any) -> None:
     integration = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
     memo.metrics.forget_probe(namespace=meta["namespace"], integration=integration, probe=meta["name"])
     memo.coverage.forget(str(meta.get("uid") or f"{meta['namespace']}/{meta['name']}"))
+    memo.outages.pop((meta["namespace"], meta["name"]), None)
 
 
 async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: Any) -> None:

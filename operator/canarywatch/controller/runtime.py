@@ -21,6 +21,7 @@ from canarywatch.controller.settings import OperatorSettings
 from canarywatch.coverage import CoverageMeter
 from canarywatch.incidents.policy import Confirmation, Mode, Policy, PolicyError
 from canarywatch.metrics import Metrics
+from canarywatch.outages import CameraOutages
 from canarywatch.shutdown.holding import Holding
 
 __all__ = [
@@ -104,6 +105,8 @@ class Runtime:
     holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)
     #: Each probe's fetch counts at its last summary, for its coverage (shared by all).
     coverage: CoverageMeter = field(default_factory=CoverageMeter)
+    #: Each probe's cameras known down, by (namespace, probe) (``controller.cameras``).
+    outages: dict[tuple[str, str], CameraOutages] = field(default_factory=dict)
 
     def lock(self, namespace: str, integration: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, integration), asyncio.Lock())

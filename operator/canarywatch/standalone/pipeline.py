@@ -34,6 +34,7 @@ from canarywatch.incidents.records import IncidentRecord
 from canarywatch.markers import Decoder, Keyring
 from canarywatch.metrics import Metrics, serve_metrics
 from canarywatch.monitor import Monitor
+from canarywatch.outages import PublishWatch
 from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
@@ -295,8 +296,11 @@ class Pipeline:
     ) -> None:
         switched_off_at: float | None = None
         reported: set[tuple[str, int]] = set()
+        probe = self.config.probe
+        publishers = PublishWatch(after_seconds=min(probe.freshness_seconds / 2, max(1.0, 2.0 / probe.fps)))
         while duration is None or time.monotonic() - started < duration:
             await asyncio.sleep(0.1)
+            self._watch_publishers(monitor, publishers)
             for camera in self._undelivered(monitor):
                 if (camera.tenant, camera.camera) not in reported:
                     reported.add((camera.tenant, camera.camera))
@@ -310,6 +314,30 @@ class Pipeline:
                 and time.monotonic() - switched_off_at >= linger
             ):
                 return
+
+    def _watch_publishers(self, monitor: Monitor, publishers: PublishWatch) -> None:
+        """Cameras whose publisher fails are down, as camera pods are to the operator: their
+        tenants' stale frames are counted, not acted on (``canarywatch.outages``)."""
+        if self.fleet is None:
+            return
+        now = self.clock()
+        down: dict[str, tuple[str, str]] = {}
+        for cam in self.fleet.cameras:
+            if publishers.observe(
+                (cam.tenant, cam.camera), published=cam.published, failed=cam.failed, at=now
+            ):
+                answer = f"HTTP {cam.last_status}" if cam.last_status is not None else "no answer"
+                down.setdefault(cam.tenant, (f"{cam.tenant}/{cam.camera}", f"its publisher fails: {answer}"))
+        went_down, came_back = monitor.outages.update(down, now)
+        tenants = {t.id: t.id not in down for t in self.config.probe.tenants}
+        self.metrics.record_cameras(
+            namespace="", integration=monitor.integration, probe=monitor.probe, up=tenants
+        )
+        for tenant in went_down:
+            outage = monitor.outages.down[tenant].describe()
+            self.on_event(f"WARNING {outage}: tenant {tenant}'s stale frames are counted, not acted on")
+        for tenant in came_back:
+            self.on_event(f"the camera of tenant {tenant} publishes again")
 
     def _min_published(self) -> int:
         """Accepted frames after which a camera nobody saw is reported: as many as it
