@@ -106,6 +106,14 @@ class PathCoverage:
     def sufficient(self) -> bool:
         return self.probability >= self.target.confidence
 
+    @property
+    def shortfall(self) -> float:
+        """Fetches per second the path lacks to meet the target: 0 when it does, inf when
+        no rate would (the target is out of reach)."""
+        if self.sufficient:
+            return 0.0
+        return max(0.0, self.required_fetches_per_second - self.fetches_per_second)
+
     def to_status(self) -> dict[str, Any]:
         """The CanaryProbe ``status.coverage[]`` entry (and standalone's summary)."""
         return {

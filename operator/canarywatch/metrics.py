@@ -82,6 +82,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_coverage_probability",
     "canarywatch_unwatched_objects",
     "canarywatch_camera_up",
+    "canarywatch_coverage_shortfall_fetches_per_second",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -242,6 +243,12 @@ class Metrics:
             coverage_labels,
             registry=r,
         )
+        self._coverage_shortfall = Gauge(
+            "canarywatch_coverage_shortfall_fetches_per_second",
+            "Fetches per second the path lacks to meet the probe's coverageTarget (0: it meets it).",
+            coverage_labels,
+            registry=r,
+        )
         # prometheus_client cannot list a metric's label sets: kept to remove a probe's.
         self._coverage_series: set[tuple[str, str, str, str, str]] = set()
         self._camera_up = Gauge(
@@ -395,15 +402,27 @@ class Metrics:
         self._viewers_expected.labels(namespace, integration, probe).set(viewers)
 
     def record_coverage(
-        self, *, namespace: str, integration: str, probe: str, rows: Iterable[PathCoverage]
+        self,
+        *,
+        namespace: str,
+        integration: str,
+        probe: str,
+        rows: Iterable[PathCoverage],
+        targeted: bool = False,
     ) -> None:
-        """A probe's detection power per path and profile (``canarywatch.coverage``)."""
+        """A probe's detection power per path and profile (``canarywatch.coverage``);
+        ``targeted``: the probe sets a coverage target, so each path's shortfall is exported."""
         for row in rows:
             labels = (namespace, integration, probe, row.path, row.network_profile)
             self._coverage_series.add(labels)
             self._coverage_rate.labels(*labels).set(row.fetches_per_second)
             self._coverage_seconds.labels(*labels).set(row.seconds)
             self._coverage_probability.labels(*labels).set(row.probability)
+            if targeted:
+                self._coverage_shortfall.labels(*labels).set(row.shortfall)
+            else:
+                with contextlib.suppress(KeyError):
+                    self._coverage_shortfall.remove(*labels)
 
     def record_cameras(self, *, namespace: str, integration: str, probe: str, up: Mapping[str, bool]) -> None:
         """Whether each tenant's camera runs: the probe's whole picture (tenants left out,
@@ -426,6 +445,8 @@ class Metrics:
             self._coverage_series.discard(labels)
             for gauge in (self._coverage_rate, self._coverage_seconds, self._coverage_probability):
                 gauge.remove(*labels)
+            with contextlib.suppress(KeyError):
+                self._coverage_shortfall.remove(*labels)
         self.record_cameras(namespace=namespace, integration=integration, probe=probe, up={})
 
     def record_killswitch_action(self, *, namespace: str, integration: str, action: str, result: str) -> None:

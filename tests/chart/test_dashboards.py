@@ -45,6 +45,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_rules import RULES, require_binary, rule_groups
 
+from canarywatch.coverage import CoverageTarget, assess
 from canarywatch.demo import ADMIN_TOKEN, DEMO_TENANTS, demo_config
 from canarywatch.metrics import METRIC_NAMES, Metrics
 
@@ -378,7 +379,7 @@ def _wait_for(what: str, check: Callable[[], bool], processes: list[Daemon], tim
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
 
 
-OPERATOR_ONLY = {"canarywatch_unwatched_objects"}
+OPERATOR_ONLY = {"canarywatch_unwatched_objects", "canarywatch_coverage_shortfall_fetches_per_second"}
 
 
 @pytest.fixture(scope="module")
@@ -419,10 +420,14 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         demo.stop(grace=10)
     assert demo.popen.returncode == 0, f"the demo did not catch the leak:\n{demo.tail()}"
     assert scrapes >= 3, f"/metrics on port {port} answered {scrapes} time(s):\n{demo.tail()}"
-    # Set only by a namespaced operator (controller/unwatched.py), never by the demo: its
-    # labels are those of the metrics module's own exposition.
+    # Set only by the operator, never by the demo (a namespaced one's unwatched objects,
+    # controller/unwatched.py; a coverageTarget's shortfall): their labels are those of
+    # the metrics module's own exposition.
     operator_only = Metrics()
     operator_only.record_unwatched({("CanaryProbe", "team-c"): 1})
+    target = CoverageTarget(leak_rate=0.01, detect_within_seconds=60)
+    rows = assess([("snapshot", "poor", 1.0, 1)], target)
+    operator_only.record_coverage(namespace="ns", integration="i", probe="p", rows=rows, targeted=True)
     for family in text_string_to_metric_families(generate_latest(operator_only.registry).decode()):
         for sample in family.samples:
             if sample.name in OPERATOR_ONLY:

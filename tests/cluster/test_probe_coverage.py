@@ -112,6 +112,8 @@ def test_the_status_states_the_probes_detection_power_and_warns_when_it_is_too_s
     stream = labels | {"path": "snapshot", "network_profile": "good"}
     assert (operator.metric("canarywatch_coverage_fetches_per_second", stream) or 0) > 0
     assert (operator.metric("canarywatch_coverage_detect_seconds", stream) or 0) > 5
+    # the target is set and missed: the shortfall the CanarywatchProbeTooSmall alert reads
+    assert (operator.metric("canarywatch_coverage_shortfall_fetches_per_second", stream) or 0) > 0
     expected = len(probe["spec"]["tenants"]) * len(probe["spec"].get("networkProfiles", ["good", "poor"]))
     assert operator.metric("canarywatch_probe_viewers_expected", labels) == expected
 

@@ -24,6 +24,7 @@ from canarywatch.coverage import (
     summarize,
 )
 from canarywatch.incidents.policy import KillCap
+from canarywatch.metrics import Metrics
 
 rates = st.floats(min_value=0.01, max_value=50.0)
 leak_rates = st.floats(min_value=1e-4, max_value=0.5)
@@ -230,3 +231,21 @@ def test_the_kill_cap_says_until_when_it_is_used_up(kills: list[float], until: f
     assert KillCap(max_kills=3, window_seconds=3600).exhausted_until(kills, now=3650.0) == until
     # maxKills 0 never kills automatically: a choice, not an exhausted cap to alert on
     assert KillCap(max_kills=0).exhausted_until(kills, now=3650.0) is None
+
+
+def test_the_shortfall_is_what_a_path_lacks_to_meet_its_target_and_only_with_a_target() -> None:
+    target = CoverageTarget(leak_rate=0.01, detect_within_seconds=60, confidence=0.99)
+    short, enough = assess([("mjpeg", "poor", 0.5, 1), ("snapshot", "good", 10.0, 1)], target)
+    assert not short.sufficient and enough.sufficient
+    assert short.shortfall == pytest.approx(short.required_fetches_per_second - 0.5)
+    assert enough.shortfall == 0
+    metrics = Metrics()
+    probe = {"namespace": "cameras", "integration": "relay", "probe": "p"}
+    labels = probe | {"path": "mjpeg", "network_profile": "poor"}
+    name = "canarywatch_coverage_shortfall_fetches_per_second"
+    metrics.record_coverage(**probe, rows=[short, enough])
+    assert metrics.sample(name, labels) is None  # no coverageTarget: nothing promised
+    metrics.record_coverage(**probe, rows=[short, enough], targeted=True)
+    assert metrics.sample(name, labels) == pytest.approx(short.shortfall)
+    metrics.forget_probe(**probe)
+    assert metrics.sample(name, labels) is None

@@ -53,7 +53,7 @@ def exercised() -> Metrics:
     metrics.record_maintenance(**RESPONDER, probe="p1", paused=False)
     target = CoverageTarget(leak_rate=0.01, detect_within_seconds=40)
     rows = assess([("snapshot", "poor", 12.0, 4)], target)
-    metrics.record_coverage(**RESPONDER, probe="p1", rows=rows)
+    metrics.record_coverage(**RESPONDER, probe="p1", rows=rows, targeted=True)
     metrics.record_cameras(**RESPONDER, probe="p1", up={"acme-7": True})
     metrics.record_unwatched({("CanaryProbe", "team-c"): 1})
     return metrics
@@ -95,6 +95,7 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_coverage_probability",
         "canarywatch_unwatched_objects",
         "canarywatch_camera_up",
+        "canarywatch_coverage_shortfall_fetches_per_second",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 

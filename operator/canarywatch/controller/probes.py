@@ -364,7 +364,10 @@ def _coverage(
     rows = rt.coverage.update(uid, counts, spec.coverage_target)
     if rows is None:
         return {}
-    rt.metrics.record_coverage(namespace=namespace, integration=spec.integration, probe=name, rows=rows)
+    targeted = "coverageTarget" in (probe.get("spec") or {})
+    rt.metrics.record_coverage(
+        namespace=namespace, integration=spec.integration, probe=name, rows=rows, targeted=targeted
+    )
     status: dict[str, Any] = {
         "coverage": [row.to_status() for row in rows][:64],
         "coverageSummary": summarize(rows),
