@@ -56,6 +56,7 @@ def stale_leak(name: str, integration_name: str, key: bytes) -> dict[str, Any]:
     body["spec"]["viewer"]["tenant"] = OBSERVED_TENANT
     body["spec"]["observed"]["verdict"] = "stale"
     body["spec"]["observed"]["reason"] = "frame is 31.0s old (bound 10s)"
+    body["spec"]["evidence"]["kept"] = "hash-and-pixelated-thumbnail"
     return body
 
 
