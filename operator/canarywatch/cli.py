@@ -21,17 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canarywatch.files import FolderInUse, exclusive_folder
-from canarywatch.markers import (
-    Decoder,
-    FrameSpec,
-    ImageLimits,
-    Keyring,
-    KeyringError,
-    encode_image,
-    render_frame,
-)
+
+# Light modules only: each command imports what it runs, so `canarywatch camera` does
+# not load the decoder, `viewer` not the renderer, and a bad `run --config` exits 2
+# before OpenCV, numpy or aiohttp are loaded (tests/unit/test_import_weight.py).
+from canarywatch.markers.keyring import Keyring, KeyringError
 from canarywatch.markers.payload import MAX_CAMERA, MAX_SEQ
-from canarywatch.verdicts import ViewerIdentity, judge
 
 if TYPE_CHECKING:
     from canarywatch.standalone import Pipeline
@@ -97,6 +92,8 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_frame_render(args: argparse.Namespace) -> int:
+    from canarywatch.markers.render import FrameSpec, encode_image, render_frame
+
     keyring = _load_keyring(args.keyring)
     if args.tenant not in keyring:
         raise UsageError(f"--tenant: {args.tenant!r} is not in the keyring ({', '.join(keyring)})")
@@ -121,12 +118,17 @@ def cmd_frame_render(args: argparse.Namespace) -> int:
 
 
 def cmd_frame_decode(args: argparse.Namespace) -> int:
+    from canarywatch.markers.decode import Decoder
+    from canarywatch.markers.images import ImageLimits
+    from canarywatch.verdicts import ViewerIdentity, judge
+
     keyring = _load_keyring(args.keyring)
     if args.tenant is not None and args.tenant not in keyring:
         raise UsageError(f"--tenant: {args.tenant!r} is not in the keyring")
     if args.camera is not None and args.tenant is None:
         raise UsageError("--camera needs --tenant")
-    decoder = Decoder(keyring, limits=ImageLimits(max_bytes=args.max_bytes))
+    limits = ImageLimits() if args.max_bytes is None else ImageLimits(max_bytes=args.max_bytes)
+    decoder = Decoder(keyring, limits=limits)
     viewer = ViewerIdentity(args.tenant, args.camera)
     for name in args.files:
         try:
@@ -226,8 +228,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _standalone_pipeline(args: argparse.Namespace) -> Pipeline:
-    """The `Pipeline` of ``--config`` writing to ``--out``; UsageError naming the field."""
-    from canarywatch.standalone import ConfigError, Pipeline, load_config
+    """The `Pipeline` of ``--config`` writing to ``--out``; UsageError naming the field.
+
+    The pipeline's modules (OpenCV, numpy, aiohttp: about a second of CPU) are imported
+    once the file is valid, so a bad one is reported at once."""
+    from canarywatch.standalone.config import load_config
+    from canarywatch.standalone.fields import ConfigError
     from canarywatch.viewer.http import AdapterConfigError
 
     try:
@@ -244,6 +250,8 @@ def _standalone_pipeline(args: argparse.Namespace) -> Pipeline:
             )
         for tenant in config.probe.tenants:
             tenant.token.resolve()  # fail now, naming the field, not inside a viewer
+        from canarywatch.standalone.pipeline import Pipeline
+
         return Pipeline(
             config,
             keyring=keyring,
@@ -293,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from canarywatch.standalone import ResumeRefused
+    from canarywatch.standalone.pipeline import ResumeRefused
 
     if not Path(args.out).is_dir():
         raise UsageError(f"--out: {args.out} is not a folder a `canarywatch run` wrote")
@@ -367,6 +375,12 @@ def cmd_bench_video(args: argparse.Namespace) -> int:
     return run_video_benchmark(seconds=args.seconds, marker_frames=args.frames)
 
 
+def cmd_bench_footprint(args: argparse.Namespace) -> int:
+    from canarywatch.bench.footprint import run_footprint_benchmark
+
+    return run_footprint_benchmark(settle_s=args.settle)
+
+
 def cmd_bench_operator(args: argparse.Namespace) -> int:
     from canarywatch.bench.operator import run_operator_benchmark
 
@@ -416,7 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decode.add_argument("--max-age", type=float, help="freshness bound in seconds (enables stale)")
     decode.add_argument(
-        "--max-bytes", type=_int_in("--max-bytes", 1, 1 << 30), default=ImageLimits().max_bytes
+        "--max-bytes",
+        type=_int_in("--max-bytes", 1, 1 << 30),
+        help="largest frame decoded, in bytes (default: the decoder's limit, 8 MiB)",
     )
     decode.add_argument("files", nargs="+", metavar="FILE")
     decode.set_defaults(func=cmd_frame_decode)
@@ -456,6 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--incidents", type=_int_in("--incidents", 1, 1000), default=20)
     op.add_argument("--probes", type=_int_in("--probes", 1, 5000), default=200)
     op.set_defaults(func=cmd_bench_operator)
+    footprint = bench.add_parser(
+        "footprint", help="idle and peak RSS of a probe's camera and viewer pods; their import cost"
+    )
+    footprint.add_argument(
+        "--settle", type=float, default=5.0, help="seconds to wait after every viewer judged frames"
+    )
+    footprint.set_defaults(func=cmd_bench_footprint)
     demo = sub.add_parser("demo", help="run the embedded end-to-end demo against the reference relay")
     demo.add_argument(
         "--fault", default="xiaomi-2019", help="none, xiaomi-2019, wyze-2024, stale-cache, idor"

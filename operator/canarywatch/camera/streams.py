@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from canarywatch.camera.fleet import CameraFleet, PushTarget
-from canarywatch.camera.video import StreamProtocol, VideoPublisher, VideoTarget
-from canarywatch.httpclient import client_session
 from canarywatch.viewer.http import AdapterConfigError, RenderedRequest, RequestTemplate
+
+if TYPE_CHECKING:  # the cameras themselves are imported where they run: reading a config
+    from canarywatch.camera.fleet import CameraFleet  # loads neither OpenCV nor PyAV
 
 __all__ = ["PUBLISH_PROTOCOLS", "RequestSource", "StreamPublish", "publish_streams"]
 
@@ -73,6 +73,9 @@ async def publish_streams(
 ) -> None:
     """Stream every camera of ``fleet`` until cancelled; ``token(tenant)`` is the
     tenant's credential, ``render`` the template's renderer (default: its own)."""
+    from canarywatch.camera.fleet import PushTarget
+    from canarywatch.camera.video import StreamProtocol, VideoPublisher, VideoTarget
+
     render = render or publish.template.render
     requests = {
         (cam.tenant, cam.camera): render(tenant=cam.tenant, camera=str(cam.camera), token=token(cam.tenant))
@@ -111,6 +114,7 @@ async def _publish_whip(
     fleet: CameraFleet, publish: StreamPublish, requests: Mapping[tuple[str, int], RenderedRequest]
 ) -> None:
     from canarywatch.camera.whip import WhipPublisher, WhipTarget  # aiortc: whip cameras only
+    from canarywatch.httpclient import client_session
 
     async with client_session() as session:
         publishers = [

@@ -30,11 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-
 from canarywatch.errors import FieldError
 from canarywatch.headers import header_problem
-from canarywatch.outbound import outbound_session
 from canarywatch.retrying import Backoff, RetryLater, retry
 from canarywatch.shutdown.records import Step
 from canarywatch.shutdown.signing import SIGNATURE_HEADER, sign
@@ -244,6 +241,12 @@ class WebhookAction:
         }
 
     async def _call(self, request: WebhookRequest, context: ActionContext) -> ActionOutcome:
+        # aiohttp where a webhook is sent: reading a config of webhook actions (a bad
+        # `canarywatch run --config` exits 2 at once) needs none of it.
+        import aiohttp
+
+        from canarywatch.outbound import outbound_session
+
         url = request.render_url(context)
         body = request.render_body(context)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
