@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 from canarywatch.bench.degradations import DEGRADATIONS, Sample, h264_roundtrip, samples
-from canarywatch.bench.footprint import footprint_table
 from canarywatch.camera import CanaryCamera
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, ecc, encode_image, render_frame
 from canarywatch.markers.decode import message_rows, reduced_scale
@@ -232,7 +231,6 @@ def run_codec_benchmark(*, samples: int = 400, timing_rounds: int = 60) -> int:
     keyring = Keyring.generate(_TENANTS)
     _cost_table(keyring, timing_rounds)
     _camera_table(keyring, timing_rounds)
-    footprint_table()
     print(f"\n== robustness: {samples} random frames per degradation (random tenant/camera/seq/time) ==")
     print(
         f"{'degradation':<24} {'decoded':>9} {'rate':>8} {'false attr.':>12} {'fallback':>9}  other verdicts"
