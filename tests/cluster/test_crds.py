@@ -120,6 +120,13 @@ def merge_patch(
     return request(api_client, "PATCH", path, body=patch, content_type="application/merge-patch+json")
 
 
+def apply_example_probe(api_client: Any, namespace: str) -> Any:
+    """The examples' CameraIntegration and CanaryProbe applied; the probe as read back."""
+    for kind in ("CameraIntegration", "CanaryProbe"):
+        apply(api_client, example(kind), namespace)
+    return get(api_client, "CanaryProbe", "reference-relay-canaries", namespace)
+
+
 def rejection(call: Callable[[], Any]) -> tuple[int, str]:
     """Status and message of a call that must fail."""
     with pytest.raises(ApiException) as rejected:
@@ -700,9 +707,7 @@ def test_built_manifests_are_accepted_and_viewer_rbac_is_exactly_create_leak_inc
     control_plane: controlplane.ControlPlane, crds: Any, namespace: str
 ) -> None:
     api = control_plane.api_client
-    for kind in ("CameraIntegration", "CanaryProbe"):
-        apply(api, example(kind), namespace)
-    probe = get(api, "CanaryProbe", "reference-relay-canaries", namespace)
+    probe = apply_example_probe(api, namespace)
     integration = get(api, "CameraIntegration", "reference-relay", namespace)
     probe["spec"]["networkProfiles"].append("poor-tc")
     probe["spec"]["customNetworkProfiles"].append({"name": "poor-tc", "preset": "poor", "shaper": "tc"})

@@ -39,6 +39,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from canarywatch.agents.env import (
@@ -48,6 +49,7 @@ from canarywatch.agents.env import (
     load_keyring,
     run_until_signalled,
 )
+from canarywatch.agents.kubeapi import ReportRejected, in_cluster_creator
 from canarywatch.agents.reporting import LEAK_INCIDENT_PLURAL, build_leak_incident
 from canarywatch.api import API_GROUP, VERSION
 from canarywatch.incidents.evidence import collect_evidence
@@ -82,10 +84,6 @@ Creator = Callable[[Manifest], None]
 # A viewer has terminationGracePeriodSeconds 10: pending reports get most of it.
 _SHUTDOWN_FLUSH_SECONDS = 6.0
 _API_TIMEOUT = (3.0, 5.0)  # connect, read: an attempt must fit in the shutdown flush
-
-
-class ReportRejected(Exception):
-    """The API server refused the LeakIncident itself (400/422): sending it again cannot help."""
 
 
 class IncidentReporter:
@@ -207,27 +205,29 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
-def kubernetes_creator(environ: Mapping[str, str], namespace: str) -> Creator:
-    """A ``Creator`` with the pod's ServiceAccount (in-cluster) or ``KUBECONFIG``.
+def kubernetes_creator(
+    environ: Mapping[str, str], namespace: str, *, service_account_dir: Path | None = None
+) -> Creator:
+    """A ``Creator`` with the pod's ServiceAccount (in-cluster: ``agents.kubeapi``, no
+    client library) or, outside a cluster, ``KUBECONFIG`` (the Kubernetes client).
 
     Raises ``EnvError`` when neither gives a usable configuration.
     """
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        path = f"/apis/{API_GROUP}/{VERSION}/namespaces/{{namespace}}/{LEAK_INCIDENT_PLURAL}"
+        return in_cluster_creator(environ, namespace, path=path, account_dir=service_account_dir)
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
     configuration = client.Configuration()
     try:
-        if environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            kubeconfig = environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, client_configuration=configuration
-            )
+        kubeconfig = environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
     except (ConfigException, OSError) as error:
-        variable = "KUBERNETES_SERVICE_HOST" if environ.get("KUBERNETES_SERVICE_HOST") else "KUBECONFIG"
-        raise EnvError(variable, f"no Kubernetes API credentials: {error}") from None
+        raise EnvError("KUBECONFIG", f"no Kubernetes API credentials: {error}") from None
     api = client.CustomObjectsApi(client.ApiClient(configuration))
 
     def create(manifest: Manifest) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -38,8 +40,15 @@ TARGET_MIB = 80
 TENANTS = ("acme-7", "bravo-2")
 PROFILES = ("good", "poor")
 _PLACEHOLDER_PORT = 9  # the integration's URLs name it; each viewer gets its camera's port
-#: What a pod runs: the image's ``canarywatch`` console script is ``cli.main``.
-_ENTRY = "import sys; from canarywatch.cli import main; sys.exit(main())"
+#: What a pod runs (the image's ``canarywatch`` console script is ``cli.main``), with the
+#: service-account folder a pod has at a fixed path moved to the bench's.
+_ENTRY = (
+    "import os, sys, pathlib\n"
+    "import canarywatch.agents.kubeapi as api\n"
+    "api.SERVICE_ACCOUNT_DIR = pathlib.Path(os.environ['_BENCH_SERVICE_ACCOUNT_DIR'])\n"
+    "from canarywatch.cli import main\n"
+    "sys.exit(main())\n"
+)
 _FRAMES = "canarywatch_frames_total{"  # frames judged, by verdict, path and profile
 _HEAVY = ("cv2", "numpy", "av", "kubernetes", "aiohttp", "jsonschema")
 
@@ -119,25 +128,15 @@ def _environments(
     keyring = Keyring.generate(tenants)
     for tenant in tenants:
         (directory / f"{tenant}.json").write_text(Keyring({tenant: keyring.key(tenant)}).to_json())
-    kubeconfig = directory / "kubeconfig"  # a closed port: nothing is reported at rest
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{_free_port()}"}}],
-                "users": [{"name": "u", "user": {"token": "bench"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "bench"}}],
-                "current-context": "c",
-            }
-        )
-    )
     common = {
         "PATH": os.environ.get("PATH", ""),
         AgentEnv.KEYRING_DIR: str(directory),
         "CANARYWATCH_METRICS_HOST": "127.0.0.1",
         "CANARYWATCH_LOG_LEVEL": "ERROR",
-        "KUBECONFIG": str(kubeconfig),
+        # in-cluster, as a pod: an API server on a closed port (nothing is reported at rest)
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(_free_port()),
+        "_BENCH_SERVICE_ACCOUNT_DIR": str(_service_account(directory)),
     }
     cameras: list[dict[str, str]] = []
     viewers: list[dict[str, str]] = []
@@ -160,6 +159,19 @@ def _environments(
             f"127.0.0.1:{_PLACEHOLDER_PORT}/", f"127.0.0.1:{watched.pop()}/"
         )
     return cameras + viewers
+
+
+def _service_account(directory: Path) -> Path:
+    """A pod's service-account folder: a token, and a CA (the system's; nothing connects)."""
+    paths = ssl.get_default_verify_paths()
+    ca = next((Path(p) for p in (paths.cafile, paths.openssl_cafile) if p and Path(p).is_file()), None)
+    if ca is None:
+        raise RuntimeError("no CA bundle on this machine to stand in for the cluster's")
+    account = directory / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("bench")
+    shutil.copyfile(ca, account / "ca.crt")
+    return account
 
 
 def _tenants(env: Mapping[str, str]) -> tuple[str, ...]:
