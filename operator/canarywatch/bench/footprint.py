@@ -50,6 +50,7 @@ _ENTRY = (
     "sys.exit(main())\n"
 )
 _FRAMES = "canarywatch_frames_total{"  # frames judged, by verdict, path and profile
+_OWN_TENANT = "CANARYWATCH_TENANT"  # a pod per tenant (the contract before a pod per probe)
 _HEAVY = ("cv2", "numpy", "av", "kubernetes", "aiohttp", "jsonschema")
 
 
@@ -129,7 +130,8 @@ def _environments(
     for tenant in tenants:
         (directory / f"{tenant}.json").write_text(Keyring({tenant: keyring.key(tenant)}).to_json())
     common = {
-        "PATH": os.environ.get("PATH", ""),
+        # this interpreter's, so the pods run the code under test (a checkout on PYTHONPATH)
+        **{k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ},
         AgentEnv.KEYRING_DIR: str(directory),
         "CANARYWATCH_METRICS_HOST": "127.0.0.1",
         "CANARYWATCH_LOG_LEVEL": "ERROR",
@@ -176,8 +178,9 @@ def _service_account(directory: Path) -> Path:
 
 def _tenants(env: Mapping[str, str]) -> tuple[str, ...]:
     """The tenants whose cameras a camera pod runs, or whose views a viewer pod watches:
-    its own tenant's, or (a pod per probe) every tenant's."""
-    own = env.get(AgentEnv.TENANT)
+    every tenant's (a pod per probe), or with pods per tenant its own (whose viewers list
+    every tenant in ``TENANTS`` for the authorization probe)."""
+    own = env.get(_OWN_TENANT)
     return (own,) if own else tuple(env[AgentEnv.TENANTS].split(","))
 
 
