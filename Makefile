@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Pinned kube-apiserver, etcd, helm... built from source by hack/build-tools.sh
 export CANARYWATCH_TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: setup demo test lint unit readme-generator chart-readme bench-codec bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers whep-server test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
+.PHONY: setup demo test lint unit readme-generator chart-readme bench-codec bench-footprint bench-pipeline bench-operator bench-realcluster tools tools-node node-packages streaming-servers whep-server test-streaming prometheus prometheus-crds test-chart test-cluster test-kmock test-realcluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ unit: setup
 ## bench-codec: codec cost ratios vs cv2.imdecode and the robustness table
 bench-codec: setup
 	$(BIN)/canarywatch bench codec
+
+## bench-footprint: idle and peak RSS of a probe's camera and viewer pods (1x1 and 2x2), import cost
+bench-footprint: setup
+	$(BIN)/canarywatch bench footprint
 
 ## bench-operator: LeakIncident -> integration scaled to zero (p50/p99), 200 probes from cold start
 bench-operator: setup tools
