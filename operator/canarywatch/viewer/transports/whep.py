@@ -95,6 +95,8 @@ class WhepReader(Transport):
         self.reconnect_base_s = reconnect_base_s
         #: sessions opened after the first one.
         self.reconnects = 0
+        #: the status the latest offer was answered with (None: no answer, a network error).
+        self.answer_status: int | None = None
 
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         failures = 0
@@ -104,9 +106,11 @@ class WhepReader(Transport):
                 self.reconnects += 1
             first = False
             received = 0
-            async for frame in self._session_frames():
-                received += frame.status == 200 and bool(frame.body)
-                yield frame
+            # closed here, not when collected: leaving a session DELETEs it and closes ICE
+            async with contextlib.aclosing(self._session_frames()) as session:
+                async for frame in session:
+                    received += frame.status == 200 and bool(frame.body)
+                    yield frame
             failures = 0 if received else failures + 1
             await self._back_off(max(1, failures), self.reconnect_base_s)
 
@@ -158,8 +162,9 @@ class WhepReader(Transport):
             except TimeoutError as error:
                 self._record_error(error, self.request.source)
                 return
-            async for frame in self._track_frames(pc, track):
-                yield frame
+            async with contextlib.aclosing(self._track_frames(pc, track)) as frames:
+                async for frame in frames:
+                    yield frame
         finally:
             await self._leave(location)
             await pc.close()
@@ -170,10 +175,13 @@ class WhepReader(Transport):
         from aiortc import RTCSessionDescription
 
         request = self.request
-        headers = {**request.headers, "Content-Type": SDP_CONTENT_TYPE}
+        headers = {name: value for name, value in request.headers.items() if name.lower() != "content-type"}
+        headers["Content-Type"] = SDP_CONTENT_TYPE
+        self.answer_status = None
         response = await self._fetch(
             "POST", request.url, headers=headers, body=pc.localDescription.sdp.encode()
         )
+        self.answer_status = response.status
         if response.status not in _ACCEPTED or response.truncated:
             return self._answer(self.kind, response, source=request.source, success=False), None
         location = session_url(response.url or request.url, response.headers.get("Location"))
@@ -188,7 +196,7 @@ class WhepReader(Transport):
 
     async def _track_frames(
         self, pc: RTCPeerConnection, track: MediaStreamTrack
-    ) -> AsyncIterator[ReceivedFrame]:
+    ) -> AsyncGenerator[ReceivedFrame, None]:
         queue: asyncio.Queue[_Sampled | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read(track, queue), name=f"whep {self.request.source}")
         codec = negotiated_codec(pc.remoteDescription.sdp)
