@@ -4,9 +4,10 @@ the only right answers are 401/403/404.
 A resource served anyway is followed to a frame and judged, whatever it is: an image as
 it is, an HLS playlist through its segments, a piece of video decoded, a live stream (a
 progressive MP4 that never ends: no ``Content-Length``) to its first frame without
-waiting for an end that never comes. When nothing in it can be decoded, access was
-still granted: that is reported as its own outcome
-(``access_granted``), never as a mere ``undecodable`` frame.
+waiting for an end that never comes, a WHEP endpoint (a probe request whose
+``Content-Type`` is ``application/sdp``) through a WebRTC session to its first frame.
+When nothing in it can be decoded, access was still granted: that is reported as its
+own outcome (``access_granted``), never as a mere ``undecodable`` frame.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from canarywatch.viewer.transports.hls import HlsReader
 from canarywatch.viewer.transports.mp4 import Mp4Reader
 from canarywatch.viewer.transports.playlists import looks_like_playlist
 from canarywatch.viewer.transports.video import UndecodableVideo, decode_video, looks_like_video
+from canarywatch.viewer.transports.whep import WhepReader
+from canarywatch.webrtc import SDP_CONTENT_TYPE
 
 __all__ = ["ACCESS_GRANTED", "DENIED_STATUSES", "AuthzProber"]
 
@@ -120,7 +123,10 @@ class AuthzProber(Transport):
         self, request: RenderedRequest, target: dict[str, str]
     ) -> ShapedResponse | list[ReceivedFrame]:
         """The complete answer to one probe; for a live video stream (a 200 without a
-        ``Content-Length`` that starts as video), the probe frames of a look at it."""
+        ``Content-Length`` that starts as video) or a WHEP endpoint, the probe frames of
+        a look at it."""
+        if _is_whep(request):
+            return await self._whep(request, target)
         if request.method != "GET" or request.body is not None:
             return await self._fetch(request.method, request.url, headers=request.headers, body=request.body)
         async with self.shaper.stream(
@@ -168,6 +174,35 @@ class AuthzProber(Transport):
             if f.body
         ]
         reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "stream ended")
+        return frames or [self._granted(request, {**target, "undecodable": reason})]
+
+    async def _whep(
+        self, request: RenderedRequest, target: dict[str, str]
+    ) -> ShapedResponse | list[ReceivedFrame]:
+        """Offer a WebRTC session for another tenant's camera: a refusal is an answer
+        like any other (its status counted); an accepted offer is looked at to its
+        first frame, and is ``access_granted`` when none comes."""
+        reader = WhepReader(
+            self._session,
+            request,
+            shaper=self.shaper,
+            timeout_s=self.timeout_s,
+            max_body_bytes=self.max_body_bytes,
+            sleep=self._sleep,
+            wall_clock=self._wall_clock,
+        )
+        seen = await reader.first_frames(max_frames=1)
+        status = reader.answer_status
+        if status is None:
+            raise ConnectionError(reader.last_error or "the WHEP offer got no answer")
+        if status not in (200, 201):
+            return ShapedResponse(status, {}, b"", 0.0)
+        frames = [
+            ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, request.source, 200, {**f.meta, **target})
+            for f in seen
+            if f.body
+        ]
+        reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "") or "no frame"
         return frames or [self._granted(request, {**target, "undecodable": reason})]
 
     async def _followed(
@@ -218,3 +253,10 @@ class AuthzProber(Transport):
         return ReceivedFrame(
             b"", self._wall_clock(), FrameKind.PROBE, request.source, 200, {"problem": ACCESS_GRANTED, **meta}
         )
+
+
+def _is_whep(request: RenderedRequest) -> bool:
+    return any(
+        name.lower() == "content-type" and value.split(";", 1)[0].strip().lower() == SDP_CONTENT_TYPE
+        for name, value in request.headers.items()
+    )
