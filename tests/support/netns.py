@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,7 @@ class NamespacedServer:
         self.veth = f"cw{pid % 10_000_000}"
         inside = ["nsenter", f"--net=/proc/{pid}/ns/net", "--"]
         try:
+            self._wait_for_own_namespace(pid)
             inner = f"{self.veth}n"
             _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", inner, "netns", str(pid))
             _run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.veth)
@@ -87,6 +89,18 @@ class NamespacedServer:
             self.stop()
             raise
         return self
+
+    def _wait_for_own_namespace(self, pid: int) -> None:
+        # `unshare` calls unshare(2) and then execs: a veth moved to the pid before that
+        # would land in the host's namespace.
+        host = os.stat("/proc/self/ns/net").st_ino
+        deadline = time.monotonic() + 10
+        while os.stat(f"/proc/{pid}/ns/net").st_ino == host:
+            if time.monotonic() > deadline or self.daemon is None or not self.daemon.alive():
+                raise RuntimeError(
+                    f"{self.name} did not enter a network namespace of its own:\n{self.tail()}"
+                )
+            time.sleep(0.01)
 
     def stop(self) -> None:
         if self.daemon is not None:
