@@ -30,8 +30,8 @@ __all__ = [
     "SignalingError",
     "looks_like_sdp",
     "negotiated_codec",
+    "only_codec",
     "peer_connection",
-    "prefer_codec",
     "session_url",
 ]
 
@@ -52,14 +52,14 @@ def peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
-    """Offer ``mime_type`` (``video/H264``) first, the others after it."""
+def only_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
+    """Offer (or answer) ``mime_type`` only (``video/H264``), with its retransmissions: a
+    sender that hands aiortc encoded packets can send no other codec."""
     from aiortc import RTCRtpSender
 
     capabilities = RTCRtpSender.getCapabilities(transceiver.kind)
-    preferred = [c for c in capabilities.codecs if c.mimeType.lower() == mime_type.lower()]
-    others = [c for c in capabilities.codecs if c not in preferred]
-    transceiver.setCodecPreferences(preferred + others)
+    wanted = (mime_type.lower(), f"{transceiver.kind}/rtx")
+    transceiver.setCodecPreferences([c for c in capabilities.codecs if c.mimeType.lower() in wanted])
 
 
 def looks_like_sdp(body: bytes) -> bool:

@@ -39,15 +39,15 @@ from canarywatch.webrtc import (
     SDP_CONTENT_TYPE,
     SignalingError,
     looks_like_sdp,
+    only_codec,
     peer_connection,
-    prefer_codec,
     session_url,
 )
 
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection
 
-__all__ = ["WhipPublisher", "WhipTarget"]
+__all__ = ["CameraTrack", "WhipPublisher", "WhipTarget"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,13 @@ class WhipPublisher:
         failures = 0
         while True:
             self.sessions += 1
-            track = _CameraTrack(self.camera, self.target, fps=self.fps, clock=self.clock)
+            track = CameraTrack(
+                self.camera,
+                fps=self.fps,
+                keyframe_interval=self.target.keyframe_interval,
+                bitrate=self.target.bitrate,
+                clock=self.clock,
+            )
             try:
                 await self._session(track)
             except (
@@ -145,7 +151,7 @@ class WhipPublisher:
             failures = 0 if track.sent else failures + 1
             await asyncio.sleep(self.backoff.delay(max(1, failures)))
 
-    async def _session(self, track: _CameraTrack) -> None:
+    async def _session(self, track: CameraTrack) -> None:
         """One WHIP session: until the connection fails or closes."""
         from aiortc import RTCSessionDescription
 
@@ -153,7 +159,7 @@ class WhipPublisher:
         location: str | None = None
         ended = asyncio.Event()
         try:
-            prefer_codec(pc.addTransceiver(track, direction="sendonly"), "video/H264")
+            only_codec(pc.addTransceiver(track, direction="sendonly"), "video/H264")
 
             @pc.on("connectionstatechange")
             def _on_state() -> None:
@@ -199,20 +205,28 @@ class WhipPublisher:
                 pass
 
 
-class _CameraTrack(MediaStreamTrack):
-    """The camera's frames as H.264 packets, paced at ``fps`` (aiortc pulls them)."""
+class CameraTrack(MediaStreamTrack):
+    """A camera's frames as live H.264 packets, paced at ``fps``, for any aiortc peer
+    connection to send (aiortc pulls them and only packetizes)."""
 
     kind = "video"
 
     def __init__(
-        self, camera: CanaryCamera, target: WhipTarget, *, fps: float, clock: Callable[[], float]
+        self,
+        camera: CanaryCamera,
+        *,
+        fps: float,
+        keyframe_interval: float = 2.0,
+        bitrate: int = 1_000_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.camera = camera
-        self.target = target
         self.fps = fps
+        self.keyframe_interval = keyframe_interval
+        self.bitrate = bitrate
         self.clock = clock
-        #: frames handed to aiortc in this session.
+        #: frames handed to aiortc so far.
         self.sent = 0
         self._codec: Any = None
         self._started: float | None = None
@@ -239,12 +253,12 @@ class _CameraTrack(MediaStreamTrack):
             codec = av.CodecContext.create("libx264", "w")
             codec.width, codec.height = width, height
             codec.pix_fmt = "yuv420p"
-            codec.bit_rate = self.target.bitrate
+            codec.bit_rate = self.bitrate
             codec.time_base = _TIME_BASE
             codec.framerate = Fraction(round(self.fps) or 1, 1)
             # Constrained Baseline: what every WebRTC H.264 endpoint decodes.
             codec.profile = "Baseline"
-            codec.options = live_h264_options(self.fps, self.target.keyframe_interval)
+            codec.options = live_h264_options(self.fps, self.keyframe_interval)
             self._codec = codec
         assert self._started is not None
         picture = camera.next_picture(self.clock())
