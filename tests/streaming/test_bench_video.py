@@ -16,5 +16,10 @@ def test_the_video_benchmark_prints_both_tables_and_attributes_nothing_falsely(
     assert run_video_benchmark(seconds=4, marker_frames=30) == 0
     printed = capsys.readouterr().out
     rows = ("ffmpeg -f null", "viewer, keyframes only", "viewer, every frame", "640x360", "320x180")
-    for row in (*rows, "mp4 (progressive, live fMP4)", "llhls (parts, blocking reloads)"):
+    transports = (
+        "mp4 (progressive, live fMP4)",
+        "llhls (parts, blocking reloads)",
+        "whep (WebRTC, 2 judged/s)",
+    )
+    for row in (*rows, *transports, "whep (WebRTC, every frame): capture → verdict p50"):
         assert row in printed, printed

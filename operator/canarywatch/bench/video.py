@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from canarywatch.bench.video_transports import print_transport_rows
+from canarywatch.bench.video_webrtc import print_whep_rows
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, render_frame
 from canarywatch.viewer.transports.video import Sampling, iter_frames
 
@@ -116,6 +117,14 @@ def run_video_benchmark(*, seconds: int = 30, marker_frames: int = 400) -> int:
             fps=fps,
             workdir=Path(tmp),
             ffmpeg_cpu=_ffmpeg_cpu,
+        )
+        false_attributions += print_whep_rows(
+            keyring,
+            decoder,
+            tenant=TENANT,
+            seconds=seconds,
+            fps=fps,
+            reference_cpu_per_s=reference / seconds,
         )
     print()
     print(f"Marker decode rate, every frame of H.264 at 150 kbit/s ({marker_frames} frames, 15 fps, 2 s GOP)")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
@@ -98,7 +98,7 @@ class WhepReader(Transport):
         #: the status the latest offer was answered with (None: no answer, a network error).
         self.answer_status: int | None = None
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         failures = 0
         first = True
         while True:
