@@ -25,7 +25,7 @@ from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, render_frame
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.transports import ACCESS_GRANTED, AuthzProber, FrameKind, WhepReader
-from canarywatch.viewer.transports.video import Sampling
+from canarywatch.viewer.transports.video import Sampling, convert_frame
 from canarywatch.webrtc import peer_connection
 
 ACME, BRAVO = "acme-7", "bravo-2"  # tenants of the conftest keyring
@@ -187,3 +187,72 @@ async def test_the_whep_probe_judges_another_tenants_stream_and_counts_refusals(
     observed = decoder.decode(leaked.body)  # type: ignore[attr-defined]
     assert observed.status is Status.VERIFIED and observed.tenant == ACME
     assert granted.meta["problem"] == ACCESS_GRANTED and granted.body == b"", granted  # type: ignore[attr-defined]
+
+
+async def test_a_whip_camera_refused_counts_its_failures_and_publishes_once_accepted(
+    keyring: Keyring,
+) -> None:
+    """The WHIP camera's side: a 401 is a failed session (last_status 401), retried; the
+    same endpoint accepting it (an aiortc peer receiving) gets its canary frames."""
+    from canarywatch.camera.fleet import CanaryCamera
+    from canarywatch.camera.whip import WhipPublisher, WhipTarget
+    from canarywatch.retrying import Backoff
+
+    peers: list[RTCPeerConnection] = []
+    received: list[av.VideoFrame] = []
+    offers: list[web.Request] = []
+    readers: list[asyncio.Task[None]] = []
+
+    async def ingest(request: web.Request) -> web.StreamResponse:
+        offers.append(request)
+        if len(offers) == 1:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        pc = peer_connection()
+        peers.append(pc)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            async def read() -> None:
+                while True:
+                    frame = await track.recv()
+                    if isinstance(frame, av.VideoFrame):
+                        received.append(frame)
+
+            readers.append(asyncio.ensure_future(read()))
+
+        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp")
+
+    app = web.Application()
+    app.router.add_post("/{tenant}/{camera}/whip", ingest)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    camera = CanaryCamera(ACME, 0, keyring.key(ACME), width=320, height=180)
+    try:
+        async with client_session() as session:
+            target = WhipTarget(str(server.make_url(f"/{ACME}/0/whip")), {"Authorization": "Bearer t-acme"})
+            publisher = WhipPublisher(
+                camera, target, session=session, fps=10, backoff=Backoff(base=0.1, cap=0.2)
+            )
+            task = asyncio.create_task(publisher.run())
+            try:
+                for _ in range(300):
+                    if len(received) >= 5:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(pc.close() for pc in peers))
+        await server.close()
+    assert camera.failed >= 1 and publisher.sessions >= 2
+    assert offers[0].headers["Authorization"] == "Bearer t-acme"
+    assert offers[1].headers["Content-Type"] == "application/sdp"
+    assert len(received) >= 5 and camera.published >= 5
+    decoded = Decoder(keyring).decode(convert_frame(received[-1], None, 1280).image)
+    assert decoded.status is Status.VERIFIED and decoded.tenant == ACME, decoded
