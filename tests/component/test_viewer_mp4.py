@@ -25,7 +25,9 @@ from aiohttp.test_utils import TestServer
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, FrameSpec, Keyring, render_frame
 from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.smarthome import CAMERA_STREAM_TRAIT
 from canarywatch.viewer.transports import ACCESS_GRANTED, AuthzProber, FrameKind, Mp4Reader, ReceivedFrame
+from canarywatch.viewer.transports.hub import HubViewer
 
 ACME = "acme-7"  # a tenant of the conftest keyring
 TOKEN = "token-acme"
@@ -306,5 +308,61 @@ async def test_the_authz_probe_follows_a_granted_live_mp4_to_a_frame(
         granted = frames[-1]  # a live stream granted but never decodable: still a grant
         assert granted.body == b"" and granted.meta["problem"] == ACCESS_GRANTED, granted.meta
         assert prober.errors == 0, prober.last_error
+    finally:
+        await server.close()
+
+
+async def test_a_smart_display_handed_a_progressive_mp4_watches_it(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    """Google's GetCameraStream may answer ``progressive_mp4``: the hub viewer watches it
+    with ``Mp4Reader``, sending the ``cameraStreamAuthToken`` it was handed."""
+    video = mp4_video(keyring, seconds=2)
+    asked: dict[str, object] = {}
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != "Bearer stream-token":
+            return web.Response(status=401)
+        return await streamed([video])(request)
+
+    async def fulfillment(request: web.Request) -> web.Response:
+        body = await request.json()
+        intent = body["inputs"][0]["intent"]
+        if intent == "action.devices.SYNC":
+            device = {
+                "id": "cam-0",
+                "traits": [CAMERA_STREAM_TRAIT],
+                "attributes": {"cameraStreamSupportedProtocols": ["progressive_mp4"]},
+            }
+            return web.json_response({"payload": {"devices": [device]}})
+        asked.update(body["inputs"][0]["payload"]["commands"][0]["execution"][0]["params"])
+        states = {
+            "cameraStreamAccessUrl": str(request.url.with_path("/streams/cam-0.mp4")),
+            "cameraStreamProtocol": "progressive_mp4",
+            "cameraStreamAuthToken": "stream-token",
+        }
+        return web.json_response(
+            {"payload": {"commands": [{"ids": ["cam-0"], "status": "SUCCESS", "states": states}]}}
+        )
+
+    app = web.Application()
+    app.router.add_post("/fulfillment", fulfillment)
+    app.router.add_get("/streams/cam-0.mp4", stream)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        request = RenderedRequest(
+            "POST", str(server.make_url("/fulfillment")), {"Authorization": f"Bearer {TOKEN}"}
+        )
+        viewer = HubViewer(session, request, device="cam-0")
+        frames: list[ReceivedFrame] = []
+        async with aclosing(viewer.frames()) as watched:
+            async for frame in watched:
+                frames.append(frame)
+                break
+        (frame,) = frames
+        assert frame.kind is FrameKind.HUB and frame.meta["stream_protocol"] == "progressive_mp4", frame.meta
+        assert decoder.decode(frame.body).tenant == ACME
+        assert "progressive_mp4" in asked["SupportedStreamProtocols"]  # type: ignore[operator]
     finally:
         await server.close()
