@@ -141,15 +141,14 @@ async def test_a_low_latency_player_takes_independent_parts_with_blocking_reload
                 if len(frames) >= 4:
                     break
         assert all(f.status == 200 and decoder.decode(f.body).tenant == ACME for f in frames), frames
-        # joined at the newest independent part (p2 of the three first published), then p4, p6...
-        assert [(f.meta["segment"], f.meta["part"]) for f in frames] == [
-            ("1", "0"),
-            ("2", "0"),
-            ("3", "0"),
-            ("4", "0"),
+        # joined at the newest independent part (p2 of the three first published)
+        assert [f.meta["part"] for f in frames] == ["0"] * 4 and frames[0].meta["segment"] == "1"
+        # only parts with a keyframe, newer each time (one that fell behind skips to the edge)
+        fetched = [
+            int(r.removeprefix("/ll/p").removesuffix(".m4s")) for r in origin.requests if r.endswith(".m4s")
         ]
-        fetched = [r for r in origin.requests if r.endswith(".m4s")]
-        assert fetched == ["/ll/p2.m4s", "/ll/p4.m4s", "/ll/p6.m4s", "/ll/p8.m4s"], origin.requests
+        assert fetched[0] == 2 and len(fetched) == 4, origin.requests
+        assert all(n % PARTS_PER_SEGMENT == 0 for n in fetched) and fetched == sorted(set(fetched)), fetched
         # after the first load every reload is a blocking one, for the part after the last seen
         reloads = [r for r in origin.requests if r.startswith("/ll/index.m3u8")]
         assert reloads[0] == "/ll/index.m3u8" and reloads[1] == "/ll/index.m3u8?_HLS_msn=1&_HLS_part=1"

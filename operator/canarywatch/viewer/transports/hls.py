@@ -10,8 +10,9 @@ session) are sent back as a player would, but only to the origin (scheme, host a
 that set them: the session itself keeps none (``canarywatch.httpclient``).
 
 With ``low_latency`` (the ``llhls`` path) a Low-Latency playlist (RFC 8216bis) is
-watched part by part, as an LL-HLS player does: each new independent part (one that
-starts with a keyframe, ``EXT-X-PART ... INDEPENDENT=YES``) is fetched and decoded, and
+watched part by part, as an LL-HLS player does: the newest new independent part (one
+that starts with a keyframe, ``EXT-X-PART ... INDEPENDENT=YES``; a reader that fell
+behind jumps to the live edge) is fetched and decoded, and
 the playlist is reloaded with ``_HLS_msn``/``_HLS_part`` for the next part when the
 server says it holds such reloads (``EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES``), every
 half part otherwise, so frames are seen within a part or two of being written rather
@@ -211,10 +212,8 @@ class HlsReader(Transport):
         fetched = 0
         while True:
             fresh = new_parts(playlist, None if last is None else last.key)
-            for part in fresh:
-                last = part
-                if not part.independent and self.sampling.keyframes_only:
-                    continue  # no keyframe in it: nothing a keyframe sampler would judge
+            last = fresh[-1] if fresh else last
+            for part in _worth_fetching(fresh, keyframes_only=self.sampling.keyframes_only):
                 meta = {"segment": str(part.sequence), "part": str(part.index)}
                 self.parts += 1
                 async for frame in self._media_frames(part.url, part.init_url, meta):
@@ -350,6 +349,15 @@ class HlsReader(Transport):
             status=200,
             meta={"problem": "undecodable_video", "undecodable": reason[:200]},
         )
+
+
+def _worth_fetching(fresh: list[Part], *, keyframes_only: bool) -> list[Part]:
+    """The new parts a keyframe sampler fetches: the newest independent one only (a part
+    without a keyframe has nothing it judges, and a viewer that fell behind jumps to the
+    live edge as a player does, so its cost stays bounded); every part otherwise."""
+    if not keyframes_only:
+        return fresh
+    return [part for part in fresh if part.independent][-1:]
 
 
 def _origin(url: str) -> str:
