@@ -175,3 +175,17 @@ def test_a_blocking_reload_asks_for_the_part_after_the_last_one_seen() -> None:
     assert next_part(by_key[(10, 1)]) == (11, 0)  # the last part of a complete segment
     url = blocking_reload_url("http://relay/ll/index.m3u8?token=a%2Fb&_HLS_msn=3", (11, 2))
     assert url == "http://relay/ll/index.m3u8?token=a%2Fb&_HLS_msn=11&_HLS_part=2"
+
+
+def test_the_map_applies_to_the_parts_of_a_first_segment_still_being_written() -> None:
+    body = b"""#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:1
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MAP:URI="init.mp4"
+#EXT-X-PART:DURATION=0.2,URI="p0.m4s",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.2,URI="p1.m4s"
+"""
+    media = parse_playlist(body, "http://relay/ll/index.m3u8")
+    assert isinstance(media, MediaPlaylist) and media.segments == ()
+    assert [p.init_url for p in media.parts] == ["http://relay/ll/init.mp4"] * 2

@@ -144,10 +144,12 @@ def parse_playlist(body: bytes, url: str) -> MasterPlaylist | MediaPlaylist:
     first = int(playlist.media_sequence or 0)
     segments: list[Segment] = []
     parts: list[Part] = []
-    init_url: str | None = None
+    # m3u8 leaves the map off a trailing segment that has parts only (and so off every
+    # part of a playlist whose first segment is still being written): start from the first.
+    maps = [m.uri for m in getattr(playlist, "segment_map", None) or () if getattr(m, "uri", None)]
+    init_url: str | None = urljoin(url, maps[0]) if maps else None
     for index, segment in enumerate(playlist.segments):
         init = segment.init_section
-        # m3u8 leaves the map off the trailing segment that has parts only: it still applies.
         init_url = urljoin(url, init.uri) if init is not None and init.uri else init_url
         complete = bool(segment.uri)
         listed = [p for p in segment.parts or () if p.uri]
