@@ -187,3 +187,50 @@ def _reply(response: dict[str, object]):  # type: ignore[no-untyped-def]
         return web.Response(**response)  # type: ignore[arg-type]
 
     return handler
+
+
+async def test_a_player_that_fell_behind_jumps_to_the_newest_independent_part(
+    session: aiohttp.ClientSession, keyring: Keyring, decoder: Decoder
+) -> None:
+    """Ten parts became listed while it was busy: it fetches the newest with a keyframe
+    only, as a player jumps to the live edge, so a slow stream does not fall further behind."""
+    init, parts = fragments(keyring, 12)
+    fetched: list[str] = []
+
+    def playlist(count: int) -> str:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:1", "#EXT-X-PART-INF:PART-TARGET=0.2"]
+        lines += ["#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", '#EXT-X-MAP:URI="init.mp4"']
+        for n in range(count):
+            independent = ",INDEPENDENT=YES" if n != count - 1 else ""  # the last has no keyframe
+            lines.append(f'#EXT-X-PART:DURATION=0.2,URI="p{n}.m4s"{independent}')
+        return "\n".join(lines) + "\n"
+
+    async def index(request: web.Request) -> web.Response:
+        count = 12 if "_HLS_msn" in request.query else 3
+        return web.Response(text=playlist(count), content_type="application/vnd.apple.mpegurl")
+
+    async def part(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        fetched.append(name)
+        body = init if name == "init.mp4" else parts[int(name[1:].removesuffix(".m4s"))]
+        return web.Response(body=body, content_type="video/mp4")
+
+    app = web.Application()
+    app.router.add_get("/ll/index.m3u8", index)
+    app.router.add_get("/ll/{name}", part)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        reader = HlsReader(
+            session, RenderedRequest("GET", str(server.make_url("/ll/index.m3u8")), {}), low_latency=True
+        )
+        frames: list[ReceivedFrame] = []
+        async with aclosing(reader.frames()) as stream:
+            async for frame in stream:
+                frames.append(frame)
+                if len(frames) >= 2:
+                    break
+        assert [n for n in fetched if n != "init.mp4"] == ["p1.m4s", "p10.m4s"], fetched
+        assert all(decoder.decode(f.body).tenant == ACME for f in frames), [f.meta for f in frames]
+    finally:
+        await server.close()
