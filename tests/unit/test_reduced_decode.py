@@ -1,9 +1,9 @@
 """The reduced-scale read is a shortcut, never a different answer.
 
-A JPEG is first decoded at 1/2–1/8 scale; only a clean codeword with a verified MAC is
-concluded there. Everything else — including every non-ok verdict — comes from the
-full-resolution decode, so the reduced read can neither attribute differently nor make
-a damaged canary look foreign.
+A JPEG is first decoded at 1/2–1/8 scale (of a baseline JPEG only the rows that hold the
+signed message); only a message whose MAC verifies is concluded there. Everything else —
+including every non-ok verdict — comes from the full-resolution decode, so the reduced
+read can neither attribute differently nor make a damaged canary look foreign.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 from canarywatch.bench.degradations import DEGRADATIONS, Degradation, samples
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
 from canarywatch.markers import decode as decode_module
-from canarywatch.markers.decode import reduced_scale
-from canarywatch.markers.images import probe, restart_prefix
+from canarywatch.markers import reduced as reduced_module
+from canarywatch.markers.images import DCT_SCALE_FLAGS, Probe, load_gray_top, probe, top_rows
+from canarywatch.markers.reduced import reduced_scale
 
 NOW = 1_795_000_000.5
 PER_DEGRADATION = 40
@@ -28,13 +29,19 @@ PER_DEGRADATION = 40
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """(scale, rows) of every decode the decoder performs, in order."""
     calls: list[tuple[int, int]] = []
-    real = decode_module.load_gray
+    real, real_top = decode_module.load_gray, reduced_module.load_gray_top
 
     def spy(data: bytes, info: Any, *, reduce: int = 1) -> np.ndarray:
         calls.append((reduce, info.height))
         return real(data, info, reduce=reduce)
 
+    def spy_top(data: bytes, info: Any, *, reduce: int) -> np.ndarray | None:
+        calls.append((reduce, info.height))
+        return real_top(data, info, reduce=reduce)
+
     monkeypatch.setattr(decode_module, "load_gray", spy)
+    monkeypatch.setattr(reduced_module, "load_gray", spy)
+    monkeypatch.setattr(reduced_module, "load_gray_top", spy_top)
     return calls
 
 
@@ -60,13 +67,33 @@ def test_reduced_decode_agrees_with_full_decode(keyring: Keyring, degradation: D
             assert got == reference
 
 
-@pytest.mark.parametrize(("w", "h", "scale"), [(1920, 1080, 8), (1280, 720, 8), (640, 360, 4), (320, 180, 2)])
-def test_a_clean_frame_is_judged_on_the_reduced_decode_alone(
-    keyring: Keyring, decodes: list[tuple[int, int]], w: int, h: int, scale: int
+@pytest.mark.parametrize(
+    ("w", "h", "scale", "top"),
+    [(1920, 1080, 8, 672), (1280, 720, 8, 448), (640, 360, 4, 224), (320, 180, 2, 112)],
+)
+def test_a_clean_frame_is_judged_on_the_reduced_decode_of_its_top_rows_alone(
+    keyring: Keyring, decodes: list[tuple[int, int]], w: int, h: int, scale: int, top: int
 ) -> None:
     obs = Decoder(keyring).decode(encode_image(_canary(keyring, "bravo-2", w, h)))
     assert (obs.status, obs.tenant, obs.path, obs.confidence) == (Status.VERIFIED, "bravo-2", "reduced", 1.0)
-    assert decodes == [(scale, h)]
+    assert decodes == [(scale, top)]
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "fmt", "scale"),
+    [
+        (1920, 1080, "jpeg", 8),
+        (1280, 720, "jpeg", 8),
+        (1279, 720, "jpeg", 4),  # 1/8 would leave modules under 5 px
+        (640, 360, "jpeg", 4),
+        (320, 180, "jpeg", 2),
+        (319, 180, "jpeg", 1),
+        (1280, 200, "jpeg", 2),  # the height decides: 1/4 would leave 50 rows for 18 modules
+        (1280, 720, "png", 1),  # only libjpeg scales while it decodes
+    ],
+)
+def test_the_scale_is_chosen_from_the_header(w: int, h: int, fmt: str, scale: int) -> None:
+    assert reduced_scale(Probe(fmt, w, h)) == scale
 
 
 def test_a_symbol_error_falls_back_to_full_resolution_and_is_corrected(
@@ -75,7 +102,7 @@ def test_a_symbol_error_falls_back_to_full_resolution_and_is_corrected(
     frame = _canary(keyring)
     frame[40:120, 40:200] = (100, 40, 40)  # paint over data modules: symbol errors
     obs = Decoder(keyring).decode(encode_image(frame))
-    assert decodes == [(8, 720), (1, 720)]
+    assert decodes == [(8, 448), (1, 720)]
     assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
     assert obs.confidence < 1.0
 
@@ -84,7 +111,7 @@ def test_a_forged_frame_is_called_forged_only_after_a_full_decode(decodes: list[
     stranger = Keyring.generate(["acme-7"])
     obs = Decoder(Keyring.generate(["acme-7", "bravo-2"])).decode(encode_image(_canary(stranger)))
     assert obs.status is Status.FORGED and obs.tenant is None
-    assert decodes == [(8, 720), (1, 720)] and obs.path == "fast"
+    assert decodes == [(8, 448), (1, 720)] and obs.path == "fast"
 
 
 def test_content_is_called_not_a_canary_only_after_a_full_decode(
@@ -94,7 +121,7 @@ def test_content_is_called_not_a_canary_only_after_a_full_decode(
     noise = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 4)
     obs = Decoder(keyring).decode(encode_image(noise))
     assert obs.status in (Status.NOT_CANARY, Status.DEGRADED, Status.UNDECODABLE)
-    assert decodes == [(8, 720), (1, 720)]
+    assert decodes == [(8, 448), (1, 720)]
 
 
 def test_png_and_small_jpegs_are_decoded_once_at_full_resolution(
@@ -106,7 +133,7 @@ def test_png_and_small_jpegs_are_decoded_once_at_full_resolution(
     assert decodes == [(1, 720), (1, 90)]
 
 
-# -- camera JPEGs: a restart marker per MCU row, so only the message's rows are decoded ------
+# -- the top rows: the frame header claims only the rows that hold the message ----------
 
 
 @pytest.mark.parametrize(
@@ -124,31 +151,50 @@ def test_a_camera_jpeg_is_verified_from_the_top_rows_alone(
     assert decodes == [(reduced_scale(probe(body)), top)]
 
 
+def _gray_jpeg(frame: np.ndarray, *params: int) -> bytes:
+    return bytes(cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), list(params))[1].tobytes())
+
+
 def test_the_top_rows_decode_to_the_pixels_of_the_whole_frame(keyring: Keyring) -> None:
-    for body in (
-        encode_image(_canary(keyring), restart_rows=True),
-        # one component, an interval that is not a row: cut at the first boundary after the message
-        cv2.imencode(
-            ".jpg", cv2.cvtColor(_canary(keyring), cv2.COLOR_BGR2GRAY), [cv2.IMWRITE_JPEG_RST_INTERVAL, 7]
-        )[1].tobytes(),
+    frame = _canary(keyring)
+    for body, mcu in (
+        (encode_image(frame), 16),  # 4:2:0, no restart markers
+        (encode_image(frame, restart_rows=True), 16),
+        (encode_image(frame, quality=95), 8),  # OpenCV writes 4:4:4 above q90 (8-px MCU rows)
+        (_gray_jpeg(frame), 8),  # one component: not interleaved, a block per MCU
+        (_gray_jpeg(frame, cv2.IMWRITE_JPEG_RST_INTERVAL, 7), 8),  # an interval that is not a row
     ):
-        cut = restart_prefix(body, 440)
+        cut = top_rows(body, 441)
         assert cut is not None
         top, rows = cut
-        assert 440 <= rows < 720
+        assert rows == -(-441 // mcu) * mcu
         whole = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_GRAYSCALE)
-        assert np.array_equal(cv2.imdecode(np.frombuffer(top, np.uint8), cv2.IMREAD_GRAYSCALE), whole[:rows])
+        for scale in (1, 2, 8):
+            gray = load_gray_top(top, Probe("jpeg", 1280, rows), reduce=scale)
+            assert gray is not None
+            reduced = cv2.imdecode(np.frombuffer(body, np.uint8), DCT_SCALE_FLAGS[scale])
+            assert np.array_equal(gray, (whole if scale == 1 else reduced)[: rows // scale])
 
 
-def test_jpegs_without_restart_markers_or_with_several_scans_are_not_cut(keyring: Keyring) -> None:
+def test_progressive_jpegs_are_decoded_whole_at_reduced_scale(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
     frame = _canary(keyring)
-    assert restart_prefix(encode_image(frame), 440) is None
-    progressive = cv2.imencode(
-        ".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_RST_INTERVAL, 80]
-    )[1].tobytes()
-    assert restart_prefix(progressive, 440) is None
-    assert Decoder(keyring).decode(progressive).status is Status.VERIFIED
-    assert restart_prefix(encode_image(frame, restart_rows=True), 720) is None  # nothing to save
+    progressive = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert top_rows(progressive, 440) is None
+    obs = Decoder(keyring).decode(progressive)
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "reduced")
+    assert decodes == [(8, 720)]
+    assert top_rows(encode_image(frame), 720) is None  # nothing to save
+
+
+def test_a_header_with_zero_sampling_factors_is_a_verdict_not_a_crash(keyring: Keyring) -> None:
+    body = bytearray(encode_image(_canary(keyring), restart_rows=True))
+    sof = body.find(b"\xff\xc0")
+    for component in range(3):  # vertical sampling factor 0 for every component
+        body[sof + 11 + 3 * component] &= 0xF0
+    assert top_rows(bytes(body), 440) is None
+    assert Decoder(keyring).decode(bytes(body)).status is Status.UNDECODABLE
 
 
 def test_a_damaged_top_falls_back_to_the_whole_frame(
@@ -158,7 +204,21 @@ def test_a_damaged_top_falls_back_to_the_whole_frame(
     frame[40:120, 40:200] = (100, 40, 40)  # symbol errors in the message's rows
     obs = Decoder(keyring).decode(encode_image(frame, restart_rows=True))
     assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
-    assert decodes == [(8, 448), (8, 720), (1, 720)]
+    assert decodes == [(8, 448), (1, 720)]
+
+
+def test_a_corrupt_byte_in_the_top_rows_falls_back_and_still_verifies(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    body = bytearray(encode_image(_canary(keyring), restart_rows=True))
+    # zeros amid the fourth MCU row's entropy-coded data (between the restart markers that
+    # end rows three and four): libjpeg loses the rest of the row, across message modules
+    start = body.find(b"\xff\xd2")
+    middle = (start + body.find(b"\xff\xd3", start)) // 2
+    body[middle : middle + 8] = bytes(8)
+    obs = Decoder(keyring).decode(bytes(body))
+    assert decodes[0] == (8, 448) and len(decodes) == 2  # the top read did not verify
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
 
 
 def test_a_forged_camera_jpeg_is_called_forged_only_after_a_full_decode(
@@ -167,7 +227,7 @@ def test_a_forged_camera_jpeg_is_called_forged_only_after_a_full_decode(
     stranger = Keyring.generate(["acme-7"])
     obs = Decoder(Keyring.generate(["acme-7"])).decode(encode_image(_canary(stranger), restart_rows=True))
     assert obs.status is Status.FORGED and obs.path == "fast"
-    assert decodes == [(8, 448), (8, 720), (1, 720)]
+    assert decodes == [(8, 448), (1, 720)]
 
 
 def test_camera_jpegs_at_any_quality_agree_with_full_decode(keyring: Keyring) -> None:

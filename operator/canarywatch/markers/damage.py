@@ -56,7 +56,8 @@ _DATA_LOSS = ("premature end", "bad huffman code", "instead of rst", "before mar
 def scan_damage(data: bytes) -> str | None:
     """libjpeg's warning that ``data``'s scan (a JPEG) lost data, or None when it did not."""
     try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
+        # simplejpeg scales only to meet a minimum size: 1x1 asks for its smallest, 1/8
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=1, min_width=1, strict=True)
     except ValueError as error:
         message = str(error)
         if not any(sign in message.lower() for sign in _DATA_LOSS):

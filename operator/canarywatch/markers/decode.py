@@ -8,10 +8,13 @@ Three reads, cheapest first:
 
 * reduced: the JPEG header says how big a module is; the frame is decoded at 1/2–1/8
   scale (libjpeg's DCT scaling skips most of the inverse DCT) so that a module is
-  still ≥ 5 px, the module centres are sampled where an untouched frame has them, and
-  only a clean codeword whose MAC verifies is accepted. Nearly every frame ends here.
-  Anything else — a symbol error, a forged MAC, no marker — is not concluded at this
-  scale: the frame is decoded again at full resolution.
+  still ≥ 5 px, and of a baseline JPEG only the rows that hold the signed message (the
+  frame header is rewritten to claim only those: libjpeg stops entropy decoding there).
+  The module centres are sampled where an untouched frame has them, and only a message
+  whose MAC verifies is accepted (a progressive JPEG, decoded whole: only a clean
+  codeword). Nearly every frame ends here. Anything else — a symbol error, a forged
+  MAC, no marker — is not concluded at this scale: the frame is decoded again at full
+  resolution.
 * fast: the same read on the full-resolution frame; concludes `VERIFIED` (errors and
   erasures corrected) or `FORGED`.
 * robust: letterboxed, cropped, rotated, blurred, overlaid — at a working resolution,
@@ -29,20 +32,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
 
 import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
 from canarywatch.markers.damage import canary_border, intact_rows, scan_damage
-from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe, restart_prefix
+from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
+from canarywatch.markers.reduced import read_scaled, reduced_scale, reduction
 
-__all__ = ["Decoder", "Observation", "Status", "message_rows", "reduced_scale"]
+__all__ = ["Decoder", "Observation", "Status"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 # A MAC failure after a decode that used at most this share of the RS budget is a
@@ -108,16 +111,13 @@ class Decoder:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
-                obs = self._verify_clean(self._read_top(data, info, reduce), info)
-                if obs is None:
-                    budget.check("the reduced read")
-                    obs = self._verify_clean(_read_reduced(load_gray(data, info, reduce=reduce)), info)
+                obs = self._verify_clean(read_scaled(data, info, reduce), info)
                 if obs is not None:
                     return obs
             budget.check("the full-resolution decode")
             gray = load_gray(data, info)
             obs = self._classify(
-                gray, info, robust_reduce=_reduction(info, min_width=COLS * 10), budget=budget
+                gray, info, robust_reduce=reduction(info, min_width=COLS * 10), budget=budget
             )
         except ImageRejected as e:
             return Observation(Status.UNDECODABLE, reason=str(e))
@@ -199,19 +199,6 @@ class Decoder:
             width=info.width,
             height=info.height,
         )
-
-    @staticmethod
-    def _read_top(data: bytes, info: Probe, reduce: int) -> bytes | None:
-        """The signed message from the top of the frame alone, when its JPEG allows a cut."""
-        cut = restart_prefix(data, message_rows(info.height))
-        if cut is None:
-            return None
-        top, rows = cut
-        try:
-            gray = load_gray(top, Probe(info.format, info.width, rows), reduce=reduce)
-        except ImageRejected:
-            return None  # the cut did not decode: read the whole frame instead
-        return _read_message(gray, -(-info.height // reduce))
 
     # -- verification ---------------------------------------------------------------
     def _verify_clean(self, message: bytes | None, info: Probe) -> Observation | None:
@@ -309,20 +296,6 @@ def _reconsidered(obs: Observation, gray: np.ndarray, info: Probe, damage: str |
 # -- sampling and reading -------------------------------------------------------------
 
 
-def reduced_scale(info: Probe) -> int:
-    """The DCT scale (1, 2, 4 or 8) of the reduced read: modules stay >= 5 px."""
-    return _reduction(info, min_width=COLS * 5)
-
-
-def _reduction(info: Probe, *, min_width: int) -> int:
-    if info.format != "jpeg":
-        return 1
-    for r in (8, 4, 2):
-        if info.width // r >= min_width and info.height // r >= min_width * ROWS // COLS:
-            return r
-    return 1
-
-
 def _identity(shape: tuple[int, ...]) -> np.ndarray:
     """Module coordinates → pixel coordinates for a frame that fills the image."""
     h, w = shape[:2]
@@ -330,7 +303,6 @@ def _identity(shape: tuple[int, ...]) -> np.ndarray:
 
 
 _WHITENING = LAYOUT.whitening[:_CODE_BITS]
-_WHITENING_BYTES = np.packbits(_WHITENING)
 _OFFSETS = np.array([[-0.2, -0.2], [0.2, -0.2], [-0.2, 0.2], [0.2, 0.2]])
 
 
@@ -385,59 +357,6 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
             if corr is not None:
                 break
     return _Read(corr, contrast)
-
-
-@lru_cache(maxsize=64)
-def _centre_index(h: int, w: int) -> np.ndarray:
-    """Flat pixel index of each data module's centre, for a frame that fills the image."""
-    matrix = _identity((h, w))
-    x = matrix[0, 0] * (LAYOUT.data_cols[:_CODE_BITS] + 0.5) + matrix[0, 2]
-    y = matrix[1, 1] * (LAYOUT.data_rows[:_CODE_BITS] + 0.5) + matrix[1, 2]
-    rows = np.clip(np.rint(y).astype(np.intp), 0, h - 1)
-    cols = np.clip(np.rint(x).astype(np.intp), 0, w - 1)
-    index: np.ndarray = rows * w + cols
-    return index
-
-
-# The signed message's modules sit in module rows 0..10 (codeword bytes are laid out
-# top to bottom, message first): decoding those rows is enough to verify a clean frame.
-_MESSAGE_BITS = PAYLOAD_BYTES * 8
-_MESSAGE_MODULE_ROWS = int(LAYOUT.data_rows[:_MESSAGE_BITS].max()) + 1
-
-
-def message_rows(height: int) -> int:
-    """How many pixel rows, from the top of a frame `height` high, hold the signed message."""
-    return -(-_MESSAGE_MODULE_ROWS * height // ROWS)
-
-
-def _read_message(img: np.ndarray, full_height: int) -> bytes | None:
-    """The signed message read from the top rows of a frame `full_height` pixels high.
-
-    No parity is read, so nothing is checked here: the MAC is what accepts it.
-    """
-    h, w = img.shape
-    index = _centre_index(full_height, w)[:_MESSAGE_BITS]
-    if int(index.max()) >= h * w:  # the message's last row is not in the image
-        return None
-    _, dark = cv2.threshold(img.take(index), 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    bits = cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)
-    return (np.packbits(bits) ^ _WHITENING_BYTES[:PAYLOAD_BYTES]).tobytes()
-
-
-def _read_reduced(img: np.ndarray) -> bytes | None:
-    """The signed message when the frame fills `img` and reads as an exact codeword.
-
-    The reduced-scale read, at >= 5 px per module: one sample at each module's centre,
-    Otsu's threshold, no error correction (a single symbol error means decoding the
-    full frame), so what it returns is exactly what the camera encoded.
-    """
-    h, w = img.shape
-    samples = img.take(_centre_index(h, w))
-    _, dark = cv2.threshold(samples, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    codeword = np.packbits(cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)) ^ _WHITENING_BYTES
-    if not ecc.is_codeword(codeword):
-        return None
-    return codeword[:PAYLOAD_BYTES].tobytes()
 
 
 def _two_means(values: np.ndarray) -> tuple[float, float, float]:

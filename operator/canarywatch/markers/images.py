@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import simplejpeg
 
 __all__ = [
     "DCT_SCALE_FLAGS",
@@ -26,8 +27,9 @@ __all__ = [
     "ImageRejected",
     "Probe",
     "load_gray",
+    "load_gray_top",
     "probe",
-    "restart_prefix",
+    "top_rows",
 ]
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
@@ -93,17 +95,18 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
     raise ImageRejected("truncated JPEG: no frame header")
 
 
-def restart_prefix(data: bytes, rows: int) -> tuple[bytes, int] | None:
-    """A JPEG of only the top of `data` (at least `rows` pixel rows) and its height, or None.
+def top_rows(data: bytes, rows: int) -> tuple[bytes, int] | None:
+    """``data`` with a frame header claiming only its top ``rows`` pixel rows (rounded up
+    to whole MCU rows), and that height; None when the JPEG is not one 8-bit baseline
+    scan of every component, or when there is nothing to save.
 
-    Possible when the scan has restart markers (DRI) that fall on an MCU-row boundary:
-    the entropy-coded data is cut at that marker, the frame header's height lowered to
-    match and an end-of-image marker appended, so libjpeg decodes only those rows,
-    cleanly (no "premature end" warning). Canary cameras write a restart marker per MCU
-    row for this (and so that a corrupted byte costs one row, not the rest of the frame).
+    libjpeg decodes as many MCU rows as the header claims, then skips the rest of the
+    scan as data before the end-of-image marker (a byte scan for the next marker, no
+    entropy decoding): a warning, not an error (`load_gray_top` decodes such a JPEG).
+    Entropy decoding is sequential, so those rows are exactly the whole frame's top
+    rows, with or without restart markers.
     """
-    sof = dri = sos = -1
-    interval = 0
+    sof = sos = -1
     i, n = 2, len(data)
     while i + 4 <= n and sos < 0:
         marker = data[i + 1]
@@ -112,47 +115,27 @@ def restart_prefix(data: bytes, rows: int) -> tuple[bytes, int] | None:
         if marker == 0xFF:
             i += 1
             continue
-        (length,) = struct.unpack_from(">H", data, i + 2)
         if marker in (0xC0, 0xC1):  # baseline/extended sequential: a single scan
             sof = i
         elif marker in _SOF_MARKERS:
-            return None  # progressive, lossless, arithmetic: not one cuttable scan
-        elif marker == 0xDD and length == 4 and i + 6 <= n:
-            dri, (interval,) = i, struct.unpack_from(">H", data, i + 4)
+            return None  # progressive, lossless, arithmetic: not one scan to stop in
         elif marker == 0xDA:
             sos = i
+        (length,) = struct.unpack_from(">H", data, i + 2)
         i += 2 + length
-    if sof < 0 or sos < 0 or dri < 0 or interval == 0 or sof + 10 > n:
+    if sof < 0 or sos < 0 or sos + 5 > n or sof + 10 > n:
         return None
-    height, width, components = struct.unpack_from(">HHB", data, sof + 5)
-    if data[sos + 4] != components or sof + 10 + 3 * components > n:
-        return None  # not one interleaved scan of every component
-    factors = [data[sof + 11 + 3 * c] for c in range(components)]
-    if components == 1:
-        mcu_w = mcu_h = 8  # a single-component scan is not interleaved: one block per MCU
-    else:
-        mcu_w, mcu_h = 8 * max(f >> 4 for f in factors), 8 * max(f & 15 for f in factors)
-    per_row = -(-width // mcu_w)
-    mcu_rows = -(-rows // mcu_h)
-    while (mcu_rows * per_row) % interval:
-        mcu_rows += 1
-    if mcu_rows * mcu_h >= height:
-        return None  # nothing to save
-    # Restart markers cycle RST0..RST7; the one ending interval m is RST((m-1) % 8), and
-    # is the ((m-1) // 8 + 1)-th occurrence of that marker (0xFF 0xDn never occurs
-    # otherwise in entropy-coded data). One vectorised pass finds it (bytes.find stops
-    # at every stuffed 0xFF and costs twice as much).
-    last = mcu_rows * per_row // interval - 1
-    raw = np.frombuffer(data, dtype=np.uint8)
-    hits = np.flatnonzero(raw[i:] == 0xD0 + last % 8) + (i - 1)
-    hits = hits[raw[hits] == 0xFF]
-    if hits.size <= last // 8:
+    precision, height, _, components = struct.unpack_from(">BHHB", data, sof + 4)
+    if precision != 8 or data[sos + 4] != components or sof + 10 + 3 * components > n:
+        return None  # 12-bit, or not one interleaved scan of every component
+    # a single-component scan is not interleaved: one 8x8 block per MCU
+    mcu_h = 8 if components == 1 else 8 * max(data[sof + 11 + 3 * c] & 15 for c in range(components))
+    if mcu_h == 0:
+        return None  # a sampling factor of 0: libjpeg will refuse the frame
+    top = -(-rows // mcu_h) * mcu_h
+    if top >= height:
         return None
-    cut = int(hits[last // 8])
-    top = mcu_rows * mcu_h
-    return b"".join(
-        (data[: sof + 5], struct.pack(">H", top), memoryview(data)[sof + 7 : cut], b"\xff\xd9")
-    ), top
+    return b"".join((data[: sof + 5], struct.pack(">H", top), memoryview(data)[sof + 7 :])), top
 
 
 def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
@@ -250,3 +233,25 @@ def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
     if img.dtype != np.uint8:
         img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
     return np.ascontiguousarray(img)
+
+
+def load_gray_top(data: bytes, info: Probe, *, reduce: int) -> np.ndarray | None:
+    """Decode a `top_rows` JPEG (``info``: its size) to grayscale at 1/``reduce`` scale;
+    None when libjpeg gives up on it.
+
+    libjpeg-turbo through simplejpeg, which keeps libjpeg's warnings to itself (OpenCV
+    prints them to stderr): the skipped rest of the scan is one, a corrupt byte in the
+    top rows another. Neither matters here: only a MAC that verifies on these pixels
+    concludes anything from them.
+    """
+    width = -(-info.width // reduce)
+    try:
+        img = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY", min_width=width, min_height=1, min_factor=reduce, strict=False
+        )
+    except ValueError:
+        return None
+    if img.shape[1] != width:  # a scale libjpeg chose otherwise: not the grid we sample
+        return None
+    gray: np.ndarray = img.reshape(img.shape[:2])
+    return gray

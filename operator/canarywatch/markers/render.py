@@ -209,8 +209,8 @@ def encode_image(
     """Encode a frame as JPEG or PNG bytes.
 
     `restart_rows`: a JPEG restart marker after every row of MCUs (16 px at OpenCV's
-    4:2:0), what canary cameras publish: a viewer then decodes only the rows that hold
-    the signed message, and a corrupted byte costs one row, not the rest of the frame.
+    4:2:0), what canary cameras publish: a corrupted byte then costs one row, not the
+    rest of the frame.
     """
     ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt)
     if ext is None:
