@@ -6,6 +6,8 @@ from canarywatch.markers.keyring import Keyring, KeyringError
 from canarywatch.markers.payload import (
     PAYLOAD_BYTES,
     Payload,
+    keyed_mac,
+    mac,
     pack_signed,
     split_signed,
     tenant_tag,
@@ -35,6 +37,14 @@ def test_signed_message_has_fixed_length_and_mac_depends_on_key() -> None:
     assert split_signed(a)[1] != split_signed(b)[1]
 
 
+def test_a_keyed_mac_is_the_mac_under_that_key_for_every_message() -> None:
+    sign = keyed_mac(b"k" * 32)
+    messages = [b"", b"a", bytes(range(14)), b"x" * 200]
+    assert [sign(m) for m in messages] == [mac(b"k" * 32, m) for m in messages]
+    assert sign(b"a") == mac(b"k" * 32, b"a")  # the prepared key is not consumed by use
+    assert keyed_mac(b"j" * 32)(b"a") != sign(b"a")
+
+
 def test_keyring_json_roundtrip_and_verify() -> None:
     ring = Keyring.generate(["acme-7", "bravo-2"])
     again = Keyring.from_json(ring.to_json())
@@ -48,8 +58,6 @@ def test_verify_tries_every_key_whatever_the_tag_claims() -> None:
     ring = Keyring.generate(["acme-7", "bravo-2"])
     # tag says acme-7, but the MAC is bravo-2's: attribution follows the MAC
     fields = Payload(tenant_tag=tenant_tag("acme-7"), camera=0, seq=1, time=2.0).to_bytes()
-    from canarywatch.markers.payload import mac
-
     assert ring.verify(fields, fields[1:4], mac(ring.key("bravo-2"), fields)) == "bravo-2"
     assert ring.verify(fields, fields[1:4], b"\0" * 8) is None
 

@@ -164,7 +164,7 @@ def test_the_top_rows_decode_to_the_pixels_of_the_whole_frame(keyring: Keyring) 
         (_gray_jpeg(frame), 8),  # one component: not interleaved, a block per MCU
         (_gray_jpeg(frame, cv2.IMWRITE_JPEG_RST_INTERVAL, 7), 8),  # an interval that is not a row
     ):
-        cut = top_rows(body, 441)
+        cut = top_rows(body, probe(body), 441)
         assert cut is not None
         top, rows = cut
         assert rows == -(-441 // mcu) * mcu
@@ -181,11 +181,26 @@ def test_progressive_jpegs_are_decoded_whole_at_reduced_scale(
 ) -> None:
     frame = _canary(keyring)
     progressive = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
-    assert top_rows(progressive, 440) is None
+    assert top_rows(progressive, probe(progressive), 440) is None
     obs = Decoder(keyring).decode(progressive)
     assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "reduced")
     assert decodes == [(8, 720)]
-    assert top_rows(encode_image(frame), 720) is None  # nothing to save
+    whole = encode_image(frame)
+    assert top_rows(whole, probe(whole), 720) is None  # nothing to save
+
+
+def test_a_single_scan_frame_costs_one_scan_whatever_follows_it(keyring: Keyring) -> None:
+    # libjpeg decodes no second scan of a frame whose first scan holds every component:
+    # such a frame is not counted against the scan budget, and repeats of its scan are
+    # neither decoded nor able to change what was
+    body = encode_image(_canary(keyring))
+    sos = body.find(b"\xff\xda")
+    repeated = body[:sos] + body[sos:-2] * 100 + b"\xff\xd9"  # over the 64-scan budget
+    assert probe(repeated).scans == 1 and probe(repeated).mcu_height == 16
+    obs = Decoder(keyring).decode(repeated)
+    assert (obs.status, obs.tenant) == (Status.VERIFIED, "acme-7")
+    progressive = cv2.imencode(".jpg", _canary(keyring), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert probe(progressive).scans > 1 and probe(progressive).mcu_height == 0
 
 
 def test_a_header_with_zero_sampling_factors_is_a_verdict_not_a_crash(keyring: Keyring) -> None:
@@ -193,7 +208,7 @@ def test_a_header_with_zero_sampling_factors_is_a_verdict_not_a_crash(keyring: K
     sof = body.find(b"\xff\xc0")
     for component in range(3):  # vertical sampling factor 0 for every component
         body[sof + 11 + 3 * component] &= 0xF0
-    assert top_rows(bytes(body), 440) is None
+    assert top_rows(bytes(body), probe(bytes(body)), 440) is None
     assert Decoder(keyring).decode(bytes(body)).status is Status.UNDECODABLE
 
 

@@ -105,7 +105,7 @@ def _cost_ops(keyring: Keyring, width: int, height: int, *, camera: bool) -> dic
     buf, fbuf = np.frombuffer(canary, np.uint8), np.frombuffer(fallback, np.uint8)
     info = probe(canary)
     scale = reduced_scale(info)
-    top = top_rows(canary, message_rows(height))
+    top = top_rows(canary, info, message_rows(height))
     ops: dict[str, Callable[[], object]] = {
         "imdecode": lambda: cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE),
         "canarywatch": lambda: judge(decoder.decode(canary), viewer, now=time.time(), max_age=30),

@@ -61,16 +61,24 @@ class Probe:
     format: str
     width: int
     height: int
-    #: JPEG start-of-scan markers (1 for a baseline frame); 1 for other formats.
+    #: JPEG scans: start-of-scan markers counted, or 1 for a single-scan frame (below);
+    #: 1 for other formats.
     scans: int = 1
+    #: For a JPEG that is one 8-bit baseline scan of every component: the height of its
+    #: MCU rows and the offset of its frame header (see `top_rows`); 0 otherwise.
+    mcu_height: int = 0
+    frame_header: int = 0
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
-    n = len(data)
+def _jpeg_header(data: bytes) -> tuple[int, int, int, int]:
+    """(width, height, MCU-row height, frame header offset) from the segments up to the
+    first scan; the MCU-row height is 0 unless the JPEG is one 8-bit baseline scan of
+    every component."""
+    i, n = 2, len(data)
+    sof = -1
     while i + 4 <= n:
         if data[i] != 0xFF:
             raise ImageRejected("corrupt JPEG: marker expected")
@@ -84,21 +92,44 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         (length,) = struct.unpack_from(">H", data, i + 2)
         if length < 2:
             raise ImageRejected("corrupt JPEG: bad segment length")
-        if marker in _SOF_MARKERS:
+        if marker in _SOF_MARKERS and sof < 0:
             if i + 9 > n:
                 break
-            height, width = struct.unpack_from(">HH", data, i + 5)
-            return width, height
-        if marker == 0xDA:  # scan data before any frame header
-            raise ImageRejected("corrupt JPEG: scan before frame header")
+            sof = i
+        elif marker == 0xDA:
+            if sof < 0:
+                raise ImageRejected("corrupt JPEG: scan before frame header")
+            return (*_frame_size(data, sof), _single_scan_mcu_height(data, sof, i), sof)
         i += 2 + length
-    raise ImageRejected("truncated JPEG: no frame header")
+    if sof < 0:
+        raise ImageRejected("truncated JPEG: no frame header")
+    return *_frame_size(data, sof), 0, sof
 
 
-def top_rows(data: bytes, rows: int) -> tuple[bytes, int] | None:
+def _frame_size(data: bytes, sof: int) -> tuple[int, int]:
+    height, width = struct.unpack_from(">HH", data, sof + 5)
+    return width, height
+
+
+def _single_scan_mcu_height(data: bytes, sof: int, sos: int) -> int:
+    """The MCU-row height of a frame whose first scan is one 8-bit baseline scan of every
+    component, else 0. libjpeg decodes no other scan of such a frame (a second one is an
+    error), so it costs one scan whatever else its bytes hold."""
+    if data[sof + 1] not in (0xC0, 0xC1) or sos + 5 > len(data) or sof + 10 > len(data):
+        return 0  # progressive, lossless, arithmetic: scans are counted
+    precision, components = data[sof + 4], data[sof + 9]
+    if precision != 8 or data[sos + 4] != components or sof + 10 + 3 * components > len(data):
+        return 0  # 12-bit, or scans of some components each: counted
+    if components == 1:  # a single-component scan is not interleaved: one block per MCU
+        return 8
+    # 0 when a vertical sampling factor is 0: libjpeg refuses such a frame
+    return 8 * max(data[sof + 11 + 3 * c] & 15 for c in range(components))
+
+
+def top_rows(data: bytes, info: Probe, rows: int) -> tuple[bytes, int] | None:
     """``data`` with a frame header claiming only its top ``rows`` pixel rows (rounded up
     to whole MCU rows), and that height; None when the JPEG is not one 8-bit baseline
-    scan of every component, or when there is nothing to save.
+    scan of every component (``info.mcu_height``), or when there is nothing to save.
 
     libjpeg decodes as many MCU rows as the header claims, then skips the rest of the
     scan as data before the end-of-image marker (a byte scan for the next marker, no
@@ -106,35 +137,12 @@ def top_rows(data: bytes, rows: int) -> tuple[bytes, int] | None:
     Entropy decoding is sequential, so those rows are exactly the whole frame's top
     rows, with or without restart markers.
     """
-    sof = sos = -1
-    i, n = 2, len(data)
-    while i + 4 <= n and sos < 0:
-        marker = data[i + 1]
-        if data[i] != 0xFF:
-            return None
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker in (0xC0, 0xC1):  # baseline/extended sequential: a single scan
-            sof = i
-        elif marker in _SOF_MARKERS:
-            return None  # progressive, lossless, arithmetic: not one scan to stop in
-        elif marker == 0xDA:
-            sos = i
-        (length,) = struct.unpack_from(">H", data, i + 2)
-        i += 2 + length
-    if sof < 0 or sos < 0 or sos + 5 > n or sof + 10 > n:
+    if info.mcu_height == 0:
         return None
-    precision, height, _, components = struct.unpack_from(">BHHB", data, sof + 4)
-    if precision != 8 or data[sos + 4] != components or sof + 10 + 3 * components > n:
-        return None  # 12-bit, or not one interleaved scan of every component
-    # a single-component scan is not interleaved: one 8x8 block per MCU
-    mcu_h = 8 if components == 1 else 8 * max(data[sof + 11 + 3 * c] & 15 for c in range(components))
-    if mcu_h == 0:
-        return None  # a sampling factor of 0: libjpeg will refuse the frame
-    top = -(-rows // mcu_h) * mcu_h
-    if top >= height:
+    top = -(-rows // info.mcu_height) * info.mcu_height
+    if top >= info.height:
         return None
+    sof = info.frame_header
     return b"".join((data[: sof + 5], struct.pack(">H", top), memoryview(data)[sof + 7 :])), top
 
 
@@ -147,13 +155,13 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
         raise ImageRejected(f"body of {len(data)} bytes exceeds the {limits.max_bytes}-byte cap")
     if data[:3] == b"\xff\xd8\xff":
         fmt = "jpeg"
-        width, height = _jpeg_size(data)
+        width, height, mcu_height, frame_header = _jpeg_header(data)
         # libjpeg happily pads a truncated scan with gray; a missing EOI means truncation
         if not data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
             raise ImageRejected("truncated JPEG: no end-of-image marker")
         # 0xFF 0xDA occurs only as a marker in entropy-coded data (0xFF is stuffed), so
         # this counts the scans, and any embedded thumbnail's: an upper bound.
-        scans = data.count(b"\xff\xda")
+        scans = 1 if mcu_height else data.count(b"\xff\xda")
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
         fmt = "png"
         if len(data) < 24 or data[12:16] != b"IHDR":
@@ -190,7 +198,7 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
             f"JPEG of {scans} scans at {width}x{height}: above the decode budget "
             f"({limits.max_scans} scans, {limits.max_scan_pixels} scan-pixels)"
         )
-    return Probe(fmt, width, height, scans)
+    return Probe(fmt, width, height, scans, mcu_height, frame_header)
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:

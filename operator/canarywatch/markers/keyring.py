@@ -22,12 +22,12 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from canarywatch.api import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from canarywatch.errors import shown
-from canarywatch.markers.payload import mac, tenant_tag
+from canarywatch.markers.payload import keyed_mac, tenant_tag
 
 __all__ = ["KEYRING_VERSION", "MIN_KEY_BYTES", "Keyring", "KeyringError", "validate_tenant_id"]
 
@@ -56,6 +56,7 @@ class Keyring:
 
     keys: Mapping[str, bytes]
     _by_tag: Mapping[bytes, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _macs: Mapping[str, Callable[[bytes], bytes]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_tag: dict[bytes, list[str]] = {}
@@ -65,6 +66,7 @@ class Keyring:
                 raise KeyringError(f"tenants.{tenant}.key: at least {MIN_KEY_BYTES} bytes required")
             by_tag.setdefault(tenant_tag(tenant), []).append(tenant)
         object.__setattr__(self, "_by_tag", {t: tuple(v) for t, v in by_tag.items()})
+        object.__setattr__(self, "_macs", {tenant: keyed_mac(key) for tenant, key in self.keys.items()})
 
     def __repr__(self) -> str:  # keys must never reach a log line
         return f"Keyring(tenants={sorted(self.keys)})"
@@ -104,8 +106,8 @@ class Keyring:
     def verify(self, fields: bytes, tag: bytes, signature: bytes) -> str | None:
         """The tenant whose key produced `signature` over `fields`, or None."""
 
-        for tenant, key in self.candidates(tag):
-            if hmac.compare_digest(mac(key, fields), signature):
+        for tenant, _ in self.candidates(tag):
+            if hmac.compare_digest(self._macs[tenant](fields), signature):
                 return tenant
         return None
 

@@ -30,6 +30,7 @@ _WHITENING_BYTES = np.packbits(LAYOUT.whitening[:_CODE_BITS])
 # top to bottom, message first): decoding those rows is enough to verify a clean frame.
 _MESSAGE_BITS = PAYLOAD_BYTES * 8
 _MESSAGE_MODULE_ROWS = int(LAYOUT.data_rows[:_MESSAGE_BITS].max()) + 1
+_MESSAGE_WHITENING = int.from_bytes(_WHITENING_BYTES[:PAYLOAD_BYTES].tobytes(), "big")
 
 
 def reduced_scale(info: Probe) -> int:
@@ -56,7 +57,7 @@ def message_rows(height: int) -> int:
 def read_scaled(data: bytes, info: Probe, reduce: int) -> bytes | None:
     """The signed message read at 1/`reduce` scale: from the rows that hold it when the
     JPEG allows (`top_rows`), else from the whole frame, as an exact codeword."""
-    cut = top_rows(data, message_rows(info.height))
+    cut = top_rows(data, info, message_rows(info.height))
     if cut is None:
         return _read_codeword(load_gray(data, info, reduce=reduce))
     top, rows = cut
@@ -81,16 +82,26 @@ def _dark(samples: np.ndarray) -> np.ndarray[Any, np.dtype[np.uint8]]:
     return cast("np.ndarray[Any, np.dtype[np.uint8]]", dark)
 
 
+@lru_cache(maxsize=64)
+def _message_index(h: int, w: int) -> tuple[np.ndarray, int]:
+    """`_centre_index` of the message's modules, and how many rows from the top they need."""
+    index = _centre_index(h, w)[:_MESSAGE_BITS]
+    return index, int(index.max()) // w + 1
+
+
 def _read_message(img: np.ndarray, full_height: int) -> bytes | None:
     """The signed message read from the top rows (`img`) of a frame `full_height` pixels high.
 
-    No parity is read, so nothing is checked here: the MAC is what accepts it.
+    No parity is read, so nothing is checked here: the MAC is what accepts it. As few
+    library calls as can be: each costs tens of µs when the caches are cold, which is how
+    a viewer finds them between frames.
     """
     h, w = img.shape
-    index = _centre_index(full_height, w)[:_MESSAGE_BITS]
-    if int(index.max()) >= h * w:  # the message's last row is not in the image
+    index, needed = _message_index(full_height, w)
+    if needed > h:
         return None
-    return (np.packbits(_dark(img.take(index))) ^ _WHITENING_BYTES[:PAYLOAD_BYTES]).tobytes()
+    bits = int.from_bytes(np.packbits(_dark(img.take(index))).tobytes(), "big")
+    return (bits ^ _MESSAGE_WHITENING).to_bytes(PAYLOAD_BYTES, "big")
 
 
 def _read_codeword(img: np.ndarray) -> bytes | None:
