@@ -76,11 +76,14 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def _jpeg_header(data: bytes) -> tuple[int, int, int, int]:
     """(width, height, MCU-row height, frame header offset) from the segments up to the
     first scan; the MCU-row height is 0 unless the JPEG is one 8-bit baseline scan of
-    every component."""
+    every component (and 0 when anything but segments follows the frame header: such a
+    JPEG is neither cut nor spared the scan count)."""
     i, n = 2, len(data)
     sof = -1
     while i + 4 <= n:
         if data[i] != 0xFF:
+            if sof >= 0:  # junk after the frame header (cameras pad): libjpeg skips it
+                break
             raise ImageRejected("corrupt JPEG: marker expected")
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
@@ -91,6 +94,8 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int, int]:
             continue
         (length,) = struct.unpack_from(">H", data, i + 2)
         if length < 2:
+            if sof >= 0:
+                break
             raise ImageRejected("corrupt JPEG: bad segment length")
         if marker in _SOF_MARKERS and sof < 0:
             if i + 9 > n:
