@@ -28,6 +28,7 @@ from canarywatch.relay.web_devices import DEVICE_PATH, push_frame, push_stream, 
 from canarywatch.relay.web_events import list_events, thumbnail
 from canarywatch.relay.web_gates import RELAY_KEY, json_errors
 from canarywatch.relay.web_streams import video_routes
+from canarywatch.relay.whep import add_whep
 
 __all__ = ["RELAY_KEY", "build_app"]
 
@@ -64,6 +65,7 @@ def build_app(config: RelayConfig, *, clock: Callable[[], float] | None = None) 
     app.cleanup_ctx.append(_pull_sources)
     app.cleanup_ctx.append(_rtsp_server)
     app.on_shutdown.append(_close_streams)
+    add_whep(app)
     return app
 
 
