@@ -110,11 +110,15 @@ class AgentEnv(enum.StrEnum):
         NAMESPACE, POD_NAME, NODE_NAME   (downward API)
         INTEGRATION               the CameraIntegration's name
         PROBE                     the CanaryProbe's name
-        TENANT                    this workload's synthetic tenant
+        TENANTS                   every tenant of the probe, comma-separated: the camera
+                                  pod runs all their cameras, the viewer pod watches as
+                                  each of them (and asks for the others' cameras: authz)
         CAMERAS                   cameras per tenant (camera ids 0..N-1)
         FPS                       frames per second the cameras publish
         KEYRING_DIR               directory of <tenant>.json keyrings
-        TOKEN_FILE                the tenant's token ({token}); absent without tokenSecretRef
+        TOKEN_DIR                 directory of one file per tenant with a token ({token}),
+                                  named after the tenant; absent when no tenant has a
+                                  tokenSecretRef
         ADAPTER                   JSON: the integration's endpoints for this role in the
                                   standalone config's shape: integration.camera ({push} or
                                   {serve}) or integration.viewer (the endpoints of the
@@ -126,12 +130,12 @@ class AgentEnv(enum.StrEnum):
       camera only:
         FRAME_WIDTH, FRAME_HEIGHT
       viewer only:
-        TENANTS                   every tenant of the probe, comma-separated (authz targets)
-        NETWORK_PROFILE           JSON for NetworkProfile.from_spec: "poor" or {name, latency, …}
-        NETWORK_PROFILE_NAME      the profile's name in the probe (labels, incidents)
-        NETWORK_SHAPER            application | tc. With tc an init container has already
-                                  imposed the profile with netem; the viewer applies only
-                                  what netem cannot (stalls)
+        NETWORK_PROFILES          JSON object: the profile's name in the probe (labels,
+                                  incidents) -> its NetworkProfile.from_spec ("poor" or
+                                  {name, latency, …}); every profile runs in this process
+        NETWORK_SHAPER            application | tc. With tc (a pod of one profile) an init
+                                  container has already imposed the profile with netem; the
+                                  viewer applies only what netem cannot (stalls)
         TRANSPORTS                comma-separated: snapshot, mjpeg, events, authz, hls, llhls, hub, rtsp, mp4
         FRESHNESS_SECONDS         the stale bound
         FRESHNESS_BY_PATH         optional JSON {path: seconds}: bounds of paths that differ
@@ -149,18 +153,16 @@ class AgentEnv(enum.StrEnum):
     NODE_NAME = "CANARYWATCH_NODE_NAME"
     INTEGRATION = "CANARYWATCH_INTEGRATION"
     PROBE = "CANARYWATCH_PROBE"
-    TENANT = "CANARYWATCH_TENANT"
     CAMERAS = "CANARYWATCH_CAMERAS"
     FPS = "CANARYWATCH_FPS"
     KEYRING_DIR = "CANARYWATCH_KEYRING_DIR"
-    TOKEN_FILE = "CANARYWATCH_TOKEN_FILE"
+    TOKEN_DIR = "CANARYWATCH_TOKEN_DIR"
     ADAPTER = "CANARYWATCH_ADAPTER"
     METRICS_PORT = "CANARYWATCH_METRICS_PORT"
     FRAME_WIDTH = "CANARYWATCH_FRAME_WIDTH"
     FRAME_HEIGHT = "CANARYWATCH_FRAME_HEIGHT"
     TENANTS = "CANARYWATCH_TENANTS"
-    NETWORK_PROFILE = "CANARYWATCH_NETWORK_PROFILE"
-    NETWORK_PROFILE_NAME = "CANARYWATCH_NETWORK_PROFILE_NAME"
+    NETWORK_PROFILES = "CANARYWATCH_NETWORK_PROFILES"
     NETWORK_SHAPER = "CANARYWATCH_NETWORK_SHAPER"
     TRANSPORTS = "CANARYWATCH_TRANSPORTS"
     FRESHNESS_SECONDS = "CANARYWATCH_FRESHNESS_SECONDS"

@@ -44,11 +44,17 @@ import pytest
 import yaml
 
 import canarywatch
-from canarywatch.api import LABEL_ROLE, AgentRole
+from canarywatch.api import LABEL_ROLE
 from canarywatch.cli import build_parser
 from canarywatch.controller import kube, permissions, settings
-from canarywatch.controller.manifests import build_keyring_secret, build_probe_workloads, parse_probe
-from canarywatch.controller.manifests.names import service_account_name
+from canarywatch.controller.manifests import (
+    VIEWER_ACCOUNT,
+    build_keyring_secret,
+    build_probe_workloads,
+    build_viewer_rbac,
+    keyring_data,
+    parse_probe,
+)
 from canarywatch.controller.settings import OperatorSettings
 from canarywatch.relay import RelayConfig
 
@@ -297,10 +303,12 @@ def sample_probe(namespace: str = NAMESPACE) -> tuple[dict[str, Any], dict[str, 
 
 
 def built_agent_objects(probe: dict[str, Any], integration: dict[str, Any]) -> list[dict[str, Any]]:
-    """Everything the operator creates for a probe (controller/manifests.py)."""
+    """Everything the operator creates for a probe (controller/manifests.py): its keyring
+    Secret, the namespace's viewer RBAC, its workloads."""
     spec = parse_probe(probe)
-    secrets = [build_keyring_secret(probe, tenant, os.urandom(32)) for tenant in spec.tenant_ids]
-    return secrets + build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)
+    secret = build_keyring_secret(probe, {tenant: os.urandom(32) for tenant in spec.tenant_ids})
+    rbac = build_viewer_rbac(spec.namespace)
+    return [secret, *rbac, *build_probe_workloads(probe, integration, image=DEFAULT_IMAGE)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1100,11 +1108,11 @@ def test_rendered_manifests_pass_a_server_side_dry_run(helm: Helm, cluster: Clus
 
 
 def assert_only_the_demo_viewer_may_report(cluster: Cluster, namespace: str) -> None:
-    """The installed admission policy admits a LeakIncident from the demo probe's viewer
+    """The installed admission policy admits a LeakIncident from the namespace's viewer
     ServiceAccount (the name the operator gives it) and refuses one from anyone else
     (impersonated by the admin: the policy sees the impersonated user)."""
     probe = f"{RELEASE}-canarywatch-demo-relay-canaries"
-    viewer = service_account_name(probe, AgentRole.VIEWER)
+    viewer = VIEWER_ACCOUNT
     for account in (viewer, "intruder"):
         cluster.ok("create", "serviceaccount", account, "-n", namespace)
         cluster.ok(
@@ -1137,7 +1145,7 @@ def assert_only_the_demo_viewer_may_report(cluster: Cluster, namespace: str) -> 
         return answer if answer.returncode != 0 and "ValidatingAdmissionPolicy" in answer.stderr else None
 
     answer = eventually(refused, what="the admission policy to refuse another account")
-    assert f"only the viewer ServiceAccount of CanaryProbe {probe}" in answer.stderr
+    assert f"only the viewer ServiceAccount of namespace {namespace} ({VIEWER_ACCOUNT})" in answer.stderr
     admitted = report(viewer, "demo-leak-1")
     assert admitted.returncode == 0, admitted.stderr
     cluster.ok("delete", "leakincident", "demo-leak-1", "-n", namespace)
@@ -1249,8 +1257,9 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
     account = f"system:serviceaccount:{namespace}:{RELEASE}-canarywatch-operator"
 
     # As the operator, make what it makes for the installed demo probe (as the API server
-    # stored it) the way controller/probes.py does: create the keyring Secrets,
-    # server-side apply the rest (twice: create, then update), delete what goes stale.
+    # stored it) the way controller/probes.py does: create the keyring Secret,
+    # server-side apply the rest (twice: create, then update), add a tenant's key to the
+    # Secret, delete what goes stale.
     # The viewers' Role and RoleBinding pass RBAC escalation prevention only because the
     # operator holds their rules itself.
     probe = json.loads(cluster.ok("get", "canaryprobe", "--namespace", namespace, "--output", "json"))
@@ -1259,17 +1268,21 @@ def test_the_operator_account_can_do_what_its_code_does_and_no_more(helm: Helm, 
     )
     objects = built_agent_objects(probe["items"][0], integration["items"][0])
     assert {o["kind"] for o in objects} >= {"Secret", "ServiceAccount", "Role", "RoleBinding", "Deployment"}
-    secrets = yaml.safe_dump_all([o for o in objects if o["kind"] == "Secret"])
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
     applied = yaml.safe_dump_all([o for o in objects if o["kind"] != "Secret"])
-    deleted = yaml.safe_dump_all([o for o in objects if o["kind"] in ("Secret", "Service", "Deployment")])
+    deleted = yaml.safe_dump_all([o for o in objects if o["kind"] == "Deployment"])
     apply = ["apply", "--server-side", "--force-conflicts", f"--field-manager={kube.FIELD_MANAGER}"]
+    added = {"data": keyring_data({"new-tenant": os.urandom(32)})}
+    patch = ["patch", "secret", secret["metadata"]["name"], "--namespace", namespace, "--type=merge"]
     for command, document in (
-        (["create"], secrets),
+        (["create"], yaml.safe_dump(secret)),
         (apply, applied),
         (apply, applied),
+        ([*patch, f"--patch={json.dumps(added)}"], ""),
         (["delete", "--wait=false"], deleted),
     ):
-        result = cluster.kubectl(*command, f"--as={account}", "-f", "-", stdin=document)
+        files = ["-f", "-"] if document else []
+        result = cluster.kubectl(*command, f"--as={account}", *files, stdin=document)
         assert result.returncode == 0, f"{command[0]}: {result.stderr}"
 
     for verb, resource in [

@@ -712,19 +712,27 @@ def test_built_manifests_are_accepted_and_viewer_rbac_is_exactly_create_leak_inc
     probe["spec"]["networkProfiles"].append("poor-tc")
     probe["spec"]["customNetworkProfiles"].append({"name": "poor-tc", "preset": "poor", "shaper": "tc"})
 
-    objects = [manifests.build_keyring_secret(probe, t["id"], bytes(32)) for t in probe["spec"]["tenants"]]
+    keys = {t["id"]: bytes([i + 1]) * 32 for i, t in enumerate(probe["spec"]["tenants"])}
+    objects = [manifests.build_keyring_secret(probe, keys)]
     objects += manifests.build_probe_workloads(probe, integration, image="registry.example/canarywatch:0.1.0")
     for obj in objects:
         created = apply(api, obj, namespace)
         assert created["metadata"]["ownerReferences"][0]["uid"] == probe["metadata"]["uid"]
-    secret = get(
-        api, "Secret", manifests.keyring_secret_name("reference-relay-canaries", "acme-7"), namespace
-    )
-    assert json.loads(base64.b64decode(secret["data"]["keyring.json"]))["tenants"].keys() == {"acme-7"}
-    code, _ = rejection(
-        lambda: merge_patch(api, "Secret", secret["metadata"]["name"], namespace, {"data": {"x": "eA=="}})
-    )
-    assert code == 422  # immutable: a key is never edited in place
+    owner = (probe["metadata"]["name"], probe["metadata"]["uid"])
+    for obj in manifests.build_viewer_rbac(namespace, [owner]):  # the namespace's, every probe an owner
+        objects.append(obj)
+        assert apply(api, obj, namespace)["metadata"]["ownerReferences"][0]["uid"] == owner[1]
+    secret = get(api, "Secret", manifests.keyring_secret_name("reference-relay-canaries"), namespace)
+    for tenant in keys:
+        document = json.loads(base64.b64decode(secret["data"][manifests.keyring_item(tenant)]))
+        assert document["tenants"].keys() == {tenant}
+    # Every built Deployment is valid as the API server checks it, the tc profile's own
+    # viewers (with their selector excluding each other's pods) included.
+    assert {d["metadata"]["name"] for d in objects if d["kind"] == "Deployment"} == {
+        "reference-relay-canaries-camera",
+        "reference-relay-canaries-viewer",
+        "reference-relay-canaries-viewer-poor-tc",
+    }
 
     # The viewers' ServiceAccount may create LeakIncidents and do nothing else.
     from kubernetes import client
@@ -732,7 +740,7 @@ def test_built_manifests_are_accepted_and_viewer_rbac_is_exactly_create_leak_inc
     token = (
         client.CoreV1Api(api)
         .create_namespaced_service_account_token(
-            "reference-relay-canaries-viewer",
+            manifests.VIEWER_ACCOUNT,
             namespace,
             client.AuthenticationV1TokenRequest(
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)

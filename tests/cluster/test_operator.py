@@ -56,7 +56,14 @@ from canarywatch.controller.kube import (
     SECRETS,
     Resource,
 )
-from canarywatch.controller.manifests import KEYRING_SECRET_KEY, build_camera_deployment, keyring_secret_name
+from canarywatch.controller.manifests import (
+    VIEWER_ACCOUNT,
+    build_camera_deployment,
+    camera_name,
+    keyring_item,
+    keyring_secret_name,
+    viewer_name,
+)
 from canarywatch.incidents.pagerduty import make_dedup_key
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers.keyring import Keyring
@@ -409,20 +416,20 @@ def api(control_plane: controlplane.ControlPlane, namespace: str) -> Api:
     return cluster
 
 
-def trusted_probe(api: Api, integration_name: str) -> bytes:
+def trusted_probe(api: Api, integration_name: str, key: bytes = TEST_KEY) -> bytes:
     """The CanaryProbe whose viewers report the integration's leaks (``leak`` names it),
-    with the observed tenant's keyring Secret; the key ``leak`` must sign with (the
-    tests' own, unless the operator generated the Secret first)."""
+    with its keyring Secret holding the observed tenant's ``key``; the key ``leak`` must
+    sign with (``key``, unless the operator generated the Secret first)."""
     live = api.apply(canary_probe(integration_name))
     try:
-        api.create(keyring_secret(live))
+        api.create(keyring_secret(live, key))
     except ApiException as error:
         if error.status != 409:
             raise
-        secret = api.get(SECRETS, keyring_secret_name(live["metadata"]["name"], OBSERVED_TENANT))
-        document = base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode()
+        secret = api.get(SECRETS, keyring_secret_name(live["metadata"]["name"]))
+        document = base64.b64decode(secret["data"][keyring_item(OBSERVED_TENANT)]).decode()
         return Keyring.from_json(document).key(OBSERVED_TENANT)
-    return TEST_KEY
+    return key
 
 
 def resume(api: Api, integration_name: str) -> None:
@@ -468,56 +475,63 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
 
     api.apply(ci)
     name = probe["metadata"]["name"]
-    tenants, profiles = ["acme-7", "bravo-2"], ["good", "poor", "hub-wifi"]
-    cameras = [f"{name}-camera-{t}" for t in tenants]
-    viewers = [f"{name}-viewer-{t}-{p}" for t in tenants for p in profiles]
+    tenants = ["acme-7", "bravo-2"]
+    # One camera pod for every tenant's cameras, one viewer pod for every tenant on every
+    # (in-process shaped) profile.
+    camera, viewer = camera_name(name), viewer_name(name)
     deployments = eventually(
         lambda: (
             (d := {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)})
-            and set(d) == {*cameras, *viewers}
+            and set(d) == {camera, viewer}
             and d
         ),
         what="the camera and viewer Deployments",
     )
     live_probe = api.get(CANARY_PROBES, name)
     live_ci = api.get(CAMERA_INTEGRATIONS, "reference-relay")
-    for tenant in tenants:
-        built = build_camera_deployment(live_probe, live_ci, tenant, image=AGENT_IMAGE)
-        live = deployments[f"{name}-camera-{tenant}"]
-        # Same builder output to the byte: the hashes agree.
-        assert (
-            live["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-            == built["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-        )
-        assert live["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
-        container = live["spec"]["template"]["spec"]["containers"][0]
-        assert container["image"] == AGENT_IMAGE
-        assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert (env["CANARYWATCH_TENANT"], env["CANARYWATCH_FPS"]) == (tenant, "2")
+    built = build_camera_deployment(live_probe, live_ci, image=AGENT_IMAGE)
+    live = deployments[camera]
+    # Same builder output to the byte: the hashes agree.
+    assert (
+        live["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        == built["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    )
+    assert live["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == AGENT_IMAGE
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["CANARYWATCH_TENANTS"], env["CANARYWATCH_FPS"]) == ("acme-7,bravo-2", "2")
+    assert live["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert deployments[viewer]["spec"]["template"]["spec"]["serviceAccountName"] == VIEWER_ACCOUNT
 
-    # One keyring per tenant: a real key, immutable, owned by the probe, never logged.
+    # One keyring Secret, an item per tenant: a real key each, owned by the probe, never logged.
+    secret = api.get(SECRETS, keyring_secret_name(name))
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
+    assert set(secret["data"]) == {keyring_item(t) for t in tenants}
     keys = {}
     for tenant in tenants:
-        secret = api.get(SECRETS, keyring_secret_name(name, tenant))
-        assert secret["immutable"] is True
-        assert secret["metadata"]["ownerReferences"][0]["uid"] == live_probe["metadata"]["uid"]
-        keyring = Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode())
+        keyring = Keyring.from_json(base64.b64decode(secret["data"][keyring_item(tenant)]).decode())
         keys[tenant] = keyring.key(tenant)
         assert len(keys[tenant]) == 32
     assert keys["acme-7"] != keys["bravo-2"]
     for key in keys.values():
         assert key.hex() not in operator.log() and base64.b64encode(key).decode() not in operator.log()
-    viewer_role = api.get(_KINDS["Role"], f"{name}-viewer")
+    # The viewers' account is the namespace's, shared: each probe an owner, none the controller.
+    viewer_role = api.get(_KINDS["Role"], VIEWER_ACCOUNT)
     assert viewer_role["rules"] == [
         {"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}
     ]
+    [owner] = viewer_role["metadata"]["ownerReferences"]
+    assert (owner["uid"], owner.get("controller")) == (live_probe["metadata"]["uid"], None)
+    # No finalizer: owner references remove the probe's objects, also while the operator is down.
+    assert not live_probe["metadata"].get("finalizers")
 
     status = eventually(
         lambda: (s := api.status(CANARY_PROBES, name)).get("tenants") == 2 and s,
         what="the probe's status summary",
     )
-    assert status["ready"] == "0/8"  # no kubelet: nothing ever becomes ready here
+    assert status["ready"] == "0/2"  # no kubelet: nothing ever becomes ready here
     # ... so the cameras are down too (once the summary has seen their Deployments)
     status = eventually(
         lambda: (
@@ -534,26 +548,36 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         "CameraDown": "True",
     }
 
-    # A spec change rolls what it touches: faster cameras, one profile fewer.
-    camera_hash = deployments[cameras[0]]["spec"]["template"]["metadata"]["annotations"][
-        CONFIG_HASH_ANNOTATION
-    ]
-    api.patch(CANARY_PROBES, name, {"spec": {"fps": 4, "networkProfiles": ["good", "poor"]}})
+    # A spec change rolls what it touches: faster cameras; hub-wifi moved to a kernel
+    # shaper, so a viewer Deployment of its own for it.
+    camera_hash = deployments[camera]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    custom = [dict(p, shaper="tc") for p in probe["spec"]["customNetworkProfiles"]]
+    api.patch(CANARY_PROBES, name, {"spec": {"fps": 4, "customNetworkProfiles": custom}})
 
     def rolled() -> dict[str, Any] | None:
         current = {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)}
-        camera = current.get(cameras[0])
-        if set(current) != {*cameras, *(v for v in viewers if not v.endswith("hub-wifi"))} or camera is None:
+        if set(current) != {camera, viewer, viewer_name(name, "hub-wifi")}:
             return None
-        annotations = camera["spec"]["template"]["metadata"]["annotations"]
+        annotations = current[camera]["spec"]["template"]["metadata"]["annotations"]
         return current if annotations[CONFIG_HASH_ANNOTATION] != camera_hash else None
 
-    current = eventually(rolled, what="the cameras to roll and the hub-wifi viewers to go")
+    current = eventually(rolled, what="the camera to roll and the hub-wifi viewers to get their own pods")
     env = {
-        e["name"]: e.get("value")
-        for e in current[cameras[0]]["spec"]["template"]["spec"]["containers"][0]["env"]
+        e["name"]: e.get("value") for e in current[camera]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["CANARYWATCH_FPS"] == "4"
+    # Back to in-process shaping: the tc profile's Deployment goes as stale.
+    api.patch(
+        CANARY_PROBES, name, {"spec": {"customNetworkProfiles": probe["spec"]["customNetworkProfiles"]}}
+    )
+    current = eventually(
+        lambda: (
+            (c := {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)})
+            and set(c) == {camera, viewer}
+            and c
+        ),
+        what="the hub-wifi viewers' own Deployment to go",
+    )
     # The Deployment controller rolls it: a second ReplicaSet for the new pod template.
     eventually(
         lambda: (
@@ -561,19 +585,17 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
                 [
                     rs
                     for rs in api.list(Resource("apps", "v1", "replicasets", "ReplicaSet"))
-                    if rs["metadata"]["name"].startswith(cameras[0])
+                    if rs["metadata"]["name"].startswith(camera)
                 ]
             )
             == 2
         ),
         what="a new ReplicaSet for the rolled camera",
     )
+    secret = api.get(SECRETS, keyring_secret_name(name))
     for tenant in tenants:  # keys are generated once: an update never replaces them
-        secret = api.get(SECRETS, keyring_secret_name(name, tenant))
-        assert (
-            Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode()).key(tenant)
-            == keys[tenant]
-        )
+        document = base64.b64decode(secret["data"][keyring_item(tenant)]).decode()
+        assert Keyring.from_json(document).key(tenant) == keys[tenant]
 
     # The integration's verdict rules reach the viewers, which confirm k of n frames before
     # they report: changing them rolls the viewers and leaves the cameras alone.
@@ -587,8 +609,7 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
     def viewer_rules() -> dict[str, Any] | None:
         now = {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)}
         env = {
-            e["name"]: e.get("value")
-            for e in now[viewers[0]]["spec"]["template"]["spec"]["containers"][0]["env"]
+            e["name"]: e.get("value") for e in now[viewer]["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         rules = json.loads(env.get("CANARYWATCH_POLICY") or "{}")
         return (
@@ -597,19 +618,34 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
 
     after = eventually(viewer_rules, what="the viewers to roll with the integration's new verdict rules")
     assert (
-        after[cameras[0]]["spec"]["template"]["metadata"]["annotations"]
-        == current[cameras[0]]["spec"]["template"]["metadata"]["annotations"]
+        after[camera]["spec"]["template"]["metadata"]["annotations"]
+        == current[camera]["spec"]["template"]["metadata"]["annotations"]
     )
 
-    # A tenant removed takes its keyring and workloads with it.
-    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
-    eventually(
+    # A tenant added gets a key of its own (the others keep theirs); one removed loses
+    # its key, and the pods stop running it.
+    charlie = {"id": "charlie-3", "tokenSecretRef": probe["spec"]["tenants"][0]["tokenSecretRef"]}
+    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [*probe["spec"]["tenants"], charlie]}})
+    grown = eventually(
         lambda: (
-            api.get(SECRETS, keyring_secret_name(name, "bravo-2")) is None
-            and not [d for d in api.list(DEPLOYMENTS) if "bravo-2" in d["metadata"]["name"]]
+            (s := api.get(SECRETS, keyring_secret_name(name)))
+            and set(s["data"]) == {keyring_item(t) for t in (*tenants, "charlie-3")}
+            and s
         ),
-        what="bravo-2's keyring and Deployments to be removed",
+        what="charlie-3's key",
     )
+    for tenant in tenants:
+        document = base64.b64decode(grown["data"][keyring_item(tenant)]).decode()
+        assert Keyring.from_json(document).key(tenant) == keys[tenant]
+    api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
+
+    def shrunk() -> bool:
+        data = api.get(SECRETS, keyring_secret_name(name))["data"]
+        pods = {x["metadata"]["name"]: x for x in api.list(DEPLOYMENTS)}[camera]["spec"]["template"]["spec"]
+        tenants_env = {e["name"]: e.get("value") for e in pods["containers"][0]["env"]}["CANARYWATCH_TENANTS"]
+        return set(data) == {keyring_item("acme-7")} and tenants_env == "acme-7"
+
+    eventually(shrunk, what="the removed tenants' keys to go and the camera to stop running them")
 
     # Deleting the probe garbage-collects everything it owns (kube-controller-manager).
     api.delete(CANARY_PROBES, name)
@@ -617,8 +653,11 @@ def test_probe_runs_on_secrets_and_deployments_that_follow_its_spec(
         lambda: (
             not [d for d in api.list(DEPLOYMENTS) if d["metadata"]["name"].startswith(name)]
             and not [s for s in api.list(SECRETS) if s["metadata"]["name"].startswith(name)]
+            # its last owner gone, the namespace's viewer account goes too
+            and api.get(_KINDS["Role"], VIEWER_ACCOUNT) is None
+            and api.get(_KINDS["ServiceAccount"], VIEWER_ACCOUNT) is None
         ),
-        what="the probe's Deployments and Secrets to be garbage-collected",
+        what="the probe's Deployments and Secrets, and the viewers' account, to be garbage-collected",
     )
 
 

@@ -86,9 +86,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
 
 
 def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, profile: str) -> Metrics:
-    """Make the viewer Deployment of ``tenant``/``profile`` look ready with one Running
-    pod on 127.0.0.1, whose /metrics (on the agents' port) report six frames; the
-    viewer's ``Metrics``, for a test to add frames."""
+    """Make the probe's viewer Deployment look ready with one Running pod on 127.0.0.1,
+    whose /metrics (on the agents' port) report six frames of ``tenant`` on ``profile``;
+    the viewer's ``Metrics``, for a test to add frames."""
     metrics = Metrics()
     for verdict in ["ok"] * 5 + ["cross_tenant"]:
         metrics.record_frame(
@@ -112,7 +112,7 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
         servers.run(serve_metrics(metrics, "127.0.0.1", manifests.METRICS_PORT))
     except OSError as error:
         unavailable(f"port {manifests.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
-    deployment_name = f"{probe}-viewer-{tenant}-{profile}"
+    deployment_name = manifests.viewer_name(probe)
     deployment = cluster.get(DEPLOYMENTS, deployment_name)
     ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
     cluster.patch(
@@ -195,6 +195,8 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     )
     probe = example("CanaryProbe")
     probe["spec"]["integrationRef"]["name"] = "relay"
+    # As an older version left it: kopf removes the finalizer a probe no longer needs.
+    probe["metadata"]["finalizers"] = ["canarywatch.io/operator"]
     api.apply(ci)
     api.apply(probe)
     start_operator()
@@ -202,7 +204,7 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     name = probe["metadata"]["name"]
     eventually(
         lambda: (
-            api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is not None
+            api.get(SECRETS, manifests.keyring_secret_name(name)) is not None
             and api.status(CANARY_PROBES, name).get("tenants") == 2
         ),
         what="the probe to be built",
@@ -218,8 +220,8 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     assert status["lastFrameTime"] == "2026-03-14T09:26:53Z"
 
     # The leak, signed with the key the operator generated for acme-7 (it verifies it).
-    secret = api.get(SECRETS, manifests.keyring_secret_name(name, "acme-7"))
-    key = Keyring.from_json(base64.b64decode(secret["data"][manifests.KEYRING_SECRET_KEY]).decode()).key(
+    secret = api.get(SECRETS, manifests.keyring_secret_name(name))
+    key = Keyring.from_json(base64.b64decode(secret["data"][manifests.keyring_item("acme-7")]).decode()).key(
         "acme-7"
     )
     reported = leak("relay-leak-1", "relay", key=key)
@@ -236,11 +238,20 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     api.patch(CAMERA_INTEGRATIONS, "relay", {"spec": {"incidentHistoryLimit": 0}})
     eventually(lambda: api.get(LEAK_INCIDENTS, "relay-leak-1") is None, what="the history limit")
 
+    assert not api.get(CANARY_PROBES, name)["metadata"].get("finalizers")
+
     api.patch(CANARY_PROBES, name, {"spec": {"tenants": [probe["spec"]["tenants"][0]]}})
     eventually(
-        lambda: api.get(SECRETS, manifests.keyring_secret_name(name, "bravo-2")) is None,
-        what="the removed tenant's objects to go",
+        lambda: set(api.get(SECRETS, manifests.keyring_secret_name(name))["data"]) == {"acme-7.json"},
+        what="the removed tenant's key to go",
     )
+    # A profile moved to the kernel's shaper gets viewers of its own; dropped, they go.
+    custom = [dict(p, shaper="tc") for p in probe["spec"]["customNetworkProfiles"]]
+    api.patch(CANARY_PROBES, name, {"spec": {"customNetworkProfiles": custom}})
+    tc_viewers = manifests.viewer_name(name, "hub-wifi")
+    eventually(lambda: api.get(DEPLOYMENTS, tc_viewers) is not None, what="the tc profile's viewers")
+    api.patch(CANARY_PROBES, name, {"spec": {"networkProfiles": ["good", "poor"]}})
+    eventually(lambda: api.get(DEPLOYMENTS, tc_viewers) is None, what="the dropped profile's viewers to go")
 
     user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
     calls, denied = calls_of(control_plane.audit_log, user)  # type: ignore[attr-defined]
@@ -252,3 +263,57 @@ def test_the_roles_rules_are_exactly_the_calls_the_operator_makes(
     unused = granted - calls - set(permissions.GRANTED_NOT_CALLED)
     assert unused == set(), "granted but never called (remove, or explain in GRANTED_NOT_CALLED)"
     assert not set(permissions.GRANTED_NOT_CALLED) & calls, "GRANTED_NOT_CALLED lists a call that is made"
+
+
+def test_a_probe_costs_at_most_five_api_requests_from_cold(
+    control_plane: controlplane.ControlPlane,
+    namespace: str,
+    api: Api,  # noqa: F811
+    start_operator: Callable[..., Operator],  # noqa: F811
+) -> None:
+    """Probes that exist before the operator starts (an upgrade, a restore): each costs
+    its Secret's create, one apply of each Deployment and of its budget, and one status
+    patch, kopf's own state included (no finalizer, no annotation patch); the
+    namespace's viewer account, Role and binding are applied once for all of them.
+    Counted in the audit log: a count, not a time."""
+    api.apply(integration("relay", None))
+    names = [f"probe-{i}" for i in range(6)]
+    for name in names:
+        probe = example("CanaryProbe")
+        probe["metadata"]["name"] = name
+        probe["spec"]["integrationRef"]["name"] = "relay"
+        api.apply(probe)
+    start_operator(CANARYWATCH_STATUS_INTERVAL_SECONDS="600")  # no summary meanwhile: not counted here
+    eventually(
+        lambda: all(
+            (s := api.status(CANARY_PROBES, n)).get("tenants") == 2
+            and s.get("workloads", {}).get("desired") == 2
+            for n in names
+        ),
+        what="every probe to be reconciled",
+    )
+    user = f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}"
+    per_probe: dict[str, list[str]] = {n: [] for n in names}
+    shared: list[str] = []
+    for line in control_plane.audit_log.read_text().splitlines():  # type: ignore[attr-defined]
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if event["user"]["username"] != user or ref.get("namespace") != namespace or not ref.get("name"):
+            continue
+        call = (
+            f"{event['verb']} {ref['resource']}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
+        )
+        owner = next((n for n in names if ref["name"] == n or ref["name"].startswith(f"{n}-")), None)
+        if owner is not None:
+            per_probe[owner].append(call)
+        elif ref["name"] == manifests.VIEWER_ACCOUNT:
+            shared.append(call)
+    for name, calls in per_probe.items():
+        assert sorted(calls) == [
+            "create secrets",
+            "patch canaryprobes/status",
+            "patch deployments",
+            "patch deployments",
+            "patch poddisruptionbudgets",
+        ], name
+    assert sorted(shared) == ["patch rolebindings", "patch roles", "patch serviceaccounts"]

@@ -64,8 +64,8 @@ def test_the_status_states_the_probes_detection_power_and_warns_when_it_is_too_s
     name = probe["metadata"]["name"]
     eventually(
         lambda: (
-            api.get(SECRETS, manifests.keyring_secret_name(name, "acme-7")) is not None
-            and api.get(DEPLOYMENTS, f"{name}-viewer-acme-7-good") is not None
+            api.get(SECRETS, manifests.keyring_secret_name(name)) is not None
+            and api.get(DEPLOYMENTS, manifests.viewer_name(name)) is not None
         ),
         what="the probe to be built",
     )

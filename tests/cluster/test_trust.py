@@ -42,10 +42,10 @@ from test_operator import (  # noqa: F401  (fixtures)
     webhook,
 )
 
-from canarywatch.api import RESUME_ANNOTATION, AgentRole
+from canarywatch.api import RESUME_ANNOTATION
 from canarywatch.controller import permissions
-from canarywatch.controller.kube import CAMERA_INTEGRATIONS, DEPLOYMENTS, LEAK_INCIDENTS
-from canarywatch.controller.manifests.names import service_account_name
+from canarywatch.controller.kube import CAMERA_INTEGRATIONS, DEPLOYMENTS, LEAK_INCIDENTS, Resource
+from canarywatch.controller.manifests import VIEWER_ACCOUNT
 from canarywatch.incidents.receiver import EventsReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator_crds")]
@@ -83,17 +83,33 @@ def create_as(client: Any, api: Api, body: dict[str, Any]) -> ApiException | Non
     return None
 
 
-def test_only_the_probes_viewer_account_may_create_a_leak_incident(
+def impersonating(plane: controlplane.ControlPlane, user: str) -> Any:
+    """An admin API client that acts as ``user`` (what admission then sees)."""
+    from kubernetes import client
+
+    impersonator = client.ApiClient(plane.api_client.configuration)
+    impersonator.set_default_header("Impersonate-User", user)
+    impersonator.set_default_header("Impersonate-Group", "system:serviceaccounts")
+    return impersonator
+
+
+def test_only_the_namespaces_viewer_account_may_create_a_leak_incident(
     control_plane: controlplane.ControlPlane, api: Api, admission: Callable[..., None]
 ) -> None:
     admission()
-    viewer_account = service_account_name(probe_name("relay"), AgentRole.VIEWER)
-    viewer = account_client(control_plane, api, viewer_account, CREATE_INCIDENTS)
+    # The account the operator makes once per namespace for every probe's viewers there.
+    viewer = account_client(control_plane, api, VIEWER_ACCOUNT, CREATE_INCIDENTS)
     # Same RBAC as the viewer (create LeakIncidents), another identity: the confused case.
     intruder = account_client(control_plane, api, "relay-intruder", CREATE_INCIDENTS)
-    other_viewer = account_client(
-        control_plane, api, service_account_name("other-canaries", AgentRole.VIEWER), CREATE_INCIDENTS
+    # The viewer account of another namespace, granted create here: still not this one's.
+    stranger_name = f"system:serviceaccount:elsewhere:{VIEWER_ACCOUNT}"
+    grant(api, "stranger-viewer", CREATE_INCIDENTS, "elsewhere")
+    api.patch(
+        Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+        "stranger-viewer",
+        {"subjects": [{"kind": "ServiceAccount", "name": VIEWER_ACCOUNT, "namespace": "elsewhere"}]},
     )
+    stranger = impersonating(control_plane, stranger_name)
     try:
         # The policy takes effect once the API server has compiled it: the intruder is refused.
         refusal = eventually(
@@ -102,21 +118,25 @@ def test_only_the_probes_viewer_account_may_create_a_leak_incident(
         )
         assert refusal.status in (403, 422), refusal.body
         message = json.loads(refusal.body)["message"]
-        assert "only the viewer ServiceAccount of CanaryProbe relay-canaries" in message
+        assert f"only the viewer ServiceAccount of namespace {api.namespace} ({VIEWER_ACCOUNT})" in message
         assert f"system:serviceaccount:{api.namespace}:relay-intruder" in message
-        # Another probe's viewer cannot report this probe's leaks either.
-        assert create_as(other_viewer, api, leak("other-viewer-1", "relay")) is not None
+        # Another namespace's viewers cannot report this namespace's leaks.
+        stranger_refusal = eventually(
+            lambda: create_as(stranger, api, leak("stranger-1", "relay")),
+            what="the other namespace's viewer to be refused",
+        )
+        assert stranger_refusal.status in (403, 422) and "ValidatingAdmissionPolicy" in stranger_refusal.body
         # The admin (cluster-admin RBAC) is no exception: nobody but the viewer.
         admin_refusal = create_as(control_plane.api_client, api, leak("admin-1", "relay"))
         assert admin_refusal is not None and admin_refusal.status in (403, 422)
-        # The probe's own viewer is admitted.
+        # The namespace's viewer is admitted, whichever of its probes it names; that a
+        # viewer of one probe cannot get a verified incident for another is the
+        # operator's check (test_forged_or_misattributed_evidence_never_pages_nor_switches_off).
         assert create_as(viewer, api, leak("relay-leak-1", "relay")) is None
         assert api.get(LEAK_INCIDENTS, "relay-leak-1") is not None
-        assert (
-            api.get(LEAK_INCIDENTS, "admin-1") is None and api.get(LEAK_INCIDENTS, "other-viewer-1") is None
-        )
+        assert api.get(LEAK_INCIDENTS, "admin-1") is None and api.get(LEAK_INCIDENTS, "stranger-1") is None
     finally:
-        for client in (viewer, intruder, other_viewer):
+        for client in (viewer, intruder, stranger):
             client.close()
 
 
@@ -156,7 +176,7 @@ def test_forged_or_misattributed_evidence_never_pages_nor_switches_off(
     api.apply(integration("relay"))
     key = trusted_probe(api, "relay")
     api.apply(integration("other"))
-    trusted_probe(api, "other")
+    other_key = trusted_probe(api, "other", key=b"the-other-probes-key-of-32-bytes")
     start_operator()
 
     forged = leak("forged-1", "relay", key=b"not-the-probes-key-but-32-bytes!")
@@ -166,10 +186,14 @@ def test_forged_or_misattributed_evidence_never_pages_nor_switches_off(
     misattributed["spec"]["probeRef"]["name"] = probe_name("other")
     tampered = leak("tampered-1", "relay", key=key)
     tampered["spec"]["observed"]["seq"] += 1  # the signed payload says otherwise
-    for body in (forged, unsigned, misattributed, tampered):
+    # What a viewer of the other probe could sign (it holds that probe's keys only),
+    # naming this probe: admission lets the namespace's viewer account through, the
+    # keyring of the probe it names does not.
+    crossed = leak("crossed-1", "relay", key=other_key)
+    for body in (forged, unsigned, misattributed, tampered, crossed):
         api.create(body)
     reasons = {}
-    for body in (forged, unsigned, misattributed, tampered):
+    for body in (forged, unsigned, misattributed, tampered, crossed):
         name = body["metadata"]["name"]
         status = eventually(lambda n=name: settled(api, n), what=f"{name} to be judged")
         assert status["state"] == "Untrusted", status
@@ -180,6 +204,7 @@ def test_forged_or_misattributed_evidence_never_pages_nor_switches_off(
     assert "no observed.signedPayload" in reasons["unsigned-1"]
     assert "watches CameraIntegration other, not relay" in reasons["misattributed-1"]
     assert "contradicts observed seq" in reasons["tampered-1"]
+    assert "does not verify" in reasons["crossed-1"]
     assert api.replicas("relay-ingest") == 3 and pagerduty.requests == []
     assert "killSwitch" not in api.status(CAMERA_INTEGRATIONS, "relay")
     eventually(lambda: "UntrustedIncident" in api.events("relay"), what="the integration's warning Event")

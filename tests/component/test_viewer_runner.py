@@ -163,9 +163,12 @@ class RecordingAgent(ViewerAgent):
 
 
 def pod_settings(tmp_path: Path, base_url: str, profile: object) -> ViewerSettings:
-    """What ``controller.manifests`` would give acme's viewer pod (snapshot + MJPEG)."""
-    token_file = tmp_path / "token"
-    token_file.write_text(f"token-{ACME}\n")
+    """What ``controller.manifests`` would give the probe's viewer pod (snapshot + MJPEG),
+    watching as acme and as bravo, each with its own token file."""
+    token_dir = tmp_path / "token"
+    token_dir.mkdir()
+    for tenant in (ACME, BRAVO):
+        (token_dir / tenant).write_text(f"token-{tenant}\n")
     device = base_url + "/v3/devices/{tenant}/{camera}"
     auth = {"Authorization": "Bearer {token}"}
     adapter = {
@@ -180,17 +183,15 @@ def pod_settings(tmp_path: Path, base_url: str, profile: object) -> ViewerSettin
             "CANARYWATCH_POD_NAME": "viewer-acme-poor-0",
             "CANARYWATCH_INTEGRATION": "reference-relay",
             "CANARYWATCH_PROBE": "canaries",
-            "CANARYWATCH_TENANT": ACME,
             "CANARYWATCH_TENANTS": f"{ACME},{BRAVO}",
             "CANARYWATCH_CAMERAS": "1",
             "CANARYWATCH_FPS": "2",
             "CANARYWATCH_KEYRING_DIR": str(tmp_path),
-            "CANARYWATCH_TOKEN_FILE": str(token_file),
+            "CANARYWATCH_TOKEN_DIR": str(token_dir),
             "CANARYWATCH_ADAPTER": json.dumps(adapter),
             "CANARYWATCH_METRICS_HOST": "127.0.0.1",
             "CANARYWATCH_METRICS_PORT": "0",
-            "CANARYWATCH_NETWORK_PROFILE": json.dumps(profile),
-            "CANARYWATCH_NETWORK_PROFILE_NAME": "poor",
+            "CANARYWATCH_NETWORK_PROFILES": json.dumps({"poor": profile}),
             "CANARYWATCH_NETWORK_SHAPER": "application",
             "CANARYWATCH_TRANSPORTS": "snapshot,mjpeg",
             "CANARYWATCH_FRESHNESS_SECONDS": "10",
@@ -201,6 +202,10 @@ def pod_settings(tmp_path: Path, base_url: str, profile: object) -> ViewerSettin
 #: ``poor`` as the preset has it, but for lost requests: a lost request waits out its
 #: 10-30 s timeout, which a test cannot afford and which is not what is tested here.
 POOR_WITHOUT_LOSS = {"name": "poor", "bandwidth": "500kbit", "latency": "300ms", "jitter": "150ms"}
+
+
+def acme_mjpeg(result: FrameResult) -> bool:
+    return result.stream.kind == "mjpeg" and result.stream.tenant == ACME
 
 
 async def test_a_pod_viewer_on_a_poor_network_catches_the_2019_leak_on_its_mjpeg_stream(
@@ -233,11 +238,11 @@ async def test_a_pod_viewer_on_a_poor_network_catches_the_2019_leak_on_its_mjpeg
         stop = asyncio.Event()
         running = asyncio.create_task(agent.run(stop))
         try:
-            await until(lambda: any(r.stream.kind == "mjpeg" for r in agent.seen), timeout=20)
+            await until(lambda: any(acme_mjpeg(r) for r in agent.seen), timeout=20)
         finally:
             stop.set()
             await running
-    first_mjpeg = next(r for r in agent.seen if r.stream.kind == "mjpeg")
+    first_mjpeg = next(r for r in agent.seen if acme_mjpeg(r))
     # the stream's first connection already announced a slow link ...
     assert first_mjpeg.meta["x-relay-variant"] == "low"
     # ... and was shown the other home's camera, provably (bravo's signature verifies)

@@ -184,8 +184,8 @@ class Scenario:
 
     # -- objects -------------------------------------------------------------------------
     def create_objects(self) -> None:
-        """Secrets, the CameraIntegration and CanaryProbe, keyrings, and the agents'
-        ServiceAccounts; not yet the viewers' Role and RoleBinding (``grant``)."""
+        """Secrets, the CameraIntegration and CanaryProbe, its keyring, and the namespace's
+        viewer ServiceAccount; not yet the viewers' Role and RoleBinding (``grant``)."""
         ns = self.namespace
         self._create(
             {
@@ -258,9 +258,8 @@ class Scenario:
                 },
             },
         )
-        for tenant in TENANTS:
-            self._create(manifests.build_keyring_secret(self.probe, tenant, self.keyring.key(tenant)))
-        self.rbac = manifests.build_agent_rbac(self.probe)
+        self._create(manifests.build_keyring_secret(self.probe, self.keyring.keys))
+        self.rbac = manifests.build_viewer_rbac(ns)
         for obj in self.rbac:
             if obj["kind"] == "ServiceAccount":
                 self._create(obj)
@@ -434,16 +433,12 @@ def admission(control_plane: Any, namespace: str) -> Iterator[AdmissionPolicies]
 
 
 def start_probe(scenario: Scenario) -> tuple[list[Agent], list[Agent]]:
-    """Every camera and viewer Deployment builders make for the probe, as processes."""
+    """Every camera and viewer Deployment builders make for the probe, as processes: one
+    camera process for both tenants' cameras (each pushing with its own tenant's token),
+    one viewer process watching as both tenants."""
     probe, integration = scenario.probe, scenario.integration
-    cameras = [
-        scenario.start(manifests.build_camera_deployment(probe, integration, tenant, image=IMAGE))
-        for tenant in TENANTS
-    ]
-    viewers = [
-        scenario.start(manifests.build_viewer_deployment(probe, integration, tenant, "poor", image=IMAGE))
-        for tenant in TENANTS
-    ]
+    cameras = [scenario.start(manifests.build_camera_deployment(probe, integration, image=IMAGE))]
+    viewers = [scenario.start(manifests.build_viewer_deployment(probe, integration, image=IMAGE))]
     return cameras, viewers
 
 
@@ -509,9 +504,7 @@ def test_a_leak_becomes_a_leak_incident_created_by_the_viewer(
         assert thumbnail.status is not Status.VERIFIED  # 16x9 flat cells: nothing left to read
         # And the operator will act on it: its signed payload verifies under the observed
         # tenant's keyring Secret of the probe (controller.trust).
-        secret = manifests.build_keyring_secret(
-            scenario.probe, observed["tenant"], scenario.keyring.key(observed["tenant"])
-        )
+        secret = manifests.build_keyring_secret(scenario.probe, scenario.keyring.keys)
         trust = judge_evidence(incident, probe=scenario.probe, keyring_secret=secret)
         assert trust.verified, trust.reason
 
@@ -626,7 +619,7 @@ async def test_a_camera_the_integration_pulls_from_serves_signed_frames(tmp_path
         "CANARYWATCH_POD_NAME": "relay-canaries-camera-acme-7-0",
         "CANARYWATCH_INTEGRATION": INTEGRATION,
         "CANARYWATCH_PROBE": PROBE,
-        "CANARYWATCH_TENANT": "acme-7",
+        "CANARYWATCH_TENANTS": "acme-7",
         "CANARYWATCH_CAMERAS": "2",
         "CANARYWATCH_FPS": "10",
         "CANARYWATCH_KEYRING_DIR": str(tmp_path),

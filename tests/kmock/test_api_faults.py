@@ -25,6 +25,7 @@ from canarywatch.controller.kube import (
     NETWORK_POLICIES,
     Resource,
 )
+from canarywatch.controller.manifests import camera_name
 from canarywatch.incidents.pagerduty import make_dedup_key
 from canarywatch.incidents.receiver import EventsReceiver
 
@@ -161,7 +162,7 @@ async def test_a_probe_deployment_rbac_refuses_degrades_the_probe_naming_it(
 ) -> None:
     probe = example("CanaryProbe")
     name = probe["metadata"]["name"]
-    camera = f"{name}-camera-acme-7"
+    camera = camera_name(name)
     refused = apiserver.fail(
         apiserver["patch", DEPLOYMENTS, kmock.name(camera)], *forbidden("patch", DEPLOYMENTS, camera)
     )

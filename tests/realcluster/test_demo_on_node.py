@@ -166,8 +166,13 @@ print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'root_writable': root_
 def test_without_a_fault_viewers_on_every_profile_see_only_their_own_frames(release: Release) -> None:
     status = eventually(lambda: probe_ready(release), STARTUP, "the CanaryProbe Ready (all agent pods up)")
     assert status["tenants"] == len(TENANTS)
+    # One viewer pod runs every tenant on every profile (each with its own in-process
+    # shaper); a profile with shaper: tc would get a pod of its own (none here).
     viewers = release.ready_pods(VIEWER_SELECTOR)
-    profiles = {p.metadata.labels.get(api.LABEL_NETWORK_PROFILE) for p in viewers}
+    profiles: set[str] = set()
+    for pod in viewers:
+        env = {e.name: e.value for e in pod.spec.containers[0].env or []}
+        profiles |= set(json.loads(env["CANARYWATCH_NETWORK_PROFILES"]))
     assert set(PROFILES) <= profiles, f"viewer pods on {profiles}"
 
     first = eventually(

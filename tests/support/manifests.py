@@ -112,9 +112,10 @@ def canary_probe(integration_name: str) -> dict[str, Any]:
 def keyring_secret(
     probe: dict[str, Any], key: bytes = TEST_KEY, tenant: str = OBSERVED_TENANT
 ) -> dict[str, Any]:
-    """The tenant's keyring Secret of ``probe`` (as read back: it has a uid), owned by
-    it, as the operator would have made it; ``key`` is what ``leak`` signs with."""
-    return build_keyring_secret(probe, tenant, key)
+    """The keyring Secret of ``probe`` (as read back: it has a uid) holding ``tenant``'s
+    ``key``, owned by it, as the operator would have made it; ``key`` is what ``leak``
+    signs with."""
+    return build_keyring_secret(probe, {tenant: key})
 
 
 def leak(

@@ -38,7 +38,11 @@ def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+    absent = [e["key"] for e in selector.get("matchExpressions", []) if e["operator"] == "DoesNotExist"]
+    assert len(absent) == len(selector.get("matchExpressions", [])), "only DoesNotExist is built"
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items()) and not any(
+        k in labels for k in absent
+    )
 
 
 def test_every_agent_pod_gets_the_options() -> None:
@@ -71,18 +75,19 @@ def test_every_agent_pod_gets_the_options() -> None:
         assert "imagePullSecrets" not in pod and "priorityClassName" not in pod
 
 
-def test_a_disruption_budget_per_probe_and_role_selects_exactly_that_roles_pods() -> None:
+def test_one_disruption_budget_per_probe_selects_exactly_its_agent_pods() -> None:
     objects = built(OPTIONS)
-    budgets = {b["metadata"]["name"]: b for b in of_kind(objects, "PodDisruptionBudget")}
-    assert set(budgets) == {"reference-relay-canaries-camera", "reference-relay-canaries-viewer"}
-    for name, budget in budgets.items():
-        role = name.rsplit("-", 1)[1]
-        assert budget["spec"]["maxUnavailable"] == "25%"
-        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
-        assert budget["metadata"]["ownerReferences"][0]["kind"] == "CanaryProbe"
-        for deployment in of_kind(objects, "Deployment"):
-            labels = deployment["spec"]["template"]["metadata"]["labels"]
-            assert selects(budget["spec"]["selector"], labels) == (labels[api.LABEL_ROLE] == role)
+    [budget] = of_kind(objects, "PodDisruptionBudget")
+    assert budget["metadata"]["name"] == "reference-relay-canaries-agents"
+    assert budget["spec"]["maxUnavailable"] == "25%"
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert budget["metadata"]["ownerReferences"][0]["kind"] == "CanaryProbe"
+    deployments = of_kind(objects, "Deployment")
+    assert {d["metadata"]["labels"][api.LABEL_ROLE] for d in deployments} == {"camera", "viewer"}
+    for deployment in deployments:
+        assert selects(budget["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    other = {**deployments[0]["spec"]["template"]["metadata"]["labels"], api.LABEL_PROBE: "another-probe"}
+    assert not selects(budget["spec"]["selector"], other)
     count = AgentPodOptions(max_unavailable="2")
     assert {b["spec"]["maxUnavailable"] for b in of_kind(built(count), "PodDisruptionBudget")} == {2}
 

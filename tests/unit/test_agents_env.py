@@ -4,6 +4,7 @@ message naming the variable (never a secret)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -25,6 +26,7 @@ from canarywatch.viewer.network import POOR
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/canarywatch:0.1.0"
 TOKEN = "t-acme-secret-token"
+BRAVO_TOKEN = "t-bravo-secret-token"
 API_KEY = "k-relay-api-key-value"
 
 
@@ -82,19 +84,20 @@ def mounts(tmp_path: Path) -> dict[str, Path]:
         (keyring_dir / f"{tenant}.json").write_text(Keyring({tenant: key}).to_json())
     token_dir = tmp_path / "token"
     token_dir.mkdir()
-    (token_dir / "token").write_text(TOKEN + "\n")  # Secret files often end in a newline
-    return {manifests.KEYRING_DIR: keyring_dir, str(Path(manifests.TOKEN_FILE).parent): token_dir}
+    (token_dir / "acme-7").write_text(TOKEN + "\n")  # Secret files often end in a newline
+    (token_dir / "bravo-2").write_text(BRAVO_TOKEN)
+    return {manifests.KEYRING_DIR: keyring_dir, manifests.TOKEN_DIR: token_dir}
 
 
 def viewer_env(
-    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path], profile: str = "hub-wifi"
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path], profile: str | None = None
 ) -> dict[str, str]:
-    deployment = manifests.build_viewer_deployment(probe, integration, "acme-7", profile, image=IMAGE)
+    deployment = manifests.build_viewer_deployment(probe, integration, profile, image=IMAGE)
     return pod_environment(deployment, mounts)
 
 
 def camera_env(probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-    deployment = manifests.build_camera_deployment(probe, integration, "acme-7", image=IMAGE)
+    deployment = manifests.build_camera_deployment(probe, integration, image=IMAGE)
     return pod_environment(deployment, mounts)
 
 
@@ -107,15 +110,20 @@ def test_viewer_reads_the_environment_builders_give_it(
     settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts))
     assert (settings.namespace, settings.pod_name, settings.node_name) == ("cameras", "pod-abc12", "node-1")
     assert (settings.integration, settings.probe) == ("reference-relay", "reference-relay-canaries")
-    assert (settings.tenant, settings.tenants, settings.cameras) == ("acme-7", ("acme-7", "bravo-2"), 2)
-    assert settings.token == TOKEN
+    assert (settings.tenants, settings.cameras) == (("acme-7", "bravo-2"), 2)
+    # Every tenant watches with its own token.
+    assert (settings.token("acme-7"), settings.token("bravo-2")) == (TOKEN, BRAVO_TOKEN)
     assert settings.metrics_port == manifests.METRICS_PORT and settings.metrics_host == "0.0.0.0"
     assert settings.transports == ("snapshot", "mjpeg", "events", "authz")
     assert set(settings.endpoints) == {"snapshot", "mjpeg", "events", "authzProbe"}
     assert (settings.poll_interval, settings.freshness_seconds) == (0.5, 10.0)
-    # the custom "hub-wifi" profile of examples/canaryprobe.yaml, applied by the viewer itself
-    assert (settings.profile_name, settings.shaper) == ("hub-wifi", "application")
-    profile = settings.profile
+    # Every profile shaped in-process (not poor-tc: netem shapes a pod of its own), the
+    # custom "hub-wifi" profile of examples/canaryprobe.yaml among them.
+    assert settings.shaper == "application"
+    profiles = {p.name: p for p in settings.profiles}
+    assert list(profiles) == ["good", "poor", "hub-wifi"]
+    assert profiles["poor"] == dataclasses.replace(POOR, name="poor")
+    profile = profiles["hub-wifi"]
     assert (profile.bandwidth_bps, profile.latency_s, profile.loss) == (300_000, 0.4, 0.03)
     assert (profile.stall_probability, profile.stall_s, profile.loss_timeout_s) == (0.05, 2.0, 10.0)
     # The integration's verdict rules confirm and de-duplicate; mode and cap stay the operator's.
@@ -124,13 +132,15 @@ def test_viewer_reads_the_environment_builders_give_it(
     assert stale.incident and not stale.warn and stale.confirmation.frames == 5
     assert settings.policy.rule(Verdict.CROSS_TENANT) == Policy().rule(Verdict.CROSS_TENANT)
     assert settings.policy.mode == Policy().mode
-    keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+    keyring = load_keyring(settings.keyring_dir, require=settings.tenants)
     assert set(keyring) == {"acme-7", "bravo-2"}  # a viewer holds every tenant's key
 
-    snapshot = settings.endpoints["snapshot"].render(tenant="acme-7", camera="1", token=settings.token)
+    snapshot = settings.endpoints["snapshot"].render(
+        tenant="acme-7", camera="1", token=settings.token("acme-7")
+    )
     assert snapshot.url == "http://canarywatch-relay:9000/v3/devices/acme-7/1/live.jpg"
     assert snapshot.headers == {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": API_KEY}
-    mjpeg = settings.endpoints["mjpeg"].render(tenant="acme-7", camera="0", token=settings.token)
+    mjpeg = settings.endpoints["mjpeg"].render(tenant="acme-7", camera="0", token=settings.token("acme-7"))
     assert mjpeg.headers == {"Authorization": f"Bearer {TOKEN}"}  # headersFrom only where configured
 
 
@@ -151,14 +161,16 @@ def test_camera_reads_the_environment_builders_give_it(
     probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
 ) -> None:
     settings = CameraSettings.from_environ(camera_env(probe, integration, mounts))
-    assert (settings.tenant, settings.cameras, settings.fps) == ("acme-7", 2, 2.0)
+    assert (settings.tenants, settings.cameras, settings.fps) == (("acme-7", "bravo-2"), 2, 2.0)
     assert (settings.width, settings.height) == (640, 360)
     assert settings.push is not None
-    push = settings.push.render(tenant="acme-7", camera="1", token=settings.token)
+    push = settings.push.render(tenant="acme-7", camera="1", token=settings.token("acme-7"))
     assert (push.method, push.url) == ("PUT", "http://canarywatch-relay:9000/v3/devices/acme-7/1/frame")
     assert push.headers == {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": API_KEY}
-    keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
-    assert "acme-7" in keyring
+    bravo = settings.push.render(tenant="bravo-2", camera="0", token=settings.token("bravo-2"))
+    assert bravo.headers["Authorization"] == f"Bearer {BRAVO_TOKEN}"
+    keyring = load_keyring(settings.keyring_dir, require=settings.tenants)
+    assert set(keyring) == {"acme-7", "bravo-2"}
 
 
 def test_a_camera_the_integration_pulls_from_serves_on_every_interface(
@@ -192,7 +204,7 @@ def test_a_streaming_camera_reads_its_stream_and_credentials(
         300000,
         2.0,
     )  # the CRD's default
-    request = settings.stream_endpoint.render(tenant="acme-7", camera="1", token=settings.token)
+    request = settings.stream_endpoint.render(tenant="acme-7", camera="1", token=settings.token("acme-7"))
     assert request.url == url.format(tenant="acme-7", camera="1", token=TOKEN)
     if protocol == "mjpeg":
         assert (request.method, request.headers["X-Api-Key"]) == ("POST", API_KEY)
@@ -202,8 +214,9 @@ def test_with_a_tc_shaper_the_viewer_adds_only_what_netem_cannot(
     probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
 ) -> None:
     settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts, profile="poor-tc"))
-    assert (settings.profile_name, settings.shaper) == ("poor-tc", "tc")
-    profile = settings.profile
+    assert settings.shaper == "tc"
+    (profile,) = settings.profiles
+    assert profile.name == "poor-tc"
     assert (profile.bandwidth_bps, profile.latency_s, profile.jitter_s, profile.loss) == (None, 0.0, 0.0, 0.0)
     assert (profile.stall_probability, profile.stall_s) == (POOR.stall_probability, POOR.stall_s)
 
@@ -224,8 +237,8 @@ def test_without_a_token_secret_the_token_is_empty(
     for tenant in probe["spec"]["tenants"]:
         del tenant["tokenSecretRef"]
     environ = viewer_env(probe, integration, mounts)
-    assert "CANARYWATCH_TOKEN_FILE" not in environ
-    assert ViewerSettings.from_environ(environ).token == ""
+    assert "CANARYWATCH_TOKEN_DIR" not in environ
+    assert ViewerSettings.from_environ(environ).token("acme-7") == ""
 
 
 # -- what stops them ------------------------------------------------------------------------
@@ -234,8 +247,9 @@ def test_without_a_token_secret_the_token_is_empty(
 @pytest.mark.parametrize(
     ("variable", "value", "named", "says"),
     [
-        ("CANARYWATCH_TENANT", None, "CANARYWATCH_TENANT", "required"),
-        ("CANARYWATCH_TENANT", "acme 7", "CANARYWATCH_TENANT", "not a valid tenant id"),
+        ("CANARYWATCH_TENANTS", None, "CANARYWATCH_TENANTS", "required"),
+        ("CANARYWATCH_TENANTS", "acme-7,acme 7", "CANARYWATCH_TENANTS", "not a valid tenant id"),
+        ("CANARYWATCH_TENANTS", "acme-7,acme-7", "CANARYWATCH_TENANTS", "lists an item twice"),
         ("CANARYWATCH_ROLE", "camera", "CANARYWATCH_ROLE", "this is the viewer agent"),
         ("CANARYWATCH_FPS", "fast", "CANARYWATCH_FPS", "expected a number"),
         ("CANARYWATCH_FPS", "-2", "CANARYWATCH_FPS", "expected a number > 0"),
@@ -243,13 +257,19 @@ def test_without_a_token_secret_the_token_is_empty(
         ("CANARYWATCH_METRICS_PORT", "70000", "CANARYWATCH_METRICS_PORT", "from 0 to 65535"),
         ("CANARYWATCH_ADAPTER", "{not json", "CANARYWATCH_ADAPTER", "not valid JSON"),
         ("CANARYWATCH_ADAPTER", "[]", "CANARYWATCH_ADAPTER", "expected a JSON object"),
-        ("CANARYWATCH_NETWORK_PROFILE", '"wifi-7"', "CANARYWATCH_NETWORK_PROFILE", "good, poor, extreme"),
+        (
+            "CANARYWATCH_NETWORK_PROFILES",
+            '{"good": "good", "wifi": "wifi-7"}',
+            "CANARYWATCH_NETWORK_PROFILES.wifi",
+            "good, poor, extreme",
+        ),
+        ("CANARYWATCH_NETWORK_PROFILES", "{}", "CANARYWATCH_NETWORK_PROFILES", "at least one"),
+        ("CANARYWATCH_NETWORK_PROFILES", '["poor"]', "CANARYWATCH_NETWORK_PROFILES", "a JSON object"),
         ("CANARYWATCH_NETWORK_SHAPER", "iptables", "CANARYWATCH_NETWORK_SHAPER", "application, tc"),
         ("CANARYWATCH_TRANSPORTS", "snapshot,webrtc", "CANARYWATCH_TRANSPORTS", "unknown transport 'webrtc'"),
-        ("CANARYWATCH_TENANTS", "bravo-2", "CANARYWATCH_TENANTS", "does not list this viewer's tenant"),
         ("CANARYWATCH_FRESHNESS_SECONDS", "0", "CANARYWATCH_FRESHNESS_SECONDS", "> 0"),
         ("CANARYWATCH_SECRET_0", None, "CANARYWATCH_SECRET_0", "not set"),
-        ("CANARYWATCH_TOKEN_FILE", "/nonexistent/token", "CANARYWATCH_TOKEN_FILE", "cannot read"),
+        ("CANARYWATCH_TOKEN_DIR", "/nonexistent/token", "CANARYWATCH_TOKEN_DIR", "cannot read"),
         ("CANARYWATCH_POLICY", '{"mode": "yolo"}', "CANARYWATCH_POLICY.mode", "accepted: enforce"),
         ("CANARYWATCH_INCIDENT_QUIET_SECONDS", "soon", "CANARYWATCH_INCIDENT_QUIET_SECONDS", "a number"),
         ("CANARYWATCH_INCIDENT_REPEAT_SECONDS", "0", "CANARYWATCH_INCIDENT_REPEAT_SECONDS", "> 0"),

@@ -333,15 +333,13 @@ def settings(tmp_path: Path, **extra: str) -> ViewerSettings:
         "CANARYWATCH_POD_NAME": POD,
         "CANARYWATCH_INTEGRATION": "reference-relay",
         "CANARYWATCH_PROBE": "reference-relay-canaries",
-        "CANARYWATCH_TENANT": "bravo-2",
         "CANARYWATCH_TENANTS": ",".join(TENANTS),
         "CANARYWATCH_CAMERAS": "2",
         "CANARYWATCH_FPS": "2",
         "CANARYWATCH_KEYRING_DIR": str(tmp_path),
         "CANARYWATCH_ADAPTER": json.dumps({"snapshot": {"url": "http://relay/{tenant}/{camera}"}}),
         "CANARYWATCH_METRICS_PORT": "0",
-        "CANARYWATCH_NETWORK_PROFILE": '"poor"',
-        "CANARYWATCH_NETWORK_PROFILE_NAME": "poor",
+        "CANARYWATCH_NETWORK_PROFILES": '{"poor": "poor"}',
         "CANARYWATCH_NETWORK_SHAPER": "application",
         "CANARYWATCH_TRANSPORTS": "snapshot",
         "CANARYWATCH_FRESHNESS_SECONDS": "10",
@@ -551,7 +549,7 @@ def probe_of_this_viewer(keys: Keyring) -> tuple[dict[str, Any], dict[str, Any]]
     """The viewer's CanaryProbe, as the API server holds it, and acme-7's keyring Secret."""
     probe = example("CanaryProbe")
     probe["metadata"] |= {"namespace": "cameras", "uid": "0d9c4d1e-probe"}
-    return probe, build_keyring_secret(probe, "acme-7", keys.key("acme-7"))
+    return probe, build_keyring_secret(probe, {"acme-7": keys.key("acme-7")})
 
 
 async def test_the_operator_verifies_what_a_viewer_reports_and_nothing_else(
@@ -569,7 +567,7 @@ async def test_the_operator_verifies_what_a_viewer_reports_and_nothing_else(
     edited = copy.deepcopy(manifest)
     edited["spec"]["observed"]["camera"] = 2
     assert not judge_evidence(edited, probe=probe, keyring_secret=secret).verified
-    other_key = build_keyring_secret(probe, "acme-7", b"k" * 32)
+    other_key = build_keyring_secret(probe, {"acme-7": b"k" * 32})
     assert "does not verify" in judge_evidence(manifest, probe=probe, keyring_secret=other_key).reason
     foreign_secret = copy.deepcopy(secret)
     foreign_secret["metadata"]["ownerReferences"][0]["uid"] = "someone-else"

@@ -40,11 +40,9 @@ def integration() -> dict[str, Any]:
 
 
 def build_all(probe: dict[str, Any], integration: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = [
-        manifests.build_keyring_secret(probe, t["id"], bytes([i + 1]) * 32)
-        for i, t in enumerate(probe["spec"]["tenants"])
-    ]
-    return keys + manifests.build_probe_workloads(probe, integration, image=IMAGE)
+    keys = {t["id"]: bytes([i + 1]) * 32 for i, t in enumerate(probe["spec"]["tenants"])}
+    secret = manifests.build_keyring_secret(probe, keys)
+    return [secret, *manifests.build_probe_workloads(probe, integration, image=IMAGE)]
 
 
 def deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -80,36 +78,33 @@ def reversed_keys(value: Any) -> Any:
 # -- what gets built ---------------------------------------------------------------------
 
 
-def test_the_example_probe_builds_one_camera_per_tenant_and_one_viewer_per_tenant_and_profile(
+def test_the_example_probe_builds_one_secret_one_camera_and_one_viewer_deployment(
     probe: dict[str, Any], integration: dict[str, Any]
 ) -> None:
+    # 2 tenants x 3 in-process shaped profiles: still one Secret and two Deployments
+    # (plus the budget), whatever the number of tenants and profiles.
     objects = build_all(probe, integration)
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     p = "reference-relay-canaries"
     assert kinds == [
-        ("Secret", f"{p}-keyring-acme-7"),
-        ("Secret", f"{p}-keyring-bravo-2"),
-        ("ServiceAccount", f"{p}-camera"),
-        ("ServiceAccount", f"{p}-viewer"),
-        ("Role", f"{p}-viewer"),
-        ("RoleBinding", f"{p}-viewer"),
-        ("PodDisruptionBudget", f"{p}-camera"),
-        ("PodDisruptionBudget", f"{p}-viewer"),
-        ("Deployment", f"{p}-camera-acme-7"),
-        ("Deployment", f"{p}-viewer-acme-7-good"),
-        ("Deployment", f"{p}-viewer-acme-7-poor"),
-        ("Deployment", f"{p}-viewer-acme-7-hub-wifi"),
-        ("Deployment", f"{p}-camera-bravo-2"),
-        ("Deployment", f"{p}-viewer-bravo-2-good"),
-        ("Deployment", f"{p}-viewer-bravo-2-poor"),
-        ("Deployment", f"{p}-viewer-bravo-2-hub-wifi"),
+        ("Secret", f"{p}-keyring"),
+        ("PodDisruptionBudget", f"{p}-agents"),
+        ("Deployment", f"{p}-camera"),
+        ("Deployment", f"{p}-viewer"),
     ]
     assert set(manifests.expected_workload_names(probe)) == set(deployments(objects))
     built = deployments(objects)
-    assert built[f"{p}-camera-acme-7"]["spec"]["replicas"] == 1
-    assert built[f"{p}-camera-acme-7"]["spec"]["strategy"] == {"type": "Recreate"}
-    assert built[f"{p}-viewer-bravo-2-poor"]["spec"]["replicas"] == probe["spec"]["viewersPerProfile"]
-    assert built[f"{p}-viewer-bravo-2-poor"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert built[f"{p}-camera"]["spec"]["replicas"] == 1
+    assert built[f"{p}-camera"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert built[f"{p}-viewer"]["spec"]["replicas"] == probe["spec"]["viewersPerProfile"]
+    assert built[f"{p}-viewer"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # The one viewer process runs every tenant on every profile.
+    assert env_of(built[f"{p}-viewer"])["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
+    assert set(json.loads(env_of(built[f"{p}-viewer"])["CANARYWATCH_NETWORK_PROFILES"])) == {
+        "good",
+        "poor",
+        "hub-wifi",
+    }
 
 
 def test_output_is_deterministic_and_independent_of_key_order(
@@ -173,7 +168,10 @@ def test_every_agent_runs_non_root_read_only_without_capabilities(
             assert context["allowPrivilegeEscalation"] is False, name
             assert context["capabilities"] == {"drop": ["ALL"]}, name
             assert container["resources"]["requests"] and container["resources"]["limits"], name
-        assert pod["automountServiceAccountToken"] is ("-viewer-" in name), name
+        # Cameras: the namespace's default account, no token; viewers: the shared one.
+        role = deployments(objects)[name]["metadata"]["labels"][api.LABEL_ROLE]
+        assert pod["automountServiceAccountToken"] is (role == "viewer"), name
+        assert pod.get("serviceAccountName") == ("canarywatch-viewer" if role == "viewer" else None), name
     assert "NET_ADMIN" not in json.dumps(objects)
 
 
@@ -195,19 +193,45 @@ def test_net_admin_only_for_viewers_whose_profile_asks_for_tc(
             assert init["securityContext"]["allowPrivilegeEscalation"] is False
             privileged[name] = init["command"][-1]
     p = "reference-relay-canaries"
-    assert set(privileged) == {
-        f"{p}-viewer-{tenant}-{profile}"
-        for tenant in ("acme-7", "bravo-2")
-        for profile in ("hub-wifi", "poor-tc")
-    }
+    # netem shapes a whole pod: each tc profile gets a viewer Deployment of its own (all
+    # tenants on that profile); the in-process shaped ones share the other.
+    assert set(privileged) == {f"{p}-viewer-hub-wifi", f"{p}-viewer-poor-tc"}
+    assert (
+        set(manifests.expected_workload_names(probe))
+        == set(deployments(objects))
+        == {
+            f"{p}-camera",
+            f"{p}-viewer",
+            f"{p}-viewer-hub-wifi",
+            f"{p}-viewer-poor-tc",
+        }
+    )
     # The init container runs exactly the commands netem_commands gives for the profile.
-    poor_script = privileged[f"{p}-viewer-acme-7-poor-tc"]
+    poor_script = privileged[f"{p}-viewer-poor-tc"]
     for argv in netem_commands(POOR):
         assert " ".join(argv) in poor_script
-    assert "delay 400ms 200ms loss 3%" in privileged[f"{p}-viewer-acme-7-hub-wifi"]
+    assert "delay 400ms 200ms loss 3%" in privileged[f"{p}-viewer-hub-wifi"]
     built = deployments(objects)
-    assert env_of(built[f"{p}-viewer-acme-7-poor-tc"])["CANARYWATCH_NETWORK_SHAPER"] == "tc"
-    assert env_of(built[f"{p}-viewer-acme-7-poor"])["CANARYWATCH_NETWORK_SHAPER"] == "application"
+    tc = env_of(built[f"{p}-viewer-poor-tc"])
+    assert tc["CANARYWATCH_NETWORK_SHAPER"] == "tc"
+    assert list(json.loads(tc["CANARYWATCH_NETWORK_PROFILES"])) == ["poor-tc"]
+    assert tc["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
+    shared = env_of(built[f"{p}-viewer"])
+    assert shared["CANARYWATCH_NETWORK_SHAPER"] == "application"
+    assert set(json.loads(shared["CANARYWATCH_NETWORK_PROFILES"])) == {"good", "poor"}
+    # No two viewer Deployments select each other's pods.
+    viewers = [d for n, d in built.items() if "-viewer" in n]
+    for deployment in viewers:
+        for other in viewers:
+            labels = other["spec"]["template"]["metadata"]["labels"]
+            assert selects(deployment["spec"]["selector"], labels) == (deployment is other)
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    absent = [e["key"] for e in selector.get("matchExpressions", []) if e["operator"] == "DoesNotExist"]
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items()) and not any(
+        k in labels for k in absent
+    )
 
 
 def test_tc_with_nothing_for_netem_to_impose_stays_unprivileged(
@@ -220,14 +244,37 @@ def test_tc_with_nothing_for_netem_to_impose_stays_unprivileged(
     assert "NET_ADMIN" not in json.dumps(build_all(probe, integration))
 
 
-def test_viewers_may_create_leak_incidents_and_nothing_more(probe: dict[str, Any]) -> None:
-    rbac = {o["kind"]: o for o in manifests.build_agent_rbac(probe) if o["kind"] != "ServiceAccount"}
+def test_viewers_may_create_leak_incidents_and_nothing_more() -> None:
+    owners = [("probe-b", "uid-2"), ("probe-a", "uid-1")]
+    objects = manifests.build_viewer_rbac("cameras", owners)
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding"]
+    assert {o["metadata"]["name"] for o in objects} == {"canarywatch-viewer"}
+    # The namespace's: every probe an owner, none the controller (deleting one probe
+    # leaves it to the others; the garbage collector takes it with the last).
+    for obj in objects:
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "canarywatch.io/v1alpha1",
+                "kind": "CanaryProbe",
+                "name": "probe-a",
+                "uid": "uid-1",
+            },
+            {
+                "apiVersion": "canarywatch.io/v1alpha1",
+                "kind": "CanaryProbe",
+                "name": "probe-b",
+                "uid": "uid-2",
+            },
+        ]
+    assert manifests.build_viewer_rbac("cameras", reversed(owners)) == objects
+    rbac = {o["kind"]: o for o in objects}
+    assert rbac["ServiceAccount"]["automountServiceAccountToken"] is False
     assert rbac["Role"]["rules"] == [
         {"apiGroups": ["canarywatch.io"], "resources": ["leakincidents"], "verbs": ["create"]}
     ]
     assert rbac["RoleBinding"]["roleRef"]["name"] == rbac["Role"]["metadata"]["name"]
     assert rbac["RoleBinding"]["subjects"] == [
-        {"kind": "ServiceAccount", "name": "reference-relay-canaries-viewer", "namespace": "cameras"}
+        {"kind": "ServiceAccount", "name": "canarywatch-viewer", "namespace": "cameras"}
     ]
 
 
@@ -261,10 +308,11 @@ def test_labels_selectors_and_owner_references(probe: dict[str, Any], integratio
         assert selector.items() <= template_labels.items(), name
         # Selectors are immutable: nothing in them may change for one Deployment name.
         assert api.LABEL_INTEGRATION not in selector
+        assert api.LABEL_TENANT not in selector  # a pod runs every tenant
         role = selector[api.LABEL_ROLE]
-        assert name.startswith(f"reference-relay-canaries-{role}-{selector[api.LABEL_TENANT]}")
-        if role == "viewer":
-            assert name.endswith(f"-{selector[api.LABEL_NETWORK_PROFILE]}")
+        assert name == f"reference-relay-canaries-{role}"
+        # What tells a camera Deployment (unavailable) apart: its component and probe.
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == role
 
 
 def test_names_and_labels_stay_valid_for_any_probe_or_tenant_name(
@@ -272,12 +320,17 @@ def test_names_and_labels_stay_valid_for_any_probe_or_tenant_name(
 ) -> None:
     probe["metadata"]["name"] = "a-very-long-probe-name-" + "x" * 200
     probe["spec"]["tenants"] = [{"id": "Acme_7"}, {"id": "acme-7"}, {"id": "9." + "t" * 58}]
+    probe["spec"]["customNetworkProfiles"][0]["shaper"] = "tc"
     objects = build_all(probe, integration)
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
-    assert len(names) == len(set(names))  # Acme_7 and acme-7 never share an object
+    assert len(names) == len(set(names))
+    # Acme_7 and acme-7 never share a key: an item each, named as a Secret key must be.
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
+    assert set(secret["data"]) == {"Acme_7.json", "acme-7.json", "9." + "t" * 58 + ".json"}
+    assert all(re.fullmatch(r"[-._a-zA-Z0-9]+", item) for item in secret["data"])
     # Shortened names still say what they are.
     assert any(
-        name.startswith("a-very-long-probe-name-") and "-viewer-acme-7-hub-wifi-" in name for _, name in names
+        name.startswith("a-very-long-probe-name-") and "-viewer-hub-wifi-" in name for _, name in names
     )
     for obj in objects:
         assert DNS_LABEL.match(obj["metadata"]["name"]), obj["metadata"]["name"]
@@ -326,8 +379,8 @@ def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
         return {name for (kind, name), digest in after.items() if before.get((kind, name)) != digest}
 
     every_deployment = set(manifests.expected_workload_names(probe))
-    cameras = {f"{p}-camera-acme-7", f"{p}-camera-bravo-2"}
-    viewers = every_deployment - cameras
+    cameras = {f"{p}-camera"}
+    viewers = {f"{p}-viewer"}
 
     assert changed(lambda s, i: s.update(fps=5)) == every_deployment
     assert changed(lambda s, i: s.update(frameSize={"width": 1280, "height": 720})) == cameras
@@ -342,65 +395,74 @@ def test_hash_changes_exactly_for_the_workloads_a_spec_change_affects(
         changed(lambda s, i: i["policy"]["verdicts"]["foreign"].update(confirmation={"frames": 2})) == viewers
     )
     assert changed(lambda s, i: i["policy"].update(mode="alert-only", killCap={"maxKills": 1})) == set()
-    assert changed(lambda s, i: s["customNetworkProfiles"][0].update(latency="900ms")) == {
-        f"{p}-viewer-acme-7-hub-wifi",
-        f"{p}-viewer-bravo-2-hub-wifi",
+    assert changed(lambda s, i: s["customNetworkProfiles"][0].update(latency="900ms")) == viewers
+    # A new profile rolls the viewers (they run it too) and leaves the cameras alone.
+    assert changed(lambda s, i: s["networkProfiles"].append("extreme")) == viewers
+    # A profile moved to tc gets a Deployment of its own; the cameras stay.
+    assert changed(lambda s, i: s["customNetworkProfiles"][0].update(shaper="tc")) == {
+        f"{p}-viewer",
+        f"{p}-viewer-hub-wifi",
     }
-    # A new profile adds viewers and leaves every existing workload alone.
-    assert changed(lambda s, i: s["networkProfiles"].append("extreme")) == {
-        f"{p}-viewer-acme-7-extreme",
-        f"{p}-viewer-bravo-2-extreme",
-    }
-    # A new tenant: its own workloads and keyring, plus every viewer (they need its key
-    # to tell its frames from forgeries); the other cameras keep running untouched.
-    charlie = {f"{p}-camera-charlie-3", f"{p}-keyring-charlie-3"} | {
-        f"{p}-viewer-charlie-3-{profile}" for profile in ("good", "poor", "hub-wifi")
-    }
-    assert changed(lambda s, i: s["tenants"].append({"id": "charlie-3"})) == viewers | charlie
+    # A new tenant: its key in the Secret, its cameras in the camera pod, and every viewer
+    # (they need its key to tell its frames from forgeries).
+    assert (
+        changed(lambda s, i: s["tenants"].append({"id": "charlie-3"})) == {f"{p}-keyring"} | every_deployment
+    )
 
 
 # -- agents' configuration ---------------------------------------------------------------
 
 
-def test_keyring_secret_holds_exactly_the_tenants_key(probe: dict[str, Any]) -> None:
-    key = bytes(range(32))
-    secret = manifests.build_keyring_secret(probe, "bravo-2", key)
-    assert secret["immutable"] is True
-    assert secret["metadata"]["labels"][api.LABEL_TENANT] == "bravo-2"
-    keyring = Keyring.from_json(base64.b64decode(secret["data"][manifests.KEYRING_SECRET_KEY]).decode())
-    assert dict(keyring.keys) == {"bravo-2": key}
+def test_keyring_secret_holds_one_item_per_tenant_each_with_exactly_its_key(probe: dict[str, Any]) -> None:
+    keys = {"acme-7": bytes(range(32)), "bravo-2": bytes(range(1, 33))}
+    secret = manifests.build_keyring_secret(probe, keys)
+    assert secret["metadata"]["name"] == "reference-relay-canaries-keyring"
+    # Not immutable: a tenant added later gets its item added (never an existing one
+    # rewritten: the operator's business, controller.probes).
+    assert "immutable" not in secret
+    assert set(secret["data"]) == {"acme-7.json", "bravo-2.json"}
+    for tenant, key in keys.items():
+        keyring = Keyring.from_json(base64.b64decode(secret["data"][manifests.keyring_item(tenant)]).decode())
+        assert dict(keyring.keys) == {tenant: key}
+    assert manifests.keyring_data({"bravo-2": keys["bravo-2"]}) == {
+        "bravo-2.json": secret["data"]["bravo-2.json"]
+    }
     with pytest.raises(manifests.BuildError, match="at least 16 bytes"):
-        manifests.build_keyring_secret(probe, "bravo-2", b"short")
+        manifests.build_keyring_secret(probe, {"bravo-2": b"short"})
     with pytest.raises(manifests.BuildError, match="no tenant 'zulu'"):
-        manifests.build_keyring_secret(probe, "zulu", key)
+        manifests.build_keyring_secret(probe, {"zulu": keys["acme-7"]})
 
 
-def test_cameras_mount_their_own_key_and_viewers_every_tenants(
+def test_each_pod_mounts_exactly_the_keyring_items_of_the_tenants_it_runs(
     probe: dict[str, Any], integration: dict[str, Any]
 ) -> None:
     built = deployments(build_all(probe, integration))
 
-    def keyring_files(name: str) -> list[str]:
+    def keyring(name: str) -> dict[str, Any]:
         volumes = {v["name"]: v for v in built[name]["spec"]["template"]["spec"]["volumes"]}
-        return [s["secret"]["items"][0]["path"] for s in volumes["keyring"]["projected"]["sources"]]
+        return dict(volumes["keyring"]["secret"])
 
-    assert keyring_files("reference-relay-canaries-camera-acme-7") == ["acme-7.json"]
-    assert keyring_files("reference-relay-canaries-viewer-acme-7-poor") == ["acme-7.json", "bravo-2.json"]
+    for name in ("reference-relay-canaries-camera", "reference-relay-canaries-viewer"):
+        assert keyring(name)["secretName"] == "reference-relay-canaries-keyring"
+        assert keyring(name)["items"] == [
+            {"key": "acme-7.json", "path": "acme-7.json"},
+            {"key": "bravo-2.json", "path": "bravo-2.json"},
+        ]
 
 
 def test_agent_environment(probe: dict[str, Any], integration: dict[str, Any]) -> None:
     built = deployments(build_all(probe, integration))
-    camera = env_of(built["reference-relay-canaries-camera-bravo-2"])
-    viewer = env_of(built["reference-relay-canaries-viewer-bravo-2-hub-wifi"])
+    camera = env_of(built["reference-relay-canaries-camera"])
+    viewer = env_of(built["reference-relay-canaries-viewer"])
     for env, role in ((camera, "camera"), (viewer, "viewer")):
         assert env["CANARYWATCH_ROLE"] == role
         assert env["CANARYWATCH_INTEGRATION"] == "reference-relay"
         assert env["CANARYWATCH_PROBE"] == "reference-relay-canaries"
-        assert env["CANARYWATCH_TENANT"] == "bravo-2"
+        assert env["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
         assert env["CANARYWATCH_CAMERAS"] == "2"
         assert env["CANARYWATCH_FPS"] == "2"
         assert env["CANARYWATCH_KEYRING_DIR"] == manifests.KEYRING_DIR
-        assert env["CANARYWATCH_TOKEN_FILE"] == manifests.TOKEN_FILE
+        assert env["CANARYWATCH_TOKEN_DIR"] == manifests.TOKEN_DIR
         assert env["CANARYWATCH_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert (camera["CANARYWATCH_FRAME_WIDTH"], camera["CANARYWATCH_FRAME_HEIGHT"]) == ("640", "360")
     assert json.loads(camera["CANARYWATCH_ADAPTER"]) == {
@@ -415,27 +477,29 @@ def test_agent_environment(probe: dict[str, Any], integration: dict[str, Any]) -
     assert set(viewer_adapter) == {"snapshot", "mjpeg", "events", "authzProbe", "pollInterval"}
     assert viewer_adapter["pollInterval"] == 0.5
     assert viewer_adapter["authzProbe"]["url"].endswith("/v3/devices/{tenant}/{camera}/live.jpg")
-    assert viewer["CANARYWATCH_TENANTS"] == "acme-7,bravo-2"
     assert viewer["CANARYWATCH_TRANSPORTS"] == "snapshot,mjpeg,events,authz"
     assert viewer["CANARYWATCH_FRESHNESS_SECONDS"] == "10"
     assert "CANARYWATCH_POLICY" not in camera
     assert json.loads(viewer["CANARYWATCH_POLICY"]) == {"verdicts": integration["spec"]["policy"]["verdicts"]}
-    assert viewer["CANARYWATCH_NETWORK_PROFILE_NAME"] == "hub-wifi"
-    # The profile JSON is what the viewer hands to NetworkProfile.from_spec.
-    profile = NetworkProfile.from_spec(json.loads(viewer["CANARYWATCH_NETWORK_PROFILE"]), where="env")
+    # Each profile's JSON is what the viewer hands to NetworkProfile.from_spec.
+    profiles = json.loads(viewer["CANARYWATCH_NETWORK_PROFILES"])
+    assert list(profiles) == ["good", "poor", "hub-wifi"]
+    profile = NetworkProfile.from_spec(profiles["hub-wifi"], where="env")
     assert (profile.name, profile.bandwidth_bps, profile.latency_s, profile.loss) == (
         "hub-wifi",
         300_000,
         0.4,
         0.03,
     )
-    poor = env_of(built["reference-relay-canaries-viewer-bravo-2-poor"])
-    assert NetworkProfile.from_spec(json.loads(poor["CANARYWATCH_NETWORK_PROFILE"]), where="env") == POOR
-    # The token is a mounted file, so TokenSource re-reads a rotated Secret.
-    volumes = built["reference-relay-canaries-camera-bravo-2"]["spec"]["template"]["spec"]["volumes"]
-    token = next(v for v in volumes if v["name"] == "token")
-    assert token["secret"]["secretName"] == "canary-tokens"
-    assert token["secret"]["items"] == [{"key": "bravo-2", "path": "token"}]
+    assert NetworkProfile.from_spec(profiles["poor"], where="env") == POOR
+    # Each tenant's token is a file of its own name: no token in the pod spec or env.
+    for name in ("reference-relay-canaries-camera", "reference-relay-canaries-viewer"):
+        volumes = built[name]["spec"]["template"]["spec"]["volumes"]
+        token = next(v for v in volumes if v["name"] == "token")
+        assert token["projected"]["sources"] == [
+            {"secret": {"name": "canary-tokens", "items": [{"key": "acme-7", "path": "acme-7"}]}},
+            {"secret": {"name": "canary-tokens", "items": [{"key": "bravo-2", "path": "bravo-2"}]}},
+        ]
 
 
 def test_secret_headers_become_env_references_never_values(
@@ -444,11 +508,10 @@ def test_secret_headers_become_env_references_never_values(
     api_key = {"header": "X-Api-Key", "secretKeyRef": {"name": "vendor-api", "key": "key"}}
     integration["spec"]["viewer"]["snapshot"]["headersFrom"] = [api_key]
     integration["spec"]["viewer"]["mjpeg"]["headersFrom"] = [api_key]
-    del probe["spec"]["tenants"][1]["tokenSecretRef"]
+    for tenant in probe["spec"]["tenants"]:
+        del tenant["tokenSecretRef"]
     built = deployments(build_all(probe, integration))
-    viewer = built["reference-relay-canaries-viewer-bravo-2-poor"]["spec"]["template"]["spec"]["containers"][
-        0
-    ]
+    viewer = built["reference-relay-canaries-viewer"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in viewer["env"]}
     assert env["CANARYWATCH_SECRET_0"] == {
         "name": "CANARYWATCH_SECRET_0",
@@ -458,8 +521,8 @@ def test_secret_headers_become_env_references_never_values(
     adapter = json.loads(env["CANARYWATCH_ADAPTER"]["value"])
     assert adapter["snapshot"]["headersFrom"] == {"X-Api-Key": {"env": "CANARYWATCH_SECRET_0"}}
     assert adapter["mjpeg"]["headersFrom"] == {"X-Api-Key": {"env": "CANARYWATCH_SECRET_0"}}
-    # bravo-2 has no token Secret: no token file, no token volume.
-    assert "CANARYWATCH_TOKEN_FILE" not in env
+    # No tenant has a token Secret: no token directory, no token volume.
+    assert "CANARYWATCH_TOKEN_DIR" not in env
     assert all(m["name"] != "token" for m in viewer["volumeMounts"])
 
 
@@ -473,7 +536,7 @@ def test_a_transport_the_integration_lacks_is_a_build_error(
     assert "viewer.events" in error.value.message
     probe["spec"]["transports"] = ["snapshot", "authz"]
     viewer = deployments(manifests.build_probe_workloads(probe, integration, image=IMAGE))[
-        "reference-relay-canaries-viewer-acme-7-good"
+        "reference-relay-canaries-viewer"
     ]
     assert set(json.loads(env_of(viewer)["CANARYWATCH_ADAPTER"])) == {
         "snapshot",
@@ -496,11 +559,12 @@ def test_an_invalid_policy_is_a_build_error_naming_its_field(
 
 
 def test_pulled_cameras_get_a_service(probe: dict[str, Any], integration: dict[str, Any]) -> None:
-    assert manifests.build_camera_service(probe, integration, "acme-7") is None
+    assert manifests.build_camera_service(probe, integration) is None
     integration["spec"]["camera"] = {"serve": {"port": 8081}}
-    service = manifests.build_camera_service(probe, integration, "acme-7")
+    service = manifests.build_camera_service(probe, integration)
     assert service is not None
-    camera = deployments(build_all(probe, integration))["reference-relay-canaries-camera-acme-7"]
+    assert service["metadata"]["name"] == "reference-relay-canaries-camera"
+    camera = deployments(build_all(probe, integration))["reference-relay-canaries-camera"]
     assert service["spec"]["selector"] == camera["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [
         {"name": "camera-http", "port": 8081, "targetPort": "camera-http", "protocol": "TCP"}
@@ -517,7 +581,7 @@ def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, A
         "nodeSelector": {"kubernetes.io/arch": "arm64"},
     }
     built = deployments(build_all(probe, integration))
-    viewer = built["reference-relay-canaries-viewer-acme-7-good"]["spec"]["template"]["spec"]
+    viewer = built["reference-relay-canaries-viewer"]["spec"]["template"]["spec"]
     (spread,) = viewer["topologySpreadConstraints"]
     assert spread["topologyKey"] == "topology.kubernetes.io/zone"
     assert spread["whenUnsatisfiable"] == "DoNotSchedule"
@@ -530,7 +594,7 @@ def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, A
     assert anti["podAffinityTerm"]["topologyKey"] == "topology.kubernetes.io/zone"
     assert (
         anti["podAffinityTerm"]["labelSelector"]["matchLabels"]
-        == (built["reference-relay-canaries-viewer-acme-7-good"]["spec"]["selector"]["matchLabels"])
+        == (built["reference-relay-canaries-viewer"]["spec"]["selector"]["matchLabels"])
     )
     assert viewer["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
     assert "tolerations" not in viewer
@@ -539,7 +603,7 @@ def test_placement_and_resources(probe: dict[str, Any], integration: dict[str, A
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"cpu": "1", "memory": "256Mi"},
     }
-    camera = built["reference-relay-canaries-camera-acme-7"]["spec"]["template"]["spec"]
+    camera = built["reference-relay-canaries-camera"]["spec"]["template"]["spec"]
     assert camera["containers"][0]["resources"] == manifests.DEFAULT_RESOURCES["camera"]
 
 
@@ -572,8 +636,8 @@ def live(deployment: dict[str, Any], *, ready: bool) -> dict[str, Any]:
 def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[str, Any]) -> None:
     built = list(deployments(build_all(probe, integration)).values())
     stale = live(built[0], ready=True)
-    stale["metadata"]["name"] = "reference-relay-canaries-viewer-acme-7-removed-profile"
-    observed = [live(d, ready=i != 3) for i, d in enumerate(built)] + [stale]
+    stale["metadata"]["name"] = "reference-relay-canaries-viewer-removed-tc-profile"
+    observed = [live(d, ready=i != 1) for i, d in enumerate(built)] + [stale]
     status = manifests.build_probe_status(
         probe,
         deployments=observed,
@@ -582,8 +646,8 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
         last_frame_time=NOW - timedelta(seconds=2),
         now=NOW,
     )
-    assert status["workloads"] == {"desired": 8, "ready": 7}
-    assert status["ready"] == "7/8"
+    assert status["workloads"] == {"desired": 2, "ready": 1}
+    assert status["ready"] == "1/2"
     assert status["tenants"] == 2
     assert status["verdictCounts"] == {"ok": 1200, "stale": 3}
     assert status["lastFrameTime"] == "2026-03-14T09:29:58Z"
@@ -591,7 +655,7 @@ def test_status_counts_ready_workloads(probe: dict[str, Any], integration: dict[
     ready, degraded, paused = status["conditions"]
     assert (paused["type"], paused["status"]) == ("Paused", "False")
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "WorkloadsNotReady")
-    assert built[3]["metadata"]["name"] in ready["message"]
+    assert built[1]["metadata"]["name"] in ready["message"]
     assert (degraded["type"], degraded["status"]) == ("Degraded", "False")
 
     later = NOW + timedelta(minutes=5)
@@ -630,7 +694,7 @@ def test_status_reports_configuration_problems(probe: dict[str, Any]) -> None:
         "ConfigurationProblem",
     )
     assert "not found" in degraded["message"]
-    assert status["ready"] == "0/8" and status["tenants"] == 0
+    assert status["ready"] == "0/2" and status["tenants"] == 0
     with pytest.raises(ValueError, match="unknown verdicts"):
         manifests.build_probe_status(
             probe, deployments=[], keyring_tenants=(), verdict_counts={"leaky": 1}, now=NOW

@@ -148,7 +148,7 @@ def tokens() -> dict[str, str]:
     return dict(secret["stringData"])
 
 
-def pod_settings(deployment: dict[str, Any], tmp_path: Path, token: str) -> ViewerSettings:
+def pod_settings(deployment: dict[str, Any], tmp_path: Path, tokens: dict[str, str]) -> ViewerSettings:
     """The viewer's settings from its container's environment, as a kubelet gives it."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     fields = {"metadata.namespace": "cameras", "metadata.name": "viewer-pod", "spec.nodeName": "node-1"}
@@ -158,9 +158,11 @@ def pod_settings(deployment: dict[str, Any], tmp_path: Path, token: str) -> View
         else fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
         for entry in container["env"]
     }
-    token_file = tmp_path / "token"
-    token_file.write_text(token + "\n")
-    return ViewerSettings.from_environ(environ | {"CANARYWATCH_TOKEN_FILE": str(token_file)})
+    token_dir = tmp_path / "token"
+    token_dir.mkdir()
+    for tenant, token in tokens.items():
+        (token_dir / tenant).write_text(token + "\n")
+    return ViewerSettings.from_environ(environ | {"CANARYWATCH_TOKEN_DIR": str(token_dir)})
 
 
 def standalone_document(
@@ -198,14 +200,11 @@ def test_the_pod_agents_and_the_standalone_pipeline_plan_the_same_streams(
 ) -> None:
     probe, integration = custom_resources(transports)
     secret_tokens = tokens()
-    pods: list[StreamPlan] = []
-    for tenant in probe["spec"]["tenants"]:
-        for profile in probe["spec"]["networkProfiles"]:
-            deployment = manifests.build_viewer_deployment(
-                probe, integration, tenant["id"], profile, image=IMAGE
-            )
-            settings = pod_settings(deployment, tmp_path, secret_tokens[tenant["id"]])
-            pods += plan_streams(pod_viewer_spec(settings))
+    # One viewer pod runs every tenant on every profile, as the standalone process does.
+    deployment = manifests.build_viewer_deployment(probe, integration, image=IMAGE)
+    pods: list[StreamPlan] = list(
+        plan_streams(pod_viewer_spec(pod_settings(deployment, tmp_path, secret_tokens)))
+    )
     config = StandaloneConfig.from_mapping(standalone_document(probe, integration, transports))
     standalone = plan_streams(standalone_viewer_spec(config, secret_tokens))
     assert tuple(pods) == standalone

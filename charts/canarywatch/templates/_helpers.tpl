@@ -147,9 +147,10 @@ grant different (group, resource, verb)s. The reasons are commented there.
 - apiGroups: ["canarywatch.io"]
   resources: ["cameraintegrations/status", "canaryprobes/status", "leakincidents/status"]
   verbs: ["patch"]
+# Keyring Secrets: created once per probe, an item added/removed with a tenant (patch).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "patch"]
 # The agents' objects are server-side applied (PATCH); an apply that creates the object
 # is also authorized as `create` by the API server, hence create with every patch.
 - apiGroups: [""]
@@ -157,7 +158,7 @@ grant different (group, resource, verb)s. The reasons are commented there.
   verbs: ["patch", "create"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["patch", "delete", "create"]
+  verbs: ["patch", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["patch", "create"]

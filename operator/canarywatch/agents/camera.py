@@ -1,12 +1,13 @@
-"""``canarywatch camera``: one synthetic tenant's canary cameras, in a pod.
+"""``canarywatch camera``: a probe's canary cameras, every tenant's, in one pod.
 
-Cameras ``0..CANARYWATCH_CAMERAS-1`` of ``CANARYWATCH_TENANT`` render signed canary
-frames at ``CANARYWATCH_FPS`` (``camera.CameraFleet``) and publish them the way the
+Cameras ``0..CANARYWATCH_CAMERAS-1`` of each tenant of ``CANARYWATCH_TENANTS`` render
+signed canary frames (each with its own tenant's key; each pushes with its own
+tenant's token) at ``CANARYWATCH_FPS`` (``camera.CameraFleet``) and publish them the way the
 integration takes them: pushed to its ingest URL, or served on
 ``/cameras/<tenant>/<camera>/snapshot.jpg`` and ``stream.mjpg`` for it to pull (behind
 the probe's Service). ``/metrics`` and ``/healthz`` are on ``CANARYWATCH_METRICS_PORT``;
 publish counts go to the log's periodic summary. The camera never talks to the
-Kubernetes API (its ServiceAccount has no token).
+Kubernetes API (its pod mounts no ServiceAccount token).
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ class CameraAgent:
     def __init__(self, settings: CameraSettings, *, keyring: Keyring, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        key = keyring.key(settings.tenant)
         self.fleet = CameraFleet(
             [
-                CanaryCamera(settings.tenant, camera, key, width=settings.width, height=settings.height)
+                CanaryCamera(
+                    tenant, camera, keyring.key(tenant), width=settings.width, height=settings.height
+                )
+                for tenant in settings.tenants
                 for camera in range(settings.cameras)
             ],
             fps=settings.fps,
@@ -67,7 +70,9 @@ class CameraAgent:
             if s.push is not None:
                 targets = {}
                 for camera in self.fleet.cameras:
-                    request = s.push.render(tenant=s.tenant, camera=str(camera.camera), token=s.token)
+                    request = s.push.render(
+                        tenant=camera.tenant, camera=str(camera.camera), token=s.token(camera.tenant)
+                    )
                     targets[(camera.tenant, camera.camera)] = PushTarget(
                         request.method, request.url, dict(request.headers)
                     )
@@ -75,7 +80,7 @@ class CameraAgent:
                 how = f"pushing to {s.push.template!r}"
             elif s.publish is not None and s.stream_endpoint is not None:
                 streaming = publish_streams(
-                    self.fleet, s.publish, token=lambda _: s.token, render=s.stream_endpoint.render
+                    self.fleet, s.publish, token=s.token, render=s.stream_endpoint.render
                 )
                 self._tasks.append(asyncio.create_task(streaming))
                 how = f"streaming {s.publish.protocol} to {s.publish.template!r}"
@@ -88,9 +93,9 @@ class CameraAgent:
                 how = f"serving on {self.serve_url}"
             self._tasks.append(asyncio.create_task(self._summaries()))
             log.info(
-                "camera %s: tenant %s, %d camera(s) at %g fps, %s; metrics on %s",
+                "camera %s: tenants %s, %d camera(s) at %g fps, %s; metrics on %s",
                 s.pod_name,
-                s.tenant,
+                ", ".join(s.tenants),
                 len(self.fleet.cameras),
                 s.fps,
                 how,
@@ -126,7 +131,7 @@ def run_camera_agent(environ: Mapping[str, str]) -> int:
     """Run the cameras until SIGTERM/SIGINT: 0 when stopped, 2 on bad configuration, 1 on failure."""
     try:
         settings = CameraSettings.from_environ(environ)
-        keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+        keyring = load_keyring(settings.keyring_dir, require=settings.tenants)
     except EnvError as error:
         log.error("bad configuration: %s", error)
         return 2

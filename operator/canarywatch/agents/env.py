@@ -102,18 +102,23 @@ class Endpoint:
 class AgentSettings:
     """What both agents read."""
 
+    def token(self, tenant: str) -> str:
+        """``tenant``'s token, or "" when the integration needs none."""
+        return self.tokens.get(tenant, "")
+
     role: AgentRole
     namespace: str
     pod_name: str
     node_name: str | None
     integration: str
     probe: str
-    tenant: str
+    #: every tenant of the probe: the cameras of each run here, or each watches here.
+    tenants: tuple[str, ...]
     cameras: int
     fps: float
     keyring_dir: Path
-    #: the tenant's token, or "" when the integration needs none (no tokenSecretRef).
-    token: str = field(repr=False)
+    #: tenant -> its token; a tenant without one (no tokenSecretRef) is absent.
+    tokens: Mapping[str, str] = field(repr=False)
     metrics_host: str
     metrics_port: int
     summary_seconds: float
@@ -177,13 +182,10 @@ class CameraSettings(AgentSettings):
 
 @dataclass(frozen=True)
 class ViewerSettings(AgentSettings):
-    #: every tenant of the probe, this one included.
-    tenants: tuple[str, ...]
-    #: the profile's name in the probe (labels, incidents).
-    profile_name: str
-    #: what the viewer's own ``Shaper`` applies: the whole profile, or with ``tc`` only
-    #: what netem cannot do (stalls), the kernel having imposed the rest.
-    profile: NetworkProfile
+    #: each network profile, named as in the probe (labels, incidents), as the viewer's
+    #: own ``Shaper`` applies it: the whole profile, or with ``tc`` only what netem
+    #: cannot do (stalls), the kernel having imposed the rest.
+    profiles: tuple[NetworkProfile, ...]
     shaper: str
     transports: tuple[str, ...]
     freshness_seconds: float
@@ -202,11 +204,6 @@ class ViewerSettings(AgentSettings):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ViewerSettings:
         common = _common(environ, AgentRole.VIEWER)
-        tenants = _list(environ, AgentEnv.TENANTS)
-        for tenant in tenants:
-            _tenant_id(tenant, AgentEnv.TENANTS)
-        if common["tenant"] not in tenants:
-            raise EnvError(AgentEnv.TENANTS, f"does not list this viewer's tenant {common['tenant']!r}")
         shaper = _required(environ, AgentEnv.NETWORK_SHAPER)
         if shaper not in SHAPERS:
             raise EnvError(AgentEnv.NETWORK_SHAPER, f"expected one of {', '.join(SHAPERS)}, got {shaper!r}")
@@ -230,9 +227,7 @@ class ViewerSettings(AgentSettings):
             raise EnvError(AgentEnv.TRANSPORTS, f"needs at least one of {', '.join(WATCHED_ENDPOINTS)}")
         return cls(
             **common,
-            tenants=tenants,
-            profile_name=_required(environ, AgentEnv.NETWORK_PROFILE_NAME),
-            profile=_profile(environ, shaper),
+            profiles=_profiles(environ, shaper),
             shaper=shaper,
             transports=transports,
             freshness_seconds=_number(environ, AgentEnv.FRESHNESS_SECONDS),
@@ -314,13 +309,9 @@ def _common(environ: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
     declared = _required(environ, AgentEnv.ROLE)
     if declared != role.value:
         raise EnvError(AgentEnv.ROLE, f"this is the {role.value} agent, but the role is {declared!r}")
-    token = ""
-    token_file = environ.get(AgentEnv.TOKEN_FILE, "")
-    if token_file:
-        try:
-            token = TokenSource(file=token_file).resolve()
-        except AdapterConfigError as error:
-            raise EnvError(AgentEnv.TOKEN_FILE, error.message) from None
+    tenants = _list(environ, AgentEnv.TENANTS)
+    for tenant in tenants:
+        _tenant_id(tenant, AgentEnv.TENANTS)
     return {
         "role": role,
         "namespace": _required(environ, AgentEnv.NAMESPACE),
@@ -329,11 +320,11 @@ def _common(environ: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
         "node_name": environ.get(AgentEnv.NODE_NAME) or None,
         "integration": _required(environ, AgentEnv.INTEGRATION),
         "probe": _required(environ, AgentEnv.PROBE),
-        "tenant": _tenant_id(_required(environ, AgentEnv.TENANT), AgentEnv.TENANT),
+        "tenants": tenants,
         "cameras": _int(environ, AgentEnv.CAMERAS, *_PROBE.bounds("camerasPerTenant")),
         "fps": _number(environ, AgentEnv.FPS),
         "keyring_dir": Path(_required(environ, AgentEnv.KEYRING_DIR)),
-        "token": token,
+        "tokens": _tokens(environ, tenants),
         "metrics_host": environ.get(AgentEnv.METRICS_HOST) or "0.0.0.0",
         "metrics_port": _int(environ, AgentEnv.METRICS_PORT, 0, 65535),
         "summary_seconds": _number(environ, AgentEnv.SUMMARY_SECONDS, default=60.0),
@@ -475,21 +466,52 @@ def _endpoint(
     return Endpoint(template, secret_headers)
 
 
-def _profile(environ: Mapping[str, str], shaper: str) -> NetworkProfile:
-    name = AgentEnv.NETWORK_PROFILE
-    spec = _json(environ, name)
-    if not isinstance(spec, str | Mapping):
-        raise EnvError(name, "expected a preset name or a JSON object (NetworkProfile.from_spec)")
-    try:
-        profile = NetworkProfile.from_spec(spec, where=name)
-    except ProfileError as error:
-        raise EnvError(error.field, error.message) from None  # the field path under the variable
-    if shaper == "tc":
-        # netem has imposed bandwidth, latency, jitter and loss on the pod's interface.
-        return NetworkProfile(
-            profile.name, stall_probability=profile.stall_probability, stall_s=profile.stall_s
-        )
-    return profile
+def _tokens(environ: Mapping[str, str], tenants: tuple[str, ...]) -> dict[str, str]:
+    """The token of each tenant with a file in ``TOKEN_DIR`` (re-read by nobody: a
+    rotated token reaches the agent with its next rollout)."""
+    directory = environ.get(AgentEnv.TOKEN_DIR, "").strip()
+    if not directory:
+        return {}
+    if not Path(directory).is_dir():
+        raise EnvError(AgentEnv.TOKEN_DIR, f"cannot read {directory}: not a directory (the tokens' volume)")
+    tokens: dict[str, str] = {}
+    for tenant in tenants:
+        path = Path(directory) / tenant
+        if not path.is_file():
+            continue
+        try:
+            tokens[tenant] = TokenSource(file=str(path)).resolve()
+        except AdapterConfigError as error:
+            raise EnvError(AgentEnv.TOKEN_DIR, f"{tenant}: {error.message}") from None
+    return tokens
+
+
+def _profiles(environ: Mapping[str, str], shaper: str) -> tuple[NetworkProfile, ...]:
+    """Each profile of ``NETWORK_PROFILES``, named as in the probe."""
+    name = AgentEnv.NETWORK_PROFILES
+    specs = _object(_json(environ, name), name)
+    if not specs:
+        raise EnvError(name, "expected at least one network profile")
+    if shaper == "tc" and len(specs) != 1:
+        raise EnvError(name, "a tc-shaped viewer pod runs exactly one profile (netem shapes the whole pod)")
+    profiles = []
+    for profile_name, spec in specs.items():
+        where = f"{name}.{profile_name}"
+        if not isinstance(spec, str | Mapping):
+            raise EnvError(where, "expected a preset name or a JSON object (NetworkProfile.from_spec)")
+        try:
+            profile = NetworkProfile.from_spec(spec, where=where)
+        except ProfileError as error:
+            raise EnvError(error.field, error.message) from None  # the field path under the variable
+        if shaper == "tc":
+            # netem has imposed bandwidth, latency, jitter and loss on the pod's interface.
+            profile = NetworkProfile(
+                profile.name, stall_probability=profile.stall_probability, stall_s=profile.stall_s
+            )
+        # A custom profile made from a preset carries the preset's name; streams, labels
+        # and incidents use the probe's name for it.
+        profiles.append(dataclasses.replace(profile, name=str(profile_name)))
+    return tuple(profiles)
 
 
 def _policy(environ: Mapping[str, str]) -> Policy:

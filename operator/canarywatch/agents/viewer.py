@@ -1,11 +1,14 @@
-"""``canarywatch viewer``: one tenant's hub viewers on one network profile, in a pod.
+"""``canarywatch viewer``: a probe's hub viewers, every tenant on every network profile, in a pod.
 
-The pod is one hub: its environment (``agents.env``) becomes the ``ViewerSpec`` of one
-tenant on one network, and the viewer core plans and runs its streams exactly as
-``canarywatch run`` does (``viewer.plan``, ``viewer.runner``): one viewer stream per
-camera and transport (snapshot polls, MJPEG, the event feed's thumbnails) plus, with
-several tenants, an authorization prober, all through the hub's one ``Shaper``, MJPEG
-opened once the link is measured. Every frame is decoded and judged; ``Monitor``
+Its environment (``agents.env``) becomes the ``ViewerSpec`` of every tenant of the
+probe on each network profile, and the viewer core plans and runs its streams exactly
+as ``canarywatch run`` does (``viewer.plan``, ``viewer.runner``): per tenant and
+profile one viewer stream per camera and transport (snapshot polls, MJPEG, the event
+feed's thumbnails) plus, with several tenants, an authorization prober, each with its
+own HTTP session (its own connections and cookies, its own tenant's token), each
+profile through its own in-process ``Shaper``, MJPEG opened once the link is measured.
+A profile shaped by the kernel (``shaper: tc``) runs in a pod of its own, since netem
+shapes the whole pod. Every frame is decoded and judged; ``Monitor``
 counts it in the metrics and applies the incident policy, locally and only to confirm
 (k of the last n frames of a stream) and to de-duplicate (one incident per verdict
 while the leak lasts, not one per frame).
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import functools
 import logging
 import os
@@ -254,19 +256,16 @@ def kubernetes_creator(
 
 
 def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
-    """The pod's viewers as the plan's input: its own tenant, on its own network."""
+    """The pod's viewers as the plan's input: every tenant, on each of its networks."""
     s = settings
-    # A custom profile made from a preset carries the preset's name; streams, labels and
-    # incidents use the probe's name for it.
-    profile = dataclasses.replace(s.profile, name=s.profile_name)
     return ViewerSpec(
         integration=s.integration,
         probe=s.probe,
         tenants=s.tenants,
-        watchers=(Watcher(s.tenant, s.token),),
+        watchers=tuple(Watcher(tenant, s.token(tenant)) for tenant in s.tenants),
         cameras=s.cameras,
         endpoints=s.endpoints,
-        profiles=(profile,),
+        profiles=s.profiles,
         freshness_seconds=s.freshness_seconds,
         freshness_by_path=s.freshness_by_path,
         poll_interval=s.poll_interval,
@@ -320,10 +319,10 @@ class ViewerAgent:
         self.metrics_url = server.url
         self._tasks = self.viewers.start()
         log.info(
-            "viewer %s of tenant %s on network %s (%s shaper): %d streams; metrics on %s",
+            "viewer %s of tenants %s on networks %s (%s shaper): %d streams; metrics on %s",
             s.pod_name,
-            s.tenant,
-            s.profile_name,
+            ", ".join(s.tenants),
+            ", ".join(p.name for p in s.profiles),
             s.shaper,
             len(self.viewers.streams),
             server.url,
@@ -432,15 +431,11 @@ def run_viewer_agent(environ: Mapping[str, str]) -> int:
     """Run the viewer until SIGTERM/SIGINT: 0 when stopped, 2 on bad configuration, 1 on failure."""
     try:
         settings = ViewerSettings.from_environ(environ)
-        keyring = load_keyring(settings.keyring_dir, require=(settings.tenant,))
+        keyring = load_keyring(settings.keyring_dir, require=settings.tenants)
         create = kubernetes_creator(environ, settings.namespace)
     except EnvError as error:
         log.error("bad configuration: %s", error)
         return 2
-    missing = [t for t in settings.tenants if t not in keyring]
-    if missing:
-        # Their frames would read as forged rather than cross_tenant: worth knowing, not fatal.
-        log.warning("no key for tenants %s: their canaries cannot be attributed", ", ".join(missing))
     agent = ViewerAgent(settings, keyring=keyring, reporter=IncidentReporter(create))
     try:
         asyncio.run(run_until_signalled(agent.run))

@@ -50,7 +50,7 @@ import yaml
 from canarywatch.agents.reporting import rfc3339
 from canarywatch.api import API_VERSION, RESUME_ANNOTATION
 from canarywatch.controller import permissions
-from canarywatch.controller.manifests import KEYRING_SECRET_KEY, keyring_secret_name
+from canarywatch.controller.manifests import keyring_item, keyring_secret_name
 from canarywatch.incidents.receiver import EventsReceiver
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.payload import Payload, pack_signed, tenant_tag
@@ -451,7 +451,7 @@ def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> float:
             for p in items
             if (p.get("status") or {}).get("observedGeneration") == p["metadata"]["generation"]
             and (p.get("status") or {}).get("tenants") == 2
-            and ((p.get("status") or {}).get("workloads") or {}).get("desired") == 6
+            and ((p.get("status") or {}).get("workloads") or {}).get("desired") == 2
         ]
         return len(done) == probes
 
@@ -513,8 +513,8 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
     # tenant's key from the keyring the operator generated (it verifies it before acting).
     reporter = "probe-0000"
     tenant = example["spec"]["observed"]["tenant"]
-    secret = api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(reporter, tenant)}")
-    keyring = Keyring.from_json(base64.b64decode(secret["data"][KEYRING_SECRET_KEY]).decode())
+    secret = api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(reporter)}")
+    keyring = Keyring.from_json(base64.b64decode(secret["data"][keyring_item(tenant)]).decode())
     latencies: list[float] = []
     time.sleep(1)  # the watch is established
     for index in range(incidents):

@@ -5,12 +5,14 @@ builders (``controller.manifests``), the policy (``incidents.policy``) and the k
 switch (``controller.actions``), and writes status through ``controller.kube``.
 ``register()`` attaches them to a kopf registry with the intervals of the settings::
 
-    CanaryProbe        create/update/resume  keyring Secrets (generated once), RBAC,
-                                             camera/viewer Deployments, stale ones removed
-                       timer                 status summary (workloads from an index,
-                                             verdict counts and coverage scraped from
-                                             ready viewers)
-                       delete                its gauges forgotten
+    CanaryProbe        create/update/resume  keyring Secret (each key generated once),
+                                             the namespace's viewer RBAC, camera/viewer
+                                             Deployments, stale ones removed
+                       startup: one loop     status summaries of every probe (probes and
+                                             workloads from indexes, verdict counts and
+                                             coverage scraped from ready viewers)
+                       delete                its gauges forgotten (no finalizer: owner
+                                             references remove its objects)
     CameraIntegration  create/update/resume  policy and kill-switch validation: phase
                                              Active or Degraded, the Degraded condition
                        spec.suspended        true by hand: engage; false: resume what it
@@ -58,6 +60,7 @@ from canarywatch.controller.indexes import (
     deployments_by_probe,
     incidents_by_integration,
     integrations_by_name,
+    probes_by_name,
 )
 from canarywatch.controller.integrations import (
     configure_integration,
@@ -65,7 +68,7 @@ from canarywatch.controller.integrations import (
     resolve_incidents,
     suspend_or_resume,
 )
-from canarywatch.controller.probes import forget_probe, reconcile_probe, reroll_probes, summarize_probe
+from canarywatch.controller.probes import forget_probe, reconcile_probe, reroll_probes, summarize_probes
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings
 
@@ -90,15 +93,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     kopf.index("apps", "v1", "deployments", labels=MANAGED_BY, registry=registry)(deployments_by_probe)
     kopf.index(*_INTEGRATIONS, registry=registry)(integrations_by_name)
     kopf.index(*_INCIDENTS, registry=registry)(incidents_by_integration)
+    kopf.index(*_PROBES, registry=registry)(probes_by_name)
 
     for cause in (on.create, on.update, on.resume):
         cause(*_PROBES, registry=registry)(reconcile_probe)
-    kopf.timer(
-        *_PROBES,
-        interval=settings.status_interval_seconds,
-        initial_delay=settings.status_interval_seconds,
-        registry=registry,
-    )(summarize_probe)
+    on.startup(registry=registry)(start_summaries)
     # optional: no finalizer, so a probe is deleted even while the operator is down.
     on.delete(*_PROBES, optional=True, registry=registry)(forget_probe)
 
@@ -120,6 +119,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     on.create(*_INCIDENTS, registry=registry)(respond_to_incident)
     on.resume(*_INCIDENTS, registry=registry)(respond_to_incident)
+
+
+async def start_summaries(memo: Runtime, **kwargs: Any) -> None:
+    """Start the probes' status summaries (``probes.summarize_probes``) over kopf's
+    indexes (live views: filled as the watches deliver); they stop with the operator."""
+    indexes = (kwargs["probes_by_name"], kwargs["deployments_by_probe"], kwargs["integrations_by_name"])
+    memo.background(summarize_probes(memo, *indexes), "the probes' status summaries")
 
 
 async def liveness(memo: Runtime, **_: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ __all__ = [
     "integrations_by_name",
     "lookup",
     "patch_incident",
+    "probes_by_name",
 ]
 
 
@@ -59,6 +60,19 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
         },
     }
     return {(str(meta.get("namespace")), str(owner.get("uid"))): trimmed}
+
+
+def probes_by_name(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """CanaryProbes, for the status summaries: what ``summarize_probe`` reads (kopf's
+    own state in the status left out)."""
+    meta = body.get("metadata", {})
+    status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    trimmed = {
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "generation")},
+        "spec": dict(body.get("spec") or {}),
+        "status": status,
+    }
+    return {(str(meta.get("namespace")), str(meta.get("name"))): trimmed}
 
 
 def integrations_by_name(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from canarywatch.api import API_GROUP
 from canarywatch.controller.handlers import register
+from canarywatch.controller.kopfstate import KindDiffBaseStorage, KindProgressStorage
 from canarywatch.controller.kube import Kube
 from canarywatch.controller.leadership import LeaderElector
 from canarywatch.controller.runtime import Runtime
@@ -95,21 +96,22 @@ def run_operator(
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
-    """kopf's settings for canarywatch: progress in ``canarywatch.io/`` annotations (the
-    status schemas are structural: kopf's status fields would be pruned), no CRD or
-    namespace scanning (nothing cluster-wide to read), warnings posted as Events.
+    """kopf's settings for canarywatch: its state in a CanaryProbe's status and in other
+    objects' ``canarywatch.io/`` annotations (``kopfstate``), no CRD or namespace
+    scanning (nothing cluster-wide to read), warnings posted as Events.
 
-    kopf puts a finalizer on objects with timers (CanaryProbe, CameraIntegration) to stop
-    them on deletion; it is named ``canarywatch.io/operator`` so ``kubectl get -o yaml``
-    says whose it is. Without a running operator, remove it by hand to delete one."""
+    kopf puts a finalizer on objects with timers (CameraIntegration) to stop them on
+    deletion; it is named ``canarywatch.io/operator`` so ``kubectl get -o yaml`` says
+    whose it is. Without a running operator, remove it by hand to delete one. A
+    CanaryProbe has none (its status summaries are one loop, not a timer each): a
+    probe's owner references remove its objects, and kopf removes the finalizer an
+    older version put on it."""
     config = kopf.OperatorSettings()
     config.peering.standalone = True
     config.scanning.disabled = True
     config.persistence.finalizer = f"{_ANNOTATION_PREFIX}/operator"
-    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_ANNOTATION_PREFIX)
-    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=_ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    config.persistence.progress_storage = KindProgressStorage(prefix=_ANNOTATION_PREFIX)
+    config.persistence.diffbase_storage = KindDiffBaseStorage(prefix=_ANNOTATION_PREFIX)
     # A deleted object waits for its timers to stop: give them a moment to do so at once
     # (kopf's default is a few event-loop cycles, then re-checking once a minute).
     config.background.instant_exit_timeout = 0.5

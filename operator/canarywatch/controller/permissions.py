@@ -43,9 +43,11 @@ Rule = Mapping[str, Sequence[str]]
 _GROUP = API_GROUP
 
 NAMESPACE_RULES: tuple[Rule, ...] = (
-    # kopf: list+watch, annotations (progress, last-handled configuration); handlers:
-    # get the integration fresh under its lock, list incidents; get the probe an
-    # incident names (controller.trust); delete finished incidents beyond the history limit.
+    # kopf: list+watch, an integration's annotations (progress, last-handled
+    # configuration) and finalizer; a probe's only to remove the finalizer an older
+    # version put on it (its kopf state is in its status); handlers: get the integration
+    # fresh under its lock, list incidents; get the probe an incident names
+    # (controller.trust); delete finished incidents beyond the history limit.
     {"apiGroups": [_GROUP], "resources": ["cameraintegrations"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [_GROUP], "resources": ["canaryprobes"], "verbs": ["get", "list", "watch", "patch"]},
     # create: not called; RBAC lets the operator grant it to the viewers' Role only if
@@ -60,13 +62,15 @@ NAMESPACE_RULES: tuple[Rule, ...] = (
         "resources": ["cameraintegrations/status", "canaryprobes/status", "leakincidents/status"],
         "verbs": ["patch"],
     },
-    # Keyring Secrets: created once (never updated: immutable), deleted with a tenant;
-    # get: PagerDuty routing keys and webhook credentials, by name.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
-    # Server-side apply of the agents' objects: a PATCH, which RBAC also checks as a
-    # create when the object does not exist yet.
+    # A probe's keyring Secret: created once, an item added or removed with a tenant
+    # (merge patch; an existing key is never rewritten); get: PagerDuty routing keys,
+    # webhook credentials, and the keyring when a tenant is added.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+    # Server-side apply of the agents' objects (the namespace's viewer account, a
+    # probe's camera Service): a PATCH, which RBAC also checks as a create when the
+    # object does not exist yet.
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]},
     {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["roles", "rolebindings"],

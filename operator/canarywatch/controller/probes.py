@@ -1,7 +1,15 @@
-"""CanaryProbe handlers: its keyring Secrets (generated once), RBAC and camera/viewer
-Deployments reconciled from the pure builders, stale ones removed; the periodic status
-summary (verdict counts scraped from ready viewers); and the re-roll of an
-integration's probes when its endpoints or verdict rules change."""
+"""CanaryProbe handlers: its keyring Secret (each tenant's key generated once), the
+namespace's viewer RBAC (once per namespace) and the camera/viewer Deployments
+reconciled from the pure builders, stale ones removed; the periodic status summary
+(verdict counts scraped from ready viewers); and the re-roll of an integration's probes
+when its endpoints or verdict rules change.
+
+What a reconcile costs the API server, since 1,000 probes start at once after an
+upgrade or a restore: a new probe is one create of its Secret, one apply of each
+Deployment (two, without ``tc`` profiles) and of its PodDisruptionBudget, and one
+status patch (kopf keeps its own state in that same patch: ``main.kopf_settings``). A
+probe whose Deployments carry the config hash the builders produce now costs nothing
+but, when it changed, its status patch."""
 
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ import aiohttp
 import kopf
 from prometheus_client.parser import text_string_to_metric_families
 
-from canarywatch.api import CONFIG_HASH_ANNOTATION, LABEL_ROLE, LABEL_TENANT, AgentRole
+from canarywatch.api import CONFIG_HASH_ANNOTATION, LABEL_ROLE, AgentRole
 from canarywatch.controller import manifests
 from canarywatch.controller.cameras import observe_cameras
 from canarywatch.controller.indexes import lookup
@@ -29,16 +37,23 @@ from canarywatch.controller.kube import (
     POD_DISRUPTION_BUDGETS,
     PODS,
     SECRETS,
-    SERVICES,
     KubeError,
+    NotFound,
 )
-from canarywatch.controller.runtime import RETRY_DELAY, Runtime, epoch, is_degraded, status_condition
+from canarywatch.controller.runtime import (
+    RETRY_DELAY,
+    Runtime,
+    ViewerRbac,
+    epoch,
+    is_degraded,
+    status_condition,
+)
 from canarywatch.coverage import fetch_counts, summarize
 from canarywatch.httpclient import client_session
 from canarywatch.spec import ProbeSpec
 from canarywatch.verdicts import Verdict
 
-__all__ = ["forget_probe", "reconcile_probe", "reroll_probes", "summarize_probe"]
+__all__ = ["forget_probe", "reconcile_probe", "reroll_probes", "summarize_probe", "summarize_probes"]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +68,9 @@ async def reconcile_probe(
     memo: Runtime,
     **kwargs: Any,
 ) -> None:
-    """Create or update the probe's Secrets, RBAC and Deployments; remove stale ones."""
+    """Create or update the probe's Secret and Deployments; remove stale ones."""
     namespace = body["metadata"]["namespace"]
-    integration_name = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
+    integration_name = _integration_name(body)
     found = lookup(kwargs.get("integrations_by_name"), (namespace, integration_name))
     integration = found[0] if found else await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
     existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
@@ -68,6 +83,7 @@ async def reconcile_probe(
             old_spec=(old or {}).get("spec") if reason == "update" else None,
             known_keyrings=memo.keyring_tenants,
             fresh=reason == "create",
+            probes=kwargs.get("probes_by_name"),
         )
     except KubeError as error:
         # The API server refused one of its objects (RBAC, a quota, an admission webhook):
@@ -89,12 +105,15 @@ async def _reconcile_probe(
     old_spec: Mapping[str, Any] | None = None,
     known_keyrings: Iterable[str] = (),
     fresh: bool = False,
+    probes: Any = None,
 ) -> tuple[dict[str, Any], set[str]]:
     """Bring the probe's objects in line with its spec; its new status and keyring tenants.
 
     ``existing`` are the live Deployments it owns (from the index): one whose config hash
     matches what the builders produce now is left alone. ``fresh`` (a creation) skips
-    nothing; otherwise RBAC and Services are re-applied only if some Deployment changed.
+    nothing; otherwise Services and the budget are re-applied only if some Deployment
+    changed. The keyring is written before any Deployment that mounts it. ``probes`` is
+    kopf's index of CanaryProbes: the owners of the namespace's viewer RBAC.
     """
     namespace, name = probe["metadata"]["namespace"], probe["metadata"]["name"]
     problems: list[str] = []
@@ -119,7 +138,6 @@ async def _reconcile_probe(
             problems.append(str(error))
     live = {str(d["metadata"]["name"]): dict(d) for d in existing}
     if not problems:
-        keyrings = await _ensure_keyrings(rt, probe, spec.tenant_ids, set(known_keyrings))
         hashes = {
             n: d["metadata"].get("annotations", {}).get(CONFIG_HASH_ANNOTATION) for n, d in live.items()
         }
@@ -129,11 +147,16 @@ async def _reconcile_probe(
             if obj["kind"] == "Deployment"
             and hashes.get(obj["metadata"]["name"]) != obj["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         ]
+        known = set(known_keyrings)
+        if not fresh and manifests.camera_name(spec.name) not in {
+            d["metadata"]["name"] for d in stale_deployments
+        }:
+            # The camera Deployment (whose hash covers the tenant list) was applied after
+            # the keyring of those tenants was written: no need to write it again.
+            known |= set(spec.tenant_ids)
+        keyrings = await _ensure_keyring(rt, probe, spec.tenant_ids, known)
         if fresh or stale_deployments:
-            # RBAC first, in order (the RoleBinding names the Role); then the rest at once.
-            rbac = [obj for obj in workloads if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-            for obj in rbac:
-                await rt.kube.apply(obj)
+            await _ensure_viewer_rbac(rt, probe, probes)
             others = [obj for obj in workloads if obj["kind"] in ("Service", "PodDisruptionBudget")]
             for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others + stale_deployments)):
                 if applied.get("kind") == "Deployment":
@@ -147,8 +170,8 @@ async def _reconcile_probe(
         for stale in sorted(set(live) - expected):
             await rt.kube.delete(DEPLOYMENTS, namespace, stale, uid=live[stale]["metadata"].get("uid"))
             live.pop(stale)
-        if old_spec is not None and integration is not None:
-            await _remove_tenants(rt, probe, old_spec, integration, set(spec.tenant_ids))
+        if old_spec is not None:
+            await _remove_tenants(rt, probe, old_spec, set(spec.tenant_ids))
     status = manifests.build_probe_status(
         probe,
         deployments=live.values(),
@@ -164,47 +187,98 @@ async def _reconcile_probe(
     return status, keyrings
 
 
-async def _ensure_keyrings(
+async def _ensure_keyring(
     rt: Runtime, probe: Mapping[str, Any], tenants: Sequence[str], known: set[str]
 ) -> set[str]:
-    """Each tenant's keyring Secret, created with a fresh key only if it does not exist.
+    """The probe's keyring Secret with an item for each tenant; a fresh key only for a
+    tenant that has none: created with every missing tenant's key, else each missing
+    one added. An existing item is never rewritten.
 
-    The key is generated here and goes straight into the Secret: it is never logged,
-    kept, or regenerated (an existing Secret is immutable and wins).
+    A key is generated here and goes straight into the Secret: it is never logged,
+    kept, or regenerated.
     """
-
-    async def ensure(tenant: str) -> str:
-        secret = manifests.build_keyring_secret(probe, tenant, secrets.token_bytes(32))
-        await rt.kube.create_if_absent(secret)
-        return tenant
-
     missing = [t for t in tenants if t not in known]
-    created = await asyncio.gather(*(ensure(t) for t in missing))
-    return {t for t in tenants if t in known} | set(created)
+    if not missing:
+        return set(tenants)
+    keys = {t: secrets.token_bytes(32) for t in missing}
+    if not known and await rt.kube.create_if_absent(manifests.build_keyring_secret(probe, keys)):
+        return set(tenants)
+    namespace, name = probe["metadata"]["namespace"], manifests.keyring_secret_name(probe["metadata"]["name"])
+    current = await rt.kube.get(SECRETS, namespace, name) or {}
+    present = set(current.get("data") or {})
+    added = {t: key for t, key in keys.items() if manifests.keyring_item(t) not in present}
+    if added:
+        if current:
+            await rt.kube.merge_patch(SECRETS, namespace, name, {"data": manifests.keyring_data(added)})
+        else:  # deleted by hand: made again (its Deployments roll with the new keys)
+            await rt.kube.create(manifests.build_keyring_secret(probe, keys))
+    return set(tenants)
+
+
+async def _ensure_viewer_rbac(rt: Runtime, probe: Mapping[str, Any], probes: Any) -> None:
+    """The namespace's viewer ServiceAccount, Role and RoleBinding, owned by each of its
+    probes: applied when this probe is not yet among the owners this process applied
+    (with every probe the index knows there, so at a cold start one apply serves them
+    all); probes arriving meanwhile wait for that apply."""
+    namespace, uid = str(probe["metadata"]["namespace"]), str(probe["metadata"]["uid"])
+    while True:
+        applying = rt.viewer_rbac.get(namespace)
+        if applying is not None and uid in applying.owners:
+            await asyncio.shield(applying.done)
+            return
+        if applying is not None and not applying.done.done():
+            await asyncio.wait([applying.done])  # then see whether it made this probe an owner
+            continue
+        owners = {(str(probe["metadata"]["name"]), uid)} | _probes_in(probes, namespace)
+        done = asyncio.ensure_future(_apply_viewer_rbac(rt, namespace, owners))
+        rt.viewer_rbac[namespace] = ViewerRbac(frozenset(o[1] for o in owners), done)
+        try:
+            await asyncio.shield(done)
+        except KubeError:
+            if rt.viewer_rbac.get(namespace) is not None and rt.viewer_rbac[namespace].done is done:
+                del rt.viewer_rbac[namespace]  # the next reconcile tries again
+            raise
+        return
+
+
+async def _apply_viewer_rbac(rt: Runtime, namespace: str, owners: set[tuple[str, str]]) -> None:
+    for obj in manifests.build_viewer_rbac(namespace, owners):  # in order: the binding names the Role
+        await rt.kube.apply(obj)
+
+
+def _probes_in(probes: Any, namespace: str) -> set[tuple[str, str]]:
+    """(name, uid) of every CanaryProbe of ``namespace`` in kopf's index (empty without one)."""
+    if probes is None:
+        return set()
+    return {
+        (str(p["metadata"]["name"]), str(p["metadata"]["uid"]))
+        for key in list(probes)
+        if key[0] == namespace
+        for p in probes.get(key, ())
+    }
 
 
 async def _remove_tenants(
     rt: Runtime,
     probe: Mapping[str, Any],
     old_spec: Mapping[str, Any],
-    integration: Mapping[str, Any],
     current: set[str],
 ) -> None:
-    """Keyring Secrets and camera Services of tenants the update removed."""
+    """The keyring items of tenants the update removed."""
     old_probe = {**probe, "spec": dict(old_spec)}
     try:
         removed = [t for t in manifests.parse_probe(old_probe).tenant_ids if t not in current]
     except manifests.BuildError:
         return
-    namespace = probe["metadata"]["namespace"]
-    for tenant in removed:
-        await rt.kube.delete(
-            SECRETS, namespace, manifests.keyring_secret_name(probe["metadata"]["name"], tenant)
+    if removed:
+        namespace, name = (
+            probe["metadata"]["namespace"],
+            manifests.keyring_secret_name(probe["metadata"]["name"]),
         )
-        with contextlib.suppress(manifests.BuildError):
-            service = manifests.build_camera_service(old_probe, integration, tenant)
-            if service is not None:
-                await rt.kube.delete(SERVICES, namespace, service["metadata"]["name"])
+        with contextlib.suppress(NotFound):
+            await rt.kube.merge_patch(
+                SECRETS, namespace, name, {"data": {manifests.keyring_item(t): None for t in removed}}
+            )
 
 
 def _broken_probe_status(probe: Mapping[str, Any], problem: str) -> dict[str, Any]:
@@ -229,30 +303,77 @@ def _has_problem_condition(status: Mapping[str, Any], problems: Sequence[str]) -
     )
 
 
-async def summarize_probe(
-    body: kopf.Body,
-    status: Mapping[str, Any],
-    patch: kopf.Patch,
+async def summarize_probes(
     memo: Runtime,
-    **kwargs: Any,
+    probes: kopf.Index[Any, Any],
+    deployments: kopf.Index[Any, Any],
+    integrations: kopf.Index[Any, Any],
 ) -> None:
-    """The periodic status summary: at most one write per probe per interval, none when
-    nothing but the summary time would change (and that one is not yet stale)."""
+    """Every ``status_interval_seconds``, each probe's status summary (``summarize_probe``).
+
+    One loop for all probes rather than a kopf timer per probe: kopf puts a finalizer on
+    every object with a timer (one more patch per probe, and a probe that cannot be
+    deleted while the operator is down) and keeps a task per timer. The probes are read
+    from kopf's index, so a summary costs no read; a probe's failure is logged and the
+    others go on."""
+    interval = memo.settings.status_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        for key in list(probes):
+            for probe in list(probes.get(key, ())):
+                try:
+                    await _summarize_one(memo, probe, deployments, integrations)
+                except NotFound:
+                    pass  # deleted meanwhile
+                except Exception as error:
+                    log.warning("status summary of CanaryProbe %s/%s failed: %s", key[0], key[1], error)
+
+
+async def _summarize_one(
+    memo: Runtime,
+    probe: Mapping[str, Any],
+    deployments: kopf.Index[Any, Any],
+    integrations: kopf.Index[Any, Any],
+) -> None:
+    meta = probe["metadata"]
+    summary = await summarize_probe(
+        memo,
+        probe,
+        deployments=lookup(deployments, (meta["namespace"], meta["uid"])),
+        integrations=lookup(integrations, (meta["namespace"], _integration_name(probe))),
+    )
+    if summary is not None:
+        await memo.kube.patch_status(CANARY_PROBES, meta["namespace"], meta["name"], summary)
+
+
+def _integration_name(probe: Mapping[str, Any]) -> str:
+    return str(((probe.get("spec") or {}).get("integrationRef") or {}).get("name", ""))
+
+
+async def summarize_probe(
+    memo: Runtime,
+    body: Mapping[str, Any],
+    *,
+    deployments: Sequence[Mapping[str, Any]],
+    integrations: Sequence[Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    """The probe's status summary: None when nothing but the summary time would change
+    (and that one is not yet stale), so at most one write per probe per interval."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    deployments = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
+    status = body.get("status") or {}
     try:
         spec = manifests.parse_probe(body)
     except manifests.BuildError:
-        return
+        return None
     problems = []
-    integrations = lookup(kwargs.get("integrations_by_name"), (namespace, spec.integration))
     if not integrations:
         problems.append(f"CameraIntegration {namespace}/{spec.integration} not found")
     paused = manifests.maintenance_reason(body, integrations[0] if integrations else None)
     samples = await _agent_samples(memo, namespace, deployments)
     counts, last_frame = _verdict_counts(samples, name)
-    cameras = {d["metadata"]["labels"].get(LABEL_TENANT) for d in deployments}
-    keyrings = memo.keyring_tenants or {t for t in spec.tenant_ids if t in cameras}
+    # The camera Deployment is applied once the keyring of its tenants is written.
+    camera_up = any(d["metadata"]["name"] == manifests.camera_name(name) for d in deployments)
+    keyrings = set(spec.tenant_ids) if camera_up else set()
     summary = manifests.build_probe_status(
         body,
         deployments=deployments,
@@ -275,8 +396,7 @@ async def summarize_probe(
         summary |= _coverage(memo, body, spec, samples, summary)
     last = epoch(status.get("lastSummaryTime"))
     fresh = last is not None and time.time() - last < 10 * memo.settings.status_interval_seconds
-    if _changed(summary, status) or not fresh:
-        patch.status.update(summary)
+    return summary if _changed(summary, status) or not fresh else None
 
 
 def _changed(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
@@ -423,7 +543,9 @@ async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: A
             continue
         existing = lookup(kwargs.get("deployments_by_probe"), (namespace, probe["metadata"]["uid"]))
         try:
-            status, _keyrings = await _reconcile_probe(memo, probe, integration, existing)
+            status, _keyrings = await _reconcile_probe(
+                memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
+            )
         except KubeError as error:
             refused.append(probe["metadata"]["name"])
             status = _broken_probe_status(probe, f"cannot write the probe's objects: {error}")

@@ -30,6 +30,7 @@ __all__ = [
     "IntegrationPhase",
     "PageResult",
     "Runtime",
+    "ViewerRbac",
     "creation_time",
     "epoch",
     "integration_policy",
@@ -82,6 +83,14 @@ class PageResult(StrEnum):
     RESOLVED = "Resolved"
 
 
+@dataclass(frozen=True)
+class ViewerRbac:
+    """An apply of a namespace's viewer RBAC: the uids of the probes it makes owners."""
+
+    owners: frozenset[str]
+    done: asyncio.Future[None]
+
+
 @dataclass
 class Runtime:
     """What handlers share, passed to kopf as ``memo``.
@@ -98,8 +107,10 @@ class Runtime:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: LeakIncident views as this process last wrote them (see ``indexes.incident_views``).
     written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
-    #: Tenants of this probe whose keyring Secret is known to exist.
+    #: Tenants of this probe whose keyring item is known to exist.
     keyring_tenants: frozenset[str] = frozenset()
+    #: Namespace -> the last apply of its viewer RBAC (``probes._ensure_viewer_rbac``), shared.
+    viewer_rbac: dict[str, ViewerRbac] = field(default_factory=dict)
     #: Re-assertion pacing of each engaged kill switch (memory only: after a restart the
     #: next leak re-asserts at once, which is the safe side).
     holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)

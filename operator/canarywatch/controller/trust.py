@@ -4,13 +4,16 @@ A LeakIncident pages and switches an integration off, so the operator does not t
 one on its creator's word. Two layers, each useful without the other:
 
 - **Admission** (the chart's ValidatingAdmissionPolicy ``canarywatch-leakincident-creators``):
-  only the viewer ServiceAccount of the probe the incident names may create it.
+  only the viewer ServiceAccount of the incident's namespace (``canarywatch-viewer``,
+  shared by the namespace's probes) may create it.
 - **Evidence** (here, before anything is decided): the probe exists in the incident's
   namespace and watches the integration the incident names, the viewer tenant is one of
   its tenants, and for an attributed verdict (``cross_tenant``, ``misrouted``,
   ``stale``) the signed payload the viewer copied from the frame verifies under the
-  observed tenant's key, read from that tenant's keyring Secret (owned by the probe),
-  and says what the incident says (camera, sequence number, capture time).
+  observed tenant's key, read from the probe's keyring Secret (owned by the probe), and
+  says what the incident says (camera, sequence number, capture time). Keys are per
+  probe: a viewer of probe X holds none of probe Y's, so it cannot make an attributed
+  incident naming Y verify.
 
 The other verdicts (``foreign``, ``forged``, ``degraded``, ``undecodable``) carry no
 signature that could verify: the frame is by definition not a valid canary. They rest
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from canarywatch.controller.kube import CANARY_PROBES, SECRETS, Kube
-from canarywatch.controller.manifests import KEYRING_SECRET_KEY, BuildError, keyring_secret_name, parse_probe
+from canarywatch.controller.manifests import BuildError, keyring_item, keyring_secret_name, parse_probe
 from canarywatch.controller.runtime import epoch
 from canarywatch.markers.keyring import Keyring, KeyringError
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, mac, split_signed, tenant_tag
@@ -71,7 +74,7 @@ async def verify_incident(kube: Kube, incident: Mapping[str, Any]) -> Trust:
     secret = None
     observed_tenant = (spec.get("observed") or {}).get("tenant")
     if probe is not None and isinstance(observed_tenant, str):
-        secret = await kube.get(SECRETS, namespace, keyring_secret_name(probe_name, observed_tenant))
+        secret = await kube.get(SECRETS, namespace, keyring_secret_name(probe_name))
     return judge_evidence(incident, probe=probe, keyring_secret=secret)
 
 
@@ -126,17 +129,18 @@ def _signature(
     except (binascii.Error, ValueError):
         return _untrusted(f"observed.signedPayload is not a {PAYLOAD_BYTES}-byte signed payload")
     if secret is None:
-        return _untrusted(f"the keyring Secret of tenant {tenant} of CanaryProbe {name} does not exist")
+        return _untrusted(f"the keyring Secret of CanaryProbe {name} does not exist")
+    secret_name = (secret.get("metadata") or {}).get("name")
     owners = (secret.get("metadata") or {}).get("ownerReferences") or []
     if not any(
         o.get("uid") == probe["metadata"].get("uid") and o.get("kind") == "CanaryProbe" for o in owners
     ):
-        return _untrusted(f"the keyring Secret of tenant {tenant} is not owned by CanaryProbe {name}")
+        return _untrusted(f"the keyring Secret {secret_name} is not owned by CanaryProbe {name}")
     try:
-        document = base64.b64decode((secret.get("data") or {}).get(KEYRING_SECRET_KEY, ""))
+        document = base64.b64decode((secret.get("data") or {}).get(keyring_item(str(tenant)), ""))
         key = Keyring.from_mapping(json.loads(document)).key(str(tenant))
     except (binascii.Error, ValueError, KeyringError):
-        return _untrusted(f"the keyring Secret of tenant {tenant} holds no usable key")
+        return _untrusted(f"the keyring Secret {secret_name} holds no usable key for tenant {tenant}")
     if not hmac.compare_digest(mac(key, fields), signature):
         return _untrusted(f"the signed payload does not verify under tenant {tenant}'s key (forged evidence)")
     payload = Payload.from_bytes(fields)

@@ -8,20 +8,26 @@ agents' environment is ``canarywatch.api.AgentEnv``.
 
 Per probe::
 
-    ServiceAccount <probe>-camera        no API access, token not mounted       (rbac)
-    ServiceAccount <probe>-viewer        + Role/RoleBinding: create LeakIncidents, nothing more
-    PodDisruptionBudget <probe>-camera, <probe>-viewer   at most N of each evicted at once (agentpods)
-    per tenant:
-      Secret     <probe>-keyring-<tenant>        the tenant's signing key (immutable)  (keyring)
-      Deployment <probe>-camera-<tenant>         1 replica, all the tenant's cameras   (camera)
-      Service    <probe>-camera-<tenant>         only when the integration pulls (camera.serve)
-      per network profile:
-        Deployment <probe>-viewer-<tenant>-<profile>   viewersPerProfile replicas     (viewer)
+    Secret     <probe>-keyring    an item <tenant>.json per tenant: its signing key   (keyring)
+    Deployment <probe>-camera     1 replica: every tenant's cameras in one process,   (camera)
+                                  the namespace's default account, no token mounted
+    Service    <probe>-camera     only when the integration pulls (camera.serve)
+    Deployment <probe>-viewer     viewersPerProfile replicas: every tenant on every   (viewer)
+                                  profile shaped in-process, in one process
+    Deployment <probe>-viewer-<profile>   the same, for each profile with shaper: tc
+                                  (netem shapes the whole pod: one profile per pod)
+    PodDisruptionBudget <probe>-agents    at most N of its pods evicted at once   (agentpods)
 
-Keys: a camera mounts only its own tenant's keyring; a viewer mounts every tenant's of
-the probe, because telling ``cross_tenant`` (another tenant's valid signature) from
-``forged`` needs the other tenants' keys. Both find ``<tenant>.json`` files (the
-``Keyring.to_json`` format) in ``AgentEnv.KEYRING_DIR`` and merge them.
+Per namespace, shared by its probes (made once; no owner)::
+
+    ServiceAccount, Role, RoleBinding  canarywatch-viewer: create LeakIncidents, nothing more  (rbac)
+
+Keys: every pod mounts the items of the tenants it runs (``pods.keyring_volume``): the
+camera pod signs as each tenant; a viewer needs every tenant's key, because telling
+``cross_tenant`` (another tenant's valid signature) from ``forged`` needs the other
+tenants' keys. Both find ``<tenant>.json`` files (the ``Keyring.to_json`` format) in
+``AgentEnv.KEYRING_DIR`` and merge them. Each tenant keeps its own credentials inside
+the process: its token (``TOKEN_DIR/<tenant>``) and its own HTTP sessions.
 
 Modules: ``probe`` (reading the spec, paths, ``BuildError``), ``names`` (names, labels,
 owner references, config hashes), ``pods`` (agent containers, volumes, security,
@@ -38,19 +44,26 @@ from canarywatch.controller.manifests.agentpods import (
     disruption_budget_names,
 )
 from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
-from canarywatch.controller.manifests.keyring import build_keyring_secret
-from canarywatch.controller.manifests.names import config_hash, expected_workload_names, keyring_secret_name
+from canarywatch.controller.manifests.keyring import build_keyring_secret, keyring_data
+from canarywatch.controller.manifests.names import (
+    VIEWER_ACCOUNT,
+    camera_name,
+    config_hash,
+    expected_workload_names,
+    keyring_item,
+    keyring_secret_name,
+    viewer_name,
+)
 from canarywatch.controller.manifests.pods import DEFAULT_RESOURCES
 from canarywatch.controller.manifests.probe import (
     KEYRING_DIR,
-    KEYRING_SECRET_KEY,
     METRICS_PORT,
     PROBE_DEFAULTS,
-    TOKEN_FILE,
+    TOKEN_DIR,
     BuildError,
     parse_probe,
 )
-from canarywatch.controller.manifests.rbac import build_agent_rbac
+from canarywatch.controller.manifests.rbac import build_viewer_rbac
 from canarywatch.controller.manifests.status import build_probe_status
 from canarywatch.controller.manifests.viewer import build_viewer_deployment
 from canarywatch.controller.manifests.workloads import build_probe_workloads, maintenance_reason
@@ -60,13 +73,12 @@ __all__ = [
     "DEFAULT_RESOURCES",
     "DISRUPTION_BUDGET_ANNOTATION",
     "KEYRING_DIR",
-    "KEYRING_SECRET_KEY",
     "METRICS_PORT",
     "PROBE_DEFAULTS",
-    "TOKEN_FILE",
+    "TOKEN_DIR",
+    "VIEWER_ACCOUNT",
     "AgentPodOptions",
     "BuildError",
-    "build_agent_rbac",
     "build_camera_deployment",
     "build_camera_service",
     "build_disruption_budget",
@@ -74,10 +86,15 @@ __all__ = [
     "build_probe_status",
     "build_probe_workloads",
     "build_viewer_deployment",
+    "build_viewer_rbac",
+    "camera_name",
     "config_hash",
     "disruption_budget_names",
     "expected_workload_names",
+    "keyring_data",
+    "keyring_item",
     "keyring_secret_name",
     "maintenance_reason",
     "parse_probe",
+    "viewer_name",
 ]

@@ -1,11 +1,11 @@
 """Install-wide options of every agent pod (from the operator's settings, set by the
 chart): image pull Secrets, priority class, extra labels and annotations, and the
-PodDisruptionBudgets that keep a node drain from taking a probe's viewers down at once.
+PodDisruptionBudget that keeps a node drain from taking a probe's agents down at once.
 
-Why the pod spec and not the ServiceAccount: each probe's agents run under their own
-ServiceAccounts, made by the operator, so the usual "add imagePullSecrets to the
-ServiceAccount" cannot be done by a user ahead of time; the operator writes them into
-every pod spec instead.
+Why the pod spec and not the ServiceAccount: the viewers run under a ServiceAccount the
+operator makes (and the cameras under the namespace's default one), so the usual "add
+imagePullSecrets to the ServiceAccount" cannot be done by a user ahead of time; the
+operator writes them into every pod spec instead.
 """
 
 from __future__ import annotations
@@ -15,13 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from canarywatch.api import API_GROUP, LABEL_PROBE, LABEL_ROLE, AgentRole, label_value
-from canarywatch.controller.manifests.names import (
-    object_labels,
-    object_metadata,
-    service_account_name,
-    stamp,
-)
+from canarywatch.api import API_GROUP, LABEL_PROBE, label_value
+from canarywatch.controller.manifests.names import dns_label, object_labels, object_metadata, stamp
 from canarywatch.spec import ProbeSpec
 
 __all__ = [
@@ -34,8 +29,8 @@ __all__ = [
     "is_max_unavailable",
 ]
 
-#: On each agent Deployment: the disruption budget the operator keeps for its role
-#: (``maxUnavailable=1`` or ``off``). Part of the Deployment's config hash, so changing
+#: On each agent Deployment: the disruption budget the operator keeps for the probe's
+#: agents (``maxUnavailable=1`` or ``off``). Part of the Deployment's config hash, so changing
 #: the budget re-applies the Deployment and, with it, the PodDisruptionBudget.
 DISRUPTION_BUDGET_ANNOTATION = f"{API_GROUP}/disruption-budget"
 #: Label and annotation prefixes the operator owns; extra ones may not use them.
@@ -59,8 +54,8 @@ class AgentPodOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: Extra pod annotations (e.g. a service mesh opt-out); the operator's own win.
     annotations: Mapping[str, str] = field(default_factory=dict)
-    #: ``maxUnavailable`` of a PodDisruptionBudget per probe and role (cameras, viewers),
-    #: or None for no PodDisruptionBudgets.
+    #: ``maxUnavailable`` of a PodDisruptionBudget per probe (over its camera and viewer
+    #: pods), or None for no PodDisruptionBudgets.
     max_unavailable: str | None = "1"
 
     def __post_init__(self) -> None:
@@ -96,23 +91,23 @@ DEFAULT_OPTIONS = AgentPodOptions()
 
 
 def disruption_budget_names(spec: ProbeSpec) -> tuple[str, ...]:
-    """The PodDisruptionBudgets a probe may have: one per agent role."""
-    return tuple(service_account_name(spec.name, role) for role in AgentRole)
+    """The PodDisruptionBudgets a probe may have: one over all its agents."""
+    return (dns_label(spec.name, "agents"),)
 
 
-def build_disruption_budget(spec: ProbeSpec, role: AgentRole, max_unavailable: str) -> dict[str, Any]:
-    """One PodDisruptionBudget over all of a probe's agents of ``role`` (every tenant and
-    network profile): a drain evicts at most ``max_unavailable`` of them at a time, so
-    the probe keeps watching while nodes are rotated. Unhealthy pods may always be
+def build_disruption_budget(spec: ProbeSpec, max_unavailable: str) -> dict[str, Any]:
+    """One PodDisruptionBudget over all of a probe's agent pods (its camera pod and every
+    viewer pod): a drain evicts at most ``max_unavailable`` of them at a time, so the
+    probe keeps watching while nodes are rotated. Unhealthy pods may always be
     evicted: a crash-looping viewer must not block a drain."""
     value: int | str = int(max_unavailable) if max_unavailable.isdigit() else max_unavailable
-    selector = {LABEL_PROBE: label_value(spec.name), LABEL_ROLE: str(role)}
-    labels = object_labels(spec, str(role), **{LABEL_ROLE: str(role)})
+    selector = {LABEL_PROBE: label_value(spec.name)}
+    labels = object_labels(spec, "agents")
     return stamp(
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": object_metadata(spec, service_account_name(spec.name, role), labels),
+            "metadata": object_metadata(spec, disruption_budget_names(spec)[0], labels),
             "spec": {
                 "maxUnavailable": value,
                 "selector": {"matchLabels": selector},

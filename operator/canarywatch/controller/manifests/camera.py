@@ -1,5 +1,5 @@
-"""A tenant's canary cameras: their Deployment, and the Service in front of it when the
-integration pulls frames (``camera.serve``)."""
+"""The probe's canary cameras, every tenant's in one pod: their Deployment, and the
+Service in front of it when the integration pulls frames (``camera.serve``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from canarywatch.controller.manifests.adapters import camera_adapter
 from canarywatch.controller.manifests.agentpods import DEFAULT_OPTIONS, AgentPodOptions
 from canarywatch.controller.manifests.names import (
     camera_name,
+    deployment_selector,
     dns_label,
     object_labels,
     object_metadata,
@@ -22,7 +23,7 @@ from canarywatch.controller.manifests.pods import (
     common_env,
     env_var,
     keyring_volume,
-    mount_token,
+    mount_tokens,
     pod_annotations,
     pod_spec,
     tmp_volume,
@@ -36,22 +37,22 @@ __all__ = ["build_camera_deployment", "build_camera_service"]
 def build_camera_deployment(
     probe: Mapping[str, Any],
     integration: Mapping[str, Any],
-    tenant: str,
     *,
     image: str,
     image_pull_policy: str = "IfNotPresent",
     options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> dict[str, Any]:
-    """The Deployment running all of ``tenant``'s canary cameras (one replica).
+    """The Deployment running every tenant's canary cameras (one replica, one process:
+    ``camera.CameraFleet``), each tenant signing with its own key and publishing with
+    its own token. Its pod mounts no ServiceAccount token.
 
     ``Recreate``: two generations of a camera publishing at once would interleave two
     sequence counters, which viewers rightly report as replayed (stale) frames.
     """
     spec = parse_probe(probe)
-    spec.tenant(tenant)
     adapter, secret_env = camera_adapter(integration)
     env = [
-        *common_env(spec, AgentRole.CAMERA, tenant, adapter),
+        *common_env(spec, AgentRole.CAMERA, adapter),
         env_var(AgentEnv.FRAME_WIDTH, str(spec.width)),
         env_var(AgentEnv.FRAME_HEIGHT, str(spec.height)),
         *secret_env,
@@ -62,21 +63,21 @@ def build_camera_deployment(
             {"name": "camera-http", "containerPort": int(adapter["serve"]["port"]), "protocol": "TCP"}
         )
     container = agent_container(spec, AgentRole.CAMERA, image, image_pull_policy, env, ports)
-    volumes = [keyring_volume(spec, [tenant]), tmp_volume()]
-    mount_token(spec.tenant(tenant), container, volumes)
-    selector = pod_selector(spec, AgentRole.CAMERA, tenant)
+    volumes = [keyring_volume(spec, spec.tenant_ids), tmp_volume()]
+    mount_tokens(spec, container, volumes)
+    selector = pod_selector(spec, AgentRole.CAMERA)
     labels = object_labels(spec, "camera", **selector)
     return stamp(
         options.apply(
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": object_metadata(spec, camera_name(spec.name, tenant), labels),
+                "metadata": object_metadata(spec, camera_name(spec.name), labels),
                 "spec": {
                     "replicas": 1,
                     "revisionHistoryLimit": 3,
                     "strategy": {"type": "Recreate"},
-                    "selector": {"matchLabels": selector},
+                    "selector": deployment_selector(selector, AgentRole.CAMERA),
                     "template": {
                         "metadata": {"labels": labels, "annotations": pod_annotations()},
                         "spec": pod_spec(spec, AgentRole.CAMERA, selector, [container], volumes),
@@ -88,21 +89,18 @@ def build_camera_deployment(
 
 
 @builder
-def build_camera_service(
-    probe: Mapping[str, Any], integration: Mapping[str, Any], tenant: str
-) -> dict[str, Any] | None:
-    """For integrations that pull (``camera.serve``): the Service in front of
-    ``tenant``'s camera pod. The integration fetches
-    ``http://<service>.<namespace>.svc:<port>/cameras/<tenant>/<camera>/snapshot.jpg``
+def build_camera_service(probe: Mapping[str, Any], integration: Mapping[str, Any]) -> dict[str, Any] | None:
+    """For integrations that pull (``camera.serve``): the Service in front of the
+    probe's camera pod. The integration fetches
+    ``http://<probe>-camera.<namespace>.svc:<port>/cameras/<tenant>/<camera>/snapshot.jpg``
     (or ``stream.mjpg``). None when cameras push."""
     spec = parse_probe(probe)
-    spec.tenant(tenant)
     adapter, _ = camera_adapter(integration)
     if "serve" not in adapter:
         return None
     port = int(adapter["serve"]["port"])
-    selector = pod_selector(spec, AgentRole.CAMERA, tenant)
-    name = camera_name(spec.name, tenant)
+    selector = pod_selector(spec, AgentRole.CAMERA)
+    name = camera_name(spec.name)
     if not name[0].isalpha():  # Service names are DNS-1035 labels: a letter first
         name = dns_label("cw", name)
     return stamp(

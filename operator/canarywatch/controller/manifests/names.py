@@ -16,7 +16,6 @@ from canarywatch.api import (
     LABEL_NETWORK_PROFILE,
     LABEL_PROBE,
     LABEL_ROLE,
-    LABEL_TENANT,
     AgentRole,
     label_value,
 )
@@ -24,18 +23,25 @@ from canarywatch.controller.manifests.probe import builder, parse_probe
 from canarywatch.spec import ProbeSpec
 
 __all__ = [
+    "VIEWER_ACCOUNT",
     "camera_name",
     "config_hash",
+    "deployment_selector",
     "dns_label",
     "expected_workload_names",
+    "kernel_shaped_profiles",
+    "keyring_item",
     "keyring_secret_name",
     "object_labels",
     "object_metadata",
     "pod_selector",
-    "service_account_name",
     "stamp",
     "viewer_name",
 ]
+
+#: The ServiceAccount (and Role, RoleBinding) every probe's viewers in a namespace run
+#: under: made once per namespace, shared by its probes (``rbac``).
+VIEWER_ACCOUNT = "canarywatch-viewer"
 
 _MAX_NAME = 63  # a DNS-1123 label: valid for every kind built here, Services included
 
@@ -59,33 +65,44 @@ def dns_label(*parts: str) -> str:
     return f"{joined[:budget].rstrip('-')}-{suffix}"
 
 
-def keyring_secret_name(probe_name: str, tenant: str) -> str:
-    return dns_label(probe_name, "keyring", tenant)
+def keyring_secret_name(probe_name: str) -> str:
+    """The probe's one keyring Secret: an item per tenant (``keyring_item``)."""
+    return dns_label(probe_name, "keyring")
 
 
-def camera_name(probe_name: str, tenant: str) -> str:
-    return dns_label(probe_name, "camera", tenant)
+def keyring_item(tenant: str) -> str:
+    """The key of ``tenant``'s keyring in the Secret, and its file name in a pod (a
+    tenant id is a valid Secret key: letters, digits, ``.``, ``_``, ``-``)."""
+    return f"{tenant}.json"
 
 
-def viewer_name(probe_name: str, tenant: str, profile: str) -> str:
-    return dns_label(probe_name, "viewer", tenant, profile)
+def camera_name(probe_name: str) -> str:
+    return dns_label(probe_name, "camera")
 
 
-def service_account_name(probe_name: str, role: AgentRole) -> str:
-    return dns_label(probe_name, str(role))
+def viewer_name(probe_name: str, profile: str | None = None) -> str:
+    """The viewers in-process shaped (``profile`` None), or those of one ``tc`` profile."""
+    return dns_label(probe_name, "viewer") if profile is None else dns_label(probe_name, "viewer", profile)
+
+
+def kernel_shaped_profiles(spec: ProbeSpec) -> tuple[str, ...]:
+    """Profiles netem imposes on a pod's interface (``shaper: tc``): each needs a pod of
+    its own; every other profile runs in the one viewer pod, shaped in-process."""
+    return tuple(p.name for p in spec.profiles if p.shaper == "tc")
 
 
 @builder
 def expected_workload_names(probe: ProbeSpec | Mapping[str, Any]) -> tuple[str, ...]:
-    """Names of the Deployments the probe should have: its cameras, then its viewers.
+    """Names of the Deployments the probe should have: its camera, its viewers (the
+    in-process shaped ones, if any profile is, then one per ``tc`` profile).
 
     Needs no integration, so the operator can tell stale Deployments (a removed tenant
     or profile) from current ones even when the integration is missing.
     """
     spec = parse_probe(probe)
-    cameras = [camera_name(spec.name, t) for t in spec.tenant_ids]
-    viewers = [viewer_name(spec.name, t, p.name) for t in spec.tenant_ids for p in spec.profiles]
-    return (*cameras, *viewers)
+    tc = kernel_shaped_profiles(spec)
+    shared = [viewer_name(spec.name)] if len(tc) < len(spec.profiles) else []
+    return (camera_name(spec.name), *shared, *(viewer_name(spec.name, p) for p in tc))
 
 
 def config_hash(obj: Mapping[str, Any]) -> str:
@@ -140,12 +157,23 @@ def object_labels(spec: ProbeSpec, component: str, **extra: str) -> dict[str, st
     return labels
 
 
-def pod_selector(spec: ProbeSpec, role: AgentRole, tenant: str, profile: str | None = None) -> dict[str, str]:
+def pod_selector(spec: ProbeSpec, role: AgentRole, profile: str | None = None) -> dict[str, str]:
+    """The pod labels a Deployment selects by (``deployment_selector``). A ``tc``
+    profile's viewer pods carry their profile; the in-process shaped ones do not."""
     # Deployment selectors are immutable: only labels that never change for one
     # Deployment name (not the integration, which the probe may be repointed to).
-    selector = {LABEL_PROBE: label_value(spec.name), LABEL_ROLE: str(role), LABEL_TENANT: tenant}
+    selector = {LABEL_PROBE: label_value(spec.name), LABEL_ROLE: str(role)}
     if profile is not None:
-        selector[LABEL_NETWORK_PROFILE] = profile
+        selector[LABEL_NETWORK_PROFILE] = label_value(profile)
+    return selector
+
+
+def deployment_selector(labels: Mapping[str, str], role: AgentRole) -> dict[str, Any]:
+    """A Deployment's selector of ``pod_selector`` labels: the in-process viewers' one
+    excludes the ``tc`` profiles' pods (Deployments must not select each other's pods)."""
+    selector: dict[str, Any] = {"matchLabels": dict(labels)}
+    if role is AgentRole.VIEWER and LABEL_NETWORK_PROFILE not in labels:
+        selector["matchExpressions"] = [{"key": LABEL_NETWORK_PROFILE, "operator": "DoesNotExist"}]
     return selector
 
 

@@ -18,16 +18,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from canarywatch.api import LABEL_PROBE, LABEL_ROLE, AgentEnv, AgentRole, label_value
-from canarywatch.controller.manifests.names import keyring_secret_name, service_account_name
-from canarywatch.controller.manifests.probe import (
-    KEYRING_DIR,
-    KEYRING_SECRET_KEY,
-    METRICS_PORT,
-    TOKEN_DIR,
-    TOKEN_FILE,
-    decimal,
-)
-from canarywatch.spec import ProbeSpec, Tenant, ViewerProfile
+from canarywatch.controller.manifests.names import VIEWER_ACCOUNT, keyring_item, keyring_secret_name
+from canarywatch.controller.manifests.probe import KEYRING_DIR, METRICS_PORT, TOKEN_DIR, decimal
+from canarywatch.spec import ProbeSpec, ViewerProfile
 from canarywatch.viewer.network import netem_commands
 
 __all__ = [
@@ -36,7 +29,7 @@ __all__ = [
     "common_env",
     "env_var",
     "keyring_volume",
-    "mount_token",
+    "mount_tokens",
     "netem_init_containers",
     "pod_annotations",
     "pod_spec",
@@ -62,10 +55,8 @@ def _field_env(name: AgentEnv, field_path: str) -> dict[str, Any]:
     return {"name": str(name), "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
 
 
-def common_env(
-    spec: ProbeSpec, role: AgentRole, tenant: str, adapter: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """What both agents read (``AgentEnv``)."""
+def common_env(spec: ProbeSpec, role: AgentRole, adapter: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What both agents read (``AgentEnv``): both run every tenant of the probe."""
     variables = [
         env_var(AgentEnv.ROLE, str(role)),
         _field_env(AgentEnv.NAMESPACE, "metadata.namespace"),
@@ -73,15 +64,15 @@ def common_env(
         _field_env(AgentEnv.NODE_NAME, "spec.nodeName"),
         env_var(AgentEnv.INTEGRATION, spec.integration),
         env_var(AgentEnv.PROBE, spec.name),
-        env_var(AgentEnv.TENANT, tenant),
+        env_var(AgentEnv.TENANTS, ",".join(spec.tenant_ids)),
         env_var(AgentEnv.CAMERAS, str(spec.cameras)),
         env_var(AgentEnv.FPS, decimal(spec.fps)),
         env_var(AgentEnv.KEYRING_DIR, KEYRING_DIR),
         env_var(AgentEnv.ADAPTER, json.dumps(adapter, sort_keys=True, separators=(",", ":"))),
         env_var(AgentEnv.METRICS_PORT, str(METRICS_PORT)),
     ]
-    if spec.tenant(tenant).token is not None:
-        variables.append(env_var(AgentEnv.TOKEN_FILE, TOKEN_FILE))
+    if any(t.token is not None for t in spec.tenants):
+        variables.append(env_var(AgentEnv.TOKEN_DIR, TOKEN_DIR))
     return variables
 
 
@@ -141,8 +132,9 @@ def pod_spec(
 ) -> dict[str, Any]:
     topology_key = _TOPOLOGY_KEYS[spec.spread_across]
     pod: dict[str, Any] = {
-        "serviceAccountName": service_account_name(spec.name, role),
-        # Cameras never talk to the API server; viewers create LeakIncidents.
+        # Cameras never talk to the API server (the namespace's default account, no
+        # token); viewers create LeakIncidents as the namespace's viewer account.
+        **({"serviceAccountName": VIEWER_ACCOUNT} if role is AgentRole.VIEWER else {}),
         "automountServiceAccountToken": role is AgentRole.VIEWER,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 10,
@@ -201,19 +193,13 @@ def _resources(spec: ProbeSpec, role: AgentRole) -> dict[str, dict[str, str]]:
 
 
 def keyring_volume(spec: ProbeSpec, tenants: Iterable[str]) -> dict[str, Any]:
+    """The probe's keyring Secret, only the items of ``tenants`` (``<tenant>.json``)."""
     return {
         "name": "keyring",
-        "projected": {
+        "secret": {
+            "secretName": keyring_secret_name(spec.name),
             "defaultMode": 0o440,
-            "sources": [
-                {
-                    "secret": {
-                        "name": keyring_secret_name(spec.name, tenant),
-                        "items": [{"key": KEYRING_SECRET_KEY, "path": f"{tenant}.json"}],
-                    }
-                }
-                for tenant in tenants
-            ],
+            "items": [{"key": keyring_item(t), "path": keyring_item(t)} for t in tenants],
         },
     }
 
@@ -222,18 +208,17 @@ def tmp_volume() -> dict[str, Any]:
     return {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
 
 
-def mount_token(tenant: Tenant, container: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
-    if tenant.token is None:
+def mount_tokens(spec: ProbeSpec, container: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """Each tenant's token (``tokenSecretRef``) as the file ``TOKEN_DIR/<tenant>``:
+    files rather than env vars, so no token shows in the pod spec or the environment."""
+    sources = [
+        {"secret": {"name": t.token[0], "items": [{"key": t.token[1], "path": t.id}]}}
+        for t in spec.tenants
+        if t.token is not None
+    ]
+    if not sources:
         return
-    secret, key = tenant.token
-    # A file rather than an env var: TokenSource re-reads it, so a rotated Secret is
-    # picked up without restarting the agent.
-    volumes.append(
-        {
-            "name": "token",
-            "secret": {"secretName": secret, "defaultMode": 0o440, "items": [{"key": key, "path": "token"}]},
-        }
-    )
+    volumes.append({"name": "token", "projected": {"defaultMode": 0o440, "sources": sources}})
     container["volumeMounts"].append({"name": "token", "mountPath": TOKEN_DIR, "readOnly": True})
 
 

@@ -13,11 +13,9 @@ from canarywatch.spec import ProbeSpec, Schema, SpecError, read_probe
 
 __all__ = [
     "KEYRING_DIR",
-    "KEYRING_SECRET_KEY",
     "METRICS_PORT",
     "PROBE_DEFAULTS",
     "TOKEN_DIR",
-    "TOKEN_FILE",
     "BuildError",
     "as_build_error",
     "builder",
@@ -27,9 +25,7 @@ __all__ = [
 ]
 
 KEYRING_DIR = "/var/run/canarywatch/keyring"
-KEYRING_SECRET_KEY = "keyring.json"
 TOKEN_DIR = "/var/run/canarywatch/token"
-TOKEN_FILE = f"{TOKEN_DIR}/token"
 METRICS_PORT = 9100
 
 #: The CRD's defaults for a CanaryProbe spec (crds/canaryprobes.yaml), read from its

@@ -45,8 +45,9 @@ def build_probe_status(
     live = {d.get("metadata", {}).get("name"): d for d in deployments}
     ready = [name for name in expected if name in live and _deployment_ready(live[name])]
     waiting = [name for name in expected if name not in ready]
-    cameras = {t: camera_name(spec.name, t) for t in spec.tenant_ids}
-    tenants_up = sum(1 for t in spec.tenant_ids if t in keyring_tenants and cameras[t] in live)
+    # A tenant is up once its key exists and the camera pod (all tenants') is deployed.
+    camera_up = camera_name(spec.name) in live
+    tenants_up = sum(1 for t in spec.tenant_ids if t in keyring_tenants) if camera_up else 0
     generation = probe.get("metadata", {}).get("generation")
 
     status: dict[str, Any] = {

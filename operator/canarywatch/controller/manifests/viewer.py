@@ -1,4 +1,5 @@
-"""A tenant's hub viewers on one network profile: their Deployment."""
+"""The probe's hub viewers: every tenant on every network profile in one Deployment,
+and one Deployment per profile the kernel shapes (``shaper: tc``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from canarywatch.api import AgentEnv, AgentRole
 from canarywatch.controller.manifests.adapters import viewer_adapter, viewer_policy_env
 from canarywatch.controller.manifests.agentpods import DEFAULT_OPTIONS, AgentPodOptions
 from canarywatch.controller.manifests.names import (
+    deployment_selector,
     object_labels,
     object_metadata,
     pod_selector,
@@ -21,13 +23,13 @@ from canarywatch.controller.manifests.pods import (
     common_env,
     env_var,
     keyring_volume,
-    mount_token,
+    mount_tokens,
     netem_init_containers,
     pod_annotations,
     pod_spec,
     tmp_volume,
 )
-from canarywatch.controller.manifests.probe import METRICS_PORT, builder, decimal, parse_probe
+from canarywatch.controller.manifests.probe import METRICS_PORT, BuildError, builder, decimal, parse_probe
 
 __all__ = ["build_viewer_deployment"]
 
@@ -36,25 +38,42 @@ __all__ = ["build_viewer_deployment"]
 def build_viewer_deployment(
     probe: Mapping[str, Any],
     integration: Mapping[str, Any],
-    tenant: str,
-    profile: str,
+    profile: str | None = None,
     *,
     image: str,
     image_pull_policy: str = "IfNotPresent",
     options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> dict[str, Any]:
-    """The Deployment of ``tenant``'s hub viewers on network ``profile``."""
+    """The Deployment of the probe's hub viewers: with ``profile`` None, every tenant
+    on every profile shaped in-process (one process; each tenant with its own
+    sessions and token, each tenant and profile with its own shaper); with a ``tc``
+    profile, every tenant on that profile alone, in pods whose interface netem shapes.
+    Each replica runs all of them (``viewersPerProfile`` replicas)."""
     spec = parse_probe(probe)
-    spec.tenant(tenant)
-    viewer_profile = spec.profile(profile)
+    if profile is None:
+        profiles = [p for p in spec.profiles if p.shaper != "tc"]
+        shaper = "application"
+    else:
+        profiles = [spec.profile(profile)]
+        shaper = profiles[0].shaper
+        if shaper != "tc":
+            raise BuildError(
+                f"spec.customNetworkProfiles[{profile}]",
+                "only a tc profile has a viewer Deployment of its own",
+            )
+    if not profiles:
+        raise BuildError(
+            "spec.networkProfiles", "no profile is shaped in-process: no shared viewer Deployment"
+        )
     adapter, secret_env = viewer_adapter(spec, integration)
-    profile_json = json.dumps(viewer_profile.spec, sort_keys=True, separators=(",", ":"))
+    # In the probe's order (the viewer plans its streams in it, as the standalone does);
+    # each profile's own keys sorted, so the same spec always gives the same bytes.
+    canonical = {p.name: json.loads(json.dumps(p.spec, sort_keys=True)) for p in profiles}
+    profiles_json = json.dumps(canonical, separators=(",", ":"))
     env = [
-        *common_env(spec, AgentRole.VIEWER, tenant, adapter),
-        env_var(AgentEnv.TENANTS, ",".join(spec.tenant_ids)),
-        env_var(AgentEnv.NETWORK_PROFILE, profile_json),
-        env_var(AgentEnv.NETWORK_PROFILE_NAME, viewer_profile.name),
-        env_var(AgentEnv.NETWORK_SHAPER, viewer_profile.shaper),
+        *common_env(spec, AgentRole.VIEWER, adapter),
+        env_var(AgentEnv.NETWORK_PROFILES, profiles_json),
+        env_var(AgentEnv.NETWORK_SHAPER, shaper),
         env_var(AgentEnv.TRANSPORTS, ",".join(spec.transports)),
         env_var(AgentEnv.FRESHNESS_SECONDS, decimal(spec.freshness_seconds)),
         *(
@@ -68,14 +87,14 @@ def build_viewer_deployment(
     ports = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
     container = agent_container(spec, AgentRole.VIEWER, image, image_pull_policy, env, ports)
     volumes = [keyring_volume(spec, spec.tenant_ids), tmp_volume()]
-    mount_token(spec.tenant(tenant), container, volumes)
-    init_containers = netem_init_containers(spec, viewer_profile, image, image_pull_policy)
-    selector = pod_selector(spec, AgentRole.VIEWER, tenant, viewer_profile.name)
+    mount_tokens(spec, container, volumes)
+    init_containers = netem_init_containers(spec, profiles[0], image, image_pull_policy) if profile else []
+    selector = pod_selector(spec, AgentRole.VIEWER, profile)
     labels = object_labels(spec, "viewer", **selector)
     pod = pod_spec(spec, AgentRole.VIEWER, selector, [container], volumes)
     if init_containers:
         pod["initContainers"] = init_containers
-    name = viewer_name(spec.name, tenant, viewer_profile.name)
+    name = viewer_name(spec.name, profile)
     return stamp(
         options.apply(
             {
@@ -91,7 +110,7 @@ def build_viewer_deployment(
                         "type": "RollingUpdate",
                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
                     },
-                    "selector": {"matchLabels": selector},
+                    "selector": deployment_selector(selector, AgentRole.VIEWER),
                     "template": {
                         "metadata": {"labels": labels, "annotations": pod_annotations()},
                         "spec": pod,

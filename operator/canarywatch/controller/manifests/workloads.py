@@ -1,20 +1,19 @@
-"""Everything a probe runs except its keyring Secrets, in creation order."""
+"""Everything a probe runs except its keyring Secret and the namespace's viewer RBAC."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from canarywatch.api import AgentRole
 from canarywatch.controller.manifests.agentpods import (
     DEFAULT_OPTIONS,
     AgentPodOptions,
     build_disruption_budget,
 )
 from canarywatch.controller.manifests.camera import build_camera_deployment, build_camera_service
-from canarywatch.controller.manifests.names import stamp
+from canarywatch.controller.manifests.names import kernel_shaped_profiles, stamp
 from canarywatch.controller.manifests.probe import builder, parse_probe
-from canarywatch.controller.manifests.rbac import build_agent_rbac
 from canarywatch.controller.manifests.viewer import build_viewer_deployment
 
 __all__ = ["build_probe_workloads", "maintenance_reason"]
@@ -29,41 +28,42 @@ def build_probe_workloads(
     image_pull_policy: str = "IfNotPresent",
     options: AgentPodOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
-    """Everything the probe runs except its keyring Secrets, in creation order: RBAC,
-    the PodDisruptionBudgets (unless ``options`` turns them off), then per tenant its
-    camera (and Service) and its viewers."""
+    """Everything the probe runs except its keyring Secret and the namespace's viewer
+    RBAC: the PodDisruptionBudget (unless ``options`` turns it off), the camera
+    Deployment (and its Service), the viewer Deployment of the profiles shaped
+    in-process, and one per ``tc`` profile (``names.expected_workload_names``)."""
     spec = parse_probe(probe)
     paused = maintenance_reason(probe, integration) is not None
-    objects = build_agent_rbac(probe)
+    objects: list[dict[str, Any]] = []
     if options.max_unavailable is not None:
-        objects += [build_disruption_budget(spec, role, options.max_unavailable) for role in AgentRole]
-    for tenant in spec.tenant_ids:
-        objects.append(
-            build_camera_deployment(
-                probe, integration, tenant, image=image, image_pull_policy=image_pull_policy, options=options
-            )
-        )
-        service = build_camera_service(probe, integration, tenant)
-        if service is not None:
-            objects.append(service)
-        for profile in spec.profiles:
-            objects.append(
-                build_viewer_deployment(
-                    probe,
-                    integration,
-                    tenant,
-                    profile.name,
-                    image=image,
-                    image_pull_policy=image_pull_policy,
-                    options=options,
-                )
-            )
+        objects.append(build_disruption_budget(spec, options.max_unavailable))
+    pods = functools.partial(
+        _with_pod_options, image=image, image_pull_policy=image_pull_policy, options=options
+    )
+    objects.append(pods(build_camera_deployment, probe, integration))
+    service = build_camera_service(probe, integration)
+    if service is not None:
+        objects.append(service)
+    tc = kernel_shaped_profiles(spec)
+    if len(tc) < len(spec.profiles):
+        objects.append(pods(build_viewer_deployment, probe, integration))
+    objects += [pods(build_viewer_deployment, probe, integration, p) for p in tc]
     if paused:  # the objects stay (keyrings, RBAC, Services); no pod runs
         for index, obj in enumerate(objects):
             if obj["kind"] == "Deployment":
                 obj["spec"]["replicas"] = 0
                 objects[index] = stamp(obj)  # a new hash: the change is applied
     return objects
+
+
+def _with_pod_options(
+    build: Callable[..., dict[str, Any]],
+    *args: Any,
+    image: str,
+    image_pull_policy: str,
+    options: AgentPodOptions,
+) -> dict[str, Any]:
+    return build(*args, image=image, image_pull_policy=image_pull_policy, options=options)
 
 
 def maintenance_reason(probe: Mapping[str, Any], integration: Mapping[str, Any] | None) -> str | None:

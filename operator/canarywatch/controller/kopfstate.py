@@ -1,0 +1,74 @@
+"""Where kopf keeps its own state of each object: a CanaryProbe's in its status, the
+other kinds' in ``canarywatch.io/`` annotations.
+
+Why a probe's status: kopf patches the object itself (annotations) and its ``/status``
+subresource in two requests. A probe's reconcile writes its status anyway, so with
+kopf's progress and last-handled configuration there too, handling a probe is one
+patch, not two: at 1,000 probes after an upgrade, 1,000 requests fewer. The
+CanaryProbe CRD keeps ``status.kopf`` (``x-kubernetes-preserve-unknown-fields``); the
+other CRDs' status schemas would prune it, and their objects are few.
+
+A probe handled before this moved finds no state in its status: kopf takes it for new
+and reconciles it once more, which is idempotent (and leaves the old annotation be).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from canarywatch.api import KIND_PROBE
+
+__all__ = ["KindDiffBaseStorage", "KindProgressStorage"]
+
+
+def _in_status(body: Any) -> bool:
+    return bool(body.get("kind") == KIND_PROBE)
+
+
+class KindProgressStorage(kopf.ProgressStorage):
+    """kopf's handler progress: a probe's in its status, other objects' in annotations."""
+
+    def __init__(self, prefix: str) -> None:
+        self.status = kopf.StatusProgressStorage(field="status.kopf.progress")
+        self.annotations = kopf.AnnotationsProgressStorage(prefix=prefix)
+
+    def _of(self, body: Any) -> kopf.ProgressStorage:
+        return self.status if _in_status(body) else self.annotations
+
+    def fetch(self, *, key: Any, body: Any) -> Any:
+        return self._of(body).fetch(key=key, body=body)
+
+    def store(self, *, key: Any, record: Any, body: Any, patch: Any) -> None:
+        self._of(body).store(key=key, record=record, body=body, patch=patch)
+
+    def purge(self, *, key: Any, body: Any, patch: Any) -> None:
+        self._of(body).purge(key=key, body=body, patch=patch)
+
+    def touch(self, *, body: Any, patch: Any, value: str | None) -> None:
+        self._of(body).touch(body=body, patch=patch, value=value)
+
+    def clear(self, *, essence: Any) -> Any:
+        return self.annotations.clear(essence=self.status.clear(essence=essence))
+
+
+class KindDiffBaseStorage(kopf.DiffBaseStorage):
+    """kopf's last-handled configuration: a probe's in its status, others' in annotations."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.status = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
+        self.annotations = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled-configuration")
+
+    def _of(self, body: Any) -> kopf.DiffBaseStorage:
+        return self.status if _in_status(body) else self.annotations
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return self._of(body).build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: Any) -> Any:
+        return self._of(body).fetch(body=body)
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        self._of(body).store(body=body, patch=patch, essence=essence)
