@@ -106,7 +106,7 @@ bench-codec: setup
 bench-footprint: setup
 	$(BIN)/canarywatch bench footprint
 
-## bench-operator: LeakIncident -> integration scaled to zero (p50/p99), 200 probes from cold start
+## bench-operator: 1,000 probes from cold start (seconds, requests per probe, peak RSS) and LeakIncident -> scaled to zero (p50/p99) meanwhile
 bench-operator: setup tools
 	$(BIN)/canarywatch bench operator
 

@@ -469,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--frames", type=_int_in("--frames", 30, 10000), default=400, help="marker frames")
     video.set_defaults(func=cmd_bench_video)
     op = bench.add_parser("operator", help="LeakIncident -> scaled to zero p50/p99; cold start of N probes")
-    op.add_argument("--incidents", type=_int_in("--incidents", 1, 1000), default=20)
-    op.add_argument("--probes", type=_int_in("--probes", 1, 5000), default=200)
+    op.add_argument("--incidents", type=_int_in("--incidents", 1, 1000), default=30)
+    op.add_argument("--probes", type=_int_in("--probes", 1, 5000), default=1000)
     op.set_defaults(func=cmd_bench_operator)
     footprint = bench.add_parser(
         "footprint", help="idle and peak RSS of a probe's camera and viewer pods; their import cost"

@@ -1,5 +1,6 @@
-"""The operator benchmark (``run_operator_benchmark``, for ``make bench-operator``): how
-fast a LeakIncident switches its integration off, and what reconciling many probes costs.
+"""The operator benchmark (``run_operator_benchmark``, for ``make bench-operator``): what
+reconciling 1,000 probes from cold costs, and how fast a LeakIncident switches its
+integration off meanwhile.
 
 Against a real etcd + kube-apiserver started here (``tests/support/controlplane.py``,
 the binaries of ``make tools``; no controller manager, so the figures are the
@@ -7,15 +8,19 @@ operator's and the API server's alone), with the operator as a subprocess runnin
 exactly as in a cluster: leader election on, a ServiceAccount bound to
 ``controller.permissions``, PagerDuty at a local Events v2 receiver.
 
-1. **Cold start.** ``probes`` CanaryProbes (2 tenants, 2 network profiles each: 2
-   keyring Secrets, 4 RBAC objects and 6 Deployments per probe) exist before the
-   operator starts; the clock runs from its process start until every probe's status
-   says all its workloads exist. Peak RSS is the process's ``VmHWM``; API requests are
-   the operator account's, counted in the API server's audit log.
-2. **Leak → switched off.** ``incidents`` times, one after another: a LeakIncident is
-   created (the clock starts before the request is sent) and a watch on the
-   integration's target Deployment sees ``spec.replicas`` reach 0; then the
-   integration is resumed (replicas back) and the incident resolved before the next.
+1. **Cold start.** ``probes`` CanaryProbes (2 tenants, 2 network profiles each: a
+   keyring Secret, a camera and a viewer Deployment and a PodDisruptionBudget per probe,
+   the namespace's viewer RBAC once) exist before the operator starts; the clock runs
+   from its process start until every probe's status says all its workloads exist.
+   Peak RSS is the process's ``VmHWM``; API requests are the operator account's until
+   then, counted in the API server's audit log, by verb and resource; per probe, the
+   requests on the probes and the objects they own.
+2. **Leak → switched off, under that load.** As soon as probe-0000's keyring exists,
+   ``incidents`` times, one after another: a LeakIncident is created (the clock starts
+   before the request is sent) and a watch on the integration's target Deployment sees
+   ``spec.replicas`` reach 0; then the integration is resumed (replicas back) and the
+   incident resolved before the next. The report says how many ran while probes were
+   still being reconciled.
 
 Figures only; nothing here asserts a threshold.
 """
@@ -74,7 +79,7 @@ rules:
 """
 
 
-def run_operator_benchmark(*, incidents: int = 20, probes: int = 200) -> int:
+def run_operator_benchmark(*, incidents: int = 30, probes: int = 1000) -> int:
     """Run both measurements and print them; 0, or 1 if the control plane cannot start."""
     if incidents < 1 or probes < 1:
         print("incidents and probes must be >= 1", file=sys.stderr)
@@ -130,42 +135,80 @@ def _run(plane: Any, work: Path, audit_log: Path, *, incidents: int, probes: int
 
         user = f"system:serviceaccount:{_NAMESPACE}:{_ACCOUNT}"
         operator = _Operator(kubeconfig, work, pagerduty_url)
+        load_before = os.getloadavg()
         started = time.monotonic()
         operator.start()
         ready_after = operator.wait_ready()
-        reconciled_after = _wait_reconciled(api, probes, operator)
+        reconciled: dict[str, float] = {}
+        waiting = threading.Thread(
+            target=lambda: reconciled.update(_wait_reconciled(api, probes, operator)), daemon=True
+        )
+        waiting.start()
+        _until(lambda: _has_keyring(api, "probe-0000"), 600, "probe-0000's keyring")
+        leaks = _leak_to_zero(api, incidents, operator, waiting)
+        waiting.join()
+        load_after = os.getloadavg()
         rss = operator.peak_rss_mib()
-        cold = _audit_counts(audit_log, user)
-
-        latencies = _leak_to_zero(api, incidents, operator)
+        cold = _audit_counts(audit_log, user, until=reconciled["wall"])
         operator.stop()
 
+    reconciled_after = reconciled["after"]
     print()
-    print(f"Cold start: {probes} CanaryProbes (2 tenants x 2 network profiles: 12 objects each),")
-    print(f"created before the operator started (in {created_in:.1f} s)")
+    print(f"Cold start: {probes} CanaryProbes (2 tenants x 2 network profiles each), created before")
+    print(f"the operator started (in {created_in:.1f} s); load average {_load(load_before)} before,")
+    print(f"{_load(load_after)} after (2 cores shared with other work: read the figures with it)")
     print(f"  operator ready (leader, kopf up)     {ready_after:8.2f} s after process start")
     print(f"  every probe reconciled              {reconciled_after:8.2f} s after process start")
     rate = probes / max(reconciled_after - ready_after, 1e-9)
     print(f"  throughput                          {rate:8.1f} probes/s")
     print(f"  peak RSS of the operator process    {rss:8.1f} MiB")
     total = sum(cold.values())
-    print(f"  API requests (audit log)            {total:8d}   = {total / probes:.1f} per probe")
-    for (verb, resource), count in cold.most_common(8):
+    owned = sum(n for (_verb, resource), n in cold.items() if resource.split("/")[0] in _PROBE_OBJECTS)
+    print(f"  API requests until then (audit log) {total:8d}   = {total / probes:.2f} per probe")
+    print(f"    on the probes and their objects   {owned:8d}   = {owned / probes:.2f} per probe")
+    for (verb, resource), count in sorted(cold.items(), key=lambda item: -item[1]):
         print(f"    {verb:>7} {resource:<32} {count:6d}   {count / probes:5.2f}/probe")
     print()
+    latencies = [latency for latency, _during in leaks]
+    during = sum(1 for _latency, cold_start in leaks if cold_start)
     p50 = _percentile(latencies, 50)
     p99 = _percentile(latencies, 99)
     print(
-        f"LeakIncident created -> target Deployment at 0 replicas, {len(latencies)} incidents "
-        "(enforce; kill switch: one scale action; paged concurrently)"
+        f"LeakIncident created -> target Deployment at 0 replicas, {len(latencies)} incidents, "
+        f"{during} of them while probes were being reconciled"
     )
+    print("(enforce; kill switch: one scale action; paged concurrently; the signed evidence verified)")
     print(
         f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "
         f"min {min(latencies) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms   "
         f"mean {statistics.fmean(latencies) * 1000:.1f} ms"
     )
-    print(f"  target p99 <= 1 s: {'met' if p99 <= 1.0 else 'NOT met'}")
+    if during:
+        loaded = [latency for latency, cold_start in leaks if cold_start]
+        print(
+            f"  during the cold start: p50 {_percentile(loaded, 50) * 1000:.1f} ms, "
+            f"p99 {_percentile(loaded, 99) * 1000:.1f} ms"
+        )
     return 0
+
+
+#: Resources a probe's reconcile writes (and the probes themselves): "per probe".
+_PROBE_OBJECTS = frozenset(
+    {"canaryprobes", "secrets", "deployments", "poddisruptionbudgets", "services"}
+    | {"serviceaccounts", "roles", "rolebindings"}
+)
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return "/".join(f"{a:.1f}" for a in averages)
+
+
+def _has_keyring(api: _Api, probe: str) -> bool:
+    try:
+        api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(probe)}")
+    except RuntimeError:
+        return False
+    return True
 
 
 # -- control plane and API ---------------------------------------------------------------
@@ -442,7 +485,10 @@ class _Operator:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> float:
+def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> dict[str, float]:
+    """Seconds after the operator's start until every probe says its workloads exist
+    (``after``), and that moment's wall-clock time (``wall``), for the audit log."""
+
     def reconciled() -> bool:
         operator.check()
         items = api.get(f"{_GROUP}/namespaces/{_NAMESPACE}/canaryprobes")["items"]
@@ -455,16 +501,20 @@ def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> float:
         ]
         return len(done) == probes
 
-    _until(reconciled, 600, f"{probes} probes to be reconciled", interval=0.5)
-    return time.monotonic() - operator.started
+    _until(reconciled, 900, f"{probes} probes to be reconciled", interval=1.0)
+    return {"after": time.monotonic() - operator.started, "wall": time.time()}
 
 
-def _audit_counts(audit_log: Path, user: str) -> Counter[tuple[str, str]]:
+def _audit_counts(audit_log: Path, user: str, *, until: float) -> Counter[tuple[str, str]]:
+    """The requests of ``user`` received before the wall-clock time ``until``."""
     counts: Counter[tuple[str, str]] = Counter()
     for line in audit_log.read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef")
         if event["user"]["username"] != user:
+            continue
+        received = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if received.timestamp() > until:
             continue
         if ref is None:
             counts[(event["verb"], "(discovery)")] += 1
@@ -477,7 +527,10 @@ def _audit_counts(audit_log: Path, user: str) -> Counter[tuple[str, str]]:
 # -- leak to zero -----------------------------------------------------------------------
 
 
-def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]:
+def _leak_to_zero(
+    api: _Api, incidents: int, operator: _Operator, reconciling: threading.Thread
+) -> list[tuple[float, bool]]:
+    """Each incident's latency, and whether probes were still being reconciled then."""
     from kubernetes import watch
 
     seen: queue.Queue[tuple[float, int]] = queue.Queue()
@@ -515,7 +568,7 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
     tenant = example["spec"]["observed"]["tenant"]
     secret = api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(reporter)}")
     keyring = Keyring.from_json(base64.b64decode(secret["data"][keyring_item(tenant)]).decode())
-    latencies: list[float] = []
+    latencies: list[tuple[float, bool]] = []
     time.sleep(1)  # the watch is established
     for index in range(incidents):
         while not seen.empty():
@@ -530,13 +583,14 @@ def _leak_to_zero(api: _Api, incidents: int, operator: _Operator) -> list[float]
         payload = Payload(tenant_tag(tenant), observed["camera"], observed["seq"], time.time())
         observed["time"] = rfc3339(payload.time)
         observed["signedPayload"] = base64.b64encode(pack_signed(payload, keyring.key(tenant))).decode()
+        cold_start = reconciling.is_alive()
         started = time.monotonic()
         api.create(incidents_path, incident)
         while True:
             operator.check()
-            at, replicas = seen.get(timeout=30)
+            at, replicas = seen.get(timeout=60)
             if replicas == 0:
-                latencies.append(at - started)
+                latencies.append((at - started, cold_start))
                 break
         # Switch it back on, and let the incident resolve before the next one.
         _until(

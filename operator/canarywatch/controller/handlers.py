@@ -11,7 +11,7 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
                        startup: one loop     status summaries of every probe (probes and
                                              workloads from indexes, verdict counts and
                                              coverage scraped from ready viewers)
-                       delete                its gauges forgotten (no finalizer: owner
+                       event DELETED         its gauges forgotten (no finalizer: owner
                                              references remove its objects)
     CameraIntegration  create/update/resume  policy and kill-switch validation: phase
                                              Active or Degraded, the Degraded condition
@@ -98,8 +98,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for cause in (on.create, on.update, on.resume):
         cause(*_PROBES, registry=registry)(reconcile_probe)
     on.startup(registry=registry)(start_summaries)
-    # optional: no finalizer, so a probe is deleted even while the operator is down.
-    on.delete(*_PROBES, optional=True, registry=registry)(forget_probe)
+    # On the watch's DELETED event, not on.delete: that would need a finalizer (a patch
+    # per probe, and no deletion while the operator is down).
+    on.event(*_PROBES, registry=registry)(forget_probe)
 
     for cause in (on.create, on.update, on.resume):
         cause(*_INTEGRATIONS, registry=registry)(configure_integration)

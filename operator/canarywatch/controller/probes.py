@@ -75,16 +75,17 @@ async def reconcile_probe(
     integration = found[0] if found else await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
     existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
     try:
-        status, keyrings = await _reconcile_probe(
-            memo,
-            dict(body),
-            integration,
-            existing,
-            old_spec=(old or {}).get("spec") if reason == "update" else None,
-            known_keyrings=memo.keyring_tenants,
-            fresh=reason == "create",
-            probes=kwargs.get("probes_by_name"),
-        )
+        async with memo.reconciles:
+            status, keyrings = await _reconcile_probe(
+                memo,
+                dict(body),
+                integration,
+                existing,
+                old_spec=(old or {}).get("spec") if reason == "update" else None,
+                known_keyrings=memo.keyring_tenants,
+                fresh=reason == "create",
+                probes=kwargs.get("probes_by_name"),
+            )
     except KubeError as error:
         # The API server refused one of its objects (RBAC, a quota, an admission webhook):
         # say so where a user looks, and try again later (kopf writes the patch regardless).
@@ -519,8 +520,11 @@ def _coverage(
     return status | {"conditions": [*kept, condition]}
 
 
-async def forget_probe(body: kopf.Body, memo: Runtime, **_: Any) -> None:
-    """A deleted probe's gauges go with it: no alert waits for viewers removed on purpose."""
+async def forget_probe(body: kopf.Body, memo: Runtime, type: str | None = None, **_: Any) -> None:
+    """A deleted probe's gauges go with it: no alert waits for viewers removed on purpose
+    (the watch's event; nothing to do for the others)."""
+    if type != "DELETED":
+        return
     meta = body["metadata"]
     integration = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
     memo.metrics.forget_probe(namespace=meta["namespace"], integration=integration, probe=meta["name"])
@@ -543,9 +547,10 @@ async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: A
             continue
         existing = lookup(kwargs.get("deployments_by_probe"), (namespace, probe["metadata"]["uid"]))
         try:
-            status, _keyrings = await _reconcile_probe(
-                memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
-            )
+            async with memo.reconciles:
+                status, _keyrings = await _reconcile_probe(
+                    memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
+                )
         except KubeError as error:
             refused.append(probe["metadata"]["name"])
             status = _broken_probe_status(probe, f"cannot write the probe's objects: {error}")

@@ -107,8 +107,11 @@ def expected_workload_names(probe: ProbeSpec | Mapping[str, Any]) -> tuple[str, 
 
 def config_hash(obj: Mapping[str, Any]) -> str:
     """A stable hash of a built object: canonical JSON, hash annotations left out."""
-    canonical = json.dumps(_without_hash(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(_canonical(_without_hash(obj)).encode()).hexdigest()[:16]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _without_hash(value: Any) -> Any:
@@ -134,8 +137,12 @@ def stamp(obj: dict[str, Any]) -> dict[str, Any]:
     Returns a deep copy made of plain JSON types: no two places of the result share a
     dict, so a caller may edit one (``kopf.adopt``, a test) without touching another.
     """
-    obj = json.loads(json.dumps(obj))
-    digest = config_hash(obj)
+    canonical = _canonical(obj)
+    obj = json.loads(json.dumps(obj))  # the builder's key order, for people reading it
+    # What config_hash hashes, without walking the object again when it holds no hash
+    # (nor an empty annotations mapping, which config_hash leaves out too).
+    plain = CONFIG_HASH_ANNOTATION not in canonical and '"annotations":{}' not in canonical
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16] if plain else config_hash(obj)
     obj["metadata"].setdefault("annotations", {})[CONFIG_HASH_ANNOTATION] = digest
     template = obj.get("spec", {}).get("template")
     if isinstance(template, dict):
