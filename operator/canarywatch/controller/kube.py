@@ -6,7 +6,10 @@ return. Everything else goes through here, so ``controller.permissions`` can lis
 
 The ``kubernetes`` client is synchronous; ``Kube`` runs each call on its own thread
 pool (``concurrency`` calls in flight, and as many pooled connections) so a slow call
-never blocks kopf's event loop. Objects go in and come out as plain JSON dicts, the
+never blocks kopf's event loop. Calls made inside ``bulk()`` (reconciling probes) run
+on a second pool of their own: when 1,000 probes start at once their thousands of
+applies queue there, and a LeakIncident's calls (its verification, the kill switch)
+still find a free thread at once. Objects go in and come out as plain JSON dicts, the
 shape ``controller.manifests`` produces, without the client's model classes.
 
 Errors are ``KubeError`` (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``) with
@@ -37,8 +40,9 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +83,7 @@ __all__ = [
     "KubeError",
     "NotFound",
     "Resource",
+    "bulk",
     "resource_of",
 ]
 
@@ -214,6 +219,20 @@ def now_rfc3339(*, micro: bool = False) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Set by ``bulk()``: this task's calls (and those of tasks it starts) are bulk work.
+_BULK: ContextVar[bool] = ContextVar("canarywatch_kube_bulk", default=False)
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """The calls made inside run on the bulk pool (see the module docstring)."""
+    token = _BULK.set(True)
+    try:
+        yield
+    finally:
+        _BULK.reset(token)
+
+
 class Kube:
     """Async calls to one API server; see the module docstring.
 
@@ -226,6 +245,7 @@ class Kube:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         self._api = api_client
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="canarywatch-kube")
+        self._bulk = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="canarywatch-kube-bulk")
         self._field_manager = field_manager
         self._discovered: dict[tuple[str, str], Resource] = {}
         self.requests: Counter[str] = Counter()
@@ -240,11 +260,12 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.connection_pool_maxsize = concurrency
+        configuration.connection_pool_maxsize = 2 * concurrency  # the two pools
         return cls(client.ApiClient(configuration), concurrency=concurrency)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._bulk.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             self._api.close()
 
@@ -266,10 +287,11 @@ class Kube:
         url = path + (f"?{urlencode(query)}" if query else "")
         loop = asyncio.get_running_loop()
         call = functools.partial(self._call_blocking, method, url, body, content_type)
+        executor = self._bulk if _BULK.get() else self._executor
 
         async def attempt(number: int) -> tuple[int, bytes]:
             try:
-                status, data, retry_after = await loop.run_in_executor(self._executor, call)
+                status, data, retry_after = await loop.run_in_executor(executor, call)
             except KubeError as error:
                 # Not even connected (an API server restarting): nothing was sent, so
                 # trying again is safe. A timeout is not retried: the call may have landed.

@@ -193,7 +193,13 @@ async def _operate(settings: OperatorSettings) -> int:
             await kopf.operator(
                 registry=registry,
                 settings=kopf_settings(settings),
-                memo=Runtime(settings=settings, kube=kube, metrics=metrics, elector=elector),
+                memo=Runtime(
+                    settings=settings,
+                    kube=kube,
+                    metrics=metrics,
+                    elector=elector,
+                    reconciles=asyncio.Semaphore(settings.api_concurrency),
+                ),
                 namespaces=list(settings.namespaces),
                 clusterwide=settings.clusterwide,
                 standalone=True,

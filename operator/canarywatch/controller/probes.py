@@ -39,6 +39,7 @@ from canarywatch.controller.kube import (
     SECRETS,
     KubeError,
     NotFound,
+    bulk,
 )
 from canarywatch.controller.runtime import (
     RETRY_DELAY,
@@ -76,16 +77,17 @@ async def reconcile_probe(
     existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
     try:
         async with memo.reconciles:
-            status, keyrings = await _reconcile_probe(
-                memo,
-                dict(body),
-                integration,
-                existing,
-                old_spec=(old or {}).get("spec") if reason == "update" else None,
-                known_keyrings=memo.keyring_tenants,
-                fresh=reason == "create",
-                probes=kwargs.get("probes_by_name"),
-            )
+            with bulk():
+                status, keyrings = await _reconcile_probe(
+                    memo,
+                    dict(body),
+                    integration,
+                    existing,
+                    old_spec=(old or {}).get("spec") if reason == "update" else None,
+                    known_keyrings=memo.keyring_tenants,
+                    fresh=reason == "create",
+                    probes=kwargs.get("probes_by_name"),
+                )
     except KubeError as error:
         # The API server refused one of its objects (RBAC, a quota, an admission webhook):
         # say so where a user looks, and try again later (kopf writes the patch regardless).
@@ -548,9 +550,10 @@ async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: A
         existing = lookup(kwargs.get("deployments_by_probe"), (namespace, probe["metadata"]["uid"]))
         try:
             async with memo.reconciles:
-                status, _keyrings = await _reconcile_probe(
-                    memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
-                )
+                with bulk():
+                    status, _keyrings = await _reconcile_probe(
+                        memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
+                    )
         except KubeError as error:
             refused.append(probe["metadata"]["name"])
             status = _broken_probe_status(probe, f"cannot write the probe's objects: {error}")

@@ -118,13 +118,11 @@ class Runtime:
     coverage: CoverageMeter = field(default_factory=CoverageMeter)
     #: Each probe's cameras known down, by (namespace, probe) (``controller.cameras``).
     outages: dict[tuple[str, str], CameraOutages] = field(default_factory=dict)
-    #: Probes reconciled at once: half the API client's threads, so that when 1,000
-    #: probes start together a LeakIncident's calls (trust, kill switch) find a free
-    #: thread instead of the back of a queue of thousands of applies (shared by all).
-    reconciles: asyncio.Semaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.reconciles = asyncio.Semaphore(max(1, self.settings.api_concurrency // 2))
+    #: Probes reconciled at once (their calls on ``kube.bulk()``'s threads): when 1,000
+    #: start together, the others wait here rather than all building their objects
+    #: at once, and the event loop stays free for a LeakIncident (shared by all).
+    #: ``controller.main`` gives it the API client's concurrency.
+    reconciles: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
 
     def lock(self, namespace: str, integration: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, integration), asyncio.Lock())
