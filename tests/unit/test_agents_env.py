@@ -415,3 +415,19 @@ def test_keyring_problems_name_the_directory_variable(tmp_path: Path) -> None:
     assert keys.keys["bravo-2"].hex() not in str(raised.value)
     with pytest.raises(EnvError, match=r"no key for acme-7 .*no keyring files"):
         load_keyring(tmp_path / "missing", require=("acme-7",))
+
+
+def test_a_viewer_pod_watches_mp4_and_llhls_paths_by_their_own_freshness(
+    probe: dict[str, Any], integration: dict[str, Any], mounts: dict[str, Path]
+) -> None:
+    base = "http://canarywatch-relay:9000/v3/devices/{tenant}/{camera}"
+    token = {"Authorization": "Bearer {token}"}
+    integration["spec"]["viewer"]["mp4"] = {"url": f"{base}/live.mp4", "headers": token}
+    integration["spec"]["viewer"]["llhls"] = {"url": f"{base}/hls/ll.m3u8", "headers": token}
+    probe["spec"]["transports"] = ["mp4", "llhls"]
+    probe["spec"]["freshnessByPath"] = {"mp4": 4, "llhls": 2}
+    settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts))
+    assert settings.transports == ("mp4", "llhls") and {"mp4", "llhls"} <= set(settings.endpoints)
+    assert dict(settings.freshness_by_path) == {"mp4": 4.0, "llhls": 2.0}
+    llhls = settings.endpoints["llhls"].render(tenant="acme-7", camera="1", token=settings.token)
+    assert llhls.url == "http://canarywatch-relay:9000/v3/devices/acme-7/1/hls/ll.m3u8"
