@@ -43,15 +43,17 @@ class CameraDelivery:
     last_seen_at: float | None = None
     _seqs: set[int] = field(default_factory=set, repr=False)
 
-    def see(self, seq: int, at: float) -> None:
+    def see(self, seq: int, at: float) -> bool:
+        """Count frame ``seq`` seen at ``at``; True when it is one not seen before."""
         self.last_seen_at = at if self.last_seen_at is None else max(self.last_seen_at, at)
         if seq in self._seqs:
-            return
+            return False
         self.seen += 1
         self._seqs.add(seq)
         if len(self._seqs) > 2 * _SEEN_WINDOW:
             newest = max(self._seqs)
             self._seqs = {s for s in self._seqs if s > newest - _SEEN_WINDOW}
+        return True
 
     def to_dict(self) -> dict[str, object]:
         return {"tenant": self.tenant, "camera": self.camera, "published": self.published, "seen": self.seen}
@@ -74,16 +76,19 @@ class DeliveryLedger:
         """The camera's running total of accepted frames (cameras count their own)."""
         self.camera(tenant, camera).published = total
 
-    def seen(self, viewer_tenant: str, observation: Observation, *, at: float) -> None:
-        """A frame a viewer of ``viewer_tenant`` was shown; only its own canaries count."""
+    def seen(self, viewer_tenant: str, observation: Observation, *, at: float) -> CameraDelivery | None:
+        """A frame a viewer of ``viewer_tenant`` was shown; only its own canaries count.
+        The camera it is a new frame of, None when it is not one (another tenant's, or
+        a frame this ledger has counted already)."""
         payload = observation.payload
         if (
             observation.status is not Status.VERIFIED
             or payload is None
             or observation.tenant != viewer_tenant
         ):
-            return
-        self.camera(viewer_tenant, payload.camera).see(payload.seq, at)
+            return None
+        camera = self.camera(viewer_tenant, payload.camera)
+        return camera if camera.see(payload.seq, at) else None
 
     def cameras(self) -> list[CameraDelivery]:
         return [self._cameras[key] for key in sorted(self._cameras)]

@@ -135,7 +135,11 @@ class Monitor:
         """Account for one judged frame; returns the incident it opened, if any."""
         stream = result.stream
         self.verdicts[result.verdict.value] += 1
-        self.delivery.seen(stream.tenant, result.observation, at=result.received_at)
+        new = self.delivery.seen(stream.tenant, result.observation, at=result.received_at)
+        if new is not None:
+            self.metrics.record_seen(
+                integration=stream.integration, probe=stream.probe, tenant=new.tenant, camera=new.camera
+            )
         self.by_path.setdefault(f"{stream.kind}/{stream.profile}", Counter())[result.verdict.value] += 1
         self.metrics.record_frame(
             integration=self.integration,

@@ -728,6 +728,26 @@ def test_the_leak_alerts_fire_for_the_leaking_integration_only(prometheus: Prome
     assert [a for a in active if a["labels"].get("integration") == HEALTHY] == []
 
 
+def test_published_and_seen_join_on_the_labels_of_the_not_delivered_alert(prometheus: Prometheus) -> None:
+    """CanarywatchFramesNotDelivered joins the cameras' published counts with the viewers'
+    seen counts; a join that matched nothing would keep it quiet for ever. On the healthy
+    demo, as scraped, every camera that publishes is matched by frames its tenant saw."""
+    by = "namespace, integration, probe, tenant, camera"
+    healthy = 'job="canarywatch-healthy"'
+
+    def cameras(expr: str) -> set[tuple[str, ...]]:
+        keys = [k.strip() for k in by.split(",")]
+        return {tuple(s["metric"].get(k, "") for k in keys) for s in prometheus.query(expr, instant=True)}
+
+    published = cameras(f"sum by ({by}) (rate(canarywatch_frames_published_total{{{healthy}}}[1m])) > 0")
+    delivered = cameras(
+        f"sum by ({by}) (rate(canarywatch_frames_published_total{{{healthy}}}[1m])) > 0"
+        f" and on ({by}) sum by ({by}) (rate(canarywatch_frames_seen_total{{{healthy}}}[1m])) > 0"
+    )
+    assert len(published) == 2 * len(DEMO_TENANTS)  # the demo's two cameras per tenant
+    assert delivered == published
+
+
 def test_the_incident_panels_count_the_first_incident_of_a_process(prometheus: Prometheus) -> None:
     """canarywatch creates an incident counter at 1 with its first incident, which
     increase() never sees; the panels must show it, once."""

@@ -34,6 +34,7 @@ REQUIRED_ALERTS = {
     "CanarywatchIntegrationSuspended",
     "CanarywatchOperatorDown",
     "CanarywatchPagerDutyDeliveryFailing",
+    "CanarywatchFramesNotDelivered",
 }
 SEVERITIES = {"critical", "warning", "info"}
 

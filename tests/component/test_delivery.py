@@ -1,16 +1,26 @@
 """Published vs seen: an integration that answers 2xx to every upload and serves nothing
 is reported (``FramesNotDelivered`` in the run's summary and on the terminal), and one
-that serves every tenant its own frames is not."""
+that serves every tenant its own frames is not. In a cluster the camera pod and the
+viewer pod are separate processes: each exports its half with the same labels, for the
+``CanarywatchFramesNotDelivered`` alert (tests/chart/rules-tests.yaml) to join."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from standalone_configs import snapshot_watch
 
+from canarywatch.agents.camera import CameraAgent
+from canarywatch.agents.env import CameraSettings, ViewerSettings
+from canarywatch.agents.viewer import IncidentReporter, ViewerAgent
 from canarywatch.markers import Keyring
 from canarywatch.relay import RelayConfig, run_relay
 from canarywatch.serving import ServedApp
@@ -69,3 +79,116 @@ async def test_a_relay_that_serves_its_tenants_reports_no_condition(keyring: Key
     assert delivery["conditions"] == []
     assert all(c["seen"] > 0 and c["published"] >= c["seen"] for c in delivery["cameras"])
     assert not [e for e in events if "FramesNotDelivered" in e]
+
+
+# -- in a cluster: the camera pod and the viewer pod, each with its own /metrics ------------
+
+DELIVERY_KEYS = ("integration", "probe", "tenant", "camera")
+
+
+def agent_environ(tmp_path: Path, role: str, adapter: dict[str, Any]) -> dict[str, str]:
+    """What ``controller.manifests`` gives acme's pods of probe ``canaries``."""
+    token_file = tmp_path / "token"
+    token_file.write_text("token-acme-7\n")
+    return {
+        "CANARYWATCH_ROLE": role,
+        "CANARYWATCH_NAMESPACE": "cameras",
+        "CANARYWATCH_POD_NAME": f"canaries-{role}-acme-7-0",
+        "CANARYWATCH_INTEGRATION": "reference-relay",
+        "CANARYWATCH_PROBE": "canaries",
+        "CANARYWATCH_TENANT": "acme-7",
+        "CANARYWATCH_TENANTS": ",".join(TENANTS),
+        "CANARYWATCH_CAMERAS": "2",
+        "CANARYWATCH_FPS": "4",
+        "CANARYWATCH_KEYRING_DIR": str(tmp_path),
+        "CANARYWATCH_TOKEN_FILE": str(token_file),
+        "CANARYWATCH_ADAPTER": json.dumps(adapter),
+        "CANARYWATCH_METRICS_HOST": "127.0.0.1",
+        "CANARYWATCH_METRICS_PORT": "0",
+        "CANARYWATCH_FRAME_WIDTH": "320",
+        "CANARYWATCH_FRAME_HEIGHT": "180",
+        "CANARYWATCH_TRANSPORTS": "snapshot",
+        "CANARYWATCH_NETWORK_PROFILE": json.dumps({"name": "good"}),
+        "CANARYWATCH_NETWORK_PROFILE_NAME": "good",
+        "CANARYWATCH_NETWORK_SHAPER": "application",
+        "CANARYWATCH_FRESHNESS_SECONDS": "10",
+    }
+
+
+def delivery_samples(text: str, name: str) -> dict[tuple[str, ...], float]:
+    """``name``'s samples from a scrape, keyed by the labels the alert joins on."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                assert set(sample.labels) == set(DELIVERY_KEYS), sample.labels
+                found[tuple(sample.labels[k] for k in DELIVERY_KEYS)] = sample.value
+    return found
+
+
+async def run_pods(tmp_path: Path, base: str, keyring: Keyring) -> tuple[str, str]:
+    """acme's camera pod pushing to ``base`` and its viewer pod polling snapshots, for a
+    few seconds; both pods' ``/metrics`` as Prometheus scrapes them."""
+    device = base + "/v3/devices/{tenant}/{camera}"
+    auth = {"Authorization": "Bearer {token}"}
+    camera = CameraAgent(
+        CameraSettings.from_environ(
+            agent_environ(
+                tmp_path, "camera", {"push": {"url": device + "/frame", "method": "PUT", "headers": auth}}
+            )
+        ),
+        keyring=keyring,
+    )
+    viewer = ViewerAgent(
+        ViewerSettings.from_environ(
+            agent_environ(
+                tmp_path,
+                "viewer",
+                {"snapshot": {"url": device + "/live.jpg", "headers": auth}, "pollInterval": 0.25},
+            )
+        ),
+        keyring=keyring,
+        reporter=IncidentReporter(lambda manifest: None),
+    )
+    stop = asyncio.Event()
+    running = [asyncio.create_task(camera.run(stop)), asyncio.create_task(viewer.run(stop))]
+    try:
+        await asyncio.sleep(3.0)
+        async with aiohttp.ClientSession() as http:
+            scrapes = []
+            for url in (camera.metrics_url, viewer.metrics_url):
+                assert url is not None
+                async with http.get(url) as response:
+                    scrapes.append(await response.text())
+    finally:
+        stop.set()
+        await asyncio.gather(*running)
+    return scrapes[0], scrapes[1]
+
+
+async def test_camera_and_viewer_pods_count_published_and_seen_on_the_same_series(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    relay = await run_relay(RelayConfig(tenants={t: f"token-{t}" for t in TENANTS}, admin_token="admin"))
+    try:
+        camera_text, viewer_text = await run_pods(tmp_path, relay.base_url, keyring)
+    finally:
+        await relay.stop()
+    published = delivery_samples(camera_text, "canarywatch_frames_published_total")
+    seen = delivery_samples(viewer_text, "canarywatch_frames_seen_total")
+    cameras = {("reference-relay", "canaries", "acme-7", str(c)) for c in range(2)}
+    # the same label values on both sides, so CanarywatchFramesNotDelivered's join matches
+    assert published.keys() == seen.keys() == cameras
+    assert all(published[c] >= 4 and 0 < seen[c] <= published[c] for c in cameras), (published, seen)
+
+
+async def test_a_viewer_pod_that_sees_nothing_exports_its_seen_series_at_zero(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    async with black_hole() as base:
+        camera_text, viewer_text = await run_pods(tmp_path, base, keyring)
+    published = delivery_samples(camera_text, "canarywatch_frames_published_total")
+    seen = delivery_samples(viewer_text, "canarywatch_frames_seen_total")
+    # accepted, and a series at 0 on the viewer's side: `rate(...) == 0` can match it
+    assert published.keys() == seen.keys() and len(seen) == 2
+    assert all(v >= 4 for v in published.values()) and all(v == 0 for v in seen.values())

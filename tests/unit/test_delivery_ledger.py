@@ -17,10 +17,11 @@ def test_own_distinct_frames_count_once_and_others_not_at_all() -> None:
     ledger = DeliveryLedger()
     ledger.published("acme-7", 0, 10)
     ledger.published("acme-7", 1, 10)
-    for seq in (1, 2, 2, 3):  # a snapshot poll showing frame 2 twice
-        ledger.seen("acme-7", seen("acme-7", 0, seq), at=float(seq))
-    ledger.seen("acme-7", seen("bravo-2", 1, 5), at=5.0)  # a leak is not a delivery
-    ledger.seen("acme-7", seen("acme-7", 1, 6, Status.DEGRADED), at=6.0)
+    new = [ledger.seen("acme-7", seen("acme-7", 0, seq), at=float(seq)) for seq in (1, 2, 2, 3)]
+    # a snapshot poll showing frame 2 twice: new once (what the seen counter counts)
+    assert [c is not None for c in new] == [True, True, False, True]
+    assert ledger.seen("acme-7", seen("bravo-2", 1, 5), at=5.0) is None  # a leak is not a delivery
+    assert ledger.seen("acme-7", seen("acme-7", 1, 6, Status.DEGRADED), at=6.0) is None
     (zero, one) = ledger.cameras()
     assert (zero.seen, zero.last_seen_at, one.seen) == (3, 3.0, 0)
     assert [(c.tenant, c.camera) for c in ledger.undelivered(min_published=5)] == [("acme-7", 1)]

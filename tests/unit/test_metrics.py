@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -56,7 +57,17 @@ def exercised() -> Metrics:
     metrics.record_coverage(**RESPONDER, probe="p1", rows=rows, targeted=True)
     metrics.record_cameras(**RESPONDER, probe="p1", up={"acme-7": True})
     metrics.record_unwatched({("CanaryProbe", "team-c"): 1})
+    camera = PublishedCamera("acme-7", 0, 3)
+    metrics.publish_cameras(integration="relay", probe="p1", cameras=lambda: [camera])
+    metrics.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
     return metrics
+
+
+@dataclass
+class PublishedCamera:
+    tenant: str
+    camera: int
+    published: int
 
 
 def text_of(metrics: Metrics) -> str:
@@ -96,6 +107,9 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         "canarywatch_unwatched_objects",
         "canarywatch_camera_up",
         "canarywatch_coverage_shortfall_fetches_per_second",
+        # published vs seen across pods (issue 11)
+        "canarywatch_frames_published_total",
+        "canarywatch_frames_seen_total",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 
@@ -331,3 +345,24 @@ def test_prime_creates_every_verdict_series_at_zero() -> None:
     )
     metrics.record_frame(**stream, verdict="cross_tenant")
     assert metrics.sample("canarywatch_frames_total", labels) == 1
+
+
+def test_published_is_read_from_the_cameras_and_seen_starts_at_zero_with_the_same_labels() -> None:
+    """The alert joins a camera pod's published count with the viewers' seen count: both
+    carry (integration, probe, tenant, camera) from the configuration and nothing else."""
+    metrics = Metrics()
+    cameras = [PublishedCamera("acme-7", 0, 0), PublishedCamera("bravo-2", 1, 0)]
+    metrics.publish_cameras(integration="relay", probe="p1", cameras=lambda: cameras)
+    metrics.prime_seen(integration="relay", probe="p1", cameras=[("acme-7", 0)])
+    labels = {"integration": "relay", "probe": "p1", "tenant": "acme-7", "camera": "0"}
+    assert metrics.sample("canarywatch_frames_published_total", labels) == 0
+    assert metrics.sample("canarywatch_frames_seen_total", labels) == 0
+    cameras[0].published = 7  # counted by the camera, read at the scrape
+    metrics.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
+    assert metrics.sample("canarywatch_frames_published_total", labels) == 7
+    assert metrics.sample("canarywatch_frames_seen_total", labels) == 1
+    bravo = {**labels, "tenant": "bravo-2", "camera": "1"}
+    assert metrics.sample("canarywatch_frames_published_total", bravo) == 0
+    text = text_of(metrics)
+    series = 'canarywatch_frames_published_total{camera="0",integration="relay",probe="p1",tenant="acme-7"}'
+    assert f"{series} 7.0" in text

@@ -6,8 +6,10 @@ tenant's token) at ``CANARYWATCH_FPS`` (``camera.CameraFleet``) and publish them
 integration takes them: pushed to its ingest URL, or served on
 ``/cameras/<tenant>/<camera>/snapshot.jpg`` and ``stream.mjpg`` for it to pull (behind
 the probe's Service). ``/metrics`` and ``/healthz`` are on ``CANARYWATCH_METRICS_PORT``;
-publish counts go to the log's periodic summary. The camera never talks to the
-Kubernetes API (its pod mounts no ServiceAccount token).
+``/metrics`` has each camera's ``canarywatch_frames_published_total`` (the viewers count
+what they saw; ``CanarywatchFramesNotDelivered`` compares the two), and the log a
+periodic summary. The camera never talks to the Kubernetes API (its pod mounts no
+ServiceAccount token).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class CameraAgent:
                 for camera in range(settings.cameras)
             ],
             fps=settings.fps,
+        )
+        # Labelled from the configuration (each camera's own tenant), as the viewers label
+        # what they saw, so the two pods' series join.
+        self.metrics.publish_cameras(
+            integration=settings.integration, probe=settings.probe, cameras=lambda: self.fleet.cameras
         )
         self.metrics_url: str | None = None
         self.serve_url: str | None = None

@@ -148,7 +148,8 @@ class ViewerRunner:
         if self.tasks:
             raise RuntimeError("the viewer runner is already started")
         self.streams = [self._open(plan) for plan in self.plan]
-        # Every stream's verdict series exist at 0 before its first frame (Metrics.prime).
+        # Every stream's verdict series, and its camera's seen counter, exist at 0 before
+        # its first frame (Metrics.prime).
         for s in self.streams:
             stream = s.stream
             self.metrics.prime(
@@ -156,6 +157,9 @@ class ViewerRunner:
                 probe=stream.probe,
                 streams=[(stream.tenant, stream.kind, stream.profile)],
             )
+            if stream.camera is not None:
+                own = [(stream.tenant, stream.camera)]
+                self.metrics.prime_seen(integration=stream.integration, probe=stream.probe, cameras=own)
         self.tasks = [asyncio.create_task(self._view(s), name=s.stream.key) for s in self.streams]
         return list(self.tasks)
 
