@@ -13,6 +13,8 @@ the way a real client does:
   reads paced to the bandwidth, stalls in the middle of bodies. It *measures* the round
   trips and throughput it gets and sends the Network Information client hints
   (``ECT``, ``Downlink``, ``RTT``, see ``hints``) derived from that measurement.
+  ``ShapedTcpRelay`` carries what no HTTP client reads (RTSP over TCP, read by FFmpeg)
+  through the same profile, as a loopback relay the client connects to.
   Nothing is declared: a viewer on the ``poor`` profile is seen as slow because it is.
 - ``netem``: ``netem_commands`` renders the same profile as ``tc qdisc`` commands for
   privileged runs that want the kernel to do the impairment (a pod with ``NET_ADMIN``).
@@ -38,7 +40,13 @@ from canarywatch.viewer.network.hints import (
 )
 from canarywatch.viewer.network.netem import netem_commands
 from canarywatch.viewer.network.profiles import EXTREME, GOOD, POOR, PRESETS, NetworkProfile, ProfileError
-from canarywatch.viewer.network.shaper import STREAM_STALL_UNIT_BYTES, ShapedResponse, ShapedStream, Shaper
+from canarywatch.viewer.network.shaper import (
+    STREAM_STALL_UNIT_BYTES,
+    ShapedResponse,
+    ShapedStream,
+    ShapedTcpRelay,
+    Shaper,
+)
 
 __all__ = [
     "EXTREME",
@@ -52,6 +60,7 @@ __all__ = [
     "ProfileError",
     "ShapedResponse",
     "ShapedStream",
+    "ShapedTcpRelay",
     "Shaper",
     "client_hints",
     "effective_connection_type",

@@ -33,9 +33,11 @@ from canarywatch.viewer.network.profiles import NetworkProfile
 if TYPE_CHECKING:  # this package is importable without aiohttp (the builders use its profiles)
     import aiohttp
 
-__all__ = ["STREAM_STALL_UNIT_BYTES", "ShapedResponse", "ShapedStream", "Shaper"]
+__all__ = ["STREAM_STALL_UNIT_BYTES", "ShapedResponse", "ShapedStream", "ShapedTcpRelay", "Shaper"]
 
 _T = TypeVar("_T")
+# (when it arrived from the server, the bytes); empty bytes: the server closed.
+_Chunks = asyncio.Queue[tuple[float, bytes]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -362,6 +364,129 @@ class ShapedStream:
             if profile.stall_s > 0 and shaper._rng.random() < profile.stall_probability:
                 await shaper._delay(profile.stall_s, shaper._clock() + self._timeout, "stall")
         return chunk
+
+
+class ShapedTcpRelay:
+    """A loopback TCP relay that carries a stream no HTTP client reads (RTSP over TCP,
+    read by FFmpeg) through the shaper's profile, as ``async with``::
+
+        async with ShapedTcpRelay(shaper, "cams.example", 554) as (host, port):
+            ...  # point the client at host:port instead
+
+    Each connection waits the profile's latency before it reaches the server (its round
+    trip is measured, as a stream's is) and may be lost (held silent until the loss
+    timeout, then closed: the client times out as on a dead link). What the server sends
+    reaches the client at the profile's bandwidth, each chunk also delayed by the
+    latency, stalling as a shaped stream does; a bounded queue between the two holds the
+    server back as a slow link's full buffers would. What the client sends goes as it is.
+    ``delivered_bytes`` and ``delivery_seconds`` (shaper's clock, first to last chunk)
+    say what the client got.
+    """
+
+    _QUEUE_CHUNKS = 16
+
+    def __init__(self, shaper: Shaper, host: str, port: int, *, connect_timeout_s: float = 10.0) -> None:
+        self._shaper = shaper
+        self._upstream = (host, port)
+        self._connect_timeout_s = connect_timeout_s
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.delivered_bytes = 0
+        self._first_at: float | None = None
+        self._last_at: float | None = None
+
+    @property
+    def delivery_seconds(self) -> float:
+        if self._first_at is None or self._last_at is None:
+            return 0.0
+        return self._last_at - self._first_at
+
+    async def __aenter__(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._connection(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connection(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        shaper = self._shaper
+        upstream_w: asyncio.StreamWriter | None = None
+        try:
+            start = shaper._clock()
+            deadline = start + self._connect_timeout_s
+            await shaper._delay(shaper._latency(), deadline, "latency")
+            if shaper._rng.random() < shaper.profile.loss:
+                await shaper._lose(deadline, self._connect_timeout_s)
+            upstream_r, upstream = await shaper._io(asyncio.open_connection(*self._upstream), deadline)
+            upstream_w = upstream
+            shaper._observe(rtt_s=shaper._clock() - start, size=0, transfer_s=0.0)
+            queue: _Chunks = asyncio.Queue(self._QUEUE_CHUNKS)
+            receiving = asyncio.create_task(self._receive(upstream_r, queue))
+            pumps = [
+                asyncio.create_task(_forward(client_r, upstream)),
+                asyncio.create_task(self._deliver(queue, client_w)),
+            ]
+            try:
+                # done when the client hangs up, or once all the server sent is delivered
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                pumps.append(receiving)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+        except (OSError, TimeoutError):
+            pass  # the client sees its connection end, as on a broken link
+        finally:
+            for w in (client_w, upstream_w):
+                if w is not None:
+                    w.close()
+
+    async def _receive(self, upstream: asyncio.StreamReader, queue: _Chunks) -> None:
+        """The server's bytes as they arrive, stamped; blocks while the link is backed up."""
+        while chunk := await upstream.read(self._shaper._read_size()):
+            await queue.put((self._shaper._clock(), chunk))
+        await queue.put((self._shaper._clock(), b""))
+
+    async def _deliver(self, queue: _Chunks, client: asyncio.StreamWriter) -> None:
+        shaper = self._shaper
+        profile = shaper.profile
+        link = _Link(profile.bandwidth_bps, shaper._clock())
+        since_stall_roll = 0
+        while True:
+            arrived_at, chunk = await queue.get()
+            if not chunk:
+                return
+            # latency from when the chunk left the server, not from when it was dequeued:
+            # a queue behind a slow link adds its wait once, not once per chunk
+            through_at = link.transmit(len(chunk), arrived_at + shaper._latency())
+            await shaper._sleep(max(0.0, through_at - shaper._clock()))
+            since_stall_roll += len(chunk)
+            while since_stall_roll >= STREAM_STALL_UNIT_BYTES:
+                since_stall_roll -= STREAM_STALL_UNIT_BYTES
+                if profile.stall_s > 0 and shaper._rng.random() < profile.stall_probability:
+                    await shaper._sleep(profile.stall_s)
+            client.write(chunk)
+            await client.drain()
+            now = shaper._clock()
+            self._first_at = now if self._first_at is None else self._first_at
+            self._last_at = now
+            self.delivered_bytes += len(chunk)
+
+
+async def _forward(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    while chunk := await source.read(_MAX_READ_BYTES):
+        sink.write(chunk)
+        await sink.drain()
 
 
 class _Link:
