@@ -213,7 +213,11 @@ WATCHED_ENDPOINTS: Final = ("snapshot", "mjpeg", "events", *VIDEO_PATHS, "hub")
 HUB_PROTOCOLS: Final = ("google", "alexa")
 
 #: URL schemes per viewer endpoint, where they are not http(s).
-_ENDPOINT_SCHEMES: Final[Mapping[str, tuple[str, ...]]] = {"rtsp": ("rtsp", "rtsps")}
+_ENDPOINT_SCHEMES: Final[Mapping[str, tuple[str, ...]]] = {
+    "rtsp": ("rtsp", "rtsps"),
+    # probes RTSP paths too (viewer.transports.authz)
+    "authzProbe": ("http", "https", "rtsp", "rtsps"),
+}
 
 
 def endpoint_schemes(endpoint: str) -> tuple[str, ...]:

@@ -5,23 +5,38 @@ publisher of a canary camera sends it.
 
 A clean configuration shows each tenant its own camera (``ok``, no incident) with either
 authentication; a tenant's publisher fed another tenant's camera is caught as
-``cross_tenant`` by that tenant's own RTSP viewer and switched off.
+``cross_tenant`` by that tenant's own RTSP viewer and switched off. The authorization
+probe asks for the other tenant's mount with the viewer's own user: refused on a clean
+server, caught as ``cross_tenant`` when any user may read, and reported as
+``access_granted`` when what it is served cannot be decoded. A viewer on a slow network
+gets its RTSP stream through the hub's shaper, at the profile's bandwidth.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 import yaml
 from availability import unavailable
 from controlplane import free_port
 
-from canarywatch.markers import Keyring
+from canarywatch.httpclient import client_session
+from canarywatch.markers import Decoder, Keyring
+from canarywatch.metrics import Metrics
+from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.judging import StreamJudge, ViewerStream
+from canarywatch.viewer.loop import judge_frames
+from canarywatch.viewer.network import NetworkProfile, Shaper
+from canarywatch.viewer.transports import ACCESS_GRANTED, AuthzProber, ReceivedFrame, RtspReader
 from streaming import Publisher, Rendition, require_binaries, run_monitor, running, spawn, wait_for_port
 
 CLI = [sys.executable, "-m", "canarywatch.cli"]
@@ -65,60 +80,84 @@ class RtspServer:
             self.daemon.stop(grace=5)
 
 
+@contextlib.contextmanager
+def serving(
+    workdir: Path,
+    keyring: Keyring,
+    *,
+    auth: str = "basic",
+    fed_by: dict[str, str] | None = None,
+    readers: dict[str, list[str]] | None = None,
+    launch: dict[str, str] | None = None,
+) -> Iterator[int]:
+    """The server with a mount ``/<tenant>/0`` per tenant (read by that tenant, or by
+    ``readers``), each fed by a publisher of the tenant's camera 0 (or of ``fed_by``'s),
+    or playing its own ``launch`` line; yields the port."""
+    port = free_port()
+    rtp = {tenant: free_port() for tenant in TENANTS}
+    mounts: dict[str, dict[str, object]] = {
+        f"/{t}/0": {"rtp_port": rtp[t], "readers": (readers or {}).get(t, [t])} for t in TENANTS
+    }
+    for tenant, line in (launch or {}).items():
+        mounts[f"/{tenant}/0"]["launch"] = line
+    server = RtspServer(workdir, {"port": port, "auth": auth, "users": TENANTS, "mounts": mounts})
+    publishers = [
+        Publisher(
+            workdir,
+            keyring,
+            (fed_by or {}).get(tenant, tenant),
+            0,
+            [Rendition(f"rtp://127.0.0.1:{rtp[tenant]}", 640, 360, 500, format="rtp")],
+            name=f"publish-{tenant}",
+        )
+        for tenant in TENANTS
+        if tenant not in (launch or {})
+    ]
+    with running(server, *publishers):  # type: ignore[arg-type]
+        yield port
+
+
 @pytest.fixture
-def run_rtsp(tmp_path: Path) -> Iterator[Run]:
-    keyring = Keyring.generate(TENANTS)
+def keyring() -> Keyring:
+    return Keyring.generate(TENANTS)
+
+
+@pytest.fixture
+def run_rtsp(tmp_path: Path, keyring: Keyring) -> Iterator[Run]:
     keyring_path = tmp_path / "keyring.json"
     keyring_path.write_text(keyring.to_json())
 
     def run(
-        name: str, *, auth: str = "basic", fed_by: dict[str, str] | None = None, duration: int = 12
+        name: str,
+        *,
+        auth: str = "basic",
+        fed_by: dict[str, str] | None = None,
+        readers: dict[str, list[str]] | None = None,
+        duration: int = 12,
     ) -> tuple[dict[str, object], list[dict[str, object]]]:
         workdir = tmp_path / name
         workdir.mkdir()
-        port = free_port()
-        rtp = {tenant: free_port() for tenant in TENANTS}
-        server = RtspServer(
-            workdir,
-            {
-                "port": port,
-                "auth": auth,
-                "users": TENANTS,
-                "mounts": {f"/{t}/0": {"rtp_port": rtp[t], "readers": [t]} for t in TENANTS},
-            },
-        )
-        publishers = [
-            Publisher(
-                workdir,
-                keyring,
-                (fed_by or {}).get(tenant, tenant),
-                0,
-                [Rendition(f"rtp://127.0.0.1:{rtp[tenant]}", 640, 360, 500, format="rtp")],
-                name=f"publish-{tenant}",
-            )
-            for tenant in TENANTS
-        ]
-        config = {
-            "integration": {
-                "name": "gstreamer-rtsp",
-                "camera": {"serve": {"port": 0}},
-                "viewer": {
-                    "rtsp": {"url": f"rtsp://{{tenant}}:{{token}}@127.0.0.1:{port}/{{tenant}}/{{camera}}"}
+        with serving(workdir, keyring, auth=auth, fed_by=fed_by, readers=readers) as port:
+            # the token is the whole userinfo, so the probe asks with the viewer's own user
+            url = f"rtsp://{{token}}@127.0.0.1:{port}/{{tenant}}/{{camera}}"
+            config = {
+                "integration": {
+                    "name": "gstreamer-rtsp",
+                    "camera": {"serve": {"port": 0}},
+                    "viewer": {"rtsp": {"url": url}, "authzProbe": {"url": url}},
+                    "killSwitch": {"command": {"argv": ["touch", str(workdir / "switched-off")]}},
                 },
-                "killSwitch": {"command": {"argv": ["touch", str(workdir / "switched-off")]}},
-            },
-            "probe": {
-                "keyring": str(keyring_path),
-                "tenants": [{"id": tenant, "token": token} for tenant, token in TENANTS.items()],
-                "camerasPerTenant": 1,
-                "fps": 1,
-                "networkProfiles": ["good"],
-                "transports": ["rtsp"],
-                "freshnessByPath": {"rtsp": 8},
-            },
-        }
-        (workdir / "monitor.yaml").write_text(yaml.safe_dump(config))
-        with running(server, *publishers):  # type: ignore[arg-type]
+                "probe": {
+                    "keyring": str(keyring_path),
+                    "tenants": [{"id": t, "token": f"{t}:{token}"} for t, token in TENANTS.items()],
+                    "camerasPerTenant": 1,
+                    "fps": 1,
+                    "networkProfiles": ["good"],
+                    "transports": ["rtsp", "authz"],
+                    "freshnessByPath": {"rtsp": 8, "probe": 8},
+                },
+            }
+            (workdir / "monitor.yaml").write_text(yaml.safe_dump(config))
             return run_monitor(workdir / "monitor.yaml", workdir / "out", duration)
 
     yield run
@@ -130,6 +169,8 @@ def test_clean_server_shows_each_tenant_its_own_camera(run_rtsp: Run, auth: str)
     assert incidents == [] and summary["state"] == "Active", summary
     assert summary["by_path"]["rtsp/good"].get("ok", 0) >= 4, summary["by_path"]  # type: ignore[index]
     assert set(summary["verdicts"]) == {"ok"}, summary["verdicts"]  # type: ignore[arg-type]
+    # the authorization probe asked for the other tenant's path and was refused: no frame
+    assert "probe/good" not in summary["by_path"], summary["by_path"]  # type: ignore[operator]
 
 
 def test_a_publisher_fed_another_tenants_camera_is_caught(run_rtsp: Run) -> None:
@@ -139,3 +180,118 @@ def test_a_publisher_fed_another_tenants_camera_is_caught(run_rtsp: Run) -> None
     assert first["verdict"] == "cross_tenant" and first["path"] == "rtsp", first
     assert first["viewer_tenant"] == "bravo" and first["observed_tenant"] == "acme", first
     assert summary["state"] == "Suspended", summary
+
+
+# -- the authorization probe on RTSP ---------------------------------------------------------
+
+#: A stream no viewer can decode: GStreamer's own RTP payload (X-GST), which FFmpeg has
+#: no depacketiser for. Served, it is access granted all the same.
+UNDECODABLE = (
+    "( videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=5/1 ! rtpgstpay name=pay0 pt=96 )"
+)
+
+
+def test_a_server_that_lets_any_user_read_is_caught_by_the_authorization_probe(run_rtsp: Run) -> None:
+    # the "any authenticated user may read" block left on bravo's mount
+    summary, incidents = run_rtsp("any-reader", auth="digest", readers={"bravo": ["acme", "bravo"]})
+    probed = [i for i in incidents if i["path"] == "probe"]
+    assert probed, (summary, incidents)
+    assert probed[0]["verdict"] == "cross_tenant", probed[0]
+    assert (probed[0]["viewer_tenant"], probed[0]["observed_tenant"]) == ("acme", "bravo"), probed[0]
+    assert summary["state"] == "Suspended", summary
+
+
+def probe_request(port: int, viewer: str, target: str) -> RenderedRequest:
+    token = f"{viewer}:{TENANTS[viewer]}"
+    url = f"rtsp://{quote(token, safe='')}@127.0.0.1:{port}/{target}/0"
+    return RenderedRequest("GET", url, {}, source=f"/{target}/0", tenant=target, camera="0")
+
+
+def acme_probing_bravo(session: aiohttp.ClientSession, port: int) -> AuthzProber:
+    return AuthzProber(session, [probe_request(port, "acme", "bravo")], interval_s=0.5, timeout_s=10)
+
+
+async def first_probe_frame(prober: AuthzProber, timeout: float = 60) -> ReceivedFrame:
+    async with contextlib.aclosing(prober.frames()) as frames:  # type: ignore[type-var]
+        return await asyncio.wait_for(anext(frames), timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+async def test_the_authorization_probe_is_refused_another_tenants_path(
+    tmp_path: Path, keyring: Keyring, auth: str
+) -> None:
+    with serving(tmp_path, keyring, auth=auth) as port:
+        async with client_session() as session:
+            prober = acme_probing_bravo(session, port)
+            task = asyncio.create_task(first_probe_frame(prober))
+            try:
+                for _ in range(300):
+                    if prober.answers:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    # logged in as acme (a failed login would be 401), and GStreamer hides the mount
+    # acme may not read: 404
+    assert prober.answers == {404: 1} and prober.denied == 1, prober.answers
+
+
+async def test_access_granted_to_an_undecodable_stream_is_reported_not_counted_undecodable(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    open_to_all = {"bravo": ["acme", "bravo"]}
+    with serving(tmp_path, keyring, readers=open_to_all, launch={"bravo": UNDECODABLE}) as port:
+        async with client_session() as session:
+            prober = acme_probing_bravo(session, port)
+            frame = await first_probe_frame(prober)
+    assert frame.status == 200 and not frame.body, frame
+    assert frame.meta["problem"] == ACCESS_GRANTED, frame.meta
+    assert (frame.meta["target_tenant"], frame.meta["target_camera"]) == ("bravo", "0")
+    # through the viewer's loop: an access_granted error, no undecodable frame
+    metrics = Metrics()
+    stream = ViewerStream("gstreamer-rtsp", "canaries", "acme", None, "probe", "good")
+
+    async def once() -> AsyncIterator[ReceivedFrame]:
+        yield frame
+
+    async def ignore(_: object) -> None:
+        raise AssertionError("an access_granted answer is not a frame to judge")
+
+    judge = StreamJudge(Decoder(keyring), stream, max_age=8.0)
+    await judge_frames(once(), judge, metrics=metrics, handle=ignore)
+    labels = {
+        "integration": "gstreamer-rtsp",
+        "probe": "canaries",
+        "tenant": "acme",
+        "path": "probe",
+        "network_profile": "good",
+    }
+    assert metrics.sample("canarywatch_viewer_errors_total", {**labels, "kind": ACCESS_GRANTED}) == 1
+    assert metrics.sample("canarywatch_frames_total", {**labels, "verdict": "undecodable"}) is None
+
+
+# -- the network profile on RTSP -------------------------------------------------------------
+
+
+async def test_an_rtsp_viewer_on_a_slow_network_is_served_at_its_profiles_bandwidth(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    """The publisher sends 500 kbit/s; a hub on a 250 kbit/s link must get it at 250
+    (and late), as it would over a real slow link, not at loopback speed."""
+    bandwidth = 250_000.0
+    shaper = Shaper(NetworkProfile("slow", bandwidth_bps=bandwidth, latency_s=0.2))
+    with serving(tmp_path, keyring, auth="digest") as port:
+        async with client_session() as session:
+            request = probe_request(port, "acme", "acme")
+            reader = RtspReader(session, request, shaper=shaper, timeout_s=20)
+            frames = await asyncio.wait_for(reader.first_frames(3), 120)
+    decoder = Decoder(keyring)
+    assert len(frames) == 3 and {decoder.decode(f.body).tenant for f in frames} == {"acme"}, frames
+    link = reader.link
+    assert link is not None, "the RTSP connection did not go through the hub's shaper"
+    assert link.delivered_bytes > 30_000 and link.delivery_seconds > 0, link.delivered_bytes
+    rate = link.delivered_bytes * 8 / link.delivery_seconds
+    assert rate <= 1.1 * bandwidth, rate
+    assert (shaper.estimate.rtt_s or 0) >= 0.2  # the hub measured its link on this path

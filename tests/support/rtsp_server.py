@@ -8,8 +8,9 @@ project's venv:  ``/usr/bin/python3 rtsp_server.py CONFIG.json``. The config:
      "mounts": {"/acme/0": {"rtp_port": 5004, "readers": ["acme"]}, ...}}
 
 Each mount re-serves the H.264 RTP a publisher sends to ``rtp_port`` on 127.0.0.1 (one
-shared media per mount, as a camera relay does); only the users listed in ``readers``
-may read it. It binds 127.0.0.1 and runs until SIGTERM.
+shared media per mount, as a camera relay does), or plays its own ``launch`` (a
+gst-launch description whose payloader is ``pay0``); only the users listed in
+``readers`` may read it. It binds 127.0.0.1 and runs until SIGTERM.
 """
 
 import json
@@ -48,7 +49,8 @@ def main(path: str) -> None:
     for mount, spec in config["mounts"].items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(
-            f'( udpsrc address=127.0.0.1 port={spec["rtp_port"]} caps="{CAPS}" '
+            spec.get("launch")
+            or f'( udpsrc address=127.0.0.1 port={spec["rtp_port"]} caps="{CAPS}" '
             "! rtph264depay ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
         )
         factory.set_shared(True)

@@ -5,9 +5,16 @@ A resource served anyway is followed to a frame and judged, whatever it is: an i
 it is, an HLS playlist through its segments, a piece of video decoded, a live stream (a
 progressive MP4 that never ends: no ``Content-Length``) to its first frame without
 waiting for an end that never comes, a WHEP endpoint (a probe request whose
-``Content-Type`` is ``application/sdp``) through a WebRTC session to its first frame.
-When nothing in it can be decoded, access was still granted: that is reported as its
-own outcome (``access_granted``), never as a mere ``undecodable`` frame.
+``Content-Type`` is ``application/sdp``) through a WebRTC session to its first frame,
+an RTSP stream (``rtsp://`` probe URLs: FFmpeg's DESCRIBE, SETUP and PLAY with the
+viewer's own credentials) to its first frame. When nothing in it can be decoded, access
+was still granted: that is reported as its own outcome (``access_granted``), never as a
+mere ``undecodable`` frame.
+
+RTSP credentials travel in the URL's userinfo, and a probe must present the *viewer's*
+user for the *other* tenant's path: write the tenant's token as ``user:password`` and
+the URL as ``rtsp://{token}@host/{tenant}/{camera}`` (the viewer endpoint can use the
+same form), since ``{tenant}`` is the target's.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator, Sequence
 from typing import Unpack
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -34,6 +42,7 @@ from canarywatch.viewer.transports.base import (
 from canarywatch.viewer.transports.hls import HlsReader
 from canarywatch.viewer.transports.mp4 import Mp4Reader
 from canarywatch.viewer.transports.playlists import looks_like_playlist
+from canarywatch.viewer.transports.rtsp import RtspReader
 from canarywatch.viewer.transports.video import UndecodableVideo, decode_video, looks_like_video
 from canarywatch.viewer.transports.whep import WhepReader
 from canarywatch.webrtc import SDP_CONTENT_TYPE
@@ -45,6 +54,8 @@ ACCESS_GRANTED = "access_granted"
 
 #: The answers an authorization probe expects for another tenant's resource.
 DENIED_STATUSES = frozenset({401, 403, 404})
+
+_RTSP_SCHEMES = ("rtsp", "rtsps")
 
 
 class AuthzProber(Transport):
@@ -84,6 +95,13 @@ class AuthzProber(Transport):
         while True:
             round_failed = False
             for request in self.requests:
+                if urlsplit(request.url).scheme in _RTSP_SCHEMES:
+                    found = await self._probe_rtsp(request)
+                    if found is None:
+                        round_failed = True
+                    for frame in found or []:
+                        yield frame
+                    continue
                 target = {"target_tenant": request.tenant, "target_camera": request.camera}
                 try:
                     answer = await self._ask(request, target)
@@ -248,6 +266,39 @@ class AuthzProber(Transport):
                 for f in decoded
             ]
         return [self._answer(FrameKind.PROBE, response, source=request.source, success=True, extra=target)]
+
+    async def _probe_rtsp(self, request: RenderedRequest) -> list[ReceivedFrame] | None:
+        """What an RTSP server shows the viewer of another tenant's path: nothing when
+        refused (401/403/404), its first frame when it plays, ``access_granted`` when it
+        plays something that cannot be decoded; None when the server could not be reached."""
+        reader = RtspReader(
+            self._session,
+            request,
+            shaper=self.shaper,
+            timeout_s=self.timeout_s,
+            sleep=self._sleep,
+            wall_clock=self._wall_clock,
+        )
+        seen = await reader.first_frames()
+        if not seen:
+            self.errors += reader.errors
+            self.last_error = reader.last_error
+            return None
+        first = seen[0]
+        self.answers[first.status] += 1
+        target = {"target_tenant": request.tenant, "target_camera": request.camera}
+        if first.status in DENIED_STATUSES:
+            return []
+        if first.status != 200:
+            return [
+                ReceivedFrame(b"", first.received_at, FrameKind.PROBE, request.source, first.status, target)
+            ]
+        if first.meta.get("problem"):
+            return [self._granted(request, {**target, "undecodable": first.meta.get("undecodable", "")})]
+        return [
+            ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, f.source, 200, {**f.meta, **target})
+            for f in seen
+        ]
 
     def _granted(self, request: RenderedRequest, meta: dict[str, str]) -> ReceivedFrame:
         return ReceivedFrame(

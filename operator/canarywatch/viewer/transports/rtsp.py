@@ -1,13 +1,19 @@
 """``RtspReader``: watch an RTSP stream (TCP interleaved) as a camera app or a hub does.
 
 FFmpeg's RTSP client (through PyAV) does the protocol, Basic and Digest authentication
-(credentials from the URL's userinfo: ``rtsp://{tenant}:{token}@host/path``) and the
-depacketising; it runs in a thread of its own per connection, and the sampled frames
-(``video.Sampling``: keyframes only by default) cross to the event loop through a
-small queue that keeps the newest (a viewer judges what is shown now, not a backlog).
+(credentials from the URL's userinfo: ``rtsp://{tenant}:{token}@host/path``, or
+``rtsp://{token}@host/path`` with a token ``user:password`` — the form the authorization
+probe needs, see ``authz``) and the depacketising; it runs in a thread of its own per
+connection, and the sampled frames (``video.Sampling``: keyframes only by default) cross
+to the event loop through a small queue that keeps the newest (a viewer judges what is
+shown now, not a backlog).
 
-RTSP is not HTTP: the hub's network profile is not applied to it (the ``tc`` shaper
-shapes it like any traffic of the pod). A refusal (401/403/404 from the server) is
+The hub's network profile applies as on every path: FFmpeg connects to a loopback
+``ShapedTcpRelay`` that carries the RTSP connection (requests, and the interleaved RTP
+the server sends back at the profile's bandwidth, latency and stalls) to the server; the
+URL keeps its userinfo and path, only its host and port point at the relay. ``rtsps``
+is not relayed (the server's certificate names its own host): under ``tc`` the kernel
+shapes it like any traffic of the pod. A refusal (401/403/404 from the server) is
 yielded as an empty frame with that status; a stream FFmpeg cannot decode as an empty
 200 frame with ``meta["problem"] == "undecodable_video"``.
 """
@@ -15,13 +21,16 @@ yielded as an empty frame with that status; a stream FFmpeg cannot decode as an 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Unpack
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from canarywatch.viewer.http import RenderedRequest
+from canarywatch.viewer.network import ShapedTcpRelay
 from canarywatch.viewer.transports.base import (
     FrameKind,
     ReceivedFrame,
@@ -66,6 +75,8 @@ class RtspReader(Transport):
         self.reconnect_base_s = reconnect_base_s
         #: connections opened after the first one.
         self.reconnects = 0
+        #: the shaped relay of the current connection (None when the profile shapes nothing).
+        self.link: ShapedTcpRelay | None = None
 
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         failures = 0
@@ -81,8 +92,35 @@ class RtspReader(Transport):
             failures = 0 if received else failures + 1
             await self._back_off(max(1, failures), self.reconnect_base_s)
 
-    async def _connection(self) -> AsyncIterator[ReceivedFrame]:
+    async def first_frames(self, count: int = 1) -> list[ReceivedFrame]:
+        """One connection's first ``count`` frames, or the one answer that is not a
+        frame (a refusal, or ``undecodable_video``: the stream was served and FFmpeg
+        could not decode it); empty when the connection failed (counted in ``errors``).
+        For a look, not a watch: the authorization probe."""
+        frames: list[ReceivedFrame] = []
+        async with contextlib.aclosing(self._connection()) as connection:
+            async for frame in connection:
+                frames.append(frame)
+                if len(frames) >= count or frame.status != 200 or not frame.body:
+                    break
+        return frames
+
+    async def _connection(self) -> AsyncGenerator[ReceivedFrame, None]:
         """The frames of one connection, until it ends; its refusal or failure last."""
+        parts = urlsplit(_userinfo_split(self.request.url))
+        if not self.shaper.profile.shapes_anything or parts.scheme != "rtsp" or not parts.hostname:
+            async for frame in self._read(parts.geturl()):
+                yield frame
+            return
+        link = self.link = ShapedTcpRelay(self.shaper, parts.hostname, parts.port or 554)
+        async with link as (host, port):
+            userinfo = parts.netloc.rpartition("@")[0]
+            netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+            async for frame in self._read(urlunsplit(parts._replace(netloc=netloc))):
+                yield frame
+
+    async def _read(self, url: str) -> AsyncIterator[ReceivedFrame]:
+        """FFmpeg reading ``url`` in a thread; its frames, then its refusal or failure."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[DecodedFrame | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
@@ -97,7 +135,7 @@ class RtspReader(Transport):
 
             try:
                 for frame in iter_frames(
-                    self.request.url,
+                    url,
                     sampling=self.sampling,
                     container_format="rtsp",
                     options=_RTSP_OPTIONS,
@@ -143,3 +181,20 @@ class RtspReader(Transport):
         status = error.status or 200
         meta = {} if error.status else {"problem": "undecodable_video", "undecodable": str(error)[:200]}
         return ReceivedFrame(b"", self._wall_clock(), self.kind, self.request.source, status, meta)
+
+
+def _userinfo_split(url: str) -> str:
+    """``url`` with a token ``user:password`` filled into its userinfo made a user and a
+    password again. A template's ``{token}`` is percent-encoded whole, colon included,
+    and FFmpeg splits the userinfo at a literal ``:`` before it decodes each part: the
+    encoded colon would make the whole token a user without a password. A user name
+    cannot hold a colon in Basic or Digest authentication, so none is lost."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" in userinfo:
+        return url
+    for encoded in ("%3A", "%3a"):
+        if encoded in userinfo:
+            userinfo = userinfo.replace(encoded, ":", 1)
+            break
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
