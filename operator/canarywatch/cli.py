@@ -372,7 +372,9 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 def cmd_bench_video(args: argparse.Namespace) -> int:
     from canarywatch.bench.video import run_video_benchmark
 
-    return run_video_benchmark(seconds=args.seconds, marker_frames=args.frames)
+    return run_video_benchmark(
+        seconds=args.seconds, marker_frames=args.frames, latency_seconds=args.latency_seconds
+    )
 
 
 def cmd_bench_footprint(args: argparse.Namespace) -> int:
@@ -463,10 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--soak-seconds", type=float, default=60.0, help="length of the no-fault soak")
     pipe.set_defaults(func=cmd_bench_pipeline)
     video = bench.add_parser(
-        "video", help="CPU per watched stream vs ffmpeg -f null; marker decode rate at 150 kbit/s"
+        "video",
+        help="CPU per watched stream vs ffmpeg -f null; marker decode rate at 150 kbit/s; "
+        "capture → verdict latency per path",
     )
     video.add_argument("--seconds", type=_int_in("--seconds", 4, 600), default=30, help="video length")
     video.add_argument("--frames", type=_int_in("--frames", 30, 10000), default=400, help="marker frames")
+    video.add_argument(
+        "--latency-seconds",
+        type=_int_in("--latency-seconds", 4, 600),
+        default=20,
+        help="how long each path is watched for capture → verdict latency",
+    )
     video.set_defaults(func=cmd_bench_video)
     op = bench.add_parser("operator", help="LeakIncident -> scaled to zero p50/p99; cold start of N probes")
     op.add_argument("--incidents", type=_int_in("--incidents", 1, 1000), default=30)

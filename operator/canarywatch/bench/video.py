@@ -8,22 +8,32 @@ survives H.264 at the bitrates hubs fall to.
 2. Marker decode rate over every frame of H.264 at 150 kbit/s, 640×360 and 320×180:
    verified as the right tenant and camera, degraded, anything else, and false
    attributions (verified as anyone else: must be 0).
+3. Capture → verdict latency per path, p50 and p99: a canary camera pushes to the
+   reference relay, and the viewer runner (as ``canarywatch run`` assembles it) watches
+   it through every path the relay serves — snapshot, MJPEG, the HLS ladder, a Google
+   hub (GetCameraStream → HLS) and an Alexa hub (InitializeCameraStreams → RTSP). The
+   capture time is the one the frame's signed marker carries; the verdict time is when
+   the viewer had judged it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from canarywatch.bench.video_transports import print_transport_rows
 from canarywatch.bench.video_webrtc import print_whep_rows
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, render_frame
+from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.transports.video import Sampling, iter_frames
 
 __all__ = ["run_video_benchmark"]
@@ -82,7 +92,7 @@ def _outcome(decoder: Decoder, image: bytes) -> str:
     return obs.status.value
 
 
-def run_video_benchmark(*, seconds: int = 30, marker_frames: int = 400) -> int:
+def run_video_benchmark(*, seconds: int = 30, marker_frames: int = 400, latency_seconds: float = 20.0) -> int:
     """Print the tables; 0, or 1 when a frame was attributed to anyone else."""
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found: hack/install-streaming-servers.sh installs it")
@@ -138,4 +148,103 @@ def run_video_benchmark(*, seconds: int = 30, marker_frames: int = 400) -> int:
         verified, degraded = outcomes["verified"] / total, outcomes["degraded"] / total
         print(f"{f'{width}x{height}':<10} {verified:9.2%} {degraded:9.2%} "
               f"{other:7d} {outcomes['FALSE ATTRIBUTION']:19d}   ({total} frames)")  # fmt: skip
+    print()
+    _print_latencies(asyncio.run(_path_latencies(latency_seconds)), latency_seconds)
     return 1 if false_attributions else 0
+
+
+async def _path_latencies(seconds: float) -> dict[str, list[float]]:
+    """Capture → verdict seconds of the camera's own frames, by path, over ``seconds``."""
+    from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
+    from canarywatch.metrics import Metrics
+    from canarywatch.relay import RelayConfig, run_relay
+    from canarywatch.viewer.http import RequestTemplate
+    from canarywatch.viewer.network import GOOD
+    from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
+    from canarywatch.viewer.runner import ViewerRunner
+
+    keyring = Keyring.generate([TENANT, OTHER])
+    tokens = {t: f"bench-{t}" for t in (TENANT, OTHER)}
+    config = RelayConfig(tenants=tokens, admin_token="bench-admin", hls_segment_seconds=1.0, rtsp_port=0)
+    relay = await run_relay(config)
+    base = relay.base_url
+    device = base + "/v3/devices/{tenant}/{camera}"
+    bearer = {"Authorization": "Bearer {token}"}
+    paths = {
+        "snapshot": RequestTemplate(device + "/live.jpg", headers=bearer),
+        "mjpeg": RequestTemplate(device + "/stream.mjpg", headers=bearer),
+        "hls": RequestTemplate(device + "/hls/master.m3u8", headers=bearer),
+        "hub": RequestTemplate(base + "/v3/smarthome/fulfillment", method="POST", headers=bearer),
+    }
+    alexa = {"hub": RequestTemplate(base + "/v3/alexa/directive", method="POST", headers=bearer)}
+    latencies: dict[str, list[float]] = defaultdict(list)
+
+    async def judged(result: FrameResult) -> None:
+        obs = result.observation
+        if obs.status is Status.VERIFIED and obs.tenant == TENANT and obs.payload is not None:
+            latencies[_path_row(result)].append(result.judged_at - obs.payload.time)
+
+    runners = [
+        ViewerRunner(
+            plan_streams(
+                ViewerSpec(
+                    integration="bench",
+                    probe="video",
+                    tenants=(TENANT, OTHER),
+                    watchers=(Watcher(TENANT, tokens[TENANT]),),
+                    cameras=1,
+                    endpoints=endpoints,
+                    profiles=(GOOD,),
+                    freshness_seconds=60.0,
+                    poll_interval=0.25,
+                    hub_protocol=protocol,
+                )
+            ),
+            decoder=Decoder(keyring),
+            metrics=Metrics(),
+            handle=judged,
+        )
+        for endpoints, protocol in ((paths, "google"), (alexa, "alexa"))
+    ]
+    camera = CanaryCamera(TENANT, 0, keyring.key(TENANT), width=640, height=360)
+    push = PushTarget(
+        "PUT", f"{base}/v3/devices/{TENANT}/0/frame", {"Authorization": f"Bearer {tokens[TENANT]}"}
+    )
+    publishing = asyncio.create_task(CameraFleet([camera], fps=10).run_push({(TENANT, 0): push}))
+    try:
+        for runner in runners:
+            runner.start()
+        await asyncio.sleep(seconds)
+    finally:
+        for runner in runners:
+            await runner.stop()
+        # FFmpeg's RTSP threads see the stop at their next frame and hang up: let them,
+        # rather than have the relay cut sessions that are still playing
+        await asyncio.sleep(2.0)
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+        await relay.stop()
+    return latencies
+
+
+def _path_row(result: FrameResult) -> str:
+    path = result.stream.kind
+    if path == "hub":
+        return f"hub → {result.meta.get('stream_protocol', '?')}"
+    return path
+
+
+def _print_latencies(latencies: dict[str, list[float]], seconds: float) -> None:
+    print(
+        f"Capture → verdict latency per path (reference relay, 640x360, 10 fps, {seconds:g} s, good network)"
+    )
+    print(f"{'path':<14} {'frames':>7} {'p50 s':>7} {'p99 s':>7}")
+    known = ["snapshot", "mjpeg", "hls", "hub → hls", "hub → rtsp"]
+    for row in known + sorted(latencies.keys() - set(known)):
+        seen = latencies.get(row, [])
+        if len(seen) < 2:
+            print(f"{row:<14} {len(seen):7d} {'-':>7} {'-':>7}   (too few frames judged)")
+            continue
+        cuts = statistics.quantiles(seen, n=100, method="inclusive")
+        print(f"{row:<14} {len(seen):7d} {cuts[49]:7.3f} {cuts[98]:7.3f}")
