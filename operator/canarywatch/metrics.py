@@ -48,6 +48,7 @@ __all__ = [
     "KILLSWITCH_STEPS",
     "METRIC_NAMES",
     "SHUTDOWN_BUCKETS",
+    "VERDICT_LATENCY_BUCKETS",
     "Metrics",
     "MetricsError",
     "MetricsServer",
@@ -87,6 +88,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "canarywatch_coverage_shortfall_fetches_per_second",
     "canarywatch_frames_published_total",
     "canarywatch_frames_seen_total",
+    "canarywatch_capture_to_verdict_seconds",
 )
 
 # Leaked frame received → incident recorded. The product promise is "seconds, not
@@ -97,6 +99,9 @@ SHUTDOWN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 # Capture → display. A stale cache serves frames minutes or hours old; the top buckets
 # are there so such a cache shows up as a shape, not only as +Inf.
 FRAME_AGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Capture (the signed marker's time) → verdict, per path: WebRTC about 0.1 s, MJPEG and
+# snapshots under a second, LL-HLS about 2 s, HLS several.
+VERDICT_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 300.0)
 # The fast decode path takes a fraction of a millisecond; the robust path tens of ms.
 DECODE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -154,6 +159,13 @@ class Metrics:
             "Age of verified canary frames when a viewer received them.",
             ["integration", "probe", "path", "network_profile"],
             buckets=FRAME_AGE_BUCKETS,
+            registry=r,
+        )
+        self._verdict_latency = Histogram(
+            "canarywatch_capture_to_verdict_seconds",
+            "Seconds from a verified frame's capture (its signed marker's time) to its verdict.",
+            ["integration", "probe", "path", "network_profile"],
+            buckets=VERDICT_LATENCY_BUCKETS,
             registry=r,
         )
         self._decode = Histogram(
@@ -345,9 +357,12 @@ class Metrics:
         network_profile: str,
         verdict: Verdict | str,
         age_seconds: float | None = None,
+        verdict_latency_seconds: float | None = None,
     ) -> None:
-        """One received frame; ``age_seconds`` only for verified frames (others have no age).
-        The path's ``canarywatch_probe_success`` says whether it was an ``ok`` frame."""
+        """One received frame; ``age_seconds`` (capture → received) and
+        ``verdict_latency_seconds`` (capture → judged) only for verified frames (others
+        have no capture time). The path's ``canarywatch_probe_success`` says whether it
+        was an ``ok`` frame."""
         verdict = _closed("verdict", verdict, _VERDICTS)
         self._frames.labels(integration, probe, tenant, verdict, path, network_profile).inc()
         success = 1 if verdict == Verdict.OK.value else 0
@@ -356,6 +371,9 @@ class Metrics:
             # A camera clock slightly ahead of the viewer's gives a small negative age;
             # a histogram cannot bucket that meaningfully, and "fresh" is the truth.
             self._frame_age.labels(integration, probe, path, network_profile).observe(max(0.0, age_seconds))
+        if verdict_latency_seconds is not None:
+            latency = max(0.0, verdict_latency_seconds)
+            self._verdict_latency.labels(integration, probe, path, network_profile).observe(latency)
 
     def record_decode(self, *, seconds: float) -> None:
         self._decode.observe(seconds)

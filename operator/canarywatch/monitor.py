@@ -149,6 +149,7 @@ class Monitor:
             network_profile=stream.profile,
             verdict=result.verdict,
             age_seconds=result.age,
+            verdict_latency_seconds=result.verdict_latency,
         )
         self.metrics.record_decode(seconds=result.decode_seconds)
         camera = result.meta.get("camera", "*" if stream.camera is None else str(stream.camera))

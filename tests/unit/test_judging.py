@@ -46,3 +46,13 @@ def test_event_thumbnails_carry_their_own_camera(keyring: Keyring, decoder: Deco
         judge.judge(frame(keyring, 1, T0, camera=1), received_at=T0 + 99, camera=0).verdict
         is Verdict.MISROUTED
     )
+
+
+def test_capture_to_verdict_latency_comes_from_the_verified_capture_time(
+    keyring: Keyring, decoder: Decoder
+) -> None:
+    judge = StreamJudge(decoder, STREAM, max_age=10, clock=lambda: T0 + 2.5)
+    assert judge.judge(frame(keyring, 1, T0), received_at=T0 + 2).verdict_latency == 2.5
+    # a leaked frame's capture time is attested too; an unreadable one has none
+    assert judge.judge(frame(keyring, 1, T0 + 1, tenant="bravo-2"), received_at=T0 + 2).verdict_latency == 1.5
+    assert judge.judge(b"not a frame", received_at=T0 + 2).verdict_latency is None

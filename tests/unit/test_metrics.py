@@ -36,7 +36,7 @@ RESPONDER: dict[str, Any] = {"namespace": "shop", "integration": "relay"}
 def exercised() -> Metrics:
     """A Metrics with every series touched once, so every name is in the exposition."""
     metrics = Metrics()
-    metrics.record_frame(**VIEWER, verdict=Verdict.OK, age_seconds=0.4)
+    metrics.record_frame(**VIEWER, verdict=Verdict.OK, age_seconds=0.4, verdict_latency_seconds=0.45)
     metrics.record_decode(seconds=0.0004)
     metrics.record_last_frame(**VIEWER, camera="cam-1", at=1_700_000_000.0)
     metrics.record_viewer_error(**VIEWER, kind="timeout")
@@ -110,6 +110,7 @@ def test_metric_names_are_exactly_the_documented_ones() -> None:
         # published vs seen across pods (issue 11)
         "canarywatch_frames_published_total",
         "canarywatch_frames_seen_total",
+        "canarywatch_capture_to_verdict_seconds",
     }
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES))
 
@@ -366,3 +367,13 @@ def test_published_is_read_from_the_cameras_and_seen_starts_at_zero_with_the_sam
     text = text_of(metrics)
     series = 'canarywatch_frames_published_total{camera="0",integration="relay",probe="p1",tenant="acme-7"}'
     assert f"{series} 7.0" in text
+
+
+def test_capture_to_verdict_latency_is_a_histogram_per_path_and_profile() -> None:
+    metrics = Metrics()
+    metrics.record_frame(**VIEWER, verdict=Verdict.OK, age_seconds=0.4, verdict_latency_seconds=0.45)
+    metrics.record_frame(**VIEWER, verdict=Verdict.UNDECODABLE)  # no capture time: not observed
+    labels = {k: VIEWER[k] for k in ("integration", "probe", "path", "network_profile")}
+    assert metrics.sample("canarywatch_capture_to_verdict_seconds_count", labels) == 1
+    assert metrics.sample("canarywatch_capture_to_verdict_seconds_bucket", {**labels, "le": "0.5"}) == 1
+    assert metrics.sample("canarywatch_capture_to_verdict_seconds_bucket", {**labels, "le": "0.25"}) == 0

@@ -180,9 +180,9 @@ async def _path_latencies(seconds: float) -> dict[str, list[float]]:
     latencies: dict[str, list[float]] = defaultdict(list)
 
     async def judged(result: FrameResult) -> None:
-        obs = result.observation
-        if obs.status is Status.VERIFIED and obs.tenant == TENANT and obs.payload is not None:
-            latencies[_path_row(result)].append(result.judged_at - obs.payload.time)
+        latency = result.verdict_latency
+        if latency is not None and result.observation.tenant == TENANT:
+            latencies[_path_row(result)].append(latency)
 
     runners = [
         ViewerRunner(

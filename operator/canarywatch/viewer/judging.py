@@ -55,6 +55,15 @@ class FrameResult:
     body: bytes = field(repr=False)  # transient: evidence is derived from it, then it is dropped
     meta: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def verdict_latency(self) -> float | None:
+        """Seconds from the frame's capture (the time its verified marker carries) to its
+        verdict; None for a frame without a verified capture time."""
+        payload = self.observation.payload
+        if self.observation.status is not Status.VERIFIED or payload is None:
+            return None
+        return self.judged_at - payload.time
+
 
 class Arrival(TypedDict, total=False):
     """How a frame arrived: ``received_at`` (wall clock, when its body was complete),
