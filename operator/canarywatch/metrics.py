@@ -35,8 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from canarywatch.coverage import PathCoverage
+from canarywatch.delivery_metrics import DeliveryMetrics
 from canarywatch.incidents.pagerduty import EVENT_ACTIONS, Outcome
-from canarywatch.published import DELIVERY_LABELS, PublishedFrames, PublishingCamera
 from canarywatch.serving import ServedApp
 from canarywatch.verdicts import Verdict
 
@@ -52,7 +52,6 @@ __all__ = [
     "Metrics",
     "MetricsError",
     "MetricsServer",
-    "PublishingCamera",
     "metrics_app",
     "serve_metrics",
 ]
@@ -240,14 +239,8 @@ class Metrics:
             ["namespace", "integration", "probe"],
             registry=r,
         )
-        self._published = PublishedFrames()
-        r.register(self._published)
-        self._seen = Counter(
-            "canarywatch_frames_seen",
-            "Distinct frames of a canary camera its own tenant's viewers were shown (any path).",
-            DELIVERY_LABELS,
-            registry=r,
-        )
+        #: published vs seen per camera (``delivery_metrics``).
+        self.delivery = DeliveryMetrics(r)
         coverage_labels = ["namespace", "integration", "probe", "path", "network_profile"]
         self._coverage_rate = Gauge(
             "canarywatch_coverage_fetches_per_second",
@@ -316,22 +309,6 @@ class Metrics:
         for tenant, path, profile in streams:
             for verdict in _VERDICTS:
                 self._frames.labels(integration, probe, tenant, verdict, path, profile)
-
-    def prime_seen(self, *, integration: str, probe: str, cameras: Iterable[tuple[str, int]]) -> None:
-        """Each ``(tenant, camera)``'s seen counter at 0 before its first frame (see
-        ``prime``): the published-vs-seen alert joins it with the camera's published count."""
-        for tenant, camera in cameras:
-            self._seen.labels(integration, probe, tenant, str(camera))
-
-    def publish_cameras(
-        self, *, integration: str, probe: str, cameras: Callable[[], Iterable[PublishingCamera]]
-    ) -> None:
-        """Export the published-frames count of ``cameras()`` (read at each scrape)."""
-        self._published.sources.append((integration, probe, cameras))
-
-    def record_seen(self, *, integration: str, probe: str, tenant: str, camera: int) -> None:
-        """A frame of ``tenant``'s own ``camera`` shown to one of its viewers, for the first time."""
-        self._seen.labels(integration, probe, tenant, str(camera)).inc()
 
     def prime_responses(self, *, namespace: str, integration: str) -> None:
         """The responding shell's series of one integration, at 0 (see ``prime``)."""

@@ -137,7 +137,7 @@ class Monitor:
         self.verdicts[result.verdict.value] += 1
         new = self.delivery.seen(stream.tenant, result.observation, at=result.received_at)
         if new is not None:
-            self.metrics.record_seen(
+            self.metrics.delivery.record_seen(
                 integration=stream.integration, probe=stream.probe, tenant=new.tenant, camera=new.camera
             )
         self.by_path.setdefault(f"{stream.kind}/{stream.profile}", Counter())[result.verdict.value] += 1

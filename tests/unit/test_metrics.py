@@ -58,8 +58,8 @@ def exercised() -> Metrics:
     metrics.record_cameras(**RESPONDER, probe="p1", up={"acme-7": True})
     metrics.record_unwatched({("CanaryProbe", "team-c"): 1})
     camera = PublishedCamera("acme-7", 0, 3)
-    metrics.publish_cameras(integration="relay", probe="p1", cameras=lambda: [camera])
-    metrics.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
+    metrics.delivery.publish_cameras(integration="relay", probe="p1", cameras=lambda: [camera])
+    metrics.delivery.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
     return metrics
 
 
@@ -353,13 +353,13 @@ def test_published_is_read_from_the_cameras_and_seen_starts_at_zero_with_the_sam
     carry (integration, probe, tenant, camera) from the configuration and nothing else."""
     metrics = Metrics()
     cameras = [PublishedCamera("acme-7", 0, 0), PublishedCamera("bravo-2", 1, 0)]
-    metrics.publish_cameras(integration="relay", probe="p1", cameras=lambda: cameras)
-    metrics.prime_seen(integration="relay", probe="p1", cameras=[("acme-7", 0)])
+    metrics.delivery.publish_cameras(integration="relay", probe="p1", cameras=lambda: cameras)
+    metrics.delivery.prime_seen(integration="relay", probe="p1", cameras=[("acme-7", 0)])
     labels = {"integration": "relay", "probe": "p1", "tenant": "acme-7", "camera": "0"}
     assert metrics.sample("canarywatch_frames_published_total", labels) == 0
     assert metrics.sample("canarywatch_frames_seen_total", labels) == 0
     cameras[0].published = 7  # counted by the camera, read at the scrape
-    metrics.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
+    metrics.delivery.record_seen(integration="relay", probe="p1", tenant="acme-7", camera=0)
     assert metrics.sample("canarywatch_frames_published_total", labels) == 7
     assert metrics.sample("canarywatch_frames_seen_total", labels) == 1
     bravo = {**labels, "tenant": "bravo-2", "camera": "1"}

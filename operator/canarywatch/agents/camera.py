@@ -57,7 +57,7 @@ class CameraAgent:
         )
         # Labelled from the configuration (each camera's own tenant), as the viewers label
         # what they saw, so the two pods' series join.
-        self.metrics.publish_cameras(
+        self.metrics.delivery.publish_cameras(
             integration=settings.integration, probe=settings.probe, cameras=lambda: self.fleet.cameras
         )
         self.metrics_url: str | None = None

@@ -231,7 +231,7 @@ class Pipeline:
             self.metrics.prime_responses(namespace="", integration=integration.name)
             pagerduty, monitor = self._response()
             fleet = self.fleet = CameraFleet(self._cameras(), fps=cfg.probe.fps, clock=self.clock)
-            self.metrics.publish_cameras(
+            self.metrics.delivery.publish_cameras(
                 integration=integration.name, probe=cfg.probe.name, cameras=lambda: fleet.cameras
             )
             tasks: list[asyncio.Task[Any]] = []

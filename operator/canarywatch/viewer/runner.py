@@ -159,7 +159,9 @@ class ViewerRunner:
             )
             if stream.camera is not None:
                 own = [(stream.tenant, stream.camera)]
-                self.metrics.prime_seen(integration=stream.integration, probe=stream.probe, cameras=own)
+                self.metrics.delivery.prime_seen(
+                    integration=stream.integration, probe=stream.probe, cameras=own
+                )
         self.tasks = [asyncio.create_task(self._view(s), name=s.stream.key) for s in self.streams]
         return list(self.tasks)
 
