@@ -87,29 +87,30 @@ DELIVERY_KEYS = ("integration", "probe", "tenant", "camera")
 
 
 def agent_environ(tmp_path: Path, role: str, adapter: dict[str, Any]) -> dict[str, str]:
-    """What ``controller.manifests`` gives acme's pods of probe ``canaries``."""
-    token_file = tmp_path / "token"
-    token_file.write_text("token-acme-7\n")
+    """What ``controller.manifests`` gives the pods of probe ``canaries``: one camera pod
+    running every tenant's cameras, one viewer pod watching as every tenant."""
+    token_dir = tmp_path / "tokens"
+    token_dir.mkdir(exist_ok=True)
+    for tenant in TENANTS:
+        (token_dir / tenant).write_text(f"token-{tenant}\n")
     return {
         "CANARYWATCH_ROLE": role,
         "CANARYWATCH_NAMESPACE": "cameras",
-        "CANARYWATCH_POD_NAME": f"canaries-{role}-acme-7-0",
+        "CANARYWATCH_POD_NAME": f"canaries-{role}-0",
         "CANARYWATCH_INTEGRATION": "reference-relay",
         "CANARYWATCH_PROBE": "canaries",
-        "CANARYWATCH_TENANT": "acme-7",
         "CANARYWATCH_TENANTS": ",".join(TENANTS),
         "CANARYWATCH_CAMERAS": "2",
         "CANARYWATCH_FPS": "4",
         "CANARYWATCH_KEYRING_DIR": str(tmp_path),
-        "CANARYWATCH_TOKEN_FILE": str(token_file),
+        "CANARYWATCH_TOKEN_DIR": str(token_dir),
         "CANARYWATCH_ADAPTER": json.dumps(adapter),
         "CANARYWATCH_METRICS_HOST": "127.0.0.1",
         "CANARYWATCH_METRICS_PORT": "0",
         "CANARYWATCH_FRAME_WIDTH": "320",
         "CANARYWATCH_FRAME_HEIGHT": "180",
         "CANARYWATCH_TRANSPORTS": "snapshot",
-        "CANARYWATCH_NETWORK_PROFILE": json.dumps({"name": "good"}),
-        "CANARYWATCH_NETWORK_PROFILE_NAME": "good",
+        "CANARYWATCH_NETWORK_PROFILES": json.dumps({"good": "good"}),
         "CANARYWATCH_NETWORK_SHAPER": "application",
         "CANARYWATCH_FRESHNESS_SECONDS": "10",
     }
@@ -127,8 +128,8 @@ def delivery_samples(text: str, name: str) -> dict[tuple[str, ...], float]:
 
 
 async def run_pods(tmp_path: Path, base: str, keyring: Keyring) -> tuple[str, str]:
-    """acme's camera pod pushing to ``base`` and its viewer pod polling snapshots, for a
-    few seconds; both pods' ``/metrics`` as Prometheus scrapes them."""
+    """The camera pod pushing to ``base`` and the viewer pod polling snapshots, for a few
+    seconds; both pods' ``/metrics`` as Prometheus scrapes them."""
     device = base + "/v3/devices/{tenant}/{camera}"
     auth = {"Authorization": "Bearer {token}"}
     camera = CameraAgent(
@@ -176,7 +177,7 @@ async def test_camera_and_viewer_pods_count_published_and_seen_on_the_same_serie
         await relay.stop()
     published = delivery_samples(camera_text, "canarywatch_frames_published_total")
     seen = delivery_samples(viewer_text, "canarywatch_frames_seen_total")
-    cameras = {("reference-relay", "canaries", "acme-7", str(c)) for c in range(2)}
+    cameras = {("reference-relay", "canaries", t, str(c)) for t in TENANTS for c in range(2)}
     # the same label values on both sides, so CanarywatchFramesNotDelivered's join matches
     assert published.keys() == seen.keys() == cameras
     assert all(published[c] >= 4 and 0 < seen[c] <= published[c] for c in cameras), (published, seen)
@@ -190,5 +191,5 @@ async def test_a_viewer_pod_that_sees_nothing_exports_its_seen_series_at_zero(
     published = delivery_samples(camera_text, "canarywatch_frames_published_total")
     seen = delivery_samples(viewer_text, "canarywatch_frames_seen_total")
     # accepted, and a series at 0 on the viewer's side: `rate(...) == 0` can match it
-    assert published.keys() == seen.keys() and len(seen) == 2
+    assert published.keys() == seen.keys() and len(seen) == 2 * len(TENANTS)
     assert all(v >= 4 for v in published.values()) and all(v == 0 for v in seen.values())
