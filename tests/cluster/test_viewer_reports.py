@@ -52,18 +52,14 @@ print(json.dumps({"rejected": rejected, "client library": "kubernetes" in sys.mo
 """
 
 
-def _viewer_token(api: Any, probe: dict[str, Any], namespace: str) -> str:
+def _viewer_token(api: Any, namespace: str) -> str:
     from kubernetes import client
 
-    (account,) = (
-        obj["metadata"]["name"]
-        for obj in manifests.build_agent_rbac(probe)
-        if obj["kind"] == "ServiceAccount" and obj["metadata"]["name"].endswith("-viewer")
-    )
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
     )
-    created = client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace, request)
+    core = client.CoreV1Api(api)
+    created = core.create_namespaced_service_account_token(manifests.VIEWER_ACCOUNT, namespace, request)
     return str(created.status.token)
 
 
@@ -72,11 +68,12 @@ def test_a_viewer_pod_creates_its_leak_incident_with_its_service_account_alone(
 ) -> None:
     api = control_plane.api_client
     probe = apply_example_probe(api, namespace)
-    for obj in manifests.build_agent_rbac(probe):
+    owner = (probe["metadata"]["name"], probe["metadata"]["uid"])
+    for obj in manifests.build_viewer_rbac(namespace, [owner]):  # the viewers' account
         apply(api, obj, namespace)
     account = tmp_path / "serviceaccount"
     account.mkdir()
-    (account / "token").write_text(_viewer_token(api, probe, namespace))
+    (account / "token").write_text(_viewer_token(api, namespace))
     assert control_plane.pki is not None
     shutil.copyfile(control_plane.pki.ca_cert, account / "ca.crt")
     server = urlsplit(control_plane.server)
