@@ -84,6 +84,11 @@ _DELETE = object()
         ("integration.viewer.whep", {"url": "rtsp://h/{tenant}/{camera}"}, "integration.viewer.whep.url"),
         ("integration.viewer.whep", {"url": "http://h/{tenant}/whep"}, "integration.viewer.whep.url"),
         ("probe.freshnessByPath", {"whep": 0.01}, "probe.freshnessByPath.whep"),
+        (
+            "integration.viewer.authzProbe",
+            {"url": "rtmp://h/{tenant}/{camera}"},
+            "integration.viewer.authzProbe.url",
+        ),
     ],
 )
 def test_errors_name_the_field(path: str, value: object, field: str) -> None:
@@ -91,6 +96,17 @@ def test_errors_name_the_field(path: str, value: object, field: str) -> None:
         StandaloneConfig.from_mapping(_broken(path, value))
     assert e.value.field == field, str(e.value)
     assert str(e.value).startswith(field)
+
+
+def test_the_authorization_probe_takes_rtsp_urls() -> None:
+    """An RTSP mount is probed like an HTTP path (viewer.transports.authz)."""
+    doc = example()
+    doc["integration"]["viewer"]["authzProbe"] = {"url": "rtsp://{token}@127.0.0.1:8554/{tenant}/{camera}"}
+    doc["probe"]["transports"] = ["snapshot", "authz"]
+    endpoints = StandaloneConfig.from_mapping(doc).viewer_endpoints()
+    assert endpoints["authzProbe"].render(tenant="bravo-2", camera="0", token="acme:t").url == (
+        "rtsp://acme%3At@127.0.0.1:8554/bravo-2/0"
+    )
 
 
 def test_viewers_fetch_through_the_probes_transports_only() -> None:
