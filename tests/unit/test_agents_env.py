@@ -429,5 +429,5 @@ def test_a_viewer_pod_watches_mp4_and_llhls_paths_by_their_own_freshness(
     settings = ViewerSettings.from_environ(viewer_env(probe, integration, mounts))
     assert settings.transports == ("mp4", "llhls") and {"mp4", "llhls"} <= set(settings.endpoints)
     assert dict(settings.freshness_by_path) == {"mp4": 4.0, "llhls": 2.0}
-    llhls = settings.endpoints["llhls"].render(tenant="acme-7", camera="1", token=settings.token)
+    llhls = settings.endpoints["llhls"].render(tenant="acme-7", camera="1", token=settings.token("acme-7"))
     assert llhls.url == "http://canarywatch-relay:9000/v3/devices/acme-7/1/hls/ll.m3u8"
