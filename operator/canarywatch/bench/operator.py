@@ -15,7 +15,7 @@ exactly as in a cluster: leader election on, a ServiceAccount bound to
    Peak RSS is the process's ``VmHWM``; API requests are the operator account's until
    then, counted in the API server's audit log, by verb and resource; per probe, the
    requests on the probes and the objects they own.
-2. **Leak → switched off, under that load.** As soon as probe-0000's keyring exists,
+2. **Leak → switched off, under that load.** As soon as the first probe's keyring exists,
    ``incidents`` times, one after another: a LeakIncident is created (the clock starts
    before the request is sent) and a watch on the integration's target Deployment sees
    ``spec.replicas`` reach 0; then the integration is resumed (replicas back) and the
@@ -53,7 +53,7 @@ from typing import Any
 import yaml
 
 from canarywatch.agents.reporting import rfc3339
-from canarywatch.api import API_VERSION, RESUME_ANNOTATION
+from canarywatch.api import API_VERSION, LABEL_PROBE, RESUME_ANNOTATION
 from canarywatch.controller import permissions
 from canarywatch.controller.manifests import keyring_item, keyring_secret_name
 from canarywatch.incidents.receiver import EventsReceiver
@@ -144,8 +144,8 @@ def _run(plane: Any, work: Path, audit_log: Path, *, incidents: int, probes: int
             target=lambda: reconciled.update(_wait_reconciled(api, probes, operator)), daemon=True
         )
         waiting.start()
-        _until(lambda: _has_keyring(api, "probe-0000"), 600, "probe-0000's keyring")
-        leaks = _leak_to_zero(api, incidents, operator, waiting)
+        reporter = _first(lambda: _keyring_owners(api), 600, "a probe's keyring")
+        leaks = _leak_to_zero(api, incidents, operator, waiting, reporter)
         waiting.join()
         load_after = os.getloadavg()
         rss = operator.peak_rss_mib()
@@ -203,12 +203,16 @@ def _load(averages: tuple[float, float, float]) -> str:
     return "/".join(f"{a:.1f}" for a in averages)
 
 
-def _has_keyring(api: _Api, probe: str) -> bool:
-    try:
-        api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(probe)}")
-    except RuntimeError:
-        return False
-    return True
+def _keyring_owners(api: _Api) -> list[str]:
+    """The probes whose keyring Secret exists (at most one asked for): the first one
+    reconciled reports the leaks, whichever kopf took first."""
+    listed = api.call(
+        "GET",
+        f"/api/v1/namespaces/{_NAMESPACE}/secrets",
+        labelSelector="app.kubernetes.io/component=keyring",
+        limit="1",
+    )
+    return [str(item["metadata"]["labels"][LABEL_PROBE]) for item in listed["items"]]
 
 
 # -- control plane and API ---------------------------------------------------------------
@@ -501,7 +505,7 @@ def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> dict[str, f
         ]
         return len(done) == probes
 
-    _until(reconciled, 900, f"{probes} probes to be reconciled", interval=1.0)
+    _until(reconciled, 900, f"{probes} probes to be reconciled", interval=2.0)
     return {"after": time.monotonic() - operator.started, "wall": time.time()}
 
 
@@ -528,7 +532,7 @@ def _audit_counts(audit_log: Path, user: str, *, until: float) -> Counter[tuple[
 
 
 def _leak_to_zero(
-    api: _Api, incidents: int, operator: _Operator, reconciling: threading.Thread
+    api: _Api, incidents: int, operator: _Operator, reconciling: threading.Thread, reporter: str
 ) -> list[tuple[float, bool]]:
     """Each incident's latency, and whether probes were still being reconciled then."""
     from kubernetes import watch
@@ -562,9 +566,8 @@ def _leak_to_zero(
     integration = f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations/{_INTEGRATION}"
     incidents_path = f"{_GROUP}/namespaces/{_NAMESPACE}/leakincidents"
     example = _example("LeakIncident")
-    # Reported as probe-0000's viewer would: the frame's payload signed with the observed
+    # Reported as ``reporter``'s viewer would: the frame's payload signed with the observed
     # tenant's key from the keyring the operator generated (it verifies it before acting).
-    reporter = "probe-0000"
     tenant = example["spec"]["observed"]["tenant"]
     secret = api.get(f"/api/v1/namespaces/{_NAMESPACE}/secrets/{keyring_secret_name(reporter)}")
     keyring = Keyring.from_json(base64.b64decode(secret["data"][keyring_item(tenant)]).decode())
@@ -623,6 +626,18 @@ def _until(check: Callable[[], bool], timeout: float, what: str, *, interval: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def _first(find: Callable[[], list[str]], timeout: float, what: str) -> str:
+    """The first thing ``find`` finds, polling until ``timeout``."""
+    found: list[str] = []
+
+    def any_found() -> bool:
+        found[:] = find()
+        return bool(found)
+
+    _until(any_found, timeout, what, interval=0.05)
+    return found[0]
 
 
 def _percentile(values: list[float], percent: float) -> float:

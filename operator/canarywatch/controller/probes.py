@@ -330,6 +330,9 @@ async def summarize_probes(
                     pass  # deleted meanwhile
                 except Exception as error:
                     log.warning("status summary of CanaryProbe %s/%s failed: %s", key[0], key[1], error)
+                # A summary that writes nothing never awaits: without this, 1,000 of them
+                # would hold the event loop for seconds, a LeakIncident's handler waiting.
+                await asyncio.sleep(0)
 
 
 async def _summarize_one(
