@@ -1002,7 +1002,17 @@ class Cluster:
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.kubectl_path), "--kubeconfig", str(self.plane.kubeconfig), *args],
+            # A discovery cache of this API server's own: the default one in ~/.kube is
+            # keyed by host:port, and a port an earlier test's API server used (without
+            # the CRDs) answers "no resource type canarywatch" from a stale cache.
+            [
+                str(self.kubectl_path),
+                "--kubeconfig",
+                str(self.plane.kubeconfig),
+                "--cache-dir",
+                str(self.plane.kubeconfig.parent / "kubectl-cache"),
+                *args,
+            ],
             input=stdin,
             capture_output=True,
             text=True,

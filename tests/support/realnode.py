@@ -373,6 +373,8 @@ class RealNode:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
+            # kubectl's discovery cache is keyed by host:port, the same every run
+            "KUBECACHEDIR": str(self.workdir / "kubectl-cache"),
             "HELM_CACHE_HOME": str(helm_home / "cache"),
             "HELM_CONFIG_HOME": str(helm_home / "config"),
             "HELM_DATA_HOME": str(helm_home / "data"),
