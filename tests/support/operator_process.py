@@ -43,6 +43,8 @@ class Operator:
             "CANARYWATCH_LIVENESS_PORT": str(self.liveness_port),
             "CANARYWATCH_AGENT_IMAGE": AGENT_IMAGE,
             "CANARYWATCH_STATUS_INTERVAL_SECONDS": "2",
+            # a camera Deployment with no pod is down at once (nothing runs pods here)
+            "CANARYWATCH_CAMERA_START_GRACE_SECONDS": "0.001",
             "CANARYWATCH_RESOLVE_CHECK_SECONDS": "0.5",
             "CANARYWATCH_PAGERDUTY_RETRY_SECONDS": "0.2",
             "CANARYWATCH_PAGERDUTY_TIMEOUT_SECONDS": "30",

@@ -5,6 +5,7 @@ and the standalone publishers' health (``PublishWatch``)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 import pytest
@@ -14,7 +15,8 @@ from canarywatch import api
 from canarywatch.controller import manifests
 from canarywatch.controller.cameras import camera_workloads, observe_cameras, stale_excuse
 from canarywatch.controller.indexes import deployments_by_probe
-from canarywatch.controller.runtime import Runtime
+from canarywatch.controller.runtime import Runtime, timestamp
+from canarywatch.controller.settings import OperatorSettings
 from canarywatch.metrics import Metrics
 from canarywatch.outages import CameraOutages, PublishWatch
 from canarywatch.verdicts import Verdict
@@ -81,16 +83,59 @@ def built(probe: dict[str, Any]) -> list[dict[str, Any]]:
     return [view for found in views for view in found.values()]
 
 
-def camera(name: str, probe: str, tenant: str | None = None, *, available: int = 0, replicas: int = 1) -> Any:
+def camera(
+    name: str,
+    probe: str,
+    tenant: str | None = None,
+    *,
+    available: int = 0,
+    replicas: int = 1,
+    created: float | None = None,
+    conditions: list[dict[str, str]] | None = None,
+) -> Any:
     """A camera Deployment as the index keeps it (labels, replicas, availability)."""
     labels = {"app.kubernetes.io/component": "camera", api.LABEL_ROLE: "camera", api.LABEL_PROBE: probe}
     if tenant is not None:
         labels[api.LABEL_TENANT] = api.label_value(tenant)
+    metadata: dict[str, Any] = {"name": name, "labels": labels}
+    if created is not None:
+        metadata["creationTimestamp"] = timestamp(created)
     return {
-        "metadata": {"name": name, "labels": labels},
+        "metadata": metadata,
         "spec": {"replicas": replicas},
-        "status": {"availableReplicas": available},
+        "status": {"availableReplicas": available, "conditions": conditions or []},
     }
+
+
+def test_a_new_camera_is_starting_until_the_grace_is_over_or_its_rollout_fails(probe: dict[str, Any]) -> None:
+    """A cold start of many probes must not call every new camera down (a Warning Event
+    and a status patch per probe) before its pod could have started."""
+    spec = manifests.parse_probe(probe)
+    now = 1_000_000.0
+    young = camera("cam", spec.name, created=now - 30)
+    [starting] = camera_workloads(spec.tenant_ids, [young], now=now, start_grace=120)
+    assert starting.starting and not starting.down
+    [late] = camera_workloads(
+        spec.tenant_ids, [camera("cam", spec.name, created=now - 121)], now=now, start_grace=120
+    )
+    assert late.down
+    failed = camera(
+        "cam", spec.name, created=now - 30, conditions=[{"type": "Progressing", "status": "False"}]
+    )
+    assert camera_workloads(spec.tenant_ids, [failed], now=now, start_grace=120)[0].down
+    assert camera_workloads(spec.tenant_ids, [young], now=now, start_grace=0)[0].down
+
+
+async def test_a_starting_camera_shows_in_the_condition_without_an_event(probe: dict[str, Any]) -> None:
+    rt, kube = runtime(start_grace=600)
+    spec = manifests.parse_probe(probe)
+    status = observe_cameras(rt, probe, spec, [camera("cam", spec.name, created=time.time())], {})
+    [condition] = status["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "CamerasStarting")
+    await asyncio.gather(*rt.tasks)
+    assert kube.events == []
+    labels = {"namespace": NS, "integration": spec.integration, "probe": spec.name}
+    assert rt.metrics.sample("canarywatch_camera_up", labels | {"tenant": spec.tenant_ids[0]}) == 1
 
 
 def test_the_built_camera_deployments_carry_every_tenant_once(probe: dict[str, Any]) -> None:
@@ -127,9 +172,12 @@ class Kube:
         self.events.append((reason, message))
 
 
-def runtime() -> tuple[Runtime, Kube]:
+def runtime(start_grace: float = 0.001) -> tuple[Runtime, Kube]:
     kube = Kube()
-    return Runtime(settings=cast(Any, None), kube=cast(Any, kube), metrics=Metrics()), kube
+    settings = OperatorSettings.from_env(
+        {"CANARYWATCH_LEADER_ELECTION": "false", "CANARYWATCH_CAMERA_START_GRACE_SECONDS": str(start_grace)}
+    )
+    return Runtime(settings=settings, kube=cast(Any, kube), metrics=Metrics()), kube
 
 
 async def test_a_camera_down_shows_in_the_condition_the_gauge_and_one_event(probe: dict[str, Any]) -> None:

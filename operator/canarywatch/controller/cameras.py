@@ -9,6 +9,12 @@ one Deployment per tenant carries that tenant (its tenant label); one without a 
 label carries every tenant of the probe. A workload that should run a pod
 (``spec.replicas`` > 0) and has none available is down, and so are all the tenants it
 carries; one scaled to zero (a maintenance pause) is not expected to run.
+
+A Deployment younger than the start grace (``camera_start_grace_seconds``) that has no
+pod available yet is starting, not down: a cold start of many probes would otherwise
+flag every new camera (a Warning Event and a status patch each) before its pod could
+have started. Its rollout past ``progressDeadlineSeconds`` (``Progressing`` False) is
+down at once.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 import kopf
 
 from canarywatch.api import LABEL_PROBE, LABEL_ROLE, LABEL_TENANT, AgentRole, label_value
-from canarywatch.controller.runtime import Runtime, status_condition
+from canarywatch.controller.runtime import Runtime, epoch, status_condition
 from canarywatch.outages import CameraOutages
 from canarywatch.spec import ProbeSpec
 from canarywatch.verdicts import Verdict
@@ -39,10 +45,12 @@ class CameraWorkload:
     tenants: tuple[str, ...]
     wanted: int
     available: int
+    #: created within the start grace, its rollout not failed: no pod is expected yet
+    starting: bool = False
 
     @property
     def down(self) -> bool:
-        return self.wanted > 0 and self.available == 0
+        return self.wanted > 0 and self.available == 0 and not self.starting
 
     @property
     def reason(self) -> str:
@@ -50,10 +58,15 @@ class CameraWorkload:
 
 
 def camera_workloads(
-    tenants: Sequence[str], deployments: Sequence[Mapping[str, Any]]
+    tenants: Sequence[str],
+    deployments: Sequence[Mapping[str, Any]],
+    *,
+    now: float | None = None,
+    start_grace: float = 0.0,
 ) -> list[CameraWorkload]:
     """The probe's camera workloads among ``deployments`` (its own, as the index keeps
-    them), each with the tenants of ``tenants`` it carries."""
+    them), each with the tenants of ``tenants`` it carries; at ``now``, those created less
+    than ``start_grace`` seconds before are starting."""
     by_label = {label_value(t): t for t in tenants}
     found = []
     for deployment in deployments:
@@ -71,9 +84,20 @@ def camera_workloads(
                 tenants=carried,
                 wanted=int((deployment.get("spec") or {}).get("replicas", 1) or 0),
                 available=int((deployment.get("status") or {}).get("availableReplicas", 0) or 0),
+                starting=_starting(deployment, now, start_grace),
             )
         )
     return sorted(found, key=lambda w: w.name)
+
+
+def _starting(deployment: Mapping[str, Any], now: float | None, start_grace: float) -> bool:
+    if now is None or start_grace <= 0:
+        return False
+    conditions = (deployment.get("status") or {}).get("conditions") or []
+    if any(c.get("type") == "Progressing" and c.get("status") == "False" for c in conditions):
+        return False  # ProgressDeadlineExceeded: the rollout has failed
+    created = epoch((deployment.get("metadata") or {}).get("creationTimestamp"))
+    return created is not None and now - created < start_grace
 
 
 def _down_tenants(workloads: Sequence[CameraWorkload]) -> dict[str, tuple[str, str]]:
@@ -94,9 +118,11 @@ def observe_cameras(
 ) -> dict[str, Any]:
     """The probe's cameras now: its outages and gauge updated, a warning Event for each
     camera that went down, and the status fields (the ``CameraDown`` condition)."""
-    workloads = camera_workloads(spec.tenant_ids, deployments)
+    now = time.time()
+    grace = rt.settings.camera_start_grace_seconds
+    workloads = camera_workloads(spec.tenant_ids, deployments, now=now, start_grace=grace)
     down = _down_tenants(workloads)
-    went_down, _ = outages_for(rt, spec.namespace, spec.name).update(down, time.time())
+    went_down, _ = outages_for(rt, spec.namespace, spec.name).update(down, now)
     running = {t: t not in down for w in workloads if w.wanted > 0 for t in w.tenants}
     rt.metrics.record_cameras(
         namespace=spec.namespace, integration=spec.integration, probe=spec.name, up=running
@@ -111,6 +137,9 @@ def observe_cameras(
         state = ("True", "CameraUnavailable", message)
     elif not running:
         state = ("False", "NoCameraRunning", "no camera is expected to run (none built yet, or paused)")
+    elif any(w.starting and w.available == 0 for w in workloads):
+        starting = ", ".join(w.name for w in workloads if w.starting and w.available == 0)
+        state = ("False", "CamerasStarting", f"{starting} starting (no pod available yet)")
     else:
         state = ("False", "CamerasAvailable", f"all {len(running)} tenants' cameras are available")
     conditions = {c.get("type"): c for c in summary.get("conditions", [])}
@@ -143,7 +172,9 @@ def stale_excuse(
             if (d.get("metadata") or {}).get("labels", {}).get(LABEL_PROBE) == label_value(probe)
         ]
         if owned:
-            seen = _down_tenants(camera_workloads((tenant,), owned))
+            grace = rt.settings.camera_start_grace_seconds
+            now = time.time()
+            seen = _down_tenants(camera_workloads((tenant,), owned, now=now, start_grace=grace))
             outages.update(seen | _others(outages, tenant), time.time())
     return outages.explains(verdict, tenant, received_at)
 

@@ -41,6 +41,8 @@ CANARYWATCH_LIVENESS_PORT                   port of kopf's /healthz (8080)
 CANARYWATCH_STATUS_INTERVAL_SECONDS         CanaryProbe status summaries, at most one per
                                             probe per interval, and re-validation of a
                                             Degraded CameraIntegration (30)
+CANARYWATCH_CAMERA_START_GRACE_SECONDS      a camera Deployment this young with no pod
+                                            available yet is starting, not down (120)
 CANARYWATCH_RESOLVE_CHECK_SECONDS           how often open incidents are checked for
                                             resolution (10)
 CANARYWATCH_KILL_CAP_MAX_KILLS              default of spec.policy.killCap.maxKills (3)
@@ -130,6 +132,8 @@ class OperatorSettings:
     #: A CanaryProbe's status summary is refreshed at most once per interval; a Degraded
     #: CameraIntegration is validated again this often.
     status_interval_seconds: float = 30.0
+    #: A camera Deployment younger than this with no pod available is starting, not down.
+    camera_start_grace_seconds: float = 120.0
     #: Open incidents of an active integration are checked this often for resolution.
     resolve_check_seconds: float = 10.0
     #: Kill cap for integrations whose spec.policy.killCap leaves it out.
@@ -220,6 +224,9 @@ class OperatorSettings:
             metrics_port=env.integer("METRICS_PORT", d["metrics_port"], 0, 65535),
             liveness_port=env.integer("LIVENESS_PORT", d["liveness_port"], 0, 65535),
             status_interval_seconds=env.seconds("STATUS_INTERVAL_SECONDS", d["status_interval_seconds"]),
+            camera_start_grace_seconds=env.seconds(
+                "CAMERA_START_GRACE_SECONDS", d["camera_start_grace_seconds"]
+            ),
             resolve_check_seconds=env.seconds("RESOLVE_CHECK_SECONDS", d["resolve_check_seconds"]),
             kill_cap_max_kills=env.integer("KILL_CAP_MAX_KILLS", d["kill_cap_max_kills"], 0, 1_000_000),
             kill_cap_window_seconds=env.seconds("KILL_CAP_WINDOW_SECONDS", d["kill_cap_window_seconds"]),
