@@ -27,6 +27,10 @@ async def test_each_fault_is_detected_paged_and_switched_off(
     lines: list[str] = []
     code = await run_demo(DemoOptions(fault=fault, duration=45, out=tmp_path), write=lines.append)
     assert code == 0, "\n".join(lines)
+    # the integration canarywatch switched off refuses the cameras' uploads: that is the
+    # kill switch holding, not a camera down (wyze-2024's simulated outage before the leak is)
+    switched_off = next(i for i, line in enumerate(lines) if "SWITCHED OFF" in line)
+    assert [line for line in lines[switched_off:] if "is down" in line] == []
     incidents = [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
     first = incidents[0]
     assert first["verdict"] in verdicts
@@ -72,6 +76,10 @@ async def test_the_2019_leak_is_caught_through_the_hub_path(tmp_path: Path) -> N
     options = DemoOptions(fault=Fault.XIAOMI_2019, duration=60, out=tmp_path, via="hub")
     code = await run_demo(options, write=lines.append)
     assert code == 0, "\n".join(lines)
+    # the integration canarywatch switched off refuses the cameras' uploads: that is the
+    # kill switch holding, not a camera down (wyze-2024's simulated outage before the leak is)
+    switched_off = next(i for i, line in enumerate(lines) if "SWITCHED OFF" in line)
+    assert [line for line in lines[switched_off:] if "is down" in line] == []
     incidents = [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
     first = incidents[0]
     assert (first["verdict"], first["path"]) == ("cross_tenant", "hub")

@@ -320,8 +320,10 @@ class Pipeline:
 
     def _watch_publishers(self, monitor: Monitor, publishers: PublishWatch) -> None:
         """Cameras whose publisher fails are down, as camera pods are to the operator: their
-        tenants' stale frames are counted, not acted on (``canarywatch.outages``)."""
-        if self.fleet is None:
+        tenants' stale frames are counted, not acted on (``canarywatch.outages``). While
+        canarywatch holds the integration off, its refusing the uploads is the kill switch
+        holding, not a camera down: nothing is observed then."""
+        if self.fleet is None or monitor.suspended:
             return
         now = self.clock()
         down: dict[str, tuple[str, str]] = {}
