@@ -186,13 +186,7 @@ class AuthzProber(Transport):
             seen = await reader.first_frames(stream, first)
         except NETWORK_ERRORS as error:  # it was served, then stalled: still a grant
             return [self._granted(request, {**target, "undecodable": type(error).__name__})]
-        frames = [
-            ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, request.source, 200, {**f.meta, **target})
-            for f in seen
-            if f.body
-        ]
-        reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "stream ended")
-        return frames or [self._granted(request, {**target, "undecodable": reason})]
+        return self._shown(request, seen, target, nothing="stream ended", own_source=False)
 
     async def _whep(
         self, request: RenderedRequest, target: dict[str, str]
@@ -215,13 +209,7 @@ class AuthzProber(Transport):
             raise ConnectionError(reader.last_error or "the WHEP offer got no answer")
         if status not in (200, 201):
             return ShapedResponse(status, {}, b"", 0.0)
-        frames = [
-            ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, request.source, 200, {**f.meta, **target})
-            for f in seen
-            if f.body
-        ]
-        reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "") or "no frame"
-        return frames or [self._granted(request, {**target, "undecodable": reason})]
+        return self._shown(request, seen, target, nothing="no frame", own_source=False)
 
     async def _followed(
         self, request: RenderedRequest, response: ShapedResponse, target: dict[str, str]
@@ -248,13 +236,8 @@ class AuthzProber(Transport):
                 wall_clock=self._wall_clock,
             )
             seen = await reader.first_frames(max_segments=1)
-            frames = [
-                ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, f.source, 200, {**f.meta, **target})
-                for f in seen
-                if f.status == 200 and f.body
-            ]
-            reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "no segment")
-            return frames or [self._granted(request, {**target, "undecodable": reason})]
+            served = [f for f in seen if f.status == 200 or not f.body]
+            return self._shown(request, served, target, nothing="no segment", own_source=True)
         if looks_like_video(response.body, content_type):
             received_at = self._wall_clock()
             try:
@@ -299,6 +282,33 @@ class AuthzProber(Transport):
             ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, f.source, 200, {**f.meta, **target})
             for f in seen
         ]
+
+    def _shown(
+        self,
+        request: RenderedRequest,
+        seen: Sequence[ReceivedFrame],
+        target: dict[str, str],
+        *,
+        nothing: str,
+        own_source: bool,
+    ) -> list[ReceivedFrame]:
+        """The frames a granted stream showed, as probe frames (each judged; under the
+        frame's own source, or the probe request's), or ``access_granted`` with why none
+        could be decoded (the first reader's reason, else ``nothing``)."""
+        frames = [
+            ReceivedFrame(
+                f.body,
+                f.received_at,
+                FrameKind.PROBE,
+                f.source if own_source else request.source,
+                200,
+                {**f.meta, **target},
+            )
+            for f in seen
+            if f.body
+        ]
+        reason = next((f.meta.get("undecodable", "") for f in seen if not f.body), "") or nothing
+        return frames or [self._granted(request, {**target, "undecodable": reason})]
 
     def _granted(self, request: RenderedRequest, meta: dict[str, str]) -> ReceivedFrame:
         return ReceivedFrame(
