@@ -47,13 +47,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
 
 from canarywatch.agents.reporting import rfc3339
 from canarywatch.api import API_VERSION, LABEL_PROBE, RESUME_ANNOTATION
+from canarywatch.bench.apiserver import Api, controlplane_module, install_crds, until
 from canarywatch.controller import permissions
 from canarywatch.controller.manifests import keyring_item, keyring_secret_name
 from canarywatch.incidents.receiver import EventsReceiver
@@ -85,7 +85,7 @@ def run_operator_benchmark(*, incidents: int = 30, probes: int = 1000) -> int:
         print("incidents and probes must be >= 1", file=sys.stderr)
         return 2
     try:
-        controlplane = _controlplane_module()
+        controlplane = controlplane_module()
     except ImportError as error:
         print(f"cannot load tests/support/controlplane.py: {error}", file=sys.stderr)
         return 1
@@ -119,8 +119,8 @@ def run_operator_benchmark(*, incidents: int = 30, probes: int = 1000) -> int:
 
 
 def _run(plane: Any, work: Path, audit_log: Path, *, incidents: int, probes: int) -> int:
-    api = _Api(plane.api_client)
-    _install_crds(api)
+    api = Api(plane.api_client)
+    install_crds(api)
     api.create(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": _NAMESPACE}}
     )
@@ -203,7 +203,7 @@ def _load(averages: tuple[float, float, float]) -> str:
     return "/".join(f"{a:.1f}" for a in averages)
 
 
-def _keyring_owners(api: _Api) -> list[str]:
+def _keyring_owners(api: Api) -> list[str]:
     """The probes whose keyring Secret exists (at most one asked for): the first one
     reconciled reports the leaks, whichever kopf took first."""
     listed = api.call(
@@ -218,78 +218,7 @@ def _keyring_owners(api: _Api) -> list[str]:
 # -- control plane and API ---------------------------------------------------------------
 
 
-def _controlplane_module() -> ModuleType:
-    support = _REPO / "tests" / "support"
-    if not (support / "controlplane.py").is_file():
-        raise ImportError(f"{support / 'controlplane.py'} not found (run from a source checkout)")
-    if str(support) not in sys.path:
-        sys.path.insert(0, str(support))
-    import importlib
-
-    return importlib.import_module("controlplane")
-
-
-class _Api:
-    """Plain-dict calls as the admin user (thread-safe: the client pools connections)."""
-
-    def __init__(self, api_client: Any) -> None:
-        self.client = api_client
-
-    def call(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **query: str
-    ) -> Any:
-        serialized = self.client.param_serialize(
-            method,
-            path,
-            query_params=list(query.items()),
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.client.call_api(*serialized)
-        response.read()
-        if response.status >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status} {response.data[:300]!r}")
-        return json.loads(response.data) if response.data else None
-
-    def create(self, path: str, body: Any) -> Any:
-        return self.call("POST", path, body)
-
-    def apply(self, path: str, body: Any) -> Any:
-        return self.call(
-            "PATCH", path, body, "application/apply-patch+yaml", fieldManager="bench", force="true"
-        )
-
-    def patch(self, path: str, body: Any) -> Any:
-        return self.call("PATCH", path, body, "application/merge-patch+json")
-
-    def get(self, path: str) -> Any:
-        return self.call("GET", path)
-
-
-def _install_crds(api: _Api) -> None:
-    names = []
-    for path in sorted((_REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        names.append(crd["metadata"]["name"])
-        api.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}", crd)
-
-    def established() -> bool:
-        for name in names:
-            crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
-            if conditions.get("Established") != "True":
-                return False
-        try:
-            api.get(f"{_GROUP}/canaryprobes")
-        except RuntimeError:
-            return False
-        return True
-
-    _until(established, 30, "the CRDs to be established")
-
-
-def _operator_kubeconfig(plane: Any, api: _Api, work: Path) -> Path:
+def _operator_kubeconfig(plane: Any, api: Api, work: Path) -> Path:
     ns = f"/api/v1/namespaces/{_NAMESPACE}"
     rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{_NAMESPACE}"
     api.create(
@@ -336,7 +265,7 @@ def _example(kind: str) -> dict[str, Any]:
     raise LookupError(kind)
 
 
-def _setup_integration(api: _Api, pagerduty_url: str) -> None:
+def _setup_integration(api: Api, pagerduty_url: str) -> None:
     ns = f"/api/v1/namespaces/{_NAMESPACE}"
     api.create(
         f"{ns}/secrets",
@@ -389,7 +318,7 @@ def _setup_integration(api: _Api, pagerduty_url: str) -> None:
     api.create(f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations", integration)
 
 
-def _create_probe(api: _Api, example: dict[str, Any], index: int) -> None:
+def _create_probe(api: Api, example: dict[str, Any], index: int) -> None:
     probe = json.loads(json.dumps(example))
     probe["metadata"] = {"name": f"probe-{index:04d}"}
     spec = probe["spec"]
@@ -470,7 +399,7 @@ class _Operator:
             except OSError:
                 return False
 
-        _until(ready, 60, "the operator to lead", interval=0.02)
+        until(ready, 60, "the operator to lead", interval=0.02)
         return time.monotonic() - self.started
 
     def peak_rss_mib(self) -> float:
@@ -489,7 +418,7 @@ class _Operator:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> dict[str, float]:
+def _wait_reconciled(api: Api, probes: int, operator: _Operator) -> dict[str, float]:
     """Seconds after the operator's start until every probe says its workloads exist
     (``after``), and that moment's wall-clock time (``wall``), for the audit log."""
 
@@ -505,7 +434,7 @@ def _wait_reconciled(api: _Api, probes: int, operator: _Operator) -> dict[str, f
         ]
         return len(done) == probes
 
-    _until(reconciled, 900, f"{probes} probes to be reconciled", interval=2.0)
+    until(reconciled, 900, f"{probes} probes to be reconciled", interval=2.0)
     return {"after": time.monotonic() - operator.started, "wall": time.time()}
 
 
@@ -532,7 +461,7 @@ def _audit_counts(audit_log: Path, user: str, *, until: float) -> Counter[tuple[
 
 
 def _leak_to_zero(
-    api: _Api, incidents: int, operator: _Operator, reconciling: threading.Thread, reporter: str
+    api: Api, incidents: int, operator: _Operator, reconciling: threading.Thread, reporter: str
 ) -> list[tuple[float, bool]]:
     """Each incident's latency, and whether probes were still being reconciled then."""
     from kubernetes import watch
@@ -596,19 +525,19 @@ def _leak_to_zero(
                 latencies.append((at - started, cold_start))
                 break
         # Switch it back on, and let the incident resolve before the next one.
-        _until(
+        until(
             lambda: api.get(integration)["status"].get("killSwitch", {}).get("state") == "Engaged",
             30,
             "engaged",
         )
         holder = api.get(integration)["status"]["killSwitch"]["incident"]
         api.patch(integration, {"metadata": {"annotations": {RESUME_ANNOTATION: holder}}})
-        _until(partial(_back_on, api, f"{incidents_path}/leak-{index:03d}"), 30, "resume and resolution")
+        until(partial(_back_on, api, f"{incidents_path}/leak-{index:03d}"), 30, "resume and resolution")
     stop.set()
     return latencies
 
 
-def _back_on(api: _Api, incident: str) -> bool:
+def _back_on(api: Api, incident: str) -> bool:
     integration = f"{_GROUP}/namespaces/{_NAMESPACE}/cameraintegrations/{_INTEGRATION}"
     return bool(
         api.get(incident).get("status", {}).get("state") == "Resolved"
@@ -620,14 +549,6 @@ def _back_on(api: _Api, incident: str) -> bool:
 # -- small helpers ----------------------------------------------------------------------
 
 
-def _until(check: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def _first(find: Callable[[], list[str]], timeout: float, what: str) -> str:
     """The first thing ``find`` finds, polling until ``timeout``."""
     found: list[str] = []
@@ -636,7 +557,7 @@ def _first(find: Callable[[], list[str]], timeout: float, what: str) -> str:
         found[:] = find()
         return bool(found)
 
-    _until(any_found, timeout, what, interval=0.05)
+    until(any_found, timeout, what, interval=0.05)
     return found[0]
 
 
