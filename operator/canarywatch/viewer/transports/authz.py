@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Sequence
-from typing import Unpack
+from typing import TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -46,6 +46,8 @@ from canarywatch.viewer.transports.rtsp import RtspReader
 from canarywatch.viewer.transports.video import UndecodableVideo, decode_video, looks_like_video
 from canarywatch.viewer.transports.whep import WhepReader
 from canarywatch.webrtc import SDP_CONTENT_TYPE
+
+_VideoReader = TypeVar("_VideoReader", HlsReader, Mp4Reader, WhepReader)
 
 __all__ = ["ACCESS_GRANTED", "DENIED_STATUSES", "AuthzProber"]
 
@@ -173,15 +175,7 @@ class AuthzProber(Transport):
     async def _live(
         self, request: RenderedRequest, stream: ShapedStream, first: bytes, target: dict[str, str]
     ) -> list[ReceivedFrame]:
-        reader = Mp4Reader(
-            self._session,
-            request,
-            shaper=self.shaper,
-            timeout_s=self.timeout_s,
-            max_body_bytes=self.max_body_bytes,
-            sleep=self._sleep,
-            wall_clock=self._wall_clock,
-        )
+        reader = self._reader(Mp4Reader, request)
         try:
             seen = await reader.first_frames(stream, first)
         except NETWORK_ERRORS as error:  # it was served, then stalled: still a grant
@@ -194,15 +188,7 @@ class AuthzProber(Transport):
         """Offer a WebRTC session for another tenant's camera: a refusal is an answer
         like any other (its status counted); an accepted offer is looked at to its
         first frame, and is ``access_granted`` when none comes."""
-        reader = WhepReader(
-            self._session,
-            request,
-            shaper=self.shaper,
-            timeout_s=self.timeout_s,
-            max_body_bytes=self.max_body_bytes,
-            sleep=self._sleep,
-            wall_clock=self._wall_clock,
-        )
+        reader = self._reader(WhepReader, request)
         seen = await reader.first_frames(max_frames=1)
         status = reader.answer_status
         if status is None:
@@ -226,15 +212,7 @@ class AuthzProber(Transport):
                 tenant=request.tenant,
                 camera=request.camera,
             )
-            reader = HlsReader(
-                self._session,
-                followed,
-                shaper=self.shaper,
-                timeout_s=self.timeout_s,
-                max_body_bytes=self.max_body_bytes,
-                sleep=self._sleep,
-                wall_clock=self._wall_clock,
-            )
+            reader = self._reader(HlsReader, followed)
             seen = await reader.first_frames(max_segments=1)
             served = [f for f in seen if f.status == 200 or not f.body]
             return self._shown(request, served, target, nothing="no segment", own_source=True)
@@ -282,6 +260,19 @@ class AuthzProber(Transport):
             ReceivedFrame(f.body, f.received_at, FrameKind.PROBE, f.source, 200, {**f.meta, **target})
             for f in seen
         ]
+
+    def _reader(self, kind: type[_VideoReader], request: RenderedRequest) -> _VideoReader:
+        """A video reader for a granted answer, with this transport's session, shaper and
+        limits."""
+        return kind(
+            self._session,
+            request,
+            shaper=self.shaper,
+            timeout_s=self.timeout_s,
+            max_body_bytes=self.max_body_bytes,
+            sleep=self._sleep,
+            wall_clock=self._wall_clock,
+        )
 
     def _shown(
         self,
