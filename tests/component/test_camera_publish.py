@@ -53,7 +53,7 @@ async def test_a_camera_publishes_its_canary_as_h264(
     received = tmp_path / "received.ts"
     server = listening_server(protocol, url, received)
     camera = CanaryCamera("acme-7", 0, keyring.key("acme-7"), width=320, height=180)
-    target = VideoTarget(protocol, url, keyframe_interval=0.5, bitrate=300_000)
+    target = VideoTarget(url, protocol=protocol, keyframe_interval=0.5, bitrate=300_000)
     publisher = VideoPublisher(camera, target, fps=8, backoff=Backoff(base=0.2, cap=0.5))
     task = asyncio.create_task(publisher.run())
     try:

@@ -93,8 +93,8 @@ async def publish_streams(
         VideoPublisher(
             cam,
             VideoTarget(
-                protocol,
                 requests[(cam.tenant, cam.camera)].url,
+                protocol=protocol,
                 keyframe_interval=publish.keyframe_interval,
                 bitrate=publish.bitrate,
             ),

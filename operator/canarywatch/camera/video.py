@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from canarywatch.camera.fleet import CanaryCamera
+from canarywatch.camera.publishing import EncodedTarget, StreamPublisher
 from canarywatch.retrying import Backoff
 
 __all__ = ["StreamProtocol", "VideoPublisher", "VideoTarget", "live_h264_options"]
@@ -66,39 +67,27 @@ class StreamProtocol(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class VideoTarget:
+class VideoTarget(EncodedTarget):
     """Where and how one camera publishes its stream (credentials in the URL's userinfo
     for RTSP, in its path or query for RTMP, as servers take them)."""
 
-    protocol: StreamProtocol
-    url: str = field(repr=False)
-    #: seconds between keyframes (a player joins, and a lost frame heals, at the next one).
-    keyframe_interval: float = 2.0
-    #: target bitrate in bits per second.
-    bitrate: int = 1_000_000
+    protocol: StreamProtocol = field(kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         scheme = urlsplit(self.url).scheme
         if scheme not in self.protocol.schemes:
             raise ValueError(f"a {self.protocol} camera needs a {'/'.join(self.protocol.schemes)} URL")
-        if not self.keyframe_interval > 0:
-            raise ValueError(f"keyframe_interval must be > 0 seconds, got {self.keyframe_interval}")
-        if self.bitrate < 10_000:
-            raise ValueError(f"bitrate must be at least 10000 bit/s, got {self.bitrate}")
-
-    @property
-    def where(self) -> str:
-        """The URL without credentials, for logs."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
 
 
-class VideoPublisher:
+class VideoPublisher(StreamPublisher):
     """Publishes one camera's frames as a live H.264 stream until cancelled.
 
     Counts on the camera as the JPEG paths do: ``published`` for each frame written to
     the server, ``failed`` for each session that broke (connect refused, server gone).
     """
+
+    target: VideoTarget
 
     def __init__(
         self,
@@ -109,16 +98,7 @@ class VideoPublisher:
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
     ) -> None:
-        if fps <= 0:
-            raise ValueError("fps must be positive")
-        self.camera = camera
-        self.target = target
-        self.fps = fps
-        self.clock = clock
-        self.backoff = backoff or Backoff(base=0.5, cap=10.0)
-        #: sessions opened (the first and every reconnection).
-        self.sessions = 0
-        self.last_error: str | None = None
+        super().__init__(camera, target, fps=fps, clock=clock, backoff=backoff)
         self._stop = threading.Event()
 
     async def run(self) -> None:
@@ -132,25 +112,16 @@ class VideoPublisher:
         self._stop.set()
 
     def _publish(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             self.sessions += 1
             try:
                 sent = self._session()
             except Exception as error:  # FFmpeg's errors, OSError: the session is over
                 sent = 0
-                self.camera.failed += 1
-                self.last_error = f"{type(error).__name__}: {str(error)[:120]}"
-                log.debug(
-                    "camera %s/%s: %s to %s",
-                    self.camera.tenant,
-                    self.camera.camera,
-                    self.last_error,
-                    self.target.where,
-                )
-            failures = 0 if sent else failures + 1
+                self.session_failed(error)
+            delay = self.next_delay(sent)
             if not self._stop.is_set():
-                self._stop.wait(self.backoff.delay(max(1, failures)))
+                self._stop.wait(delay)
 
     def _session(self) -> int:
         """One connection: frames until stopped or the server goes; frames sent."""

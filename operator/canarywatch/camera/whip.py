@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import av
 from aiortc import MediaStreamTrack
 
 from canarywatch.camera.fleet import CanaryCamera
+from canarywatch.camera.publishing import EncodedTarget, StreamPublisher
 from canarywatch.camera.video import live_h264_options
 from canarywatch.retrying import Backoff
 from canarywatch.webrtc import (
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CameraTrack", "WhipPublisher", "WhipTarget"]
 
-log = logging.getLogger(__name__)
 
 # RTP's video clock.
 _TIME_BASE = Fraction(1, 90_000)
@@ -66,31 +65,22 @@ class PublishRefused(Exception):
 
 
 @dataclass(frozen=True)
-class WhipTarget:
+class WhipTarget(EncodedTarget):
     """Where and how one camera publishes (``headers`` carry its tenant's token)."""
 
-    url: str = field(repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    keyframe_interval: float = 2.0
-    bitrate: int = 1_000_000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if urlsplit(self.url).scheme not in ("http", "https"):
             raise ValueError("a whip camera needs an http(s) URL")
-        if not self.keyframe_interval > 0:
-            raise ValueError(f"keyframe_interval must be > 0 seconds, got {self.keyframe_interval}")
-        if self.bitrate < 10_000:
-            raise ValueError(f"bitrate must be at least 10000 bit/s, got {self.bitrate}")
-
-    @property
-    def where(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
 
 
-class WhipPublisher:
+class WhipPublisher(StreamPublisher):
     """Publishes one camera over WHIP until cancelled (``session``: the HTTP session the
     offers go through)."""
+
+    target: WhipTarget
 
     def __init__(
         self,
@@ -102,20 +92,10 @@ class WhipPublisher:
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
     ) -> None:
-        if fps <= 0:
-            raise ValueError("fps must be positive")
-        self.camera = camera
-        self.target = target
+        super().__init__(camera, target, fps=fps, clock=clock, backoff=backoff)
         self.session = session
-        self.fps = fps
-        self.clock = clock
-        self.backoff = backoff or Backoff(base=0.5, cap=10.0)
-        #: sessions opened (the first and every reconnection).
-        self.sessions = 0
-        self.last_error: str | None = None
 
     async def run(self) -> None:
-        failures = 0
         while True:
             self.sessions += 1
             track = CameraTrack(
@@ -135,21 +115,10 @@ class WhipPublisher:
                 ConnectionError,
                 aiohttp.ClientError,
             ) as error:
-                self.camera.failed += 1
-                if isinstance(error, PublishRefused):
-                    self.camera.last_status = error.status
-                self.last_error = f"{type(error).__name__}: {str(error)[:120]}"
-                log.debug(
-                    "camera %s/%s: %s to %s",
-                    self.camera.tenant,
-                    self.camera.camera,
-                    self.last_error,
-                    self.target.where,
-                )
+                self.session_failed(error, status=error.status if isinstance(error, PublishRefused) else None)
             finally:
                 track.stop()
-            failures = 0 if track.sent else failures + 1
-            await asyncio.sleep(self.backoff.delay(max(1, failures)))
+            await asyncio.sleep(self.next_delay(track.sent))
 
     async def _session(self, track: CameraTrack) -> None:
         """One WHIP session: until the connection fails or closes."""
