@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +372,40 @@ def test_the_agents_exit_2_naming_the_variable(
     with caplog.at_level(logging.ERROR):
         assert run(environ) == 2
     assert "CANARYWATCH_FPS: expected a number > 0" in caplog.text
+
+
+#: What a pod's agent must not have loaded when its environment is bad: the image codecs
+#: and FFmpeg (~1 s of CPU and ~50 MiB that a crash-looping pod would pay at every start).
+IMAGE_STACK = ("cv2", "numpy", "av", "simplejpeg")
+
+
+@pytest.mark.parametrize("role", ["viewer", "camera"])
+@pytest.mark.parametrize(("variable", "value"), [("CANARYWATCH_FPS", "fast"), ("CANARYWATCH_ADAPTER", "{")])
+def test_a_bad_environment_exits_2_before_the_image_stack_is_imported(
+    probe: dict[str, Any],
+    integration: dict[str, Any],
+    mounts: dict[str, Path],
+    role: str,
+    variable: str,
+    value: str,
+) -> None:
+    # The pod's own command (`canarywatch <role>`) in a fresh interpreter: the modules it
+    # loaded are counted, not timed.
+    environ = (viewer_env if role == "viewer" else camera_env)(probe, integration, mounts)
+    environ[variable] = value
+    code = (
+        "import json, sys\n"
+        "from canarywatch.cli import main\n"
+        f"status = main([{role!r}])\n"
+        f"print(json.dumps([status, [m for m in {IMAGE_STACK!r} if m in sys.modules]]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANARYWATCH_")} | environ
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    status, loaded = json.loads(run.stdout)
+    assert status == 2 and f"bad configuration: {variable}" in run.stderr, run.stderr
+    assert loaded == [], f"a bad {variable} loaded {loaded} before exiting"
 
 
 # -- keyrings -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from canarywatch.agents.env import (
     CameraSettings,
@@ -28,11 +28,11 @@ from canarywatch.agents.env import (
     load_keyring,
     run_until_signalled,
 )
-from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
-from canarywatch.camera.streams import publish_streams
-from canarywatch.markers import Keyring
-from canarywatch.metrics import Metrics, serve_metrics
-from canarywatch.serving import ServedApp
+
+if TYPE_CHECKING:
+    from canarywatch.markers import Keyring
+    from canarywatch.metrics import Metrics
+    from canarywatch.serving import ServedApp
 
 __all__ = ["CameraAgent", "main", "run_camera_agent"]
 
@@ -43,6 +43,11 @@ class CameraAgent:
     """The camera pod's work; ``run(stop)`` until ``stop`` is set."""
 
     def __init__(self, settings: CameraSettings, *, keyring: Keyring, metrics: Metrics | None = None) -> None:
+        # Imported here, once the environment is read: a bad one exits 2 before numpy,
+        # the renderer and aiohttp are loaded.
+        from canarywatch.camera import CameraFleet, CanaryCamera
+        from canarywatch.metrics import Metrics
+
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.fleet = CameraFleet(
@@ -69,6 +74,11 @@ class CameraAgent:
         return not any(task.done() for task in self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
+        from canarywatch.camera import PushTarget
+        from canarywatch.camera.streams import publish_streams
+        from canarywatch.metrics import serve_metrics
+        from canarywatch.serving import ServedApp
+
         s = self.settings
         server = await serve_metrics(self.metrics, s.metrics_host, s.metrics_port, health=self.healthy)
         self.metrics_url = server.url

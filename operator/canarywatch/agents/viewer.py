@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from canarywatch.agents.env import (
     EnvError,
@@ -55,16 +55,18 @@ from canarywatch.agents.kubeapi import ReportRejected, in_cluster_creator
 from canarywatch.agents.reporting import LEAK_INCIDENT_PLURAL, build_leak_incident
 from canarywatch.api import API_GROUP, VERSION
 from canarywatch.incidents.evidence import collect_evidence
-from canarywatch.incidents.records import IncidentRecord
-from canarywatch.markers import Decoder, Keyring
 from canarywatch.markers.payload import pack_signed
-from canarywatch.metrics import Metrics, serve_metrics
-from canarywatch.monitor import Monitor
 from canarywatch.retrying import Backoff, RetryLater, retry
-from canarywatch.verdicts import Verdict
-from canarywatch.viewer.judging import FrameResult
-from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
-from canarywatch.viewer.runner import ViewerRunner
+
+# The viewer core (decoder, numpy, aiohttp, metrics) is imported by ``ViewerAgent``, once
+# the environment is read: a bad one exits 2 without loading it.
+if TYPE_CHECKING:
+    from canarywatch.incidents.records import IncidentRecord
+    from canarywatch.markers import Keyring
+    from canarywatch.metrics import Metrics
+    from canarywatch.verdicts import Verdict
+    from canarywatch.viewer.judging import FrameResult
+    from canarywatch.viewer.plan import ViewerSpec
 
 __all__ = [
     "IncidentReporter",
@@ -257,6 +259,8 @@ def kubernetes_creator(
 
 def viewer_spec(settings: ViewerSettings) -> ViewerSpec:
     """The pod's viewers as the plan's input: every tenant, on each of its networks."""
+    from canarywatch.viewer.plan import ViewerSpec, Watcher
+
     s = settings
     return ViewerSpec(
         integration=s.integration,
@@ -287,6 +291,12 @@ class ViewerAgent:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        from canarywatch.markers import Decoder
+        from canarywatch.metrics import Metrics
+        from canarywatch.monitor import Monitor
+        from canarywatch.viewer.plan import plan_streams
+        from canarywatch.viewer.runner import ViewerRunner
+
         self.settings = settings
         self.keyring = keyring
         self.reporter = reporter
@@ -314,6 +324,8 @@ class ViewerAgent:
 
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        from canarywatch.metrics import serve_metrics
+
         s = self.settings
         server = await serve_metrics(self.metrics, s.metrics_host, s.metrics_port, health=self.healthy)
         self.metrics_url = server.url
