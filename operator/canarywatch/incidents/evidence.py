@@ -21,6 +21,9 @@ can find pixels that were never kept. ``Evidence``'s repr carries no pixels eith
 Each thumbnail cell is exactly one 8×8 JPEG block. A flat block encodes to its DC
 coefficient alone, so the JPEG adds no edges or ringing inside a cell: what is stored
 has at most 144 distinct flat cells and no high-frequency content to "enhance".
+
+numpy and the image codecs are imported by the first incident, not with this module:
+a viewer pod that sees no leak does not carry them for the evidence's sake.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from canarywatch.files import atomic_write
-from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, probe
 from canarywatch.verdicts import Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from canarywatch.markers.images import ImageLimits
 
 __all__ = [
     "KEPT",
@@ -125,6 +129,8 @@ def collect_evidence(
 
     ``limits`` bounds what is decoded for the thumbnail (the viewer's decoder limits).
     """
+    from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, probe
+
     verdict = Verdict(verdict)
     digest = hashlib.sha256(data).hexdigest()
     limits = limits if limits is not None else ImageLimits()
@@ -136,7 +142,7 @@ def collect_evidence(
         reduce = _reduction(info.width, info.height) if info.format == "jpeg" else 1
         thumbnail: bytes | None = _encode_thumbnail(pixelate(load_gray(data, info, reduce=reduce)))
         note = ""
-    except (ImageRejected, cv2.error) as error:
+    except Exception as error:  # ImageRejected, or the codec's own error: still evidence
         thumbnail, note = None, f"no thumbnail: {error}"
     return Evidence(
         verdict,
@@ -161,12 +167,16 @@ def pixelate(
 
     Area averaging, not sampling: a sampled pixel would be a real pixel of the frame.
     """
+    import numpy as np
+
+    from canarywatch.markers.area import area_resize
+
     if gray.ndim != 2 or gray.size == 0:
         raise ValueError(f"pixelate needs a non-empty 2-D grayscale image, got shape {gray.shape}")
     columns, rows = cells
     if columns < 1 or rows < 1 or cell_pixels < 1:
         raise ValueError(f"cells and cell_pixels must be positive, got {cells} and {cell_pixels}")
-    averaged = cv2.resize(gray, (columns, rows), interpolation=cv2.INTER_AREA)
+    averaged = np.rint(area_resize(gray, columns, rows)).astype(np.uint8)
     blocks = np.repeat(np.repeat(averaged, cell_pixels, axis=0), cell_pixels, axis=1)
     return np.ascontiguousarray(blocks, dtype=np.uint8)
 
@@ -226,10 +236,13 @@ def _reduction(width: int, height: int) -> int:
 
 
 def _encode_thumbnail(blocks: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", blocks, [cv2.IMWRITE_JPEG_QUALITY, _THUMBNAIL_QUALITY])
-    if not ok:
-        raise ImageRejected("thumbnail could not be encoded")
-    return encoded.tobytes()
+    import simplejpeg
+
+    return bytes(
+        simplejpeg.encode_jpeg(
+            blocks[..., None], quality=_THUMBNAIL_QUALITY, colorspace="GRAY", colorsubsampling="Gray"
+        )
+    )
 
 
 def _write(folder: Path, filename: str, data: bytes) -> str:
