@@ -45,6 +45,13 @@ def test_a_keyed_mac_is_the_mac_under_that_key_for_every_message() -> None:
     assert keyed_mac(b"j" * 32)(b"a") != sign(b"a")
 
 
+@pytest.mark.parametrize("length", [16, 32, 63, 64, 65, 100, 200])
+def test_a_keyed_mac_is_hmac_sha256_for_keys_shorter_and_longer_than_a_block(length: int) -> None:
+    # RFC 2104: a key longer than SHA-256's 64-byte block is hashed first, a shorter one padded
+    key = bytes((7 * i + length) % 256 for i in range(length))
+    assert keyed_mac(key)(b"fields") == mac(key, b"fields")
+
+
 def test_keyring_json_roundtrip_and_verify() -> None:
     ring = Keyring.generate(["acme-7", "bravo-2"])
     again = Keyring.from_json(ring.to_json())
