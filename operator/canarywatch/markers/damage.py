@@ -24,11 +24,11 @@ rows it is `degraded`, otherwise `undecodable`.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import simplejpeg
 
 from canarywatch.markers.layout import COLS, LAYOUT, ROWS, ModuleKind
+from canarywatch.markers.levels import two_means
 
 __all__ = ["MIN_BORDER_MATCH", "MIN_BORDER_MODULES", "canary_border", "intact_rows", "scan_damage"]
 
@@ -99,11 +99,9 @@ def _match(gray: np.ndarray, module_w: float, module_h: float) -> tuple[int, int
         y0, y1 = int((r + 0.3) * module_h), max(int((r + 0.7) * module_h), int((r + 0.3) * module_h) + 1)
         x0, x1 = int((c + 0.3) * module_w), max(int((c + 0.7) * module_w), int((c + 0.3) * module_w) + 1)
         samples[k] = gray[y0:y1, x0:x1].mean()
-    threshold, _ = cv2.threshold(samples.astype(np.uint8), 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    dark = samples <= threshold
-    if dark.all() or not dark.any():
-        return None
-    if float(samples[~dark].mean() - samples[dark].mean()) < _MIN_CONTRAST:
+    lo, hi, threshold = two_means(sorted(samples.tolist()))
+    dark = samples < threshold
+    if dark.all() or not dark.any() or hi - lo < _MIN_CONTRAST:
         return None
     expected = np.array([LAYOUT.fixed[r, c] for r, c in visible])
     matching = int(np.count_nonzero(dark == expected))

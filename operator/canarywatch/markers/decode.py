@@ -19,7 +19,8 @@ Three reads, cheapest first:
   erasures corrected) or `FORGED`.
 * robust: letterboxed, cropped, rotated, blurred, overlaid — at a working resolution,
   trim uniform bars, find the four anchors by template matching, fit an affine grid,
-  sample, correct errors *and* erasures, verify.
+  sample, correct errors *and* erasures, verify. Only this read uses OpenCV (imported
+  on first use): a viewer whose JPEG frames verify never loads its ~30 MiB.
 
 If nothing verifies, the decoder still has to say whether the image was a canary at
 all: `DEGRADED` (the anchors are there, the payload is not readable) versus
@@ -33,7 +34,6 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
@@ -41,6 +41,7 @@ from canarywatch.markers.damage import canary_border, intact_rows, scan_damage
 from canarywatch.markers.images import ImageLimits, ImageRejected, Probe, load_gray, probe
 from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
+from canarywatch.markers.levels import two_means
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 from canarywatch.markers.reduced import read_scaled, reduced_scale, reduction
@@ -111,9 +112,10 @@ class Decoder:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
-                obs = self._verify_clean(read_scaled(data, info, reduce), info)
-                if obs is not None:
-                    return obs
+                for message in read_scaled(data, info, reduce):
+                    obs = self._verify_clean(message, info)
+                    if obs is not None:
+                        return obs
             budget.check("the full-resolution decode")
             gray = load_gray(data, info)
             obs = self._classify(
@@ -127,6 +129,8 @@ class Decoder:
     def decode_image(self, image: np.ndarray) -> Observation:
         """Classify an already decoded frame (BGR or grayscale array), e.g. from a video."""
         if image.ndim == 3:
+            import cv2
+
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if image.size == 0 or image.ndim != 2:
             return Observation(Status.UNDECODABLE, reason="empty or malformed image array")
@@ -147,6 +151,8 @@ class Decoder:
         budget.check("the robust read")
         if robust_reduce > 1:
             # the working resolution the robust path was tuned at (1/2–1/8 of a large frame)
+            import cv2
+
             h, w = gray.shape
             size = (-(-w // robust_reduce), -(-h // robust_reduce))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
@@ -201,10 +207,8 @@ class Decoder:
         )
 
     # -- verification ---------------------------------------------------------------
-    def _verify_clean(self, message: bytes | None, info: Probe) -> Observation | None:
+    def _verify_clean(self, message: bytes, info: Probe) -> Observation | None:
         """VERIFIED from a clean reduced-scale read, else None (decode at full resolution)."""
-        if message is None:
-            return None
         fields, signature = split_signed(message)
         tenant = self.keyring.verify(fields, fields[1:4], signature)
         if tenant is None:
@@ -333,7 +337,7 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
     valid = samples if inside is None else samples[inside]
     if valid.size < _CODE_BITS // 2:
         return _Read(None, 0.0)
-    lo, hi, thr = _two_means(valid)
+    lo, hi, thr = two_means(sorted(valid.tolist()))
     contrast = hi - lo
     if contrast < _MIN_CONTRAST:
         return _Read(None, contrast)
@@ -359,42 +363,22 @@ def _read_grid(img: np.ndarray, matrix: np.ndarray | None) -> _Read:
     return _Read(corr, contrast)
 
 
-def _two_means(values: np.ndarray) -> tuple[float, float, float]:
-    """Dark mean, light mean and the threshold between them (1-D 2-means).
-
-    Runs on every frame, so it works on one sorted copy with prefix sums instead of
-    re-masking the samples each iteration.
-    """
-    ordered = np.sort(values)
-    sums = np.cumsum(ordered, dtype=np.float64)
-    n = ordered.size
-    # start between the extremes: a median start can sit exactly on one cluster
-    lo, hi = float(ordered[0]), float(ordered[-1])
-    thr = (lo + hi) / 2
-    for _ in range(6):
-        i = int(np.searchsorted(ordered, thr))
-        if i in (0, n):
-            break
-        lo, hi = float(sums[i - 1]) / i, float(sums[-1] - sums[i - 1]) / (n - i)
-        new = (lo + hi) / 2
-        if new == thr:
-            break
-        thr = new
-    return lo, hi, thr
-
-
 # -- robust-path geometry -------------------------------------------------------------
 
 
 def _working_resolution(gray: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     if w > 2 * COLS * 10:
+        import cv2
+
         scale = COLS * 10 / w
         return cv2.resize(gray, (COLS * 10, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return gray
 
 
 def _smooth(img: np.ndarray) -> np.ndarray:
+    import cv2
+
     k = max(1, round(img.shape[1] / COLS / 3)) | 1
     return cv2.blur(img, (k, k)) if k > 1 else img
 
@@ -422,6 +406,8 @@ def _content_box(img: np.ndarray) -> tuple[int, int, int, int]:
 
 @lru_cache(maxsize=128)
 def _anchor_template(size: int) -> np.ndarray:
+    import cv2
+
     pattern = np.full((5, 5), 202.0, dtype=np.float32)
     pattern[1:4, 1:4] = 47.0
     pattern[2, 2] = 202.0
@@ -431,6 +417,8 @@ def _anchor_template(size: int) -> np.ndarray:
 
 def _find_anchors(img: np.ndarray) -> list[tuple[float, float, float, int]]:
     """(x, y, score, anchor index) for the best match of each anchor."""
+    import cv2
+
     h, w = img.shape
     sx, sy = w / COLS, h / ROWS
     module = (sx + sy) / 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import simplejpeg
 
@@ -73,11 +72,33 @@ class Probe:
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _jpeg_header(data: bytes) -> tuple[int, int, int, int]:
+class _RecentHeaders:
+    """The headers of the last few JPEG streams: a camera's frames share theirs byte for
+    byte (same size, same tables), so the header walk runs once per stream, not per frame."""
+
+    count = 8
+    longest = 4096  # longer headers (metadata segments) are walked every time
+
+    def __init__(self) -> None:
+        # (header bytes, parsed): one tuple swapped in whole, read by decoding threads unlocked
+        self.entries: tuple[tuple[bytes, tuple[int, int, int, int]], ...] = ()
+
+    def parse(self, data: bytes) -> tuple[int, int, int, int]:
+        for header, parsed in self.entries:
+            if data.startswith(header):
+                return parsed
+        parsed, read = _walk_jpeg_header(data)
+        if 0 < read <= self.longest:
+            self.entries = ((data[:read], parsed), *self.entries[: self.count - 1])
+        return parsed
+
+
+def _walk_jpeg_header(data: bytes) -> tuple[tuple[int, int, int, int], int]:
     """(width, height, MCU-row height, frame header offset) from the segments up to the
-    first scan; the MCU-row height is 0 unless the JPEG is one 8-bit baseline scan of
-    every component (and 0 when anything but segments follows the frame header: such a
-    JPEG is neither cut nor spared the scan count)."""
+    first scan, and how many leading bytes of ``data`` that depends on (0: more than
+    those, do not remember it); the MCU-row height is 0 unless the JPEG is one 8-bit
+    baseline scan of every component (and 0 when anything but segments follows the
+    frame header: such a JPEG is neither cut nor spared the scan count)."""
     i, n = 2, len(data)
     sof = -1
     while i + 4 <= n:
@@ -104,11 +125,15 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int, int]:
         elif marker == 0xDA:
             if sof < 0:
                 raise ImageRejected("corrupt JPEG: scan before frame header")
-            return (*_frame_size(data, sof), _single_scan_mcu_height(data, sof, i), sof)
+            # what was read: up to the scan header's component count and the frame
+            # header's components (wherever a malformed frame header says they are)
+            end = max(i + 5, sof + 10 + 3 * data[sof + 9]) if sof + 9 < n else n + 1
+            read = end if end <= n else 0
+            return (*_frame_size(data, sof), _single_scan_mcu_height(data, sof, i), sof), read
         i += 2 + length
     if sof < 0:
         raise ImageRejected("truncated JPEG: no frame header")
-    return *_frame_size(data, sof), 0, sof
+    return (*_frame_size(data, sof), 0, sof), 0
 
 
 def _frame_size(data: bytes, sof: int) -> tuple[int, int]:
@@ -129,6 +154,9 @@ def _single_scan_mcu_height(data: bytes, sof: int, sos: int) -> int:
         return 8
     # 0 when a vertical sampling factor is 0: libjpeg refuses such a frame
     return 8 * max(data[sof + 11 + 3 * c] & 15 for c in range(components))
+
+
+_HEADERS = _RecentHeaders()
 
 
 def top_rows(data: bytes, info: Probe, rows: int) -> tuple[bytes, int] | None:
@@ -160,7 +188,7 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
         raise ImageRejected(f"body of {len(data)} bytes exceeds the {limits.max_bytes}-byte cap")
     if data[:3] == b"\xff\xd8\xff":
         fmt = "jpeg"
-        width, height, mcu_height, frame_header = _jpeg_header(data)
+        width, height, mcu_height, frame_header = _HEADERS.parse(data)
         # libjpeg happily pads a truncated scan with gray; a missing EOI means truncation
         if not data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
             raise ImageRejected("truncated JPEG: no end-of-image marker")
@@ -223,17 +251,25 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ImageRejected("corrupt WebP header")
 
 
-#: cv2.imdecode flag for a grayscale decode at 1/scale (libjpeg's DCT scaling)
-DCT_SCALE_FLAGS = {
-    1: cv2.IMREAD_GRAYSCALE,
-    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
-}
+#: cv2.imdecode flag for a grayscale decode at 1/scale (libjpeg's DCT scaling): the values
+#: of cv2.IMREAD_GRAYSCALE and IMREAD_REDUCED_GRAYSCALE_2/4/8, spelled out so that reading
+#: a JPEG does not load OpenCV.
+DCT_SCALE_FLAGS = {1: 0, 2: 16, 4: 32, 8: 64}
 
 
 def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
-    """Decode to 8-bit grayscale; JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling)."""
+    """Decode to 8-bit grayscale; JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling).
+
+    JPEGs go through libjpeg-turbo by simplejpeg (pixel for pixel what OpenCV's bundled
+    libjpeg-turbo gives, a little faster, and without loading OpenCV's ~30 MiB); OpenCV
+    decodes the other formats and the JPEGs simplejpeg refuses (CMYK, say).
+    """
+    if info.format == "jpeg":
+        gray = _simplejpeg_gray(data, info.width, reduce)
+        if gray is not None:
+            return gray
+    import cv2  # the robust path and non-JPEG formats only: a viewer of JPEGs never loads it
+
     flag = DCT_SCALE_FLAGS[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
@@ -257,14 +293,20 @@ def load_gray_top(data: bytes, info: Probe, *, reduce: int) -> np.ndarray | None
     top rows another. Neither matters here: only a MAC that verifies on these pixels
     concludes anything from them.
     """
-    width = -(-info.width // reduce)
+    return _simplejpeg_gray(data, info.width, reduce)
+
+
+def _simplejpeg_gray(data: bytes, width: int, reduce: int) -> np.ndarray | None:
+    """``data`` (a JPEG ``width`` wide) in grayscale at 1/``reduce`` scale, libjpeg's
+    warnings ignored; None when libjpeg gives up or scales otherwise."""
+    scaled = -(-width // reduce)
     try:
         img = simplejpeg.decode_jpeg(
-            data, colorspace="GRAY", min_width=width, min_height=1, min_factor=reduce, strict=False
+            data, colorspace="GRAY", min_width=scaled, min_height=1, min_factor=reduce, strict=False
         )
     except ValueError:
         return None
-    if img.shape[1] != width:  # a scale libjpeg chose otherwise: not the grid we sample
+    if img.shape[1] != scaled:  # a scale libjpeg chose otherwise: not the grid we sample
         return None
     gray: np.ndarray = img.reshape(img.shape[:2])
     return gray

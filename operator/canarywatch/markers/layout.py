@@ -24,10 +24,13 @@ import numpy as np
 
 from canarywatch.markers.ecc import CODEWORD_BYTES
 
-__all__ = ["ANCHORS", "COLS", "LAYOUT", "ROWS", "Layout", "ModuleKind"]
+__all__ = ["ANCHORS", "COLS", "DARK_LUMA", "LAYOUT", "LIGHT_LUMA", "ROWS", "Layout", "ModuleKind"]
 
 COLS = 32
 ROWS = 18
+# BT.601 luma of the dark and light modules as a camera renders them
+DARK_LUMA = 47
+LIGHT_LUMA = 202
 
 
 class ModuleKind:
