@@ -20,6 +20,7 @@ from canarywatch.markers import decode as decode_module
 from canarywatch.markers import reduced as reduced_module
 from canarywatch.markers.images import DCT_SCALE_FLAGS, Probe, load_gray_top, probe, top_rows
 from canarywatch.markers.reduced import reduced_scale
+from canarywatch.markers.restarts import mcu_rows
 
 NOW = 1_795_000_000.5
 PER_DEGRADATION = 40
@@ -137,11 +138,13 @@ def test_png_and_small_jpegs_are_decoded_once_at_full_resolution(
 
 
 @pytest.mark.parametrize(
-    ("w", "h", "top"), [(1920, 1080, 672), (1280, 720, 448), (640, 360, 224), (320, 180, 112)]
+    ("w", "h", "top"), [(1920, 1080, 160), (1280, 720, 160), (640, 360, 160), (320, 180, 112)]
 )
-def test_a_camera_jpeg_is_verified_from_the_top_rows_alone(
+def test_a_camera_jpeg_is_verified_from_the_mcu_rows_it_samples_alone(
     keyring: Keyring, decodes: list[tuple[int, int]], w: int, h: int, top: int
 ) -> None:
+    # a restart marker after every MCU row: only the 10 rows holding a message module's
+    # centre are decoded (all 7 at 320x180, where a module is smaller than an MCU row)
     body = encode_image(_canary(keyring, "bravo-2", w, h), restart_rows=True)
     reference = Decoder(keyring, reduced_path=False).decode(body)
     decodes.clear()
@@ -174,6 +177,73 @@ def test_the_top_rows_decode_to_the_pixels_of_the_whole_frame(keyring: Keyring) 
             assert gray is not None
             reduced = cv2.imdecode(np.frombuffer(body, np.uint8), DCT_SCALE_FLAGS[scale])
             assert np.array_equal(gray, (whole if scale == 1 else reduced)[: rows // scale])
+
+
+@pytest.mark.parametrize(
+    ("params", "mcu"),
+    [
+        ([cv2.IMWRITE_JPEG_RST_INTERVAL, 80], 16),  # 4:2:0, a marker per MCU row (a camera's)
+        ([cv2.IMWRITE_JPEG_RST_INTERVAL, 40], 16),  # two intervals per row
+        (
+            [
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+                cv2.IMWRITE_JPEG_RST_INTERVAL,
+                160,
+            ],
+            8,
+        ),
+    ],
+)
+def test_stacked_mcu_rows_decode_to_the_pixels_of_those_rows_of_the_whole_frame(
+    keyring: Keyring, params: list[int], mcu: int
+) -> None:
+    body = cv2.imencode(".jpg", _canary(keyring), params)[1].tobytes()
+    info = probe(body)
+    assert (info.mcu_height, info.restart_interval) == (mcu, params[-1])
+    rows = (0, 3, 4, 9, 20, 26)
+    stacked = mcu_rows(body, info, rows)
+    assert stacked is not None
+    for scale in (1, 2, 8):
+        gray = load_gray_top(stacked, Probe("jpeg", 1280, len(rows) * mcu), reduce=scale)
+        whole = cv2.imdecode(np.frombuffer(body, np.uint8), DCT_SCALE_FLAGS[scale])
+        step = mcu // scale
+        assert gray is not None and gray.shape[0] == len(rows) * step
+        expected = np.concatenate([whole[r * step : (r + 1) * step] for r in rows])
+        assert np.array_equal(gray, expected)
+
+
+def test_mcu_rows_are_cut_only_where_restart_intervals_fall_on_row_boundaries(keyring: Keyring) -> None:
+    frame = _canary(keyring)
+    plain = encode_image(frame)  # no restart markers
+    uneven = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_RST_INTERVAL, 7])[1].tobytes()
+    tiny = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_RST_INTERVAL, 1])[1].tobytes()  # 80 per row
+    camera = encode_image(frame, restart_rows=True)
+    for body in (plain, uneven, tiny):
+        assert mcu_rows(body, probe(body), (1, 2)) is None
+    assert mcu_rows(camera, probe(camera), (44,)) is None  # the last row ends the scan: not cut
+    assert mcu_rows(camera, probe(camera), (1, 2)) is not None
+
+
+@pytest.mark.parametrize("damage", ["drop-marker", "renumber-marker", "truncate-scan"])
+def test_a_camera_jpeg_with_broken_restart_markers_is_a_verdict_never_a_wrong_one(
+    keyring: Keyring, damage: str
+) -> None:
+    body = bytearray(encode_image(_canary(keyring, "bravo-2"), restart_rows=True))
+    markers = [i for i in range(len(body) - 1) if body[i] == 0xFF and 0xD0 <= body[i + 1] <= 0xD7]
+    if damage == "drop-marker":
+        del body[markers[5] : markers[5] + 2]
+    elif damage == "renumber-marker":
+        body[markers[5] + 1] = 0xD0 + (body[markers[5] + 1] + 3 - 0xD0) % 8
+    else:
+        body = body[: markers[8]] + b"\xff\xd9"
+    obs = Decoder(keyring).decode(bytes(body))
+    reference = Decoder(keyring, reduced_path=False).decode(bytes(body))
+    assert obs.status in (Status.VERIFIED, Status.DEGRADED, Status.UNDECODABLE)
+    if obs.status is Status.VERIFIED:
+        assert obs.tenant == "bravo-2" and obs.payload == reference.payload
+    else:
+        assert obs == reference
 
 
 def test_progressive_jpegs_are_decoded_whole_at_reduced_scale(
@@ -219,7 +289,7 @@ def test_a_damaged_top_falls_back_to_the_whole_frame(
     frame[40:120, 40:200] = (100, 40, 40)  # symbol errors in the message's rows
     obs = Decoder(keyring).decode(encode_image(frame, restart_rows=True))
     assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
-    assert decodes == [(8, 448), (1, 720)]
+    assert decodes == [(8, 160), (1, 720)]  # the 10 sampled MCU rows, then the whole frame
 
 
 def test_a_corrupt_byte_in_the_top_rows_falls_back_and_still_verifies(
@@ -227,12 +297,13 @@ def test_a_corrupt_byte_in_the_top_rows_falls_back_and_still_verifies(
 ) -> None:
     body = bytearray(encode_image(_canary(keyring), restart_rows=True))
     # zeros amid the fourth MCU row's entropy-coded data (between the restart markers that
-    # end rows three and four): libjpeg loses the rest of the row, across message modules
+    # end rows three and four, a row the reduced read samples): libjpeg loses the rest of
+    # the row, across message modules
     start = body.find(b"\xff\xd2")
     middle = (start + body.find(b"\xff\xd3", start)) // 2
     body[middle : middle + 8] = bytes(8)
     obs = Decoder(keyring).decode(bytes(body))
-    assert decodes[0] == (8, 448) and len(decodes) == 2  # the top read did not verify
+    assert decodes[0] == (8, 160) and len(decodes) == 2  # the sampled rows' read did not verify
     assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "acme-7", "fast")
 
 
@@ -242,7 +313,7 @@ def test_a_forged_camera_jpeg_is_called_forged_only_after_a_full_decode(
     stranger = Keyring.generate(["acme-7"])
     obs = Decoder(Keyring.generate(["acme-7"])).decode(encode_image(_canary(stranger), restart_rows=True))
     assert obs.status is Status.FORGED and obs.path == "fast"
-    assert decodes == [(8, 448), (1, 720)]
+    assert decodes == [(8, 160), (1, 720)]
 
 
 def test_camera_jpegs_at_any_quality_agree_with_full_decode(keyring: Keyring) -> None:

@@ -4,7 +4,8 @@ Every figure is a ratio measured in one run on the same frames, because these
 machines are noisy: the cost of a verdict (decode + judge) relative to
 `cv2.imdecode(..., IMREAD_GRAYSCALE)` of the same JPEG, the floor under it (the
 cheapest decode the reduced read can do: the rows holding the signed message at the DCT
-scale chosen from the header, which a verdict cannot beat), the cost of a verdict that
+scale chosen from the header, or of a camera's JPEG only the MCU rows holding a module
+centre, which a verdict cannot beat), the cost of a verdict that
 falls back to a full-resolution decode, and the same ratio for two reference decoders
 carrying an equivalent payload (a zxing-cpp QR code and OpenCV's ArUco detector); what a
 canary camera's render + encode costs relative to `cv2.imencode` of the same frame; and
@@ -28,9 +29,10 @@ import numpy as np
 from canarywatch.bench.degradations import DEGRADATIONS, Sample, h264_roundtrip, samples
 from canarywatch.camera import CanaryCamera
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, ecc, encode_image, render_frame
-from canarywatch.markers.images import DCT_SCALE_FLAGS, Probe, load_gray_top, probe, top_rows
+from canarywatch.markers.images import Probe, load_gray, load_gray_top, probe, top_rows
 from canarywatch.markers.payload import pack_signed
-from canarywatch.markers.reduced import message_rows, reduced_scale
+from canarywatch.markers.reduced import message_rows, reduced_scale, sampled_mcu_rows
+from canarywatch.markers.restarts import mcu_rows
 from canarywatch.verdicts import ViewerIdentity, judge
 
 __all__ = ["RobustnessRow", "robustness_table", "run_codec_benchmark"]
@@ -106,6 +108,10 @@ def _cost_ops(keyring: Keyring, width: int, height: int, *, camera: bool) -> dic
     info = probe(canary)
     scale = reduced_scale(info)
     top = top_rows(canary, info, message_rows(height))
+    sampled = sampled_mcu_rows(info, scale)
+    stacked = mcu_rows(canary, info, sampled)
+    if stacked is not None:  # what the reduced read decodes of a JPEG with restart markers
+        top = stacked, len(sampled) * info.mcu_height
     ops: dict[str, Callable[[], object]] = {
         "imdecode": lambda: cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE),
         "canarywatch": lambda: judge(decoder.decode(canary), viewer, now=time.time(), max_age=30),
@@ -113,7 +119,7 @@ def _cost_ops(keyring: Keyring, width: int, height: int, *, camera: bool) -> dic
         "imdecode-fallback": lambda: cv2.imdecode(fbuf, cv2.IMREAD_GRAYSCALE),
     }
     if top is None:
-        ops["floor"] = lambda: cv2.imdecode(buf, DCT_SCALE_FLAGS[scale])
+        ops["floor"] = lambda: load_gray(canary, info, reduce=scale)
     else:
         cut, rows = top
         ops["floor"] = lambda: load_gray_top(cut, Probe("jpeg", width, rows), reduce=scale)
@@ -176,7 +182,8 @@ def _cost_table(keyring: Keyring, rounds: int) -> None:
         "plain: re-encoded (q85, no restart markers); camera: as a canary camera publishes it "
         "(q80, a restart marker per MCU row)\n"
         "floor: the decode the reduced read cannot do without (the rows holding the signed "
-        "message, at the DCT scale chosen from the header)\n"
+        "message, at the DCT scale chosen from the header; of a JPEG with a restart marker per "
+        "MCU row, only the MCU rows holding a message module's centre)\n"
         "fallback: a verdict on the same frame with symbol errors in the message's rows "
         "(the reduced read fails, the full-resolution read corrects them)"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import simplejpeg
@@ -67,6 +68,23 @@ class Probe:
     #: MCU rows and the offset of its frame header (see `top_rows`); 0 otherwise.
     mcu_height: int = 0
     frame_header: int = 0
+    #: ... and for such a JPEG, the width of its MCUs, its restart interval (MCUs; 0: no
+    #: restart markers) and the offset of its entropy-coded data (see `markers.restarts`).
+    mcu_width: int = 0
+    restart_interval: int = 0
+    scan_data: int = 0
+
+
+class _Header(NamedTuple):
+    """What `probe` reads from a JPEG's segments up to its first scan."""
+
+    width: int
+    height: int
+    mcu_height: int
+    frame_header: int
+    mcu_width: int
+    restart_interval: int
+    scan_data: int
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -81,9 +99,9 @@ class _RecentHeaders:
 
     def __init__(self) -> None:
         # (header bytes, parsed): one tuple swapped in whole, read by decoding threads unlocked
-        self.entries: tuple[tuple[bytes, tuple[int, int, int, int]], ...] = ()
+        self.entries: tuple[tuple[bytes, _Header], ...] = ()
 
-    def parse(self, data: bytes) -> tuple[int, int, int, int]:
+    def parse(self, data: bytes) -> _Header:
         for header, parsed in self.entries:
             if data.startswith(header):
                 return parsed
@@ -93,14 +111,15 @@ class _RecentHeaders:
         return parsed
 
 
-def _walk_jpeg_header(data: bytes) -> tuple[tuple[int, int, int, int], int]:
-    """(width, height, MCU-row height, frame header offset) from the segments up to the
-    first scan, and how many leading bytes of ``data`` that depends on (0: more than
-    those, do not remember it); the MCU-row height is 0 unless the JPEG is one 8-bit
-    baseline scan of every component (and 0 when anything but segments follows the
-    frame header: such a JPEG is neither cut nor spared the scan count)."""
+def _walk_jpeg_header(data: bytes) -> tuple[_Header, int]:
+    """The frame's size and layout from the segments up to the first scan, and how many
+    leading bytes of ``data`` that depends on (0: more than those, do not remember it).
+    The MCU geometry is 0 unless the JPEG is one 8-bit baseline scan of every component
+    (and 0 when anything but segments follows the frame header: such a JPEG is neither
+    cut nor spared the scan count)."""
     i, n = 2, len(data)
     sof = -1
+    restart = 0
     while i + 4 <= n:
         if data[i] != 0xFF:
             if sof >= 0:  # junk after the frame header (cameras pad): libjpeg skips it
@@ -122,18 +141,22 @@ def _walk_jpeg_header(data: bytes) -> tuple[tuple[int, int, int, int], int]:
             if i + 9 > n:
                 break
             sof = i
+        elif marker == 0xDD and length == 4 and i + 6 <= n:
+            (restart,) = struct.unpack_from(">H", data, i + 4)
         elif marker == 0xDA:
             if sof < 0:
                 raise ImageRejected("corrupt JPEG: scan before frame header")
             # what was read: up to the scan header's component count and the frame
             # header's components (wherever a malformed frame header says they are)
             end = max(i + 5, sof + 10 + 3 * data[sof + 9]) if sof + 9 < n else n + 1
-            read = end if end <= n else 0
-            return (*_frame_size(data, sof), _single_scan_mcu_height(data, sof, i), sof), read
+            mcu_height, mcu_width = _single_scan_mcu(data, sof, i)
+            scan_data = i + 2 + length if mcu_height and i + 2 + length <= n else 0
+            header = _Header(*_frame_size(data, sof), mcu_height, sof, mcu_width, restart, scan_data)
+            return header, (end if end <= n else 0)
         i += 2 + length
     if sof < 0:
         raise ImageRejected("truncated JPEG: no frame header")
-    return (*_frame_size(data, sof), 0, sof), 0
+    return _Header(*_frame_size(data, sof), 0, sof, 0, 0, 0), 0
 
 
 def _frame_size(data: bytes, sof: int) -> tuple[int, int]:
@@ -141,19 +164,21 @@ def _frame_size(data: bytes, sof: int) -> tuple[int, int]:
     return width, height
 
 
-def _single_scan_mcu_height(data: bytes, sof: int, sos: int) -> int:
-    """The MCU-row height of a frame whose first scan is one 8-bit baseline scan of every
-    component, else 0. libjpeg decodes no other scan of such a frame (a second one is an
-    error), so it costs one scan whatever else its bytes hold."""
+def _single_scan_mcu(data: bytes, sof: int, sos: int) -> tuple[int, int]:
+    """The MCU height and width of a frame whose first scan is one 8-bit baseline scan of
+    every component, else (0, 0). libjpeg decodes no other scan of such a frame (a second
+    one is an error), so it costs one scan whatever else its bytes hold."""
     if data[sof + 1] not in (0xC0, 0xC1) or sos + 5 > len(data) or sof + 10 > len(data):
-        return 0  # progressive, lossless, arithmetic: scans are counted
+        return 0, 0  # progressive, lossless, arithmetic: scans are counted
     precision, components = data[sof + 4], data[sof + 9]
     if precision != 8 or data[sos + 4] != components or sof + 10 + 3 * components > len(data):
-        return 0  # 12-bit, or scans of some components each: counted
+        return 0, 0  # 12-bit, or scans of some components each: counted
     if components == 1:  # a single-component scan is not interleaved: one block per MCU
-        return 8
-    # 0 when a vertical sampling factor is 0: libjpeg refuses such a frame
-    return 8 * max(data[sof + 11 + 3 * c] & 15 for c in range(components))
+        return 8, 8
+    factors = [data[sof + 11 + 3 * c] for c in range(components)]
+    # 0 when a sampling factor is 0: libjpeg refuses such a frame
+    height, width = 8 * max(f & 15 for f in factors), 8 * max(f >> 4 for f in factors)
+    return (height, width) if height and width else (0, 0)
 
 
 _HEADERS = _RecentHeaders()
@@ -188,7 +213,8 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
         raise ImageRejected(f"body of {len(data)} bytes exceeds the {limits.max_bytes}-byte cap")
     if data[:3] == b"\xff\xd8\xff":
         fmt = "jpeg"
-        width, height, mcu_height, frame_header = _HEADERS.parse(data)
+        header = _HEADERS.parse(data)
+        width, height, mcu_height = header.width, header.height, header.mcu_height
         # libjpeg happily pads a truncated scan with gray; a missing EOI means truncation
         if not data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
             raise ImageRejected("truncated JPEG: no end-of-image marker")
@@ -231,7 +257,17 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
             f"JPEG of {scans} scans at {width}x{height}: above the decode budget "
             f"({limits.max_scans} scans, {limits.max_scan_pixels} scan-pixels)"
         )
-    return Probe(fmt, width, height, scans, mcu_height, frame_header)
+    return Probe(
+        fmt,
+        width,
+        height,
+        scans,
+        mcu_height,
+        header.frame_header,
+        header.mcu_width,
+        header.restart_interval,
+        header.scan_data,
+    )
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:

@@ -28,8 +28,9 @@ from canarywatch.markers.images import Probe, load_gray, load_gray_top, top_rows
 from canarywatch.markers.layout import COLS, DARK_LUMA, LAYOUT, LIGHT_LUMA, ROWS
 from canarywatch.markers.levels import two_means
 from canarywatch.markers.payload import PAYLOAD_BYTES
+from canarywatch.markers.restarts import mcu_rows
 
-__all__ = ["message_rows", "read_scaled", "reduced_scale", "reduction"]
+__all__ = ["message_rows", "read_scaled", "reduced_scale", "reduction", "sampled_mcu_rows"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 _WHITENING_BYTES = np.packbits(LAYOUT.whitening[:_CODE_BITS])
@@ -63,29 +64,46 @@ def message_rows(height: int) -> int:
 
 
 def read_scaled(data: bytes, info: Probe, reduce: int) -> Iterator[bytes]:
-    """The signed message read at 1/`reduce` scale: from the rows that hold it when the
-    JPEG allows (`top_rows`), else from the whole frame, as an exact codeword. Read first
-    at the threshold between the module levels a camera renders, then, when that was not
-    accepted and the samples read otherwise, at the threshold between their own levels."""
+    """The signed message read at 1/`reduce` scale: from the MCU rows that hold its
+    module centres when the JPEG's restart markers allow (`restarts.mcu_rows`), else the
+    top rows that hold it when the JPEG allows (`top_rows`), else from the whole frame, as
+    an exact codeword. Read first at the threshold between the module levels a camera
+    renders, then, when that was not accepted and the samples read otherwise, at the
+    threshold between their own levels."""
+    width = -(-info.width // reduce)
+    if info.restart_interval:
+        rows, index = _sampled_mcu_rows(info.height, width, reduce, info.mcu_height)
+        stacked = mcu_rows(data, info, rows)
+        if stacked is not None:
+            height = len(rows) * info.mcu_height
+            yield from _messages(stacked, Probe(info.format, info.width, height), reduce, index)
+            return
     cut = top_rows(data, info, message_rows(info.height))
-    if cut is None:
-        whole = load_gray(data, info, reduce=reduce)
-        for bits in _readings(whole.take(_centre_index(*whole.shape)).tobytes()):
-            codeword = (bits ^ _CODE_WHITENING).to_bytes(ecc.CODEWORD_BYTES, "big")
-            # no error correction: what is returned is exactly what the camera encoded
-            if ecc.is_codeword(np.frombuffer(codeword, np.uint8)):
-                yield codeword[:PAYLOAD_BYTES]
+    if cut is not None:
+        index = _message_index(-(-info.height // reduce), width)
+        yield from _messages(cut[0], Probe(info.format, info.width, cut[1]), reduce, index)
         return
-    top, rows = cut
-    gray = load_gray_top(top, Probe(info.format, info.width, rows), reduce=reduce)
-    if gray is None:
+    whole = load_gray(data, info, reduce=reduce)
+    for bits in _readings(whole.take(_centre_index(*whole.shape)).tobytes()):
+        codeword = (bits ^ _CODE_WHITENING).to_bytes(ecc.CODEWORD_BYTES, "big")
+        # no error correction: what is returned is exactly what the camera encoded
+        if ecc.is_codeword(np.frombuffer(codeword, np.uint8)):
+            yield codeword[:PAYLOAD_BYTES]
+
+
+def sampled_mcu_rows(info: Probe, reduce: int) -> tuple[int, ...]:
+    """The MCU rows of a baseline JPEG (``info``) that the reduced read samples at 1/``reduce``."""
+    return _sampled_mcu_rows(info.height, -(-info.width // reduce), reduce, info.mcu_height)[0]
+
+
+def _messages(jpeg: bytes, claimed: Probe, reduce: int, index: tuple[np.ndarray, int]) -> Iterator[bytes]:
+    """The message read from ``jpeg`` (a `top_rows` or `mcu_rows` cut, its size
+    ``claimed``) at ``index``. No parity is read, so nothing is checked here: the MAC is
+    what accepts it."""
+    gray = load_gray_top(jpeg, claimed, reduce=reduce)
+    if gray is None or gray.size < index[1]:
         return
-    h, w = gray.shape
-    index, needed = _message_index(-(-info.height // reduce), w)
-    if needed > h:
-        return
-    # no parity is read, so nothing is checked here: the MAC is what accepts it
-    for bits in _readings(gray.take(index).tobytes()):
+    for bits in _readings(gray.take(index[0]).tobytes()):
         yield (bits ^ _MESSAGE_WHITENING).to_bytes(PAYLOAD_BYTES, "big")
 
 
@@ -102,9 +120,24 @@ def _centre_index(h: int, w: int) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _message_index(h: int, w: int) -> tuple[np.ndarray, int]:
-    """`_centre_index` of the message's modules, and how many rows from the top they need."""
+    """`_centre_index` of the message's modules, and how many pixels an image needs for it."""
     index = _centre_index(h, w)[:_MESSAGE_BITS]
-    return index, int(index.max()) // w + 1
+    return index, int(index.max()) + 1
+
+
+@lru_cache(maxsize=64)
+def _sampled_mcu_rows(
+    height: int, width: int, reduce: int, mcu_height: int
+) -> tuple[tuple[int, ...], tuple[np.ndarray, int]]:
+    """The MCU rows (``mcu_height`` pixels each) of a frame ``height`` pixels high that
+    hold the centre of a message module, and each centre's flat index in the image those
+    rows make when stacked and decoded at 1/``reduce`` scale (``width`` wide)."""
+    y, x = np.divmod(_message_index(-(-height // reduce), width)[0], width)
+    step = max(1, mcu_height // reduce)  # decoded rows per MCU row
+    mcu = y // step
+    rows = np.unique(mcu)
+    index: np.ndarray = (np.searchsorted(rows, mcu) * step + y % step) * width + x
+    return tuple(int(r) for r in rows), (index, int(index.max()) + 1)
 
 
 @lru_cache(maxsize=257)
