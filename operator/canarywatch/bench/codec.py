@@ -29,10 +29,9 @@ import numpy as np
 from canarywatch.bench.degradations import DEGRADATIONS, Sample, h264_roundtrip, samples
 from canarywatch.camera import CanaryCamera
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, ecc, encode_image, render_frame
-from canarywatch.markers.images import Probe, load_gray, load_gray_top, probe, top_rows
+from canarywatch.markers.images import load_gray, load_gray_top, probe
 from canarywatch.markers.payload import pack_signed
-from canarywatch.markers.reduced import message_rows, reduced_scale, sampled_mcu_rows
-from canarywatch.markers.restarts import mcu_rows
+from canarywatch.markers.reduced import reduced_jpeg, reduced_scale
 from canarywatch.verdicts import ViewerIdentity, judge
 
 __all__ = ["RobustnessRow", "robustness_table", "run_codec_benchmark"]
@@ -107,22 +106,18 @@ def _cost_ops(keyring: Keyring, width: int, height: int, *, camera: bool) -> dic
     buf, fbuf = np.frombuffer(canary, np.uint8), np.frombuffer(fallback, np.uint8)
     info = probe(canary)
     scale = reduced_scale(info)
-    top = top_rows(canary, info, message_rows(height))
-    sampled = sampled_mcu_rows(info, scale)
-    stacked = mcu_rows(canary, info, sampled)
-    if stacked is not None:  # what the reduced read decodes of a JPEG with restart markers
-        top = stacked, len(sampled) * info.mcu_height
+    cut = reduced_jpeg(canary, info, scale)
     ops: dict[str, Callable[[], object]] = {
         "imdecode": lambda: cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE),
         "canarywatch": lambda: judge(decoder.decode(canary), viewer, now=time.time(), max_age=30),
         "fallback": lambda: judge(decoder.decode(fallback), viewer, now=time.time(), max_age=30),
         "imdecode-fallback": lambda: cv2.imdecode(fbuf, cv2.IMREAD_GRAYSCALE),
     }
-    if top is None:
+    if cut is None:
         ops["floor"] = lambda: load_gray(canary, info, reduce=scale)
     else:
-        cut, rows = top
-        ops["floor"] = lambda: load_gray_top(cut, Probe("jpeg", width, rows), reduce=scale)
+        top, claimed = cut
+        ops["floor"] = lambda: load_gray_top(top, claimed, reduce=scale)
     if camera:
         return ops
     qr = _qr_jpeg(ecc.encode(pack_signed(spec.payload(), keyring.key("tenant-0"))), width, height)

@@ -44,7 +44,7 @@ from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.levels import two_means
 from canarywatch.markers.observation import Observation, Status
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
-from canarywatch.markers.reduced import read_scaled, reduced_scale, reduction
+from canarywatch.markers.reduced import read_scaled, reduced_scale, reduction, scaled_message
 
 __all__ = ["Decoder", "Observation", "Status"]
 
@@ -112,8 +112,11 @@ class Decoder:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
-                for message in read_scaled(data, info, reduce):
-                    obs = self._verify_clean(message, info)
+                samples = read_scaled(data, info, reduce)
+                if samples is not None:
+                    obs = self._verify_clean(scaled_message(samples), info) or self._verify_clean(
+                        scaled_message(samples, own_levels=True), info
+                    )
                     if obs is not None:
                         return obs
             budget.check("the full-resolution decode")
@@ -207,8 +210,10 @@ class Decoder:
         )
 
     # -- verification ---------------------------------------------------------------
-    def _verify_clean(self, message: bytes, info: Probe) -> Observation | None:
+    def _verify_clean(self, message: bytes | None, info: Probe) -> Observation | None:
         """VERIFIED from a clean reduced-scale read, else None (decode at full resolution)."""
+        if message is None:
+            return None
         fields, signature = split_signed(message)
         tenant = self.keyring.verify(fields, fields[1:4], signature)
         if tenant is None:

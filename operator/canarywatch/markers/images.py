@@ -85,6 +85,8 @@ class _Header(NamedTuple):
     mcu_width: int
     restart_interval: int
     scan_data: int
+    #: the `Probe` of a single-scan JPEG (one scan whatever its bytes), made once per stream
+    single_scan: Probe | None = None
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -151,7 +153,11 @@ def _walk_jpeg_header(data: bytes) -> tuple[_Header, int]:
             end = max(i + 5, sof + 10 + 3 * data[sof + 9]) if sof + 9 < n else n + 1
             mcu_height, mcu_width = _single_scan_mcu(data, sof, i)
             scan_data = i + 2 + length if mcu_height and i + 2 + length <= n else 0
-            header = _Header(*_frame_size(data, sof), mcu_height, sof, mcu_width, restart, scan_data)
+            width, height = _frame_size(data, sof)
+            single = Probe("jpeg", width, height, 1, mcu_height, sof, mcu_width, restart, scan_data)
+            header = _Header(
+                width, height, mcu_height, sof, mcu_width, restart, scan_data, single if mcu_height else None
+            )
             return header, (end if end <= n else 0)
         i += 2 + length
     if sof < 0:
@@ -257,17 +263,7 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
             f"JPEG of {scans} scans at {width}x{height}: above the decode budget "
             f"({limits.max_scans} scans, {limits.max_scan_pixels} scan-pixels)"
         )
-    return Probe(
-        fmt,
-        width,
-        height,
-        scans,
-        mcu_height,
-        header.frame_header,
-        header.mcu_width,
-        header.restart_interval,
-        header.scan_data,
-    )
+    return header.single_scan or Probe(fmt, width, height, scans, 0, header.frame_header)
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:

@@ -17,9 +17,9 @@ frames. No OpenCV here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 from math import ceil
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from canarywatch.markers.levels import two_means
 from canarywatch.markers.payload import PAYLOAD_BYTES
 from canarywatch.markers.restarts import mcu_rows
 
-__all__ = ["message_rows", "read_scaled", "reduced_scale", "reduction", "sampled_mcu_rows"]
+__all__ = ["read_scaled", "reduced_jpeg", "reduced_scale", "reduction", "scaled_message"]
 
 _CODE_BITS = ecc.CODEWORD_BYTES * 8
 _WHITENING_BYTES = np.packbits(LAYOUT.whitening[:_CODE_BITS])
@@ -38,7 +38,6 @@ _CODE_WHITENING = int.from_bytes(_WHITENING_BYTES.tobytes(), "big")
 # The signed message's modules sit in module rows 0..10 (codeword bytes are laid out
 # top to bottom, message first): decoding those rows is enough to verify a clean frame.
 _MESSAGE_BITS = PAYLOAD_BYTES * 8
-_MESSAGE_MODULE_ROWS = int(LAYOUT.data_rows[:_MESSAGE_BITS].max()) + 1
 _MESSAGE_WHITENING = int.from_bytes(_WHITENING_BYTES[:PAYLOAD_BYTES].tobytes(), "big")
 
 
@@ -58,53 +57,81 @@ def reduction(info: Probe, *, min_width: int) -> int:
     return 1
 
 
-def message_rows(height: int) -> int:
-    """How many pixel rows, from the top of a frame `height` high, hold the signed message."""
-    return -(-_MESSAGE_MODULE_ROWS * height // ROWS)
-
-
-def read_scaled(data: bytes, info: Probe, reduce: int) -> Iterator[bytes]:
-    """The signed message read at 1/`reduce` scale: from the MCU rows that hold its
-    module centres when the JPEG's restart markers allow (`restarts.mcu_rows`), else the
-    top rows that hold it when the JPEG allows (`top_rows`), else from the whole frame, as
-    an exact codeword. Read first at the threshold between the module levels a camera
-    renders, then, when that was not accepted and the samples read otherwise, at the
-    threshold between their own levels."""
-    width = -(-info.width // reduce)
-    if info.restart_interval:
-        rows, index = _sampled_mcu_rows(info.height, width, reduce, info.mcu_height)
-        stacked = mcu_rows(data, info, rows)
-        if stacked is not None:
-            height = len(rows) * info.mcu_height
-            yield from _messages(stacked, Probe(info.format, info.width, height), reduce, index)
-            return
-    cut = top_rows(data, info, message_rows(info.height))
-    if cut is not None:
-        index = _message_index(-(-info.height // reduce), width)
-        yield from _messages(cut[0], Probe(info.format, info.width, cut[1]), reduce, index)
-        return
-    whole = load_gray(data, info, reduce=reduce)
-    for bits in _readings(whole.take(_centre_index(*whole.shape)).tobytes()):
-        codeword = (bits ^ _CODE_WHITENING).to_bytes(ecc.CODEWORD_BYTES, "big")
-        # no error correction: what is returned is exactly what the camera encoded
-        if ecc.is_codeword(np.frombuffer(codeword, np.uint8)):
-            yield codeword[:PAYLOAD_BYTES]
-
-
-def sampled_mcu_rows(info: Probe, reduce: int) -> tuple[int, ...]:
-    """The MCU rows of a baseline JPEG (``info``) that the reduced read samples at 1/``reduce``."""
-    return _sampled_mcu_rows(info.height, -(-info.width // reduce), reduce, info.mcu_height)[0]
-
-
-def _messages(jpeg: bytes, claimed: Probe, reduce: int, index: tuple[np.ndarray, int]) -> Iterator[bytes]:
-    """The message read from ``jpeg`` (a `top_rows` or `mcu_rows` cut, its size
-    ``claimed``) at ``index``. No parity is read, so nothing is checked here: the MAC is
-    what accepts it."""
+def read_scaled(data: bytes, info: Probe, reduce: int) -> bytes | None:
+    """The samples of the message's module centres at 1/`reduce` scale (one byte each),
+    from the part of the JPEG that `reduced_jpeg` cuts when it can, else those of the
+    whole codeword from the whole frame; None when libjpeg gave up. `scaled_message`
+    reads them."""
+    cut = _cut(data, info, reduce)
+    if cut is None:
+        whole = load_gray(data, info, reduce=reduce)
+        return whole.take(_centre_index(*whole.shape)).tobytes()
+    jpeg, claimed, (index, needed) = cut
     gray = load_gray_top(jpeg, claimed, reduce=reduce)
-    if gray is None or gray.size < index[1]:
-        return
-    for bits in _readings(gray.take(index[0]).tobytes()):
-        yield (bits ^ _MESSAGE_WHITENING).to_bytes(PAYLOAD_BYTES, "big")
+    return None if gray is None or gray.size < needed else gray.take(index).tobytes()
+
+
+def scaled_message(samples: bytes, *, own_levels: bool = False) -> bytes | None:
+    """The signed message `read_scaled`'s samples hold: thresholded between the module
+    levels a camera renders (free, and right for a frame delivered at those levels), or
+    with ``own_levels`` at the 2-means threshold of the samples (None when that reads
+    the same). Samples of the message alone have no parity, so nothing is checked here:
+    the MAC is what accepts it; samples of the whole codeword must read as an exact
+    codeword (no error correction: what is returned is exactly what the camera encoded)."""
+    bits = int(samples.translate(_NOMINAL), 2)
+    if own_levels:
+        nominal, (_, _, thr) = bits, two_means(sorted(samples))
+        bits = int(samples.translate(_digits(ceil(thr))), 2)
+        if bits == nominal:
+            return None
+    if len(samples) == _MESSAGE_BITS:
+        return (bits ^ _MESSAGE_WHITENING).to_bytes(PAYLOAD_BYTES, "big")
+    codeword = (bits ^ _CODE_WHITENING).to_bytes(ecc.CODEWORD_BYTES, "big")
+    return codeword[:PAYLOAD_BYTES] if ecc.is_codeword(np.frombuffer(codeword, np.uint8)) else None
+
+
+def reduced_jpeg(data: bytes, info: Probe, reduce: int) -> tuple[bytes, Probe] | None:
+    """What the reduced read decodes of a baseline JPEG, and the size its header claims:
+    the MCU rows holding a message module's centre, stacked, when its restart markers
+    allow (`restarts.mcu_rows`), else its top rows down to the last of those
+    (`images.top_rows`); None when it is decoded whole (progressive, say)."""
+    cut = _cut(data, info, reduce)
+    return None if cut is None else cut[:2]
+
+
+class _Plan(NamedTuple):
+    """How the reduced read cuts and samples the JPEGs of one geometry."""
+
+    stacked_rows: tuple[int, ...]  # the MCU rows holding a message module's centre
+    stacked: Probe  # the size of those rows stacked
+    stacked_index: tuple[np.ndarray, int]  # (flat index of each centre in them, pixels needed)
+    top: Probe  # the size of the top rows down to the last of them
+    top_index: tuple[np.ndarray, int]
+
+
+@lru_cache(maxsize=64)
+def _plan(info: Probe, reduce: int) -> _Plan:
+    width = -(-info.width // reduce)
+    rows, stacked_index = _sampled_mcu_rows(info.height, width, reduce, info.mcu_height)
+    return _Plan(
+        rows,
+        Probe(info.format, info.width, len(rows) * info.mcu_height),
+        stacked_index,
+        Probe(info.format, info.width, (rows[-1] + 1) * info.mcu_height),
+        _message_index(-(-info.height // reduce), width),
+    )
+
+
+def _cut(data: bytes, info: Probe, reduce: int) -> tuple[bytes, Probe, tuple[np.ndarray, int]] | None:
+    if not info.mcu_height:
+        return None
+    plan = _plan(info, reduce)
+    if info.restart_interval:
+        stacked = mcu_rows(data, info, plan.stacked_rows)
+        if stacked is not None:
+            return stacked, plan.stacked, plan.stacked_index
+    top = top_rows(data, info, plan.top.height)
+    return None if top is None else (top[0], plan.top, plan.top_index)
 
 
 @lru_cache(maxsize=64)
@@ -147,15 +174,3 @@ def _digits(cut: int) -> bytes:
 
 
 _NOMINAL = _digits(ceil((DARK_LUMA + LIGHT_LUMA) / 2))
-
-
-def _readings(samples: bytes) -> Iterator[int]:
-    """The samples as bits (first sample most significant, 1 = dark): at the camera's
-    nominal threshold (free; right for a frame delivered at the levels it was rendered
-    at), then at the 2-means threshold of the samples when that reads differently."""
-    nominal = int(samples.translate(_NOMINAL), 2)
-    yield nominal
-    _, _, thr = two_means(sorted(samples))
-    own = int(samples.translate(_digits(ceil(thr))), 2)
-    if own != nominal:
-        yield own
