@@ -248,6 +248,23 @@ def test_a_camera_jpeg_with_broken_restart_markers_is_a_verdict_never_a_wrong_on
         assert obs == reference
 
 
+def test_a_letterboxed_frame_is_verified_inside_its_bars_at_reduced_scale(
+    keyring: Keyring, decodes: list[tuple[int, int]]
+) -> None:
+    # not 16:9, so not an untouched canary: the whole frame at 1/4, the bars trimmed
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    canvas[60:420] = _canary(keyring, "bravo-2", 640, 360)
+    obs = Decoder(keyring).decode(encode_image(canvas, quality=70))
+    assert (obs.status, obs.tenant, obs.path) == (Status.VERIFIED, "bravo-2", "reduced")
+    assert decodes == [(4, 480)]
+    # a 4:3 photograph is not concluded there: decoded again at full resolution
+    decodes.clear()
+    rng = np.random.default_rng(5)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+    assert Decoder(keyring).decode(encode_image(photo)).status is not Status.VERIFIED
+    assert decodes == [(4, 480), (1, 480)]
+
+
 def test_progressive_jpegs_are_decoded_whole_at_reduced_scale(
     keyring: Keyring, decodes: list[tuple[int, int]]
 ) -> None:

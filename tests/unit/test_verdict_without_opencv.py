@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from canarywatch.markers import FrameSpec, Keyring, encode_image, render_frame
@@ -71,13 +73,21 @@ def test_jpeg_verdicts_on_the_reduced_and_fast_reads_do_not_import_opencv(
     ]
 
 
-def test_the_robust_read_still_has_opencv(keyring: Keyring, tmp_path: Path) -> None:
-    # the other side of the bargain: a letterboxed frame needs the anchor search, which
-    # imports OpenCV on first use and still verifies
-    import numpy as np
-
+def test_a_letterboxed_jpeg_is_verified_at_reduced_scale_without_opencv(
+    keyring: Keyring, tmp_path: Path
+) -> None:
+    # not 16:9: the whole frame at reduced scale, its uniform bars trimmed
     frame = render_frame(FrameSpec("acme-7", 3, 41, NOW, 640, 360), keyring.key("acme-7"))
     canvas = np.zeros((480, 640, 3), np.uint8)
     canvas[60:420] = frame
     seen = _decode_elsewhere(keyring, tmp_path, [encode_image(canvas, quality=85)])
+    assert seen == [["verified", "acme-7", "reduced", False]]
+
+
+def test_the_robust_read_still_has_opencv(keyring: Keyring, tmp_path: Path) -> None:
+    # the other side of the bargain: a rotated frame needs the anchor search, which
+    # imports OpenCV on first use and still verifies
+    frame = render_frame(FrameSpec("acme-7", 3, 41, NOW, 640, 360), keyring.key("acme-7"))
+    rotated = cv2.warpAffine(frame, cv2.getRotationMatrix2D((320, 180), 4.0, 1.0), (640, 360))
+    seen = _decode_elsewhere(keyring, tmp_path, [encode_image(rotated, quality=85)])
     assert seen == [["verified", "acme-7", "robust", True]]

@@ -12,8 +12,11 @@ Three reads, cheapest first:
   frame header is rewritten to claim only those: libjpeg stops entropy decoding there).
   The module centres are sampled where an untouched frame has them, and only a message
   whose MAC verifies is accepted (a progressive JPEG, decoded whole: only a clean
-  codeword). Nearly every frame ends here. Anything else — a symbol error, a forged
-  MAC, no marker — is not concluded at this scale: the frame is decoded again at full
+  codeword). Nearly every frame ends here. A frame that is not 16:9 cannot be an
+  untouched canary: it is decoded whole at that scale, its uniform bars trimmed (a
+  letterbox), and the grid inside them read with errors and erasures corrected; again
+  only a MAC that verifies concludes. Anything else — a symbol error, a forged MAC, no
+  marker — is not concluded at this scale: the frame is decoded again at full
   resolution.
 * fast: the same read on the full-resolution frame; concludes `VERIFIED` (errors and
   erasures corrected) or `FORGED`.
@@ -61,6 +64,9 @@ _ANCHOR_ACCEPT = 0.45  # normalised correlation for an anchor to enter the geome
 _ANCHOR_STRONG = 0.6
 _ANCHOR_SURE = 0.75
 _BLANK_STD = 3.0
+# A frame whose aspect ratio is this far from the marker's 16:9 cannot be an untouched
+# canary frame: its reduced read looks for the marker inside uniform bars instead.
+_ASPECT_SLACK = 0.03
 
 
 class _Budget:
@@ -112,13 +118,18 @@ class Decoder:
             info = probe(data, self.limits)
             reduce = reduced_scale(info)
             if self.fast_path and self.reduced_path and reduce > 1:
-                samples = read_scaled(data, info, reduce)
-                if samples is not None:
-                    obs = self._verify_clean(scaled_message(samples), info) or self._verify_clean(
-                        scaled_message(samples, own_levels=True), info
-                    )
-                    if obs is not None:
-                        return obs
+                if abs(info.width * ROWS - info.height * COLS) > info.height * COLS * _ASPECT_SLACK:
+                    boxed = self._verify_boxed(data, info, reduce)  # not 16:9: letterboxed, say
+                    if boxed is not None:
+                        return boxed
+                else:
+                    samples = read_scaled(data, info, reduce)
+                    if samples is not None:
+                        obs = self._verify_clean(scaled_message(samples), info) or self._verify_clean(
+                            scaled_message(samples, own_levels=True), info
+                        )
+                        if obs is not None:
+                            return obs
             budget.check("the full-resolution decode")
             gray = load_gray(data, info)
             obs = self._classify(
@@ -231,6 +242,18 @@ class Decoder:
             width=info.width,
             height=info.height,
         )
+
+    def _verify_boxed(self, data: bytes, info: Probe, reduce: int) -> Observation | None:
+        """VERIFIED from the whole frame at reduced scale with its uniform bars trimmed (a
+        16:9 canary letterboxed into 4:3, say), else None (decode at full resolution).
+        Errors and erasures are corrected here, but only a MAC that verifies concludes."""
+        gray = load_gray(data, info, reduce=reduce)
+        y0, y1, x0, x1 = _content_box(gray)
+        if x1 - x0 < COLS * 4 or y1 - y0 < ROWS * 4:  # modules under 4 px: not read here
+            return None
+        matrix = np.array([[(x1 - x0) / COLS, 0.0, x0 - 0.5], [0.0, (y1 - y0) / ROWS, y0 - 0.5]])
+        obs = self._conclude(_read_grid(gray, matrix), "reduced", info)
+        return obs if obs is not None and obs.status is Status.VERIFIED else None
 
     def _conclude(self, read: _Read, path: str, info: Probe) -> Observation | None:
         """VERIFIED or FORGED from a successful RS decode, else None (try harder)."""
