@@ -134,3 +134,48 @@ def test_a_camera_that_is_down_is_shown_and_its_stale_frames_do_not_page(
     assert up["reason"] == "CamerasAvailable"
     for tenant in carried:
         assert operator.metric("canarywatch_camera_up", labels | {"tenant": tenant}) == 1
+
+
+def test_a_new_camera_is_starting_until_its_rollout_fails(
+    api: Api,  # noqa: F811
+    start_operator: Callable[..., Operator],  # noqa: F811
+) -> None:
+    """Within the start grace a camera Deployment with no pod yet is starting: a cold
+    start flags no camera (no Warning Event, no status patch per probe). A rollout that
+    has failed (``Progressing`` False) is down at once, grace or not. Both read from the
+    Deployments as the operator's watch delivers them."""
+    target(api, "fresh-ingest")
+    trusted_probe(api, "fresh")
+    api.apply(integration("fresh"))
+    start_operator(CANARYWATCH_CAMERA_START_GRACE_SECONDS="3600")
+    probe = canary_probe("fresh")["metadata"]["name"]
+    starting = eventually(lambda: camera_down(api, probe), what="the probe's CameraDown condition")
+    assert (starting["status"], starting["reason"]) == ("False", "CamerasStarting"), starting
+
+    camera = next(
+        d
+        for d in api.list(DEPLOYMENTS)
+        if d["metadata"]["name"].startswith(f"{probe}-")
+        and d["metadata"]["labels"].get(LABEL_ROLE) == "camera"
+    )
+    failed = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": "no pod became available",
+        "lastUpdateTime": "2026-01-01T00:00:00Z",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    api.patch(
+        DEPLOYMENTS,
+        camera["metadata"]["name"],
+        {"status": {"observedGeneration": camera["metadata"]["generation"], "conditions": [failed]}},
+        subresource="status",
+    )
+    down = eventually(
+        lambda: (c := camera_down(api, probe)) and c["status"] == "True" and c, what="CameraDown True"
+    )
+    assert down["reason"] == "CameraUnavailable"
+    assert camera["metadata"]["name"] in down["message"]
+    # Only the failed rollout was news: nothing was flagged while the camera was starting.
+    assert api.events(probe).count("CameraDown") == 1, api.events(probe)

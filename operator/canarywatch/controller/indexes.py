@@ -38,9 +38,12 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
     )
     if owner is None:
         return {}
+    # What the status summaries read (``build_probe_status``, ``cameras.camera_workloads``:
+    # a camera younger than its start grace, whose rollout has not failed, is starting).
     trimmed = {
         "metadata": {
             "name": meta.get("name"),
+            "creationTimestamp": meta.get("creationTimestamp"),
             "generation": meta.get("generation", 0),
             "labels": dict(meta.get("labels") or {}),
             "annotations": {
@@ -57,7 +60,8 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
                 "readyReplicas",
                 "availableReplicas",
             )
-        },
+        }
+        | {"conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Progressing"]},
     }
     return {(str(meta.get("namespace")), str(owner.get("uid"))): trimmed}
 

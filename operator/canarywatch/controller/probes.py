@@ -184,6 +184,8 @@ async def _reconcile_probe(
         previous=probe.get("status") or {},
         maintenance=manifests.maintenance_reason(probe, integration),
     )
+    # As the status summary will see them (so its first pass has nothing to write).
+    status |= observe_cameras(rt, probe, spec, list(live.values()), status)
     if problems and not _has_problem_condition(probe.get("status") or {}, problems):
         rt.event(probe, "ConfigurationProblem", "; ".join(problems), warning=True)
     log.info("CanaryProbe %s/%s reconciled: %s workloads ready", namespace, name, status.get("ready"))
