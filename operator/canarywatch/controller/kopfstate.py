@@ -14,7 +14,8 @@ and reconciles it once more, which is idempotent (and leaves the old annotation 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
@@ -65,10 +66,26 @@ class KindDiffBaseStorage(kopf.DiffBaseStorage):
         return self.status if _in_status(body) else self.annotations
 
     def build(self, *, body: Any, extra_fields: Any = None) -> Any:
-        return self._of(body).build(body=body, extra_fields=extra_fields)
+        return self._of(body).build(body=essential(body, extra_fields), extra_fields=extra_fields)
 
     def fetch(self, *, body: Any) -> Any:
         return self._of(body).fetch(body=body)
 
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
         self._of(body).store(body=body, patch=patch, essence=essence)
+
+
+def essential(body: Any, extra_fields: Iterable[Any] | None = None) -> kopf.Body:
+    """``body`` (shallowly) without what kopf's essence drops anyway: the status (unless
+    a handler asks for a field of it) and the metadata's managed fields."""
+    wanted = {_root(field) for field in extra_fields or ()}
+    slim = {key: value for key, value in body.items() if key != "status" or "status" in wanted}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata and "metadata" not in wanted:
+        slim["metadata"] = {key: value for key, value in metadata.items() if key != "managedFields"}
+    return kopf.Body(cast(kopf.RawBody, slim))
+
+
+def _root(field: Any) -> str:
+    """The top-level key of a kopf field spec (``"status.x"``, ``("status", "x")``)."""
+    return str(field).split(".", 1)[0] if isinstance(field, str) else str(next(iter(field), ""))
