@@ -59,15 +59,19 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
         return
     namespace, integration_name = meta["namespace"], spec["integrationRef"]["name"]
     trust = None
-    if not status.get("decision"):
-        trust = await verify_incident(memo.kube, incident)
-        if not trust.verified:
-            await _distrust(memo, incident, trust)
-            return
     page: asyncio.Task[bool] | None = None
     try:
         async with memo.lock(namespace, integration_name):
-            integration = await memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+            reading = memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
+            if status.get("decision"):
+                integration = await reading
+            else:
+                # The evidence and the integration are read at once: each round trip to
+                # the API server is time the leak goes on.
+                trust, integration = await asyncio.gather(verify_incident(memo.kube, incident), reading)
+                if not trust.verified:
+                    await _distrust(memo, incident, trust, integration)
+                    return
             if integration is None:
                 raise kopf.TemporaryError(
                     f"CameraIntegration {integration_name} not found; waiting for it", delay=RETRY_DELAY
@@ -90,11 +94,12 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
         raise kopf.TemporaryError(f"{what} not complete; retrying", delay=RETRY_DELAY)
 
 
-async def _distrust(rt: Runtime, incident: dict[str, Any], trust: Trust) -> None:
+async def _distrust(
+    rt: Runtime, incident: dict[str, Any], trust: Trust, integration: Mapping[str, Any] | None
+) -> None:
     """Record an incident whose creator or evidence did not verify (``controller.trust``):
     never paged (anyone able to create one could page the on-call at will) and never
     acted on; a Warning Event on it and its integration says why."""
-    spec = incident["spec"]
     why = f"untrusted: {trust.reason}"[:1024]
     await patch_incident(
         rt,
@@ -108,9 +113,6 @@ async def _distrust(rt: Runtime, incident: dict[str, Any], trust: Trust) -> None
         },
     )
     rt.event(incident, "UntrustedIncident", f"{why}; not paged, nothing switched off", warning=True)
-    integration = await rt.kube.get(
-        CAMERA_INTEGRATIONS, incident["metadata"]["namespace"], spec["integrationRef"]["name"]
-    )
     if integration is not None:
         rt.event(
             integration,

@@ -28,6 +28,7 @@ Event on it and on its integration (``controller.incidents``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -70,11 +71,14 @@ async def verify_incident(kube: Kube, incident: Mapping[str, Any]) -> Trust:
     namespace = str(incident["metadata"]["namespace"])
     spec = incident.get("spec") or {}
     probe_name = str((spec.get("probeRef") or {}).get("name"))
-    probe = await kube.get(CANARY_PROBES, namespace, probe_name)
-    secret = None
     observed_tenant = (spec.get("observed") or {}).get("tenant")
-    if probe is not None and isinstance(observed_tenant, str):
-        secret = await kube.get(SECRETS, namespace, keyring_secret_name(probe_name))
+    # Read together: a kill switch waits for this (the Secret is judged only if the
+    # probe exists, so reading it for a probe that does not is merely wasted).
+    reads = [kube.get(CANARY_PROBES, namespace, probe_name)]
+    if isinstance(observed_tenant, str):
+        reads.append(kube.get(SECRETS, namespace, keyring_secret_name(probe_name)))
+    probe, *found = await asyncio.gather(*reads)
+    secret = found[0] if found and probe is not None else None
     return judge_evidence(incident, probe=probe, keyring_secret=secret)
 
 
