@@ -61,7 +61,8 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
     trust = None
     page: asyncio.Task[bool] | None = None
     try:
-        async with memo.lock(namespace, integration_name):
+        # Probes' reconciles wait meanwhile (``controller.urgency``); the page does not hold them.
+        async with memo.kube.urgency.urgent(), memo.lock(namespace, integration_name):
             reading = memo.kube.get(CAMERA_INTEGRATIONS, namespace, integration_name)
             if status.get("decision"):
                 integration = await reading

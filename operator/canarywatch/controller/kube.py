@@ -9,7 +9,8 @@ pool (``concurrency`` calls in flight, and as many pooled connections) so a slow
 never blocks kopf's event loop. Calls made inside ``bulk()`` (reconciling probes) run
 on a second pool of their own: when 1,000 probes start at once their thousands of
 applies queue there, and a LeakIncident's calls (its verification, the kill switch)
-still find a free thread at once. Objects go in and come out as plain JSON dicts, the
+still find a free thread at once, and while a kill switch is on its way bulk calls not
+yet sent wait (``controller.urgency``). Objects go in and come out as plain JSON dicts, the
 shape ``controller.manifests`` produces, without the client's model classes.
 
 Errors are ``KubeError`` (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``) with
@@ -60,6 +61,7 @@ from canarywatch.api import (
     PLURAL_PROBES,
     VERSION,
 )
+from canarywatch.controller.urgency import Urgency
 from canarywatch.retrying import Backoff, RetryLater, retry
 
 __all__ = [
@@ -240,18 +242,30 @@ class Kube:
     deployments``), for the benchmark and for debugging RBAC.
     """
 
-    def __init__(self, api_client: Any, *, concurrency: int = 16, field_manager: str = FIELD_MANAGER) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        concurrency: int = 16,
+        bulk_concurrency: int | None = None,
+        field_manager: str = FIELD_MANAGER,
+    ) -> None:
+        bulk_concurrency = concurrency if bulk_concurrency is None else bulk_concurrency
+        if min(concurrency, bulk_concurrency) < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency!r} and {bulk_concurrency!r}")
         self._api = api_client
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="canarywatch-kube")
-        self._bulk = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="canarywatch-kube-bulk")
+        self._bulk = ThreadPoolExecutor(
+            max_workers=bulk_concurrency, thread_name_prefix="canarywatch-kube-bulk"
+        )
         self._field_manager = field_manager
         self._discovered: dict[tuple[str, str], Resource] = {}
         self.requests: Counter[str] = Counter()
+        #: Bulk calls not yet sent wait while a kill switch is on its way.
+        self.urgency = Urgency()
 
     @classmethod
-    def from_environment(cls, *, concurrency: int = 16) -> Kube:
+    def from_environment(cls, *, concurrency: int = 16, bulk_concurrency: int | None = None) -> Kube:
         """In a pod, its ServiceAccount; elsewhere ``$KUBECONFIG`` (or ``~/.kube/config``)."""
         from kubernetes import client, config
 
@@ -260,8 +274,11 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.connection_pool_maxsize = 2 * concurrency  # the two pools
-        return cls(client.ApiClient(configuration), concurrency=concurrency)
+        bulk_concurrency = concurrency if bulk_concurrency is None else bulk_concurrency
+        configuration.connection_pool_maxsize = concurrency + bulk_concurrency  # the two pools
+        return cls(
+            client.ApiClient(configuration), concurrency=concurrency, bulk_concurrency=bulk_concurrency
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -283,6 +300,8 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         """One API call; the JSON answer, or ``KubeError``. ``verb``/``what`` label the count."""
+        if _BULK.get():
+            await self.urgency.unhurried()
         self.requests[f"{verb} {what}"] += 1
         url = path + (f"?{urlencode(query)}" if query else "")
         loop = asyncio.get_running_loop()

@@ -128,7 +128,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 
 async def _operate(settings: OperatorSettings) -> int:
     try:
-        kube = Kube.from_environment(concurrency=settings.api_concurrency)
+        kube = Kube.from_environment(
+            concurrency=settings.api_concurrency, bulk_concurrency=settings.reconcile_concurrency
+        )
     except Exception as error:  # the client's ConfigException, or a file it cannot read
         log.error("no Kubernetes credentials (in-cluster ServiceAccount or $KUBECONFIG): %s", error)
         return 1
@@ -198,7 +200,7 @@ async def _operate(settings: OperatorSettings) -> int:
                     kube=kube,
                     metrics=metrics,
                     elector=elector,
-                    reconciles=asyncio.Semaphore(settings.api_concurrency),
+                    reconciles=asyncio.Semaphore(settings.reconcile_concurrency),
                 ),
                 namespaces=list(settings.namespaces),
                 clusterwide=settings.clusterwide,

@@ -77,6 +77,7 @@ async def reconcile_probe(
     existing = lookup(kwargs.get("deployments_by_probe"), (namespace, body["metadata"]["uid"]))
     try:
         async with memo.reconciles:
+            await memo.kube.urgency.unhurried()  # building the objects takes the event loop too
             with bulk():
                 status, keyrings = await _reconcile_probe(
                     memo,

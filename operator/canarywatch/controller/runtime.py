@@ -121,8 +121,8 @@ class Runtime:
     #: Probes reconciled at once (their calls on ``kube.bulk()``'s threads): when 1,000
     #: start together, the others wait here rather than all building their objects
     #: at once, and the event loop stays free for a LeakIncident (shared by all).
-    #: ``controller.main`` gives it the API client's concurrency.
-    reconciles: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    #: ``controller.main`` gives it ``reconcile_concurrency``.
+    reconciles: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
     def lock(self, namespace: str, integration: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, integration), asyncio.Lock())

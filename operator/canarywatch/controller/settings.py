@@ -59,6 +59,9 @@ CANARYWATCH_LEASE_RENEW_DEADLINE_SECONDS    a leader that could not renew for th
                                             stops acting (10)
 CANARYWATCH_LEASE_RETRY_SECONDS             renew / acquire attempts interval (2)
 CANARYWATCH_API_CONCURRENCY                 Kubernetes API calls in flight at once (16)
+CANARYWATCH_RECONCILE_CONCURRENCY           CanaryProbes reconciled at once, and their API
+                                            calls in flight: more only queue at a busy API
+                                            server, in front of a kill switch's calls (4)
 CANARYWATCH_LOG_LEVEL                       DEBUG, INFO, WARNING or ERROR (INFO)
 CANARYWATCH_REPORT_UNWATCHED                true: list CameraIntegrations/CanaryProbes of
                                             every namespace and report those outside
@@ -150,6 +153,8 @@ class OperatorSettings:
     lease_retry_seconds: float = 2.0
     #: Kubernetes API calls of the operator's own client in flight at once.
     api_concurrency: int = 16
+    #: CanaryProbes reconciled at once, and the API calls in flight for them (``kube.bulk``).
+    reconcile_concurrency: int = 4
     log_level: str = "INFO"
     #: Report objects in namespaces not watched (a namespaced operator only).
     report_unwatched: bool = False
@@ -239,6 +244,7 @@ class OperatorSettings:
             ),
             lease_retry_seconds=env.seconds("LEASE_RETRY_SECONDS", d["lease_retry_seconds"]),
             api_concurrency=env.integer("API_CONCURRENCY", d["api_concurrency"], 1, 256),
+            reconcile_concurrency=env.integer("RECONCILE_CONCURRENCY", d["reconcile_concurrency"], 1, 256),
             log_level=env.choice("LOG_LEVEL", d["log_level"], _LOG_LEVELS, upper=True),
             report_unwatched=env.boolean("REPORT_UNWATCHED", d["report_unwatched"]),
         )

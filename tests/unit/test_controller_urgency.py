@@ -1,0 +1,73 @@
+"""Urgent work first (``controller.urgency``): while a kill switch runs, the probes'
+bulk calls wait, the kill switch's own calls do not. Against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from test_kube_retries import free_port, kube_at
+
+from canarywatch.controller.kube import CONFIG_MAPS, bulk
+from canarywatch.controller.urgency import Urgency
+
+
+async def test_bulk_work_waits_until_urgent_work_is_done() -> None:
+    urgency = Urgency()
+    waited: list[str] = []
+
+    async def bulk_work(name: str) -> None:
+        await urgency.unhurried()
+        waited.append(name)
+
+    async with urgency.urgent():
+        async with urgency.urgent():  # two incidents at once
+            task = asyncio.create_task(bulk_work("reconcile"))
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        assert waited == [], "bulk work ran while a kill switch was on its way"
+    await asyncio.wait_for(task, 5)
+    assert waited == ["reconcile"]
+
+
+async def test_bulk_work_is_held_back_no_longer_than_the_hold() -> None:
+    urgency = Urgency(hold_seconds=0.05)
+    async with urgency.urgent():
+        # a kill switch stuck on a slow webhook: the probes go on meanwhile
+        await asyncio.wait_for(urgency.unhurried(), 5)
+
+
+async def test_without_urgent_work_nothing_waits() -> None:
+    await asyncio.wait_for(Urgency(hold_seconds=60).unhurried(), 1)
+
+
+async def test_the_kill_switch_calls_go_out_while_bulk_calls_wait() -> None:
+    port = free_port()
+    seen: list[str] = []
+
+    async def config_map(request: web.Request) -> web.Response:
+        seen.append(request.match_info["name"])
+        return web.json_response({"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", config_map)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    kube = kube_at(port)
+
+    async def reconcile() -> None:
+        with bulk():
+            await kube.get(CONFIG_MAPS, "default", "probe-objects")
+
+    try:
+        async with kube.urgency.urgent():
+            reconciling = asyncio.create_task(reconcile())
+            await kube.get(CONFIG_MAPS, "default", "kill-switch")
+            await asyncio.sleep(0.1)
+            assert seen == ["kill-switch"]
+        await asyncio.wait_for(reconciling, 10)
+        assert seen == ["kill-switch", "probe-objects"]
+    finally:
+        kube.close()
+        await runner.cleanup()
