@@ -246,6 +246,10 @@ class ControlPlane:
         self.timings["total"] = time.monotonic() - t0
         return self
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running component, by name (``etcd``, ``kube-apiserver``...)."""
+        return {daemon.name: daemon.popen.pid for daemon in self._processes}
+
     def stop(self) -> None:
         self._stop_processes()
         if self._api_client is not None:
