@@ -215,10 +215,18 @@ class KillSwitch:
         def listed() -> tuple[ActionRecord, ...]:
             return tuple(entries[name] for name in order if name in entries)
 
-        await self._checkpoint(record)
+        def done(name: str) -> bool:
+            prior = entries.get(name)
+            return prior is not None and prior.step is Step.ENGAGE and prior.result is Result.SUCCEEDED
+
+        # The engagement is recorded with the first action to run, after its snapshot (a
+        # read: nothing has acted yet), so the integration stays on one write less long;
+        # with none to run, now.
+        if not again and all(done(name) for name in self._actions):
+            await self._checkpoint(record)
         for action in self._actions.values():
             prior = entries.get(action.name)
-            succeeded = prior is not None and prior.step is Step.ENGAGE and prior.result is Result.SUCCEEDED
+            succeeded = done(action.name)
             if succeeded and not again:
                 continue
             attempts = prior.attempts if prior is not None else 0
