@@ -56,3 +56,15 @@ def test_the_syndrome_check_agrees_with_reed_solomon() -> None:
         # a few flipped bits are never another codeword (distance 21 bytes), and are repairable
         assert not ecc.is_codeword(damaged)
         assert ecc.correct(damaged.tobytes()) is not None
+
+
+def test_the_table_encoder_agrees_with_reed_solomon() -> None:
+    import random
+
+    import reedsolo
+
+    codec, rng = reedsolo.RSCodec(ecc.PARITY_BYTES), random.Random(11)
+    messages = [bytes(len(MESSAGE)), bytes([255]) * len(MESSAGE), MESSAGE]
+    messages += [rng.randbytes(len(MESSAGE)) for _ in range(300)]
+    for message in messages:
+        assert ecc.encode(message) == bytes(codec.encode(message))

@@ -4,7 +4,10 @@ Encoding and error/erasure correction use `reedsolo`; the clean-frame check that
 runs on every frame is a vectorised syndrome computation, because a pure-Python
 decode costs ~100 µs even when there is nothing to correct. Syndromes are linear in
 the codeword, so each byte position has a table of what each byte value adds to the
-20 syndromes, and the check is one gather and one XOR-reduce (a few µs).
+20 syndromes, and the check is one gather and one XOR-reduce (a few µs). Encoding,
+once per frame in every camera, is linear too: the parity is the XOR of what each
+message byte contributes, from a table made with `reedsolo` (~130 µs a frame in pure
+Python before).
 """
 
 from __future__ import annotations
@@ -51,11 +54,37 @@ _EXP, _LOG = _tables()
 _POWERS = (np.arange(PARITY_BYTES)[:, None] * (CODEWORD_BYTES - 1 - np.arange(CODEWORD_BYTES))[None, :]) % 255
 
 
+def _parity_tables() -> np.ndarray:
+    """(position * 256 + byte value, 3) uint64: the parity (zero-padded to 24 bytes) that
+    ``value`` at message position ``position`` contributes; the parity is their XOR.
+    The parity of ``value`` is ``value`` times the parity of 1 (a field product), so
+    `reedsolo` encodes one unit message per position."""
+    units = np.array(
+        [
+            list(_CODEC.encode(bytes(PAYLOAD_BYTES - 1 - i) + b"\x01" + bytes(i))[PAYLOAD_BYTES:])
+            for i in reversed(range(PAYLOAD_BYTES))
+        ],
+        dtype=np.int32,
+    )  # (position, parity byte)
+    values = np.arange(256)
+    products = _EXP[(_LOG[values][None, :, None] + _LOG[units][:, None, :]) % 255]
+    nonzero = (values[None, :, None] != 0) & (units[:, None, :] != 0)
+    tables = np.zeros((PAYLOAD_BYTES, 256, 24), dtype=np.uint8)
+    tables[:, :, :PARITY_BYTES] = np.where(nonzero, products, 0)
+    return tables.view(np.uint64).reshape(PAYLOAD_BYTES * 256, 3)
+
+
+_PARITY = _parity_tables()
+_MESSAGE_ROWS = np.arange(PAYLOAD_BYTES, dtype=np.intp) * 256
+
+
 def encode(message: bytes) -> bytes:
     """Systematic codeword: `message` followed by its parity bytes."""
     if len(message) != PAYLOAD_BYTES:
         raise ValueError(f"message must be {PAYLOAD_BYTES} bytes, got {len(message)}")
-    return bytes(_CODEC.encode(message))
+    rows = _MESSAGE_ROWS + np.frombuffer(message, dtype=np.uint8)
+    parity = np.bitwise_xor.reduce(_PARITY.take(rows, axis=0), axis=0)
+    return message + bytes(parity.view(np.uint8)[:PARITY_BYTES])
 
 
 def _syndrome_tables() -> np.ndarray:
