@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from canarywatch.markers import FrameSpec, Keyring, render_frame
+from canarywatch.markers.caption import draw_line
 from canarywatch.markers.layout import CAPTION_BOX, COLS, ROWS
 from canarywatch.markers.payload import pack_signed
 from canarywatch.markers.render import CAPTION_BG_BGR, DARK_BGR, LIGHT_BGR, FrameRenderer, module_bits
@@ -37,15 +38,8 @@ def _reference_frame(spec: FrameSpec, key: bytes) -> np.ndarray:
     frame[y0:y1, x0:x1] = CAPTION_BG_BGR
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(spec.time))
     lines = (f"CANARY {spec.tenant} cam {spec.camera}", f"#{spec.seq} {stamp}Z")
-    box_w, line_h = x1 - x0, (y1 - y0) / 2
-    font = cv2.FONT_HERSHEY_SIMPLEX
     for i, text in enumerate(lines):
-        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
-        scale = min(0.62 * line_h / th, 0.94 * box_w / tw)
-        thickness = max(1, round(scale * 1.6))
-        (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
-        org = (x0 + (box_w - tw) // 2, round(y0 + line_h * i + (line_h + th) / 2))
-        cv2.putText(frame, text, org, font, scale, DARK_BGR, thickness, cv2.LINE_AA)
+        draw_line(frame, (x0, x1, y0, y1), i, text, ink=DARK_BGR, background=CAPTION_BG_BGR)
     return frame
 
 

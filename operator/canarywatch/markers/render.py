@@ -7,6 +7,10 @@ Per frame only the module rows (one prepared pixel row each, repeated) and the s
 caption line (seq and time) are drawn. The result is byte-for-byte the frame that
 painting every pixel would give (`tests/unit/test_render_cache.py` holds that
 reference).
+
+No OpenCV: the caption is drawn from a glyph atlas (``markers.caption``) and JPEGs are
+encoded by libjpeg-turbo through simplejpeg (``markers.jpeg``), so a camera pod carries
+numpy and libjpeg only. PNG (``canarywatch frame render --out x.png``) still loads OpenCV.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import time as _time
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from canarywatch.markers import ecc
+from canarywatch.markers.caption import draw_line
+from canarywatch.markers.jpeg import encode_jpeg
 from canarywatch.markers.layout import CAPTION_BOX, COLS, LAYOUT, ROWS
 from canarywatch.markers.payload import Payload, pack_signed, tenant_tag
 
@@ -42,7 +47,7 @@ LIGHT_BGR = (0, 214, 255)
 DARK_BGR = (100, 40, 40)
 CAPTION_BG_BGR = (215, 250, 255)
 MIN_WIDTH, MIN_HEIGHT = 64, 36
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_BAND_MODULES = 2  # module rows between two JPEG restart markers, at most
 _PALETTE = np.array([LIGHT_BGR, DARK_BGR], dtype=np.uint8)
 
 
@@ -87,6 +92,7 @@ class _Geometry:
     width: int
     height: int
     row_edges: tuple[int, ...]  # module row r covers pixel rows row_edges[r]:row_edges[r + 1]
+    row_heights: np.ndarray  # pixel rows of each module row
     col_widths: np.ndarray  # pixel columns of each module column
     box: tuple[int, int, int, int]  # caption box x0, x1, y0, y1
 
@@ -100,10 +106,14 @@ def _geometry(width: int, height: int) -> _Geometry:
     # and height/18 are multiples of 8
     col_widths = np.diff([_edge(c, COLS, width) for c in range(COLS + 1)])
     col_widths.setflags(write=False)
+    row_edges = tuple(_edge(r, ROWS, height) for r in range(ROWS + 1))
+    row_heights = np.diff(row_edges)
+    row_heights.setflags(write=False)
     return _Geometry(
         width=width,
         height=height,
-        row_edges=tuple(_edge(r, ROWS, height) for r in range(ROWS + 1)),
+        row_edges=row_edges,
+        row_heights=row_heights,
         col_widths=col_widths,
         box=(
             _edge(c0, COLS, width),
@@ -116,14 +126,7 @@ def _geometry(width: int, height: int) -> _Geometry:
 
 def _draw_line(frame: np.ndarray, box: tuple[int, int, int, int], index: int, text: str) -> None:
     """Caption line `index` (0 or 1), scaled to fit its half of the caption box."""
-    x0, x1, y0, y1 = box
-    box_w, line_h = x1 - x0, (y1 - y0) / 2
-    (tw, th), _ = cv2.getTextSize(text, _FONT, 1.0, 1)
-    scale = min(0.62 * line_h / th, 0.94 * box_w / tw)
-    thickness = max(1, round(scale * 1.6))
-    (tw, th), _ = cv2.getTextSize(text, _FONT, scale, thickness)
-    org = (x0 + (box_w - tw) // 2, round(y0 + line_h * index + (line_h + th) / 2))
-    cv2.putText(frame, text, org, _FONT, scale, DARK_BGR, thickness, cv2.LINE_AA)
+    draw_line(frame, box, index, text, ink=DARK_BGR, background=CAPTION_BG_BGR)
 
 
 class FrameRenderer:
@@ -179,10 +182,7 @@ class FrameRenderer:
         grid = module_bits(pack_signed(payload, key))
         # one pixel row per module row, repeated down the module: (ROWS, width*3)
         rows = np.repeat(_PALETTE[grid.view(np.uint8)], g.col_widths, axis=1).reshape(ROWS, -1)
-        frame = np.empty((g.height, g.width, 3), dtype=np.uint8)
-        flat = frame.reshape(g.height, -1)
-        for r in range(ROWS):
-            flat[g.row_edges[r] : g.row_edges[r + 1]] = rows[r]
+        frame = np.repeat(rows, g.row_heights, axis=0).reshape(g.height, g.width, 3)
         x0, x1, y0, y1 = g.box
         if self._caption is not None:
             frame[y0:y1, x0:x1] = self._caption
@@ -208,17 +208,20 @@ def encode_image(
 ) -> bytes:
     """Encode a frame as JPEG or PNG bytes.
 
-    `restart_rows`: a JPEG restart marker after every row of MCUs (16 px at OpenCV's
-    4:2:0), what canary cameras publish: a corrupted byte then costs one row, not the
-    rest of the frame.
+    `restart_rows`: JPEG restart markers, what canary cameras publish: a corrupted byte
+    then costs one band of rows, not the rest of the frame. A band is as many rows of
+    MCUs (16 px at 4:2:0, 8 px at 4:4:4 from quality 90) as fit in two module rows, at
+    least one: 80 px at 1280×720, 32 px at 640×360 (``markers.jpeg`` says why).
     """
-    ext = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}.get(fmt)
-    if ext is None:
+    kind = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}.get(fmt)
+    if kind is None:
         raise ValueError(f"format must be jpeg or png, got {fmt!r}")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
-    if restart_rows and ext == ".jpg":
-        params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-frame.shape[1] // 16)]
-    ok, buf = cv2.imencode(ext, frame, params)
+    if kind == "jpeg":
+        band = _BAND_MODULES * (frame.shape[0] // ROWS) if restart_rows else 0
+        return encode_jpeg(frame, quality=int(quality), band_height=band)
+    import cv2  # PNG is for people (`frame render`), not cameras
+
+    ok, buf = cv2.imencode(".png", frame)
     if not ok:
         raise ValueError(f"could not encode frame as {fmt}")
     return bytes(buf.tobytes())
