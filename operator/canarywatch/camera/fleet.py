@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from canarywatch.httpclient import client_session
-from canarywatch.markers import FrameRenderer, FrameSpec, encode_image
+from canarywatch.markers import FrameRenderer, FrameSpec
 from canarywatch.retrying import Backoff
 
 if TYPE_CHECKING:
@@ -63,6 +63,10 @@ class CanaryCamera:
         """Render the next frame's pixels (BGR; seq increments), for video encoders."""
         self.seq += 1
         spec = FrameSpec(self.tenant, self.camera, self.seq, now, self.width, self.height)
+        return self._sized_renderer().render(spec, self.key)
+
+    def _sized_renderer(self) -> FrameRenderer:
+        """The renderer of this camera at its current size."""
         renderer = self._renderer
         if (
             renderer is None
@@ -71,11 +75,13 @@ class CanaryCamera:
         ):
             # the static parts of this camera's frames, drawn once (not per frame)
             renderer = self._renderer = FrameRenderer(self.tenant, self.camera, self.width, self.height)
-        return renderer.render(spec, self.key)
+        return renderer
 
     def next_frame(self, now: float) -> bytes:
-        """Render and encode the next frame (seq increments), keep it as `latest`."""
-        self.latest = encode_image(self.next_picture(now), quality=self.quality, restart_rows=True)
+        """Render and encode the next frame (seq increments), keep it as `latest`:
+        ``encode_image(..., restart_rows=True)`` of it, its fixed rows encoded once."""
+        picture = self.next_picture(now)
+        self.latest = self._sized_renderer().encode(picture, self.quality)
         self.latest_time = now
         return self.latest
 

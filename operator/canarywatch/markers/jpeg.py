@@ -11,18 +11,19 @@ the whole frame's, with a DRI segment declaring the interval: the JPEG libjpeg w
 with ``restart_in_rows = n``, decoded to the same pixels as the frame encoded whole
 (``tests/unit/test_camera_jpeg.py``).
 
-Each band costs a call (~12 µs of setup; at one MCU row a band, 45 calls per 720p
-frame, a fifth of the encode), so a band is as many MCU rows as fit in ``band_height``
-pixel rows, at least one; the camera asks for two module rows (80 px at 720p, 9
-bands). Measured on a 1280×720 camera frame with 8 bytes overwritten at 300 random
-places of its scan: without restart markers 61 % still verified (the rest degraded,
-undecodable or not a canary), with bands of 16, 32, 48 or 80 px 99–99.7 %, with 160 px
-96 %: what matters is that the damage stops, not the band's height.
+Each band costs a call (~12-30 µs of setup), so a band may be several MCU rows
+(``band_height``): measured on a 1280×720 camera frame with 8 bytes overwritten at 300
+random places of its scan, without restart markers 61 % still verified (the rest
+degraded, undecodable or not a canary), with bands of 16, 32, 48 or 80 px 99–99.7 %,
+with 160 px 96 %. Cameras still restart every MCU row, as OpenCV wrote them: the
+viewers' reduced read cuts out the MCU rows it samples at their markers
+(``markers.restarts``), which a band of several rows would defeat.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Container
 
 import numpy as np
 import simplejpeg
@@ -30,6 +31,8 @@ import simplejpeg
 __all__ = ["MCU_ROWS", "band_rows", "encode_jpeg", "subsampling"]
 
 _SOF0, _SOS, _EOI = 0xC0, 0xDA, b"\xff\xd9"
+_RST = tuple(bytes((0xFF, 0xD0 + k)) for k in range(8))
+_HEADER = -1  # ``kept``'s key of the joined header
 #: Pixel rows of an MCU row, by chroma subsampling.
 MCU_ROWS = {"420": 16, "444": 8}
 
@@ -47,37 +50,63 @@ def band_rows(quality: int, band_height: int) -> int:
     return max(1, band_height // mcu) * mcu
 
 
-def encode_jpeg(frame: np.ndarray, *, quality: int, band_height: int = 0) -> bytes:
+def encode_jpeg(
+    frame: np.ndarray,
+    *,
+    quality: int,
+    band_height: int = 0,
+    kept: dict[int, bytes] | None = None,
+    constant: Container[int] = (),
+) -> bytes:
     """A baseline JPEG of the BGR ``frame``; with ``band_height``, a restart marker
-    after every ``band_rows(quality, band_height)`` pixel rows."""
+    after every ``band_rows(quality, band_height)`` pixel rows.
+
+    ``constant``: the bands (by index) whose pixels are the same in every frame encoded
+    with ``kept``, which keeps their entropy-coded data (and the header) from the first
+    frame for the next ones: a camera's fixed border rows are encoded once."""
     sampling = subsampling(quality)
     frame = np.ascontiguousarray(frame)
     if band_height <= 0:
         return bytes(simplejpeg.encode_jpeg(frame, quality, "BGR", sampling))
     height, width = frame.shape[:2]
     step = band_rows(quality, band_height)
-    rows = [
-        simplejpeg.encode_jpeg(frame[y : y + step], quality, "BGR", sampling) for y in range(0, height, step)
-    ]
-    first = rows[0]
-    sof, scan = _header(first)
-    # Every row's header is the first one's but for its height: the scan starts at the
-    # same offset in each, and ends at the end-of-image marker.
-    header = bytearray(first[:scan])
+    kept = {} if kept is None else kept
+    header = kept.get(_HEADER)
+    bands: list[bytes] = []
+    for n, y in enumerate(range(0, height, step)):
+        data = kept.get(n) if n in constant else None
+        if data is None:
+            encoded = simplejpeg.encode_jpeg(frame[y : y + step], quality, "BGR", sampling)
+            if header is None:
+                header = kept[_HEADER] = _joined_header(encoded, height, width, step, sampling)
+            scan = len(header) - 6  # the header less the DRI segment
+            if encoded[scan - 14 : scan] != header[-14:] or not encoded.endswith(_EOI):
+                raise ValueError("simplejpeg wrote a band that cannot be joined")
+            data = encoded[scan:-2]
+            if n in constant:
+                kept[n] = data
+        bands.append(data)
+    if header is None:
+        raise ValueError(f"cannot encode a frame of shape {frame.shape}")
+    parts = [header]
+    for n, data in enumerate(bands):
+        if n:
+            parts.append(_RST[(n - 1) % 8])
+        parts.append(data)
+    parts.append(_EOI)
+    return b"".join(parts)
+
+
+def _joined_header(band: bytes, height: int, width: int, step: int, sampling: str) -> bytes:
+    """``band``'s header claiming ``height`` rows, with a DRI segment: one restart
+    interval a band of ``step`` rows. Every band's header is the same but for its
+    height, so the scan starts at the same offset in each."""
+    sof, scan = _header(band)
+    header = bytearray(band[:scan])
     header[sof + 5 : sof + 7] = struct.pack(">H", height)
     sos = header.rfind(b"\xff\xda")
     mcus = -(-width // MCU_ROWS[sampling]) * (step // MCU_ROWS[sampling])  # in a band
-    parts = [bytes(header[:sos]), b"\xff\xdd\x00\x04", struct.pack(">H", mcus), bytes(header[sos:])]
-    scan_header = first[sos:scan]
-    last = len(rows) - 1
-    for n, row in enumerate(rows):
-        if row[sos:scan] != scan_header or not row.endswith(_EOI):
-            raise ValueError("simplejpeg wrote an MCU row that cannot be joined")
-        parts.append(row[scan:-2])
-        if n < last:
-            parts.append(bytes((0xFF, 0xD0 + n % 8)))
-    parts.append(_EOI)
-    return b"".join(parts)
+    return bytes(header[:sos]) + b"\xff\xdd\x00\x04" + struct.pack(">H", mcus) + bytes(header[sos:])
 
 
 def _header(data: bytes) -> tuple[int, int]:

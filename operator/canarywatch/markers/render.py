@@ -23,8 +23,8 @@ import numpy as np
 
 from canarywatch.markers import ecc
 from canarywatch.markers.caption import draw_line
-from canarywatch.markers.jpeg import encode_jpeg
-from canarywatch.markers.layout import CAPTION_BOX, COLS, LAYOUT, ROWS
+from canarywatch.markers.jpeg import band_rows, encode_jpeg
+from canarywatch.markers.layout import CAPTION_BOX, COLS, LAYOUT, ROWS, ModuleKind
 from canarywatch.markers.payload import Payload, pack_signed, tenant_tag
 
 __all__ = [
@@ -47,8 +47,12 @@ LIGHT_BGR = (0, 214, 255)
 DARK_BGR = (100, 40, 40)
 CAPTION_BG_BGR = (215, 250, 255)
 MIN_WIDTH, MIN_HEIGHT = 64, 36
-_BAND_MODULES = 2  # module rows between two JPEG restart markers, at most
 _PALETTE = np.array([LIGHT_BGR, DARK_BGR], dtype=np.uint8)
+#: Module rows of fixed modules only (the border's top and bottom): the same pixels in
+#: every frame of a camera.
+_FIXED_ROWS = tuple(
+    r for r in range(ROWS) if np.isin(LAYOUT.kinds[r], (ModuleKind.DARK, ModuleKind.LIGHT)).all()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,25 @@ class FrameRenderer:
         self._tag = tenant_tag(tenant)
         self._first_line = caption_lines(FrameSpec(tenant, camera, 0, 0.0, width, height))[0]
         self._caption = self._caption_patch()
+        #: quality -> (the bands of fixed rows, ``encode_jpeg``'s bands kept of them)
+        self._jpeg: dict[int, tuple[frozenset[int], dict[int, bytes]]] = {}
+
+    def encode(self, frame: np.ndarray, quality: int) -> bytes:
+        """``encode_image(frame, quality=quality, restart_rows=True)`` of a frame this
+        renderer rendered, with the bands of its fixed rows (the border's top and
+        bottom module rows, the same in every frame) encoded once."""
+        jpeg = self._jpeg.get(quality)
+        if jpeg is None:
+            g, step = self.geometry, band_rows(quality, 1)
+            fixed = [(g.row_edges[r], g.row_edges[r + 1]) for r in _FIXED_ROWS]
+            constant = frozenset(
+                n
+                for n in range(-(-g.height // step))
+                if any(a <= n * step and min(g.height, (n + 1) * step) <= b for a, b in fixed)
+            )
+            jpeg = self._jpeg[quality] = (constant, {})
+        constant, kept = jpeg
+        return encode_jpeg(frame, quality=quality, band_height=1, kept=kept, constant=constant)
 
     def _caption_patch(self) -> np.ndarray | None:
         """The caption box with its first line, or None when the line leaves the box."""
@@ -208,17 +231,16 @@ def encode_image(
 ) -> bytes:
     """Encode a frame as JPEG or PNG bytes.
 
-    `restart_rows`: JPEG restart markers, what canary cameras publish: a corrupted byte
-    then costs one band of rows, not the rest of the frame. A band is as many rows of
-    MCUs (16 px at 4:2:0, 8 px at 4:4:4 from quality 90) as fit in two module rows, at
-    least one: 80 px at 1280×720, 32 px at 640×360 (``markers.jpeg`` says why).
+    `restart_rows`: a JPEG restart marker after every row of MCUs (16 px at 4:2:0, 8 px
+    at 4:4:4 from quality 90), what canary cameras publish: a corrupted byte then costs
+    one row, not the rest of the frame, and a viewer's reduced read cuts out only the
+    rows it samples (``markers.restarts``).
     """
     kind = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}.get(fmt)
     if kind is None:
         raise ValueError(f"format must be jpeg or png, got {fmt!r}")
     if kind == "jpeg":
-        band = _BAND_MODULES * (frame.shape[0] // ROWS) if restart_rows else 0
-        return encode_jpeg(frame, quality=int(quality), band_height=band)
+        return encode_jpeg(frame, quality=int(quality), band_height=1 if restart_rows else 0)
     import cv2  # PNG is for people (`frame render`), not cameras
 
     ok, buf = cv2.imencode(".png", frame)
