@@ -18,7 +18,7 @@ from canarywatch.bench.degradations import DEGRADATIONS, Degradation, samples
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, encode_image, render_frame
 from canarywatch.markers import decode as decode_module
 from canarywatch.markers import reduced as reduced_module
-from canarywatch.markers.images import DCT_SCALE_FLAGS, Probe, load_gray_top, probe, top_rows
+from canarywatch.markers.images import DCT_SCALE_FLAGS, ImageRejected, Probe, load_gray_top, probe, top_rows
 from canarywatch.markers.reduced import reduced_scale
 from canarywatch.markers.restarts import mcu_rows
 
@@ -276,6 +276,24 @@ def test_progressive_jpegs_are_decoded_whole_at_reduced_scale(
     assert decodes == [(8, 720)]
     whole = encode_image(frame)
     assert top_rows(whole, probe(whole), 720) is None  # nothing to save
+
+
+def test_a_remembered_header_is_used_only_for_frames_that_start_with_its_bytes(keyring: Keyring) -> None:
+    # a stream's header is walked once; any byte of it that differs is a different header
+    body = encode_image(_canary(keyring), restart_rows=True)
+    info = probe(body)
+    cut = top_rows(body, info, 441)
+    assert cut is not None
+    sof = info.frame_header
+    dri = body.find(b"\xff\xdd")
+    other_interval = body[: dri + 4] + bytes((0, 7)) + body[dri + 6 :]
+    for _ in range(2):  # the second time from the remembered headers
+        assert (probe(body).height, probe(body).restart_interval) == (720, 80)
+        assert probe(cut[0]).height == cut[1]
+        assert probe(other_interval).restart_interval == 7
+        assert probe(body[: sof + 11] + bytes((0x11,)) + body[sof + 12 :]).mcu_height == 8  # luma 1x1
+        with pytest.raises(ImageRejected, match="no end-of-image"):
+            probe(body[:-2])  # same header, truncated: still rejected
 
 
 def test_a_single_scan_frame_costs_one_scan_whatever_follows_it(keyring: Keyring) -> None:
