@@ -34,7 +34,14 @@ from canarywatch.api import AgentEnv
 from canarywatch.controller.manifests import build_probe_workloads
 from canarywatch.markers.keyring import Keyring
 
-__all__ = ["TARGET_MIB", "AgentPod", "import_cost", "pod_footprints", "run_footprint_benchmark"]
+__all__ = [
+    "TARGET_MIB",
+    "AgentPod",
+    "import_cost",
+    "native_libraries",
+    "pod_footprints",
+    "run_footprint_benchmark",
+]
 
 TARGET_MIB = 80
 TENANTS = ("acme-7", "bravo-2")
@@ -52,6 +59,8 @@ _ENTRY = (
 _FRAMES = "canarywatch_frames_total{"  # frames judged, by verdict, path and profile
 _OWN_TENANT = "CANARYWATCH_TENANT"  # a pod per tenant (the contract before a pod per probe)
 _HEAVY = ("cv2", "numpy", "av", "kubernetes", "aiohttp", "jsonschema")
+#: Native libraries a running pod may have mapped: the image stack, by package folder.
+_NATIVE = ("cv2", "av", "numpy", "simplejpeg")
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class AgentPod:
     tenants: tuple[str, ...]
     rss_mib: float
     peak_mib: float
+    #: which of ``_NATIVE`` the process has mapped (``/proc/<pid>/maps``)
+    native: tuple[str, ...] = ()
 
 
 def _free_port() -> int:
@@ -195,6 +206,13 @@ def _frames_judged(metrics_port: str) -> float:
     return sum(float(count) for count in counts)
 
 
+def native_libraries(pid: int) -> tuple[str, ...]:
+    """Which of OpenCV, PyAV (FFmpeg), numpy and simplejpeg process ``pid`` has loaded:
+    their shared objects in its memory map, whatever imported them."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return tuple(name for name in _NATIVE if f"/{name}/" in maps)
+
+
 def _memory(pid: int) -> tuple[float, float]:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
@@ -251,7 +269,9 @@ def pod_footprints(
             pods = []
             for process, env in zip(processes, environments, strict=True):
                 rss, peak = _memory(process.pid)
-                pods.append(AgentPod(env[AgentEnv.ROLE], _tenants(env), rss, peak))
+                pods.append(
+                    AgentPod(env[AgentEnv.ROLE], _tenants(env), rss, peak, native_libraries(process.pid))
+                )
             return pods
 
 
@@ -274,7 +294,9 @@ def run_footprint_benchmark(*, settle_s: float = 5.0) -> int:
     """Print each pod's idle and peak RSS against the target, and each agent's import cost."""
     print(f"\n== pod footprint: idle RSS once viewers judge frames (target <= {TARGET_MIB} MiB a pod) ==")
     print("   cameras: 2 per tenant, 1280x720 at 2 fps, served; viewers: snapshot + MJPEG from them")
-    print(f"{'probe':>14} {'pod':>7} {'tenants':>16} {'RSS':>10} {'peak':>10} {'target':>8}")
+    print(
+        f"{'probe':>14} {'pod':>7} {'tenants':>16} {'RSS':>10} {'peak':>10} {'target':>8}  image stack loaded"
+    )
     worst = 0.0
     for tenants, profiles in ((TENANTS[:1], PROFILES[:1]), (TENANTS, PROFILES)):
         label = f"{len(tenants)}t x {len(profiles)}p"
@@ -283,9 +305,9 @@ def run_footprint_benchmark(*, settle_s: float = 5.0) -> int:
             verdict = "ok" if pod.rss_mib <= TARGET_MIB else "OVER"
             print(
                 f"{label:>14} {pod.role:>7} {','.join(pod.tenants):>16} {pod.rss_mib:>6.1f} MiB"
-                f" {pod.peak_mib:>6.1f} MiB {verdict:>8}"
+                f" {pod.peak_mib:>6.1f} MiB {verdict:>8}  {', '.join(pod.native) or 'none'}"
             )
-    print(f"\n{'agent':>8} {'import CPU':>11} {'modules':>8}  heavy modules loaded by the import")
+    print(f"\n{'agent':>8} {'import CPU':>11} {'modules':>8}  heavy modules imported before reading the env")
     for role in ("camera", "viewer"):
         seconds, modules, heavy = import_cost(role)
         print(f"{role:>8} {seconds:>9.2f} s {modules:>8}  {', '.join(heavy) or 'none'}")
