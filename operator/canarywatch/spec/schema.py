@@ -78,7 +78,9 @@ def crd(kind: str) -> Mapping[str, Any]:
     except KeyError:
         raise ValueError(f"no CRD for kind {kind!r}; known: {', '.join(CRD_FILES)}") from None
     text = resources.files("canarywatch").joinpath("crds", name).read_text(encoding="utf-8")
-    document: Mapping[str, Any] = yaml.safe_load(text)
+    # libyaml's loader when PyYAML has it: the same documents, ~10x faster (the agents
+    # read two CRDs at startup, before they can report a bad environment)
+    document: Mapping[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return document
 
 
