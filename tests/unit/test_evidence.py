@@ -183,3 +183,23 @@ def test_unwritable_directory_is_an_evidence_error(tmp_path: Path) -> None:
 def test_pixelate_rejects_colour_input() -> None:
     with pytest.raises(ValueError, match="grayscale"):
         pixelate(np.zeros((90, 160, 3), np.uint8))
+
+
+def test_evidence_of_a_jpeg_does_not_load_opencv() -> None:
+    # A viewer pod's first incident must not add OpenCV's ~32 MiB to it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from canarywatch.incidents.evidence import collect_evidence\n"
+        "from canarywatch.markers import FrameSpec, render_frame, encode_image\n"
+        "frame = encode_image(render_frame(FrameSpec('acme-7', 1, 2, 100.0), bytes(32)))\n"
+        "evidence = collect_evidence(frame, verdict='foreign', received_at=0.0)\n"
+        "assert evidence.thumbnail is not None, evidence.note\n"
+        "print('cv2' in sys.modules)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert run.stdout.strip() == "False"
