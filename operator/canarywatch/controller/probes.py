@@ -367,9 +367,14 @@ async def summarize_probe(
     integrations: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any] | None:
     """The probe's status summary: None when nothing but the summary time would change
-    (and that one is not yet stale), so at most one write per probe per interval."""
+    (and that one is not yet stale), so at most one write per probe per interval; and
+    None until its reconcile has written the status of its current spec (at a cold start
+    of 1,000 probes, the summaries of those still waiting were a status patch each, and
+    a failed reconcile's Degraded condition is not the summary's to overwrite)."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return None
     try:
         spec = manifests.parse_probe(body)
     except manifests.BuildError:
