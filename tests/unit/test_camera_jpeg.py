@@ -4,6 +4,7 @@ corrupt byte costs its band only."""
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -50,6 +51,38 @@ def test_rows_joined_with_restart_markers_decode_to_the_whole_frames_pixels(
     assert markers == rows - 1
     info = probe(joined)
     assert (info.width, info.height, info.scans, info.mcu_height) == (*size, 1, step)
+
+
+@pytest.mark.parametrize("quality", [80, 95])
+@pytest.mark.parametrize("size", SIZES)
+def test_a_band_repeating_the_one_before_is_encoded_as_it_would_be_alone(
+    keyring: Keyring, size: tuple[int, int], quality: int
+) -> None:
+    """A module row spans several MCU rows of the same pixels; their entropy-coded data
+    is reused, and must be exactly what encoding each band alone gives."""
+    frame = _frame(keyring, *size)
+    sampling = subsampling(quality)
+    step = MCU_ROWS[sampling]
+    alone = [
+        _scan_data(
+            simplejpeg.encode_jpeg(np.ascontiguousarray(frame[y : y + step]), quality, "BGR", sampling)
+        )
+        for y in range(0, size[1], step)
+    ]
+    # markers are never in coded data (a 0xFF there is stuffed with 0x00)
+    assert _split_restarts(_scan_data(encode_jpeg(frame, quality=quality, band_height=step))) == alone
+    if size == (1280, 720):
+        assert len(set(alone)) < len(alone)  # the case this is about: repeated bands
+
+
+def _scan_data(jpeg: bytes) -> bytes:
+    sos = jpeg.rindex(b"\xff\xda")
+    (length,) = struct.unpack_from(">H", jpeg, sos + 2)
+    return jpeg[sos + 2 + length : -2]
+
+
+def _split_restarts(data: bytes) -> list[bytes]:
+    return re.split(rb"\xff[\xd0-\xd7]", data)
 
 
 @pytest.mark.parametrize(("quality", "mcu"), [(80, 16), (95, 8)])
