@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fresh_imports import loaded_after
 from manifests import example
 
 from canarywatch.agents.camera import run_camera_agent
@@ -375,8 +376,9 @@ def test_the_agents_exit_2_naming_the_variable(
 
 
 #: What a pod's agent must not have loaded when its environment is bad: the image codecs
-#: and FFmpeg (~1 s of CPU and ~50 MiB that a crash-looping pod would pay at every start).
-IMAGE_STACK = ("cv2", "numpy", "av", "simplejpeg")
+#: and FFmpeg (~1 s of CPU and ~50 MiB that a crash-looping pod would pay at every start),
+#: and jsonschema (~2 MiB): the CRDs' bounds and defaults are read without validating.
+IMAGE_STACK = ("cv2", "numpy", "av", "simplejpeg", "jsonschema")
 
 
 @pytest.mark.parametrize("role", ["viewer", "camera"])
@@ -406,6 +408,24 @@ def test_a_bad_environment_exits_2_before_the_image_stack_is_imported(
     status, loaded = json.loads(run.stdout)
     assert status == 2 and f"bad configuration: {variable}" in run.stderr, run.stderr
     assert loaded == [], f"a bad {variable} loaded {loaded} before exiting"
+
+
+@pytest.mark.parametrize("settings", [CameraSettings, ViewerSettings], ids=["camera", "viewer"])
+def test_a_good_environment_is_read_without_jsonschema(
+    probe: dict[str, Any],
+    integration: dict[str, Any],
+    mounts: dict[str, Path],
+    settings: type[CameraSettings | ViewerSettings],
+) -> None:
+    # What a running pod keeps: its settings read, the agent's module imported.
+    environ = (camera_env if settings is CameraSettings else viewer_env)(probe, integration, mounts)
+    role = "camera" if settings is CameraSettings else "viewer"
+    code = (
+        f"import json\nimport canarywatch.agents.{role}\n"
+        f"from canarywatch.agents.env import {settings.__name__}\n"
+        f"{settings.__name__}.from_environ(json.loads({json.dumps(environ)!r}))\n"
+    )
+    assert loaded_after(code, ["jsonschema"]) == set()
 
 
 # -- keyrings -------------------------------------------------------------------------------
