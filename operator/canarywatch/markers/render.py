@@ -10,7 +10,12 @@ reference).
 
 No OpenCV: the caption is drawn from a glyph atlas (``markers.caption``) and JPEGs are
 encoded by libjpeg-turbo through simplejpeg (``markers.jpeg``), so a camera pod carries
-numpy and libjpeg only. PNG (``canarywatch frame render --out x.png``) still loads OpenCV.
+numpy and libjpeg only. PNG (``canarywatch frame render --out x.png``) is encoded by
+OpenCV, on purpose: that command is for people, runs once and exits; OpenCV stays a
+dependency anyway (the decoder reads PNGs, and the JPEGs simplejpeg refuses, with it);
+the other library among the dependencies that writes PNG, PyAV (FFmpeg's encoder), maps
+as much memory (~35 MiB) for more CPU; and a writer of our own (numpy and zlib) would be
+plumbing to keep for one command's output.
 """
 
 from __future__ import annotations
@@ -241,7 +246,7 @@ def encode_image(
         raise ValueError(f"format must be jpeg or png, got {fmt!r}")
     if kind == "jpeg":
         return encode_jpeg(frame, quality=int(quality), band_height=1 if restart_rows else 0)
-    import cv2  # PNG is for people (`frame render`), not cameras
+    import cv2  # PNG is for people (`frame render`), not cameras: see the module docstring
 
     ok, buf = cv2.imencode(".png", frame)
     if not ok:
