@@ -87,7 +87,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
 
 def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, profile: str) -> Metrics:
     """Make the probe's viewer Deployment look ready with one Running pod on 127.0.0.1,
-    whose /metrics (on the agents' port) report six frames of ``tenant`` on ``profile``;
+    whose /metrics (on a free port it declares as ``metrics``) report six frames of ``tenant`` on ``profile``;
     the viewer's ``Metrics``, for a test to add frames."""
     metrics = Metrics()
     for verdict in ["ok"] * 5 + ["cross_tenant"]:
@@ -108,10 +108,9 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
         network_profile=profile,
         at=1773480413.0,
     )
-    try:
-        servers.run(serve_metrics(metrics, "127.0.0.1", manifests.METRICS_PORT))
-    except OSError as error:
-        unavailable(f"port {manifests.METRICS_PORT} (the agents' metrics port) is taken here: {error}")
+    # A free port, declared by the pod as its ``metrics`` port: the operator scrapes
+    # the port a viewer pod declares, as a PodMonitor does (the manifests' is 9100).
+    server = servers.run(serve_metrics(metrics, "127.0.0.1", 0))
     deployment_name = manifests.viewer_name(probe)
     deployment = cluster.get(DEPLOYMENTS, deployment_name)
     ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
@@ -126,7 +125,15 @@ def scrape_ready_viewer(cluster: Api, servers: Loop, probe: str, tenant: str, pr
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": f"{deployment_name}-pod", "labels": labels},
-        "spec": {"containers": [{"name": "viewer", "image": "viewer:1"}]},
+        "spec": {
+            "containers": [
+                {
+                    "name": "viewer",
+                    "image": "viewer:1",
+                    "ports": [{"name": "metrics", "containerPort": server.port, "protocol": "TCP"}],
+                }
+            ]
+        },
     }
     cluster.call("POST", f"/api/v1/namespaces/{cluster.namespace}/pods", pod)
     cluster.call(

@@ -434,7 +434,7 @@ async def _agent_samples(
     ]
     if not ready:
         return None
-    addresses: list[str] = []
+    addresses: list[tuple[str, int]] = []
     for deployment in ready:
         selector = ",".join(
             f"{k}={v}" for k, v in (deployment["spec"]["selector"].get("matchLabels") or {}).items()
@@ -442,23 +442,32 @@ async def _agent_samples(
         for pod in await rt.kube.list_objects(PODS, namespace, label_selector=selector):
             pod_status = pod.get("status") or {}
             if pod_status.get("phase") == "Running" and pod_status.get("podIP"):
-                addresses.append(str(pod_status["podIP"]))
+                addresses.append((str(pod_status["podIP"]), _metrics_port(pod)))
     timeout = aiohttp.ClientTimeout(total=_SCRAPE_TIMEOUT)
     async with client_session(timeout=timeout) as session:
 
-        async def scrape(address: str) -> str:
+        async def scrape(address: str, port: int) -> str:
             host = f"[{address}]" if ":" in address else address
-            async with session.get(f"http://{host}:{manifests.METRICS_PORT}/metrics") as response:
+            async with session.get(f"http://{host}:{port}/metrics") as response:
                 return await response.text() if response.status == 200 else ""
 
-        pages = await asyncio.gather(*(scrape(a) for a in addresses), return_exceptions=True)
+        pages = await asyncio.gather(*(scrape(a, p) for a, p in addresses), return_exceptions=True)
     samples: list[Sample] = []
-    for address, page in zip(addresses, pages, strict=True):
+    for (address, _), page in zip(addresses, pages, strict=True):
         if not isinstance(page, str):
             continue  # a pod that went away mid-scrape: its frames show up next time
         for family in text_string_to_metric_families(page):
             samples += [(s.name, {**s.labels, "instance": address}, float(s.value)) for s in family.samples]
     return samples
+
+
+def _metrics_port(pod: Mapping[str, Any]) -> int:
+    """The port a pod declares as ``metrics`` (as a PodMonitor finds it), else the agents'."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "metrics" and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+    return manifests.METRICS_PORT
 
 
 def _verdict_counts(
