@@ -256,3 +256,48 @@ async def test_a_whip_camera_refused_counts_its_failures_and_publishes_once_acce
     assert len(received) >= 5 and camera.published >= 5
     decoded = Decoder(keyring).decode(convert_frame(received[-1], None, 1280).image)
     assert decoded.status is Status.VERIFIED and decoded.tenant == ACME, decoded
+
+
+class _PouringTrack(MediaStreamTrack):
+    """A track whose frames come as fast as the loop turns: some arrive in the very loop
+    pass a cancellation lands in."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame = av.VideoFrame(16, 16, "yuv420p")
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.sleep(0)
+        return self.frame
+
+
+async def test_a_whep_viewer_told_to_stop_stops_even_as_a_frame_arrives() -> None:
+    """A viewer's task cancelled while its track delivers frames ends, however the
+    cancellation and a frame's arrival fall (``asyncio.wait_for`` on Python 3.11
+    returned the frame and dropped the cancellation: the viewer went on watching and
+    ``canarywatch run`` never exited)."""
+    sampling = Sampling(keyframes_only=False, min_interval_s=0.0)
+    async with client_session() as session:
+        request = RenderedRequest("POST", "http://127.0.0.1:9/whep", {}, source="/whep")
+        reader = WhepReader(session, request, sampling=sampling)
+
+        async def watch() -> None:
+            async with aclosing(reader._track_frames(_PouringTrack(), "H264")) as frames:
+                async for _ in frames:
+                    pass
+
+        still_watching = []
+        for attempt in range(20):
+            task = asyncio.create_task(watch())
+            for _ in range(3 + attempt % 5):  # a different loop pass each time
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            if not done:
+                still_watching.append(attempt)
+            while not done:  # tear down what ignored its cancellation
+                task.cancel()
+                done, _ = await asyncio.wait([task], timeout=1)
+    assert still_watching == [], f"cancelled viewers kept watching: attempts {still_watching}"

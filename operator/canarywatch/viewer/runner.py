@@ -202,7 +202,8 @@ class ViewerRunner:
         self, shaper: Shaper, frames: AsyncIterator[ReceivedFrame]
     ) -> AsyncIterator[ReceivedFrame]:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(shaper.measured(), self.measure_wait_s)
+            async with asyncio.timeout(self.measure_wait_s):  # wait_for may drop a cancellation
+                await shaper.measured()
         async for frame in frames:
             yield frame
 

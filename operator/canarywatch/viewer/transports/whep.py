@@ -158,11 +158,13 @@ class WhepReader(Transport):
                 yield answer
                 return
             try:
-                track = await asyncio.wait_for(track_ready, self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    track = await track_ready
             except TimeoutError as error:
                 self._record_error(error, self.request.source)
                 return
-            async with contextlib.aclosing(self._track_frames(pc, track)) as frames:
+            codec = negotiated_codec(pc.remoteDescription.sdp)
+            async with contextlib.aclosing(self._track_frames(track, codec)) as frames:
                 async for frame in frames:
                     yield frame
         finally:
@@ -194,16 +196,19 @@ class WhepReader(Transport):
             return self._undecodable(str(error) or type(error).__name__), location
         return None, location
 
-    async def _track_frames(
-        self, pc: RTCPeerConnection, track: MediaStreamTrack
-    ) -> AsyncGenerator[ReceivedFrame, None]:
+    async def _track_frames(self, track: MediaStreamTrack, codec: str) -> AsyncGenerator[ReceivedFrame, None]:
+        """The sampled frames of ``track`` (``codec``: the answer's), until it ends or is
+        silent for ``timeout_s``."""
         queue: asyncio.Queue[_Sampled | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read(track, queue), name=f"whep {self.request.source}")
-        codec = negotiated_codec(pc.remoteDescription.sdp)
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), self.timeout_s)
+                    # not asyncio.wait_for: on Python 3.11 it swallows this task's
+                    # cancellation when the item arrives in the same loop pass, and a
+                    # viewer told to stop would go on watching (a run that never exits)
+                    async with asyncio.timeout(self.timeout_s):
+                        item = await queue.get()
                 except TimeoutError as error:
                     self._record_error(error, self.request.source)
                     return
