@@ -18,6 +18,8 @@ loads it (``tests/unit/test_import_weight.py``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from yarl import URL
@@ -26,8 +28,10 @@ if TYPE_CHECKING:
     from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 __all__ = [
+    "CLOSE_TIMEOUT_S",
     "SDP_CONTENT_TYPE",
     "SignalingError",
+    "close_peer",
     "looks_like_sdp",
     "negotiated_codec",
     "only_codec",
@@ -35,7 +39,11 @@ __all__ = [
     "session_url",
 ]
 
+log = logging.getLogger(__name__)
+
 SDP_CONTENT_TYPE = "application/sdp"
+#: The longest a peer connection's close is waited for.
+CLOSE_TIMEOUT_S = 5.0
 #: The largest SDP answer read: a few KiB in practice (codecs, candidates).
 MAX_SDP_BYTES = 64 * 1024
 
@@ -50,6 +58,18 @@ def peer_connection() -> RTCPeerConnection:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def close_peer(pc: RTCPeerConnection, *, timeout: float = CLOSE_TIMEOUT_S) -> None:
+    """``pc.close()``, waited for at most ``timeout`` seconds. aiortc's close can wait
+    forever: it awaits its transceivers' tasks, and a second close (aiortc starts one
+    itself when the remote ends DTLS) waits for the first, which never finishes if it
+    failed or was cancelled. A session being left is not worth a stuck viewer or camera."""
+    try:
+        async with asyncio.timeout(timeout):
+            await pc.close()
+    except TimeoutError:
+        log.warning("a WebRTC peer connection did not close within %.0f s; left behind", timeout)
 
 
 def only_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:

@@ -38,6 +38,7 @@ from canarywatch.retrying import Backoff
 from canarywatch.webrtc import (
     SDP_CONTENT_TYPE,
     SignalingError,
+    close_peer,
     looks_like_sdp,
     only_codec,
     peer_connection,
@@ -147,7 +148,7 @@ class WhipPublisher(StreamPublisher):
             raise ConnectionError(f"the WebRTC connection went {pc.connectionState}")
         finally:
             await self._leave(location)
-            await pc.close()
+            await close_peer(pc)
 
     async def _offer(self, pc: RTCPeerConnection) -> tuple[str, str | None]:
         headers = {**self.target.headers, "Content-Type": SDP_CONTENT_TYPE}

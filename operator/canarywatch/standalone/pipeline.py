@@ -8,7 +8,9 @@ profile) watches it, every frame goes through the `Monitor`, and the run ends af
 The way out is bounded: results are written first, then pages and kill switches still
 in flight get ``SHUTDOWN_GRACE_SECONDS`` in all (a hanging PagerDuty or webhook cannot
 hold the exit), and an integration holding a camera's MJPEG pull open is cut off after
-``SERVER_STOP_SECONDS``. What was cut short stays on disk for the next run.
+``SERVER_STOP_SECONDS``. Cameras and viewers get ``STOP_SECONDS`` to leave before the
+results are written; one that does not (a WebRTC peer whose close hangs) is named in
+the log and left behind. What was cut short stays on disk for the next run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from canarywatch.serving import ServedApp
 from canarywatch.shutdown import KillSwitch
 from canarywatch.standalone.config import StandaloneConfig
 from canarywatch.standalone.resume import resume_refusal
+from canarywatch.tasks import cancel_within
 from canarywatch.verdicts import Verdict
 from canarywatch.viewer.judging import FrameResult
 from canarywatch.viewer.plan import ViewerSpec, Watcher, plan_streams
@@ -47,6 +50,7 @@ from canarywatch.viewer.runner import RunningStream, ViewerRunner
 __all__ = [
     "SERVER_STOP_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
+    "STOP_SECONDS",
     "Pipeline",
     "ResumeRefused",
     "RunResult",
@@ -59,6 +63,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 5.0
 #: Open requests to the camera server (an MJPEG pull never ends) get this long.
 SERVER_STOP_SECONDS = 1.0
+#: Cameras and viewers told to stop get this long to leave (WebRTC sessions included).
+STOP_SECONDS = 5.0
 # How often a run restates its coverage (rates since the start), and after how long a
 # path short of the target is warned about.
 COVERAGE_INTERVAL = 2.0
@@ -270,16 +276,16 @@ class Pipeline:
             try:
                 await self._wait(started, duration, linger_after_shutdown, monitor)
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await viewers.stop()
+                # cameras and viewers together, each bounded: one stuck leaving (a peer
+                # connection whose close hangs) is left behind, the verdicts are written
+                await asyncio.gather(cancel_within(tasks, STOP_SECONDS), viewers.stop(STOP_SECONDS))
                 self._write(self._summary(monitor, time.monotonic() - started), monitor)  # before waiting
                 deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
                 await monitor.drain(timeout=SHUTDOWN_GRACE_SECONDS)
                 if pagerduty is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(pagerduty.flush(), max(0.1, deadline - time.monotonic()))
+                        async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                            await pagerduty.flush()
                     await pagerduty.close()
         summary = self._summary(monitor, time.monotonic() - started)
         self._write(summary, monitor)

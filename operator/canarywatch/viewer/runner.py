@@ -31,6 +31,7 @@ import aiohttp
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder
 from canarywatch.metrics import Metrics
+from canarywatch.tasks import cancel_within
 from canarywatch.viewer.decoding import DecodePool
 from canarywatch.viewer.judging import FrameResult, StreamJudge, ViewerStream
 from canarywatch.viewer.loop import judge_frames
@@ -50,7 +51,7 @@ from canarywatch.viewer.transports import (
 from canarywatch.viewer.transports.base import Transport
 from canarywatch.viewer.transports.hub import HubViewer
 
-__all__ = ["MEASURE_WAIT_S", "RunningStream", "ViewerRunner", "viewer_session"]
+__all__ = ["MEASURE_WAIT_S", "STOP_S", "RunningStream", "ViewerRunner", "viewer_session"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ ShaperFactory = Callable[[NetworkProfile], Shaper]
 #: streams measure nothing (no snapshots, an integration that does not answer) still
 #: opens its stream, and the stream's own connect measures the round trip.
 MEASURE_WAIT_S = 10.0
+#: The longest ``stop()`` waits for the streams to leave (a WHEP session's DELETE is
+#: bounded at 2 s, its peer connection's close by nothing of its own).
+STOP_S = 5.0
 
 # A hub shows the newest frame its link can carry. Every buffer between the relay and
 # the decoder holds frames that are already old when they are read: the kernel doubles
@@ -165,11 +169,11 @@ class ViewerRunner:
         self.tasks = [asyncio.create_task(self._view(s), name=s.stream.key) for s in self.streams]
         return list(self.tasks)
 
-    async def stop(self) -> None:
-        """Cancel every stream and close its session (idempotent)."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+    async def stop(self, timeout: float = STOP_S) -> None:
+        """Cancel every stream and close its session (idempotent): a stream still
+        leaving after ``timeout`` seconds (a peer connection whose close hangs) is left
+        behind, named in the log, so a stopping viewer never waits on it."""
+        await cancel_within(self.tasks, timeout)
         for s in self.streams:
             await s.session.close()
 

@@ -41,6 +41,7 @@ from canarywatch.webrtc import (
     MAX_SDP_BYTES,
     SDP_CONTENT_TYPE,
     SignalingError,
+    close_peer,
     looks_like_sdp,
     negotiated_codec,
     peer_connection,
@@ -169,7 +170,7 @@ class WhepReader(Transport):
                     yield frame
         finally:
             await self._leave(location)
-            await pc.close()
+            await close_peer(pc)
 
     async def _exchange(self, pc: RTCPeerConnection) -> tuple[ReceivedFrame | None, str | None]:
         """POST the offer, apply the answer: (a frame saying why not, or None; the
