@@ -116,6 +116,11 @@ class RtspServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as error:
             log.debug("rtsp connection ended: %s", type(error).__name__)
+        except asyncio.CancelledError:
+            # stop() ends the session: returned from, not ended cancelled, as Python
+            # 3.11's stream server calls exception() on this task when it is done, which
+            # raises for a cancelled one (a CancelledError traceback on every stop)
+            pass
         finally:
             if playing is not None:
                 playing.cancel()
