@@ -34,17 +34,15 @@ from canarywatch.viewer.transports.base import (
     NETWORK_ERRORS,
     FrameKind,
     ReceivedFrame,
-    Transport,
-    TransportOptions,
     check_interval,
     header_meta,
     read_some,
 )
 from canarywatch.viewer.transports.feed import ByteFeed, decoded_in_thread
+from canarywatch.viewer.transports.live import LiveVideoOptions, LiveVideoReader
 from canarywatch.viewer.transports.video import (
     DEFAULT_SAMPLING,
     DecodedFrame,
-    Sampling,
     UndecodableVideo,
     decode_video,
     iter_frames,
@@ -62,7 +60,7 @@ class _NoFrame(Exception):
     """The stream went past a bound without a decodable frame."""
 
 
-class Mp4Reader(Transport):
+class Mp4Reader(LiveVideoReader):
     """Watches one progressive MP4 URL; yields sampled frames (kind ``mp4``; meta
     ``pts`` and ``mp4`` = ``live`` or ``file``).
 
@@ -74,60 +72,42 @@ class Mp4Reader(Transport):
 
     kind = FrameKind.MP4
 
+    default_sampling = DEFAULT_SAMPLING
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
         request: RenderedRequest,
         *,
-        sampling: Sampling = DEFAULT_SAMPLING,
-        reconnect_base_s: float = 0.5,
         file_interval_s: float = 5.0,
         frame_timeout_s: float | None = None,
-        **options: Unpack[TransportOptions],
+        **options: Unpack[LiveVideoOptions],
     ) -> None:
-        super().__init__(session, **options)
-        check_interval(reconnect_base_s, name="reconnect_base_s")
+        super().__init__(session, request, **options)
         check_interval(file_interval_s, name="file_interval_s")
         self.frame_timeout_s = 3 * self.timeout_s if frame_timeout_s is None else frame_timeout_s
         check_interval(self.frame_timeout_s, name="frame_timeout_s")
-        self.request = request
-        self.sampling = sampling
-        self.reconnect_base_s = reconnect_base_s
         self.file_interval_s = file_interval_s
-        #: connections opened after the first one.
-        self.reconnects = 0
         #: answers that ended as an undecodable verdict (bounds included).
         self.undecodable = 0
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
-        failures = 0
-        first = True
-        while True:
-            if not first:
-                self.reconnects += 1
-            first = False
-            decoded = 0
-            was_file = False
-            try:
-                async with self.shaper.stream(
-                    self._session,
-                    self.request.method,
-                    self.request.url,
-                    headers=self.request.headers,
-                    timeout=self.timeout_s,
-                ) as stream:
-                    async for frame in self._answer_frames(stream):
-                        decoded += bool(frame.body)
-                        was_file = frame.meta.get("mp4") == "file"
-                        yield frame
-            except NETWORK_ERRORS as error:
-                self._record_error(error, self.request.source)
-            if decoded and was_file:
-                failures = 0
-                await self._sleep(self.file_interval_s)
-                continue
-            failures = 0 if decoded else failures + 1
-            await self._back_off(max(1, failures), self.reconnect_base_s)
+    async def _connection(self) -> AsyncGenerator[ReceivedFrame, None]:
+        try:
+            async with self.shaper.stream(
+                self._session,
+                self.request.method,
+                self.request.url,
+                headers=self.request.headers,
+                timeout=self.timeout_s,
+            ) as stream:
+                async for frame in self._answer_frames(stream):
+                    yield frame
+        except NETWORK_ERRORS as error:
+            self._record_error(error, self.request.source)
+
+    def _pause_after(self, last: ReceivedFrame) -> float | None:
+        """A file read whole is fetched again after ``file_interval_s``."""
+        return self.file_interval_s if last.meta.get("mp4") == "file" else None
 
     async def _answer_frames(self, stream: ShapedStream) -> AsyncIterator[ReceivedFrame]:
         if stream.status != 200:

@@ -24,21 +24,12 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Unpack
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
-from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.network import ShapedTcpRelay
-from canarywatch.viewer.transports.base import (
-    FrameKind,
-    ReceivedFrame,
-    Transport,
-    TransportOptions,
-    check_interval,
-)
-from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, DecodedFrame, Sampling, UndecodableVideo
+from canarywatch.viewer.transports.base import FrameKind, ReceivedFrame
+from canarywatch.viewer.transports.live import LiveVideoReader
+from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, DecodedFrame, UndecodableVideo
 
 __all__ = ["RtspReader"]
 
@@ -49,7 +40,7 @@ _QUEUE_FRAMES = 2
 _RTSP_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000", "probesize": "500000"}
 
 
-class RtspReader(Transport):
+class RtspReader(LiveVideoReader):
     """Watches one RTSP URL; yields sampled frames (kind ``rtsp``; meta ``pts``).
 
     Reconnects with backoff (reset by every frame) when the stream ends, fails, or is
@@ -59,38 +50,9 @@ class RtspReader(Transport):
 
     kind = FrameKind.RTSP
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        request: RenderedRequest,
-        *,
-        sampling: Sampling = DEFAULT_SAMPLING,
-        reconnect_base_s: float = 0.5,
-        **options: Unpack[TransportOptions],
-    ) -> None:
-        super().__init__(session, **options)
-        check_interval(reconnect_base_s, name="reconnect_base_s")
-        self.request = request
-        self.sampling = sampling
-        self.reconnect_base_s = reconnect_base_s
-        #: connections opened after the first one.
-        self.reconnects = 0
-        #: the shaped relay of the current connection (None when the profile shapes nothing).
-        self.link: ShapedTcpRelay | None = None
-
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
-        failures = 0
-        first = True
-        while True:
-            if not first:
-                self.reconnects += 1
-            first = False
-            received = 0
-            async for frame in self._connection():
-                received += frame.status == 200 and bool(frame.body)
-                yield frame
-            failures = 0 if received else failures + 1
-            await self._back_off(max(1, failures), self.reconnect_base_s)
+    default_sampling = DEFAULT_SAMPLING
+    #: the shaped relay of the current connection (None when the profile shapes nothing).
+    link: ShapedTcpRelay | None = None
 
     async def first_frames(self, count: int = 1) -> list[ReceivedFrame]:
         """One connection's first ``count`` frames, or the one answer that is not a

@@ -23,19 +23,10 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Unpack
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from canarywatch.viewer.http import RenderedRequest
-from canarywatch.viewer.transports.base import (
-    NETWORK_ERRORS,
-    FrameKind,
-    ReceivedFrame,
-    Transport,
-    TransportOptions,
-    check_interval,
-)
+from canarywatch.viewer.transports.base import NETWORK_ERRORS, FrameKind, ReceivedFrame
+from canarywatch.viewer.transports.live import LiveVideoReader
 from canarywatch.viewer.transports.video import DecodedFrame, Sampling, UndecodableVideo, convert_frame
 from canarywatch.webrtc import (
     MAX_SDP_BYTES,
@@ -70,7 +61,7 @@ class _Sampled:
     received_at: float
 
 
-class WhepReader(Transport):
+class WhepReader(LiveVideoReader):
     """Watches one WHEP endpoint; yields sampled frames (kind ``whep``; meta ``pts``,
     ``codec``).
 
@@ -80,40 +71,9 @@ class WhepReader(Transport):
 
     kind = FrameKind.WHEP
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        request: RenderedRequest,
-        *,
-        sampling: Sampling = WHEP_SAMPLING,
-        reconnect_base_s: float = 0.5,
-        **options: Unpack[TransportOptions],
-    ) -> None:
-        super().__init__(session, **options)
-        check_interval(reconnect_base_s, name="reconnect_base_s")
-        self.request = request
-        self.sampling = sampling
-        self.reconnect_base_s = reconnect_base_s
-        #: sessions opened after the first one.
-        self.reconnects = 0
-        #: the status the latest offer was answered with (None: no answer, a network error).
-        self.answer_status: int | None = None
-
-    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
-        failures = 0
-        first = True
-        while True:
-            if not first:
-                self.reconnects += 1
-            first = False
-            received = 0
-            # closed here, not when collected: leaving a session DELETEs it and closes ICE
-            async with contextlib.aclosing(self._session_frames()) as session:
-                async for frame in session:
-                    received += frame.status == 200 and bool(frame.body)
-                    yield frame
-            failures = 0 if received else failures + 1
-            await self._back_off(max(1, failures), self.reconnect_base_s)
+    default_sampling = WHEP_SAMPLING
+    #: the status the latest offer was answered with (None: no answer, a network error).
+    answer_status: int | None = None
 
     async def first_frames(
         self, *, max_frames: int = 1, within_s: float | None = None
@@ -121,7 +81,7 @@ class WhepReader(Transport):
         """One look: up to ``max_frames`` frames of one session (or the answer that
         stopped it), for at most ``within_s`` seconds (default: three timeouts)."""
         frames: list[ReceivedFrame] = []
-        watch = self._session_frames()
+        watch = self._connection()
         try:
             async with asyncio.timeout(within_s if within_s is not None else 3 * self.timeout_s):
                 async for frame in watch:
@@ -136,7 +96,7 @@ class WhepReader(Transport):
 
     # -- one session: offer → answer → frames, until it ends ------------------------------
 
-    async def _session_frames(self) -> AsyncGenerator[ReceivedFrame, None]:
+    async def _connection(self) -> AsyncGenerator[ReceivedFrame, None]:
         pc = peer_connection()
         location: str | None = None
         try:
