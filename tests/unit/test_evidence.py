@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from exif import stored_turned, with_orientation
 from fresh_imports import loaded_after
 
 from canarywatch.incidents.evidence import (
@@ -187,12 +188,33 @@ def test_pixelate_rejects_colour_input() -> None:
 
 
 def test_evidence_of_a_jpeg_does_not_load_opencv() -> None:
-    # A viewer pod's first incident must not add OpenCV's ~32 MiB to it.
+    # A viewer pod's first incident must not add OpenCV's ~32 MiB to it, nor turning the
+    # thumbnail upright (the frame carries an EXIF orientation).
+    head = with_orientation(b"\xff\xd8", 6)
     code = (
         "from canarywatch.incidents.evidence import collect_evidence\n"
         "from canarywatch.markers import FrameSpec, render_frame, encode_image\n"
         "frame = encode_image(render_frame(FrameSpec('acme-7', 1, 2, 100.0), bytes(32)))\n"
+        f"frame = {head!r} + frame[2:]\n"
         "evidence = collect_evidence(frame, verdict='foreign', received_at=0.0)\n"
         "assert evidence.thumbnail is not None, evidence.note\n"
     )
     assert loaded_after(code, ("cv2",)) == set()
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_the_thumbnail_of_a_photo_stored_turned_is_upright(orientation: int) -> None:
+    # A phone's photo: pixels stored turned, an EXIF tag saying how to show them (OpenCV
+    # applied it when it decoded evidence). A sideways thumbnail misleads whoever reads it.
+    upright = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[112:400]  # 512x288
+
+    def thumbnail(data: bytes) -> np.ndarray:
+        evidence = collect_evidence(data, verdict=Verdict.FOREIGN, received_at=0.0)
+        assert evidence.thumbnail is not None, evidence.note
+        return decoded(evidence.thumbnail).astype(int)
+
+    stored = encode_image(stored_turned(upright, orientation), quality=95)
+    expected = thumbnail(encode_image(upright, quality=95))
+    assert int(np.abs(thumbnail(with_orientation(stored, orientation)) - expected).max()) <= 2
+    # the photo is not the same whichever way up, so the check above can fail
+    assert int(np.abs(thumbnail(stored) - expected).max()) > 60

@@ -8,7 +8,8 @@ in the Xiaomi/Nest Hub incident. So of every frame canarywatch keeps only
 
 * its SHA-256, size, dimensions and time (to match against the integration's logs);
 * a grayscale thumbnail pixelated to at most 16×9 cells, enough to tell "a dark room"
-  from "a bright street", not enough to recognise anyone;
+  from "a bright street", not enough to recognise anyone; upright, as a display shows
+  it (a JPEG's EXIF orientation applied, ``markers.orientation``);
 * and, for a verified canary, what the signature does prove: the payload (tenant,
   camera, seq, time) in the incident record, from which the synthetic frame is
   rendered again: ``canarywatch frame render --keyring K --tenant T --camera C --seq N
@@ -130,6 +131,7 @@ def collect_evidence(
     ``limits`` bounds what is decoded for the thumbnail (the viewer's decoder limits).
     """
     from canarywatch.markers.images import ImageLimits, ImageRejected, load_gray, probe
+    from canarywatch.markers.orientation import oriented
 
     verdict = Verdict(verdict)
     digest = hashlib.sha256(data).hexdigest()
@@ -140,7 +142,9 @@ def collect_evidence(
         return Evidence(verdict, digest, len(data), received_at, note=f"not an image: {error}")
     try:
         reduce = _reduction(info.width, info.height) if info.format == "jpeg" else 1
-        thumbnail: bytes | None = _encode_thumbnail(pixelate(load_gray(data, info, reduce=reduce)))
+        # upright, as a display shows the frame (a phone's photo is often stored turned)
+        gray = oriented(load_gray(data, info, reduce=reduce), info.orientation)
+        thumbnail: bytes | None = _encode_thumbnail(pixelate(gray))
         note = ""
     except Exception as error:  # ImageRejected, or the codec's own error: still evidence
         thumbnail, note = None, f"no thumbnail: {error}"

@@ -25,6 +25,10 @@ Three reads, cheapest first:
   sample, correct errors *and* erasures, verify. Only this read uses OpenCV (imported
   on first use): a viewer whose JPEG frames verify never loads its ~30 MiB.
 
+A JPEG whose pixels do not verify as stored and whose EXIF tag says a display shows
+them turned (``markers.orientation``) is read again turned, as OpenCV read every JPEG:
+a canary stored sideways under its tag verifies, and is never `foreign`.
+
 If nothing verifies, the decoder still has to say whether the image was a canary at
 all: `DEGRADED` (the anchors are there, the payload is not readable) versus
 `NOT_CANARY` (positive evidence of non-canary content: an image with content in which
@@ -33,6 +37,7 @@ not even two anchors match). A badly damaged canary must never look foreign.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,6 +51,7 @@ from canarywatch.markers.keyring import Keyring
 from canarywatch.markers.layout import ANCHORS, COLS, LAYOUT, ROWS
 from canarywatch.markers.levels import two_means
 from canarywatch.markers.observation import Observation, Status
+from canarywatch.markers.orientation import AS_STORED, oriented
 from canarywatch.markers.payload import PAYLOAD_BYTES, Payload, split_signed
 from canarywatch.markers.reduced import read_scaled, reduced_scale, reduction, scaled_message
 
@@ -138,7 +144,32 @@ class Decoder:
         except ImageRejected as e:
             return Observation(Status.UNDECODABLE, reason=str(e))
         damage = scan_damage(data) if info.format == "jpeg" and obs.status in _RECONSIDERED else None
-        return _reconsidered(obs, gray, info, damage)
+        obs = _reconsidered(obs, gray, info, damage)
+        return obs if obs.status is Status.VERIFIED else self._as_shown(obs, gray, info, budget)
+
+    def _as_shown(self, stored: Observation, gray: np.ndarray, info: Probe, budget: _Budget) -> Observation:
+        """`stored`, the verdict of the pixels as stored, unless the JPEG's EXIF tag says a
+        display shows them turned (``cv2.imdecode`` read them so) and, read turned, they
+        verify, or are not a photograph where `stored` saw one (a canary stored sideways).
+        Attribution still needs a MAC that verifies; a tag can take `foreign` away, never
+        give it."""
+        if info.orientation == AS_STORED:
+            return stored
+        shown = oriented(gray, info.orientation)
+        turned = info.orientation >= 5  # a quarter turn: width and height swap
+        shown_info = dataclasses.replace(info, width=info.height, height=info.width) if turned else info
+        try:
+            obs = self._classify(
+                shown, shown_info, robust_reduce=reduction(shown_info, min_width=COLS * 10), budget=budget
+            )
+        except ImageRejected:  # over the budget: what the stored pixels said stands
+            return stored
+        obs = _reconsidered(obs, shown, shown_info, None)
+        if obs.status is Status.VERIFIED or (
+            stored.status is Status.NOT_CANARY and obs.status is not Status.NOT_CANARY
+        ):
+            return obs
+        return stored
 
     def decode_image(self, image: np.ndarray) -> Observation:
         """Classify an already decoded frame (BGR or grayscale array), e.g. from a video."""

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 import simplejpeg
 
+from canarywatch.markers.orientation import AS_STORED, EXIF, exif_orientation
+
 __all__ = [
     "DCT_SCALE_FLAGS",
     "DEFAULT_MAX_BYTES",
@@ -73,6 +75,9 @@ class Probe:
     mcu_width: int = 0
     restart_interval: int = 0
     scan_data: int = 0
+    #: A JPEG's EXIF orientation (``markers.orientation``): how a display turns the
+    #: pixels `load_gray` gives as stored; 1 for other formats.
+    orientation: int = AS_STORED
 
 
 class _Header(NamedTuple):
@@ -85,6 +90,7 @@ class _Header(NamedTuple):
     mcu_width: int
     restart_interval: int
     scan_data: int
+    orientation: int
     #: the `Probe` of a single-scan JPEG (one scan whatever its bytes), made once per stream
     single_scan: Probe | None = None
 
@@ -122,6 +128,7 @@ def _walk_jpeg_header(data: bytes) -> tuple[_Header, int]:
     i, n = 2, len(data)
     sof = -1
     restart = 0
+    orientation = 0  # 0: no EXIF segment met yet
     while i + 4 <= n:
         if data[i] != 0xFF:
             if sof >= 0:  # junk after the frame header (cameras pad): libjpeg skips it
@@ -145,6 +152,8 @@ def _walk_jpeg_header(data: bytes) -> tuple[_Header, int]:
             sof = i
         elif marker == 0xDD and length == 4 and i + 6 <= n:
             (restart,) = struct.unpack_from(">H", data, i + 4)
+        elif marker == 0xE1 and not orientation and data[i + 4 : i + 10] == EXIF:
+            orientation = exif_orientation(data[i + 4 : i + 2 + length])
         elif marker == 0xDA:
             if sof < 0:
                 raise ImageRejected("corrupt JPEG: scan before frame header")
@@ -154,15 +163,17 @@ def _walk_jpeg_header(data: bytes) -> tuple[_Header, int]:
             mcu_height, mcu_width = _single_scan_mcu(data, sof, i)
             scan_data = i + 2 + length if mcu_height and i + 2 + length <= n else 0
             width, height = _frame_size(data, sof)
-            single = Probe("jpeg", width, height, 1, mcu_height, sof, mcu_width, restart, scan_data)
-            header = _Header(
-                width, height, mcu_height, sof, mcu_width, restart, scan_data, single if mcu_height else None
+            orientation = orientation or AS_STORED
+            single = Probe(
+                "jpeg", width, height, 1, mcu_height, sof, mcu_width, restart, scan_data, orientation
             )
+            parts = (width, height, mcu_height, sof, mcu_width, restart, scan_data, orientation)
+            header = _Header(*parts, single if mcu_height else None)
             return header, (end if end <= n else 0)
         i += 2 + length
     if sof < 0:
         raise ImageRejected("truncated JPEG: no frame header")
-    return _Header(*_frame_size(data, sof), 0, sof, 0, 0, 0), 0
+    return _Header(*_frame_size(data, sof), 0, sof, 0, 0, 0, orientation or AS_STORED), 0
 
 
 def _frame_size(data: bytes, sof: int) -> tuple[int, int]:
@@ -263,7 +274,9 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits()) -> Probe:
             f"JPEG of {scans} scans at {width}x{height}: above the decode budget "
             f"({limits.max_scans} scans, {limits.max_scan_pixels} scan-pixels)"
         )
-    return header.single_scan or Probe(fmt, width, height, scans, 0, header.frame_header)
+    return header.single_scan or Probe(
+        fmt, width, height, scans, 0, header.frame_header, orientation=header.orientation
+    )
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:
@@ -294,7 +307,9 @@ def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
 
     JPEGs go through libjpeg-turbo by simplejpeg (pixel for pixel what OpenCV's bundled
     libjpeg-turbo gives, a little faster, and without loading OpenCV's ~30 MiB); OpenCV
-    decodes the other formats and the JPEGs simplejpeg refuses (CMYK, say).
+    decodes the other formats and the JPEGs simplejpeg refuses (CMYK, say). A JPEG's
+    pixels come as stored, whichever library decodes them: its EXIF orientation
+    (``info.orientation``) is applied by the callers that show the frame.
     """
     if info.format == "jpeg":
         gray = _simplejpeg_gray(data, info.width, reduce)
@@ -302,7 +317,11 @@ def load_gray(data: bytes, info: Probe, *, reduce: int = 1) -> np.ndarray:
             return gray
     import cv2  # the robust path and non-JPEG formats only: a viewer of JPEGs never loads it
 
-    flag = DCT_SCALE_FLAGS[reduce] if info.format == "jpeg" else cv2.IMREAD_GRAYSCALE
+    flag = (
+        DCT_SCALE_FLAGS[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+        if info.format == "jpeg"
+        else cv2.IMREAD_GRAYSCALE
+    )
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except cv2.error as e:
