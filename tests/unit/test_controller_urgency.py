@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-from test_kube_retries import free_port, kube_at
+from configmap_server import kube_at, serve_config_maps
+from controlplane import free_port
 
 from canarywatch.controller.kube import CONFIG_MAPS, bulk
 from canarywatch.controller.urgency import Urgency
@@ -44,16 +44,7 @@ async def test_without_urgent_work_nothing_waits() -> None:
 async def test_the_kill_switch_calls_go_out_while_bulk_calls_wait() -> None:
     port = free_port()
     seen: list[str] = []
-
-    async def config_map(request: web.Request) -> web.Response:
-        seen.append(request.match_info["name"])
-        return web.json_response({"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}})
-
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", config_map)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await serve_config_maps(port, seen=seen)
     kube = kube_at(port)
 
     async def reconcile() -> None:

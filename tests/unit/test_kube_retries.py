@@ -5,42 +5,13 @@ are the caller's at once. Against a real local HTTP server, never a patched clie
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from aiohttp import web
-from kubernetes import client
+from configmap_server import kube_at, serve_config_maps
+from controlplane import free_port
 
-from canarywatch.controller.kube import CONFIG_MAPS, Kube, KubeError
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def kube_at(port: int) -> Kube:
-    configuration = client.Configuration()
-    configuration.host = f"http://127.0.0.1:{port}"
-    return Kube(client.ApiClient(configuration))
-
-
-async def serve(port: int, answers: list[int]) -> web.AppRunner:
-    """Answer GETs of the ConfigMap with ``answers`` in order, then 200."""
-
-    async def config_map(request: web.Request) -> web.Response:
-        status = answers.pop(0) if answers else 200
-        if status != 200:
-            return web.json_response({"kind": "Status", "reason": "x", "message": "busy"}, status=status)
-        return web.json_response({"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}})
-
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", config_map)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+from canarywatch.controller.kube import CONFIG_MAPS, KubeError
 
 
 async def test_a_refused_connection_is_retried_until_the_server_is_back() -> None:
@@ -51,7 +22,7 @@ async def test_a_refused_connection_is_retried_until_the_server_is_back() -> Non
     async def come_back() -> None:
         nonlocal runner
         await asyncio.sleep(0.8)  # within the client's retries (0.5 + 1 + 2 s)
-        runner = await serve(port, [])
+        runner = await serve_config_maps(port)
 
     try:
         later = asyncio.create_task(come_back())
@@ -67,7 +38,7 @@ async def test_a_refused_connection_is_retried_until_the_server_is_back() -> Non
 async def test_throttling_and_server_errors_are_retried_but_not_forever() -> None:
     port = free_port()
     answers = [429, 503]
-    runner = await serve(port, answers)
+    runner = await serve_config_maps(port, answers=answers)
     kube = kube_at(port)
     try:
         got = await kube.get(CONFIG_MAPS, "default", "flags")
@@ -84,7 +55,7 @@ async def test_throttling_and_server_errors_are_retried_but_not_forever() -> Non
 async def test_an_answer_that_will_not_change_is_not_retried() -> None:
     port = free_port()
     answers = [404, 500]
-    runner = await serve(port, answers)
+    runner = await serve_config_maps(port, answers=answers)
     kube = kube_at(port)
     try:
         assert await kube.get(CONFIG_MAPS, "default", "flags") is None  # 404: gone, at once
