@@ -19,6 +19,8 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
                                              switched off (never a switch-off for a leak)
                        annotation            resume the switch-off for the incident it
                        kill-switch.canarywatch.io/resume  names (restore what it changed)
+                       any event             the same two levers by level: acted on when
+                                             they ask for what the switch has not done
                        spec.camera/viewer,   re-roll the probes that run against it
                        spec.policy.verdicts  (the viewers confirm with those rules)
                        timer                 resolve open incidents once clean
@@ -67,6 +69,7 @@ from canarywatch.controller.integrations import (
     recheck_degraded,
     resolve_incidents,
     suspend_or_resume,
+    suspend_or_resume_on_event,
 )
 from canarywatch.controller.probes import forget_probe, reconcile_probe, reroll_probes, summarize_probes
 from canarywatch.controller.runtime import Runtime
@@ -112,6 +115,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         registry=registry,
     )(suspend_or_resume)
     on.resume(*_INTEGRATIONS, id="suspend_or_resume_on_start", registry=registry)(suspend_or_resume)
+    # the same levers by their level, on every event: kopf folds a change that lands
+    # while the object's earlier handlers run into its last-handled configuration
+    on.event(*_INTEGRATIONS, registry=registry)(suspend_or_resume_on_event)
     on.create(*_INTEGRATIONS, registry=registry)(reroll_probes)
     for path in ("spec.camera", "spec.viewer", "spec.policy.verdicts", "spec.maintenance"):
         on.update(*_INTEGRATIONS, field=path, registry=registry)(reroll_probes)

@@ -27,7 +27,17 @@ from canarywatch.controller.suspension import engage, patch_integration, resume
 from canarywatch.incidents.policy import Policy, PolicyError
 from canarywatch.shutdown import ENGAGED_STATES, SwitchState
 
-__all__ = ["configure_integration", "recheck_degraded", "resolve_incidents", "suspend_or_resume"]
+__all__ = [
+    "configure_integration",
+    "levers_pending",
+    "recheck_degraded",
+    "resolve_incidents",
+    "suspend_or_resume",
+    "suspend_or_resume_on_event",
+]
+
+#: an engagement under way or left incomplete: ``engage`` continues it
+_ENGAGING = (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED)
 
 
 async def configure_integration(
@@ -129,7 +139,7 @@ async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> No
         by_hand = bool(integration.get("spec", {}).get("suspended"))
         switch = (integration.get("status") or {}).get("killSwitch") or {}
         state = switch.get("state")
-        if by_hand and state not in ENGAGED_STATES:
+        if by_hand and levers_pending(integration, retrying=True):  # not engaged, or unfinished
             integration, state = await engage(
                 memo,
                 integration,
@@ -148,6 +158,41 @@ async def suspend_or_resume(body: kopf.Body, memo: Runtime, **kwargs: Any) -> No
     if state != SwitchState.RESUMED:
         raise kopf.TemporaryError("resume incomplete; retrying the failed steps", delay=RETRY_DELAY)
     await resolve_if_clean(memo, kwargs.get("incidents_by_integration"), namespace, name)
+
+
+async def suspend_or_resume_on_event(
+    body: kopf.Body, memo: Runtime, type: str | None = None, **kwargs: Any
+) -> None:
+    """``suspend_or_resume`` on any watch event whose object asks for what its switch has
+    not done (``levers_pending``): the levers' level, not only their edges.
+
+    kopf runs a field handler when it sees the field differ from the last-handled
+    configuration. While an object's earlier handlers still run (kopf runs one per
+    cycle, each on the newest body), a change that lands is folded into that
+    configuration unseen: ``spec.suspended: true`` set while the operator was still
+    handling the integration's creation was never acted on."""
+    if type == "DELETED" or not levers_pending(body):
+        return
+    await suspend_or_resume(body=body, memo=memo, **kwargs)
+
+
+def levers_pending(integration: Mapping[str, Any], *, retrying: bool = False) -> bool:
+    """Whether the integration asks its kill switch for what it has not done: switched off
+    by hand but not engaged, or engaged and asked to resume (``spec.suspended`` back to
+    false for a switch-off by hand, or the annotation naming the incident it holds for).
+    ``retrying``: also a switch-off by hand or a resume that an action's failure or a
+    restart left unfinished (never on every event: a failing action would loop). Pure;
+    ``suspend_or_resume`` decides on a fresh read."""
+    by_hand = bool((integration.get("spec") or {}).get("suspended"))
+    switch = (integration.get("status") or {}).get("killSwitch") or {}
+    state, holder = switch.get("state"), switch.get("incident")
+    if by_hand:
+        unfinished = holder == MANUAL_INCIDENT and state in _ENGAGING
+        return state not in ENGAGED_STATES or (retrying and unfinished)
+    if state != SwitchState.ENGAGED and not (retrying and state in ENGAGED_STATES):
+        return False
+    requested = ((integration.get("metadata") or {}).get("annotations") or {}).get(RESUME_ANNOTATION)
+    return holder == MANUAL_INCIDENT or (bool(requested) and requested == holder)
 
 
 def _resume_requested(rt: Runtime, integration: Mapping[str, Any], *, by_hand: bool) -> bool:
@@ -181,9 +226,13 @@ def _resume_requested(rt: Runtime, integration: Mapping[str, Any], *, by_hand: b
 
 
 async def resolve_incidents(body: kopf.Body, status: Mapping[str, Any], memo: Runtime, **kwargs: Any) -> None:
-    """Timer: finished incidents beyond the history limit are deleted; an active
-    integration with open incidents is checked for a clean run. Every integration's
-    open-incidents gauge is refreshed here (after a restart, too)."""
+    """Timer: a lever the kill switch has not followed is acted on (what the event
+    handler could not finish: kopf does not retry event handlers); finished incidents
+    beyond the history limit are deleted; an active integration with open incidents is
+    checked for a clean run. Every integration's open-incidents gauge is refreshed here
+    (after a restart, too)."""
+    if levers_pending(body, retrying=True):
+        await suspend_or_resume(body=body, memo=memo, **kwargs)
     await prune_history(memo, kwargs.get("incidents_by_integration"), body)
     index = kwargs.get("incidents_by_integration")
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
