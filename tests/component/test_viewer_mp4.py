@@ -21,6 +21,7 @@ import av
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cancelling import ignored_cancellations
 
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, FrameSpec, Keyring, render_frame
@@ -366,3 +367,28 @@ async def test_a_smart_display_handed_a_progressive_mp4_watches_it(
         assert "progressive_mp4" in asked["SupportedStreamProtocols"]  # type: ignore[operator]
     finally:
         await server.close()
+
+
+async def test_an_mp4_viewer_told_to_stop_stops_even_as_a_frame_arrives() -> None:
+    """A viewer's task cancelled while a live MP4 pours frames ends, however the
+    cancellation falls: also in the loop pass where the reader stops its own helper
+    waits (``suppress(CancelledError)`` around that wait absorbed the viewer's own
+    cancellation, and the viewer went on watching)."""
+
+    async def pouring() -> AsyncIterator[object]:
+        while True:
+            await asyncio.sleep(0)
+            yield object()
+
+    async with client_session() as session:
+        reader = Mp4Reader(
+            session, RenderedRequest("GET", "http://127.0.0.1:9/live.mp4", {}, source="/live.mp4")
+        )
+
+        async def watch() -> None:
+            frames, over_budget = pouring(), asyncio.Event()
+            while True:
+                await reader._next_frame(frames, over_budget)  # type: ignore[arg-type]
+
+        still_watching = await ignored_cancellations(watch)
+    assert still_watching == [], f"cancelled viewers kept watching: attempts {still_watching}"

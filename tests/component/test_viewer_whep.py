@@ -20,6 +20,7 @@ import av
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from cancelling import ignored_cancellations
 
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, FrameSpec, Keyring, Status, render_frame
@@ -288,16 +289,5 @@ async def test_a_whep_viewer_told_to_stop_stops_even_as_a_frame_arrives() -> Non
                 async for _ in frames:
                     pass
 
-        still_watching = []
-        for attempt in range(20):
-            task = asyncio.create_task(watch())
-            for _ in range(3 + attempt % 5):  # a different loop pass each time
-                await asyncio.sleep(0)
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2)
-            if not done:
-                still_watching.append(attempt)
-            while not done:  # tear down what ignored its cancellation
-                task.cancel()
-                done, _ = await asyncio.wait([task], timeout=1)
+        still_watching = await ignored_cancellations(watch)
     assert still_watching == [], f"cancelled viewers kept watching: attempts {still_watching}"

@@ -21,12 +21,12 @@ origin is followed without them (``canarywatch.httpclient``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Unpack
 
 import aiohttp
 
+from canarywatch.tasks import reap
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.network.shaper import ShapedStream
 from canarywatch.viewer.transports.base import (
@@ -211,9 +211,10 @@ class Mp4Reader(LiveVideoReader):
             _raise_network_error(pumping)
         finally:
             feed.close()
-            pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *NETWORK_ERRORS):
-                await pumping
+            await reap(pumping)
+            failed = None if pumping.cancelled() else pumping.exception()
+            if failed is not None and not isinstance(failed, NETWORK_ERRORS):
+                raise failed  # a bug in the pump, not the network
             await frames.aclose()
 
     async def _next_frame(
@@ -227,11 +228,7 @@ class Mp4Reader(LiveVideoReader):
                 (frame, budget), timeout=self.frame_timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            for wait in (frame, budget):
-                if not wait.done():
-                    wait.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await wait
+            await reap(*(wait for wait in (frame, budget) if not wait.done()))
         if frame.done() and not frame.cancelled() and frame.exception() is None:
             return frame.result()
         if over_budget.is_set():

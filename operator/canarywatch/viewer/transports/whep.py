@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from canarywatch.tasks import reap
 from canarywatch.viewer.transports.base import NETWORK_ERRORS, FrameKind, ReceivedFrame
 from canarywatch.viewer.transports.live import LiveVideoReader
 from canarywatch.viewer.transports.video import DecodedFrame, Sampling, UndecodableVideo, convert_frame
@@ -193,9 +194,7 @@ class WhepReader(LiveVideoReader):
                     meta={"pts": "" if pts_s is None else f"{pts_s:.3f}", "codec": codec},
                 )
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await reap(reader)
 
     async def _read(self, track: MediaStreamTrack, queue: asyncio.Queue[_Sampled | None]) -> None:
         """Drain the track (aiortc queues every decoded frame); hand on the sampled ones,
