@@ -118,6 +118,37 @@ async def test_a_lost_write_of_the_page_result_does_not_page_twice(
     assert cluster.replicas(TARGET) == 0
 
 
+async def test_a_decision_the_api_server_refuses_to_record_switches_nothing_off(
+    apiserver: ApiServer, cluster: Cluster, start_operator: StartOperator, pagerduty: EventsReceiver
+) -> None:
+    # The kill switch reads what it replaces while the decision is being written, but
+    # records its engagement (and acts) only once the decision is on record: a decision
+    # that never landed must leave nothing switched off and nobody paged.
+    decisions = apiserver[
+        "patch", LEAK_INCIDENTS, kmock.subresource("status"), kmock.data({"status": {"occurrences": 1}})
+    ]
+    refused = apiserver.fail(decisions[:1], *forbidden("patch", LEAK_INCIDENTS, "relay-leak-1"))
+    snapshots = apiserver["get", DEPLOYMENTS, kmock.name(TARGET), kmock.subresource("scale")]
+    scales = apiserver["patch", DEPLOYMENTS, kmock.name(TARGET), kmock.subresource("scale")]
+    await cluster.create(deployment(TARGET, replicas=3))
+    await cluster.create(integration("relay"))
+    await trusted_probe(cluster, "relay")
+    await start_operator()
+    await cluster.create(leak("relay-leak-1", "relay"))
+
+    def failed_once() -> bool:
+        annotations = (cluster.get(LEAK_INCIDENTS, "relay-leak-1") or {})["metadata"].get("annotations") or {}
+        return any('"retries": 1' in value or '"retries":1' in value for value in annotations.values())
+
+    await eventually(failed_once, what="kopf to record the handler's failure (it retries later)")
+    assert len(refused) == 1 and len(snapshots) >= 1  # the snapshot overlapped the refused write
+    assert len(scales) == 0 and cluster.replicas(TARGET) == 3
+    assert "killSwitch" not in cluster.status(CAMERA_INTEGRATIONS, "relay")
+    assert not cluster.status(LEAK_INCIDENTS, "relay-leak-1").get("decision")
+    assert not triggers(pagerduty)
+    assert not any(e["reason"] == "LeakDetected" for e in cluster.events("relay-leak-1"))
+
+
 async def test_a_kill_switch_action_rbac_refuses_fails_alone_and_says_so(
     apiserver: ApiServer, cluster: Cluster, start_operator: StartOperator, pagerduty: EventsReceiver
 ) -> None:

@@ -6,10 +6,11 @@ has run clean."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from canarywatch.controller import manifests, paging
 from canarywatch.controller.cameras import stale_excuse
 from canarywatch.controller.indexes import incident_views, patch_incident
 from canarywatch.controller.kube import CAMERA_INTEGRATIONS, LEAK_INCIDENTS, KubeError
+from canarywatch.controller.mergepatch import merged
 from canarywatch.controller.runtime import (
     RETRY_DELAY,
     IncidentState,
@@ -51,7 +53,15 @@ log = logging.getLogger(__name__)
 
 
 async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
-    """Apply the integration's policy to a new LeakIncident (or finish doing so)."""
+    """Apply the integration's policy to a new LeakIncident (or finish doing so); a
+    write the API server refused is retried with the rest of the response."""
+    try:
+        await _respond(body, memo, **kwargs)
+    except KubeError as error:
+        raise kopf.TemporaryError(f"response not complete: {error}; retrying", delay=RETRY_DELAY) from error
+
+
+async def _respond(body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
     incident = dict(body)
     meta, spec = incident["metadata"], incident["spec"]
     status = dict(incident.get("status") or {})
@@ -60,6 +70,8 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
     namespace, integration_name = meta["namespace"], spec["integrationRef"]["name"]
     trust = None
     page: asyncio.Task[bool] | None = None
+    recording: asyncio.Future[Any] | None = None
+    announce: list[_Announcement] = []
     try:
         # Probes' reconciles wait meanwhile (``controller.urgency``); the page does not hold them.
         async with memo.kube.urgency.urgent(), memo.lock(namespace, integration_name):
@@ -83,12 +95,22 @@ async def respond_to_incident(body: kopf.Body, memo: Runtime, **kwargs: Any) -> 
                     memo, kwargs.get("incidents_by_integration"), namespace, integration_name
                 )
                 cameras = kwargs.get("deployments_by_probe")
-                status, counters = await _decide(memo, incident, integration, views, trust, cameras)
+                status, counters, recording, announce = _decide(
+                    memo, incident, integration, views, trust, cameras
+                )
             if (status.get("paged") or {}).get("result") in (PageResult.PENDING, PageResult.FAILED):
-                # Concurrently with the kill switch: neither may wait for the other.
-                page = asyncio.ensure_future(paging.trigger(memo, incident, integration, status))
-            shut_down = await _shut_down(memo, incident, integration, status, counters)
+                # Concurrently with the kill switch: neither may wait for the other (the
+                # page writes its progress after the decision, whose write sets it up).
+                page = asyncio.ensure_future(
+                    _after(recording, paging.trigger(memo, incident, integration, status))
+                )
+            shut_down = await _shut_down(memo, incident, integration, status, counters, recording)
     finally:
+        # The decision's Events go out once the kill switch has acted: not in its way.
+        # (A failed decision write fails ``_shut_down``, which awaits it: kopf retries.)
+        if recording is not None and await _succeeded(recording):
+            for about, reason, message, warning in announce:
+                memo.event(about, reason, message, warning=warning)
         paged = await page if page is not None else True
     if not (paged and shut_down):
         what = " and ".join(w for w, ok in (("page", paged), ("kill switch", shut_down)) if not ok)
@@ -124,16 +146,44 @@ async def _distrust(
     log.warning("LeakIncident %s/%s %s", incident["metadata"]["namespace"], incident["metadata"]["name"], why)
 
 
-async def _decide(
+#: An Event to post once the response is under way: (about, reason, message, warning).
+_Announcement = tuple[Mapping[str, Any], str, str, bool]
+
+
+async def _after(first: Awaitable[Any] | None, then: Awaitable[bool]) -> bool:
+    """``then``, started once ``first`` is done (``first``'s failure is ``then``'s)."""
+    try:
+        if first is not None:
+            await first
+    except BaseException:
+        if inspect.iscoroutine(then):
+            then.close()
+        raise
+    return await then
+
+
+async def _succeeded(write: asyncio.Future[Any]) -> bool:
+    try:
+        await write
+    except Exception:
+        return False
+    return True
+
+
+def _decide(
     rt: Runtime,
     incident: dict[str, Any],
     integration: dict[str, Any],
     views: Sequence[Mapping[str, Any]],
     trust: Trust | None,
     cameras: kopf.Index[Any, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decide the response and record it in the incident (caller holds the integration's
-    lock); the integration's new counters, for the caller's next write of its status."""
+) -> tuple[dict[str, Any], dict[str, Any], asyncio.Future[Any], list[_Announcement]]:
+    """Decide the response (caller holds the integration's lock): the incident's status
+    as recorded, the integration's new counters (for the caller's next write of its
+    status), the write recording the decision in the incident (under way: the kill
+    switch reads what it replaces meanwhile, and its first write waits for it, so the
+    decision is on record before the engagement, as the engagement is before any action)
+    and the Events to post once the response is under way."""
     meta, spec = incident["metadata"], incident["spec"]
     namespace, name = meta["namespace"], meta["name"]
     integration_name = integration["metadata"]["name"]
@@ -179,7 +229,8 @@ async def _decide(
     writes = [patch_incident(rt, incident, status)]
     if decision.incident is not None and not decision.open_incident and primary is not None:
         writes.append(patch_incident(rt, _view_body(primary), {"occurrences": primary["occurrences"] + 1}))
-    incident["status"] = (await asyncio.gather(*writes))[0]
+    recording = asyncio.ensure_future(asyncio.gather(*writes))
+    incident["status"] = merged(incident.get("status") or {}, status)
     still_open = sum(1 for o in others if is_open(o["state"]))
     counters = {
         "incidents": len(others) + 1,
@@ -194,28 +245,50 @@ async def _decide(
         rt.metrics.record_incident(
             namespace=namespace, integration=integration_name, verdict=verdict, detection_seconds=detection
         )
-        who = spec["observed"].get("tenant") or "non-canary content"
-        rt.event(
-            incident,
-            "LeakDetected",
-            f"{verdict} via {spec['viewer']['path']}: viewer {spec['viewer']['tenant']} shown {who}; "
-            f"{status['decision']}",
-            warning=True,
-        )
-        rt.event(
-            integration,
-            "LeakDetected",
-            f"LeakIncident {name} ({verdict}): {status['decision']}",
-            warning=True,
-        )
-    elif decision.warn:
-        rt.event(incident, "LeakWarning", status["decision"], warning=True)
-    elif held is not None:
-        rt.event(incident, "LeakDuringMaintenance", status["decision"], warning=True)
-    elif excused is not None:
-        rt.event(incident, "StaleWhileCameraDown", status["decision"])
     log.warning("LeakIncident %s/%s (%s): %s", namespace, name, verdict, status["decision"])
-    return dict(incident["status"]), counters
+    return (
+        dict(incident["status"]),
+        counters,
+        recording,
+        _announcements(decision, incident, integration, status, held, excused),
+    )
+
+
+def _announcements(
+    decision: Decision,
+    incident: Mapping[str, Any],
+    integration: Mapping[str, Any],
+    status: Mapping[str, Any],
+    held: str | None,
+    excused: str | None,
+) -> list[_Announcement]:
+    """The Events saying what was decided about ``incident``."""
+    spec, text = incident["spec"], str(status["decision"])
+    verdict = spec["observed"]["verdict"]
+    if decision.open_incident:
+        who = spec["observed"].get("tenant") or "non-canary content"
+        return [
+            (
+                incident,
+                "LeakDetected",
+                f"{verdict} via {spec['viewer']['path']}: "
+                f"viewer {spec['viewer']['tenant']} shown {who}; {text}",
+                True,
+            ),
+            (
+                integration,
+                "LeakDetected",
+                f"LeakIncident {incident['metadata']['name']} ({verdict}): {text}",
+                True,
+            ),
+        ]
+    if decision.warn:
+        return [(incident, "LeakWarning", text, True)]
+    if held is not None:
+        return [(incident, "LeakDuringMaintenance", text, True)]
+    if excused is not None:
+        return [(incident, "StaleWhileCameraDown", text, False)]
+    return []
 
 
 def _view_body(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,10 +372,12 @@ async def _shut_down(
     integration: dict[str, Any],
     status: Mapping[str, Any],
     counters: Mapping[str, Any] | None = None,
+    recording: Awaitable[Any] | None = None,
 ) -> bool:
     """Run the kill switch if the decision says so and it has not run; False: retry
     later. ``counters`` (a new decision's) are written to the integration's status in
-    the same request that starts the kill switch."""
+    the same request that starts the kill switch; ``recording`` (the decision's write)
+    is awaited before any write here."""
     shutdown = status.get("shutdown") or {}
     name = incident["metadata"]["name"]
     switch = (integration.get("status") or {}).get("killSwitch") or {}
@@ -312,6 +387,8 @@ async def _shut_down(
         SwitchState.RESUME_FAILED,
     )
     if shutdown.get("done") or shutdown.get("skipped") or resumed:
+        if recording is not None:
+            await recording
         if counters:
             integration = await patch_integration(rt, integration, counters)
         if resumed and not (shutdown.get("done") or shutdown.get("skipped")):
@@ -322,8 +399,10 @@ async def _shut_down(
         return await _hold(rt, incident, integration, status, fresh=counters is not None)
     reason = f"{incident['spec']['observed']['verdict']}: {status.get('decision', '')}"
     integration, state = await engage(
-        rt, integration, incident=name, reason=reason, automatic=True, extra=counters
+        rt, integration, incident=name, reason=reason, automatic=True, extra=counters, after=recording
     )
+    if recording is not None:
+        await recording  # engage() wrote nothing when another incident holds the switch
     now = time.time()
     if state == "other":
         other = ((integration.get("status") or {}).get("killSwitch") or {}).get("incident")

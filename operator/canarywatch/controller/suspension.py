@@ -95,7 +95,8 @@ class StatusStore:
 
     A failed write raises ``KubeError``, which stops the engine: an action must not act
     before what it replaces is recorded (kopf retries the handler). ``extra`` status
-    changes, and ``alongside`` requests, go out with the next write.
+    changes, and ``alongside`` requests, go out with the next write; it is sent once
+    ``after`` (a write that must land first) is done.
     """
 
     def __init__(self, rt: Runtime, integration: dict[str, Any]) -> None:
@@ -105,6 +106,7 @@ class StatusStore:
         self.where = f"CameraIntegration {meta['namespace']}/{meta['name']}"
         self.extra: dict[str, Any] = {}
         self.alongside: list[Awaitable[Any]] = []
+        self.after: Awaitable[Any] | None = None
 
     def load(self) -> KillSwitchRecord | None:
         switch = (self.integration.get("status") or {}).get("killSwitch") or {}
@@ -123,6 +125,9 @@ class StatusStore:
         )
 
     async def save(self, record: KillSwitchRecord) -> None:
+        if self.after is not None:
+            await self.after  # its failure stops the engine before anything acts
+            self.after = None
         changes = {**self.extra, "killSwitch": self.status_of(record)}
         self.extra = {}
         writes, self.alongside = [patch_integration(self.rt, self.integration, changes), *self.alongside], []
@@ -212,6 +217,7 @@ async def engage(
     reason: str,
     automatic: bool,
     extra: Mapping[str, Any] | None = None,
+    after: Awaitable[Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Switch the integration off for ``incident`` (caller holds its lock).
 
@@ -219,7 +225,8 @@ async def engage(
     and Failed actions are run again; recorded ``previous`` values are kept). Returns
     the updated integration and the kill-switch state, or ``"other"`` when another
     incident's engagement holds the integration off. ``extra`` status changes go into
-    the first status write.
+    the first status write, which waits for ``after`` (a write still under way that
+    must land first: the actions' snapshots are read meanwhile).
     """
     meta = integration["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -237,10 +244,13 @@ async def engage(
                 integration, [str(a.get("name")) for a in switch.get("actions", [])], incident
             )
         if changes:
+            if after is not None:
+                await after
             integration = await patch_integration(rt, integration, changes)
         return integration, ("other" if switch.get("incident") != incident else SwitchState.ENGAGED)
     store = StatusStore(rt, integration)
     store.extra = dict(extra or {})
+    store.after = after
     if state not in (SwitchState.ENGAGING, SwitchState.ENGAGE_FAILED):
         rt.holdings.pop((namespace, name), None)  # a new engagement: re-assert at once if it leaks
         now = time.time()
