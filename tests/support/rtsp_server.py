@@ -11,6 +11,11 @@ Each mount re-serves the H.264 RTP a publisher sends to ``rtp_port`` on 127.0.0.
 shared media per mount, as a camera relay does), or plays its own ``launch`` (a
 gst-launch description whose payloader is ``pay0``); only the users listed in
 ``readers`` may read it. It binds 127.0.0.1 and runs until SIGTERM.
+
+Optional: ``"tls": {"cert": PEM, "key": PEM}`` serves RTSP over TLS only (``rtsps``);
+``"requests_log": PATH`` appends one JSON line per request the server reads
+(``{"method": "DESCRIBE", "authorization": true}``): what a client sent it, seen from
+the server.
 """
 
 import json
@@ -22,9 +27,26 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+METHODS = ("options", "describe", "setup", "play", "pause", "teardown", "get-parameter", "set-parameter")
+
+
+def log_requests(server: GstRtspServer.RTSPServer, path: str) -> None:
+    """Every request of every client, as the server read it, appended to ``path``."""
+
+    def on_request(_client: GstRtspServer.RTSPClient, context: GstRtspServer.RTSPContext, method: str) -> int:
+        found, _value = context.request.get_header(GstRtsp.RTSPHeaderField.AUTHORIZATION, 0)
+        with open(path, "a") as log:
+            log.write(json.dumps({"method": method, "authorization": found == GstRtsp.RTSPResult.OK}) + "\n")
+        return GstRtsp.RTSPStatusCode.OK
+
+    def on_client(_server: GstRtspServer.RTSPServer, client: GstRtspServer.RTSPClient) -> None:
+        for method in METHODS:
+            client.connect(f"pre-{method}-request", on_request, method.upper())
+
+    server.connect("client-connected", on_client)
 
 
 def main(path: str) -> None:
@@ -44,7 +66,13 @@ def main(path: str) -> None:
             auth.add_digest(user, password, token)
         else:
             auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    if "tls" in config:
+        auth.set_tls_certificate(
+            Gio.TlsCertificate.new_from_files(config["tls"]["cert"], config["tls"]["key"])
+        )
     server.set_auth(auth)
+    if "requests_log" in config:
+        log_requests(server, config["requests_log"])
     mounts = server.get_mount_points()
     for mount, spec in config["mounts"].items():
         factory = GstRtspServer.RTSPMediaFactory()
