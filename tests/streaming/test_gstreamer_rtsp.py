@@ -10,6 +10,10 @@ probe asks for the other tenant's mount with the viewer's own user: refused on a
 server, caught as ``cross_tenant`` when any user may read, and reported as
 ``access_granted`` when what it is served cannot be decoded. A viewer on a slow network
 gets its RTSP stream through the hub's shaper, at the profile's bandwidth.
+
+Over TLS (``rtsps``, the server given a throwaway PKI): a viewer reads a server whose
+certificate it trusts through its relay, which verifies it, and sends nothing to a
+server whose certificate does not verify for the URL's host (FFmpeg's own TLS would).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +33,7 @@ import pytest
 import yaml
 from availability import unavailable
 from controlplane import free_port
+from daemons import make_pki
 
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, Keyring
@@ -89,10 +95,12 @@ def serving(
     fed_by: dict[str, str] | None = None,
     readers: dict[str, list[str]] | None = None,
     launch: dict[str, str] | None = None,
+    **options: object,
 ) -> Iterator[int]:
     """The server with a mount ``/<tenant>/0`` per tenant (read by that tenant, or by
     ``readers``), each fed by a publisher of the tenant's camera 0 (or of ``fed_by``'s),
-    or playing its own ``launch`` line; yields the port."""
+    or playing its own ``launch`` line; ``options``: more of the server's config
+    (``tls``, ``requests_log``); yields the port."""
     port = free_port()
     rtp = {tenant: free_port() for tenant in TENANTS}
     mounts: dict[str, dict[str, object]] = {
@@ -100,7 +108,7 @@ def serving(
     }
     for tenant, line in (launch or {}).items():
         mounts[f"/{tenant}/0"]["launch"] = line
-    server = RtspServer(workdir, {"port": port, "auth": auth, "users": TENANTS, "mounts": mounts})
+    server = RtspServer(workdir, {"port": port, "auth": auth, "users": TENANTS, "mounts": mounts, **options})
     publishers = [
         Publisher(
             workdir,
@@ -201,9 +209,9 @@ def test_a_server_that_lets_any_user_read_is_caught_by_the_authorization_probe(r
     assert summary["state"] == "Suspended", summary
 
 
-def probe_request(port: int, viewer: str, target: str) -> RenderedRequest:
+def probe_request(port: int, viewer: str, target: str, *, scheme: str = "rtsp") -> RenderedRequest:
     token = f"{viewer}:{TENANTS[viewer]}"
-    url = f"rtsp://{quote(token, safe='')}@127.0.0.1:{port}/{target}/0"
+    url = f"{scheme}://{quote(token, safe='')}@127.0.0.1:{port}/{target}/0"
     return RenderedRequest("GET", url, {}, source=f"/{target}/0", tenant=target, camera="0")
 
 
@@ -295,3 +303,87 @@ async def test_an_rtsp_viewer_on_a_slow_network_is_served_at_its_profiles_bandwi
     rate = link.delivered_bytes * 8 / link.delivery_seconds
     assert rate <= 1.1 * bandwidth, rate
     assert (shaper.estimate.rtt_s or 0) >= 0.2  # the hub measured its link on this path
+
+
+# -- rtsps: the relay opens the TLS connection and verifies the server ---------------------------
+
+
+@pytest.fixture
+def pkis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Three throwaway PKIs, each a CA and a server certificate: ``trusted`` (for
+    127.0.0.1), ``other_host`` (for 127.0.0.2 only) whose CAs the viewer trusts
+    (``SSL_CERT_FILE``), and ``untrusted`` (for 127.0.0.1) whose CA it does not."""
+    pkis = {name: tmp_path / f"pki-{name}" for name in ("trusted", "other_host", "untrusted")}
+    for name, directory in pkis.items():
+        ip = "127.0.0.2" if name == "other_host" else "127.0.0.1"
+        make_pki(
+            directory,
+            ca_name=f"canarywatch test {name}",
+            server_ips=[ip],
+            leaves={"server": ("/CN=rtsps", "server_ext")},
+        )
+    bundle = tmp_path / "trusted-cas.pem"
+    bundle.write_text("".join((pkis[name] / "ca.crt").read_text() for name in ("trusted", "other_host")))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return pkis
+
+
+def tls_options(pki: Path, log: Path) -> dict[str, object]:
+    return {
+        "tls": {"cert": str(pki / "server.crt"), "key": str(pki / "server.key")},
+        "requests_log": str(log),
+    }
+
+
+def requests_seen(log: Path) -> list[dict[str, object]]:
+    """The requests the server read (its own log)."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [NetworkProfile("good"), NetworkProfile("slow", bandwidth_bps=2_000_000, latency_s=0.05)],
+    ids=lambda p: p.name,
+)
+async def test_an_rtsps_stream_is_read_through_the_relay_that_verifies_the_server(
+    tmp_path: Path, keyring: Keyring, pkis: dict[str, Path], profile: NetworkProfile
+) -> None:
+    log = tmp_path / "requests.jsonl"
+    with serving(tmp_path, keyring, auth="digest", **tls_options(pkis["trusted"], log)) as port:
+        async with client_session() as session:
+            request = probe_request(port, "acme", "acme", scheme="rtsps")
+            reader = RtspReader(session, request, shaper=Shaper(profile), timeout_s=20)
+            frames = await asyncio.wait_for(reader.first_frames(3), 120)
+    decoder = Decoder(keyring)
+    assert len(frames) == 3 and {decoder.decode(f.body).tenant for f in frames} == {"acme"}, frames
+    # shaped or not, the TLS connection is the relay's (FFmpeg's own verifies nothing)
+    link = reader.link
+    assert link is not None and link.delivered_bytes > 10_000, "rtsps did not go through the relay"
+    seen = requests_seen(log)
+    # the credentials reached the real server, inside the TLS session
+    assert any(r["method"] == "PLAY" and r["authorization"] for r in seen), seen
+
+
+@pytest.mark.parametrize("pki", ["untrusted", "other_host"])
+async def test_an_rtsps_server_whose_certificate_does_not_verify_gets_no_request(
+    tmp_path: Path, keyring: Keyring, pkis: dict[str, Path], pki: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An impostor (a certificate from a CA the viewer does not trust, or one for
+    another host) is refused before the RTSP session starts: it never reads a request,
+    so never the viewer's credentials; the viewer counts an error that names why."""
+    log = tmp_path / "requests.jsonl"
+    caplog.set_level(logging.WARNING, logger="canarywatch.viewer.transports.rtsp")
+    with serving(tmp_path, keyring, auth="basic", **tls_options(pkis[pki], log)) as port:
+        async with client_session() as session:
+            request = probe_request(port, "acme", "acme", scheme="rtsps")
+            reader = RtspReader(session, request, timeout_s=10)
+            frames = await asyncio.wait_for(reader.first_frames(1), 60)
+    assert frames == [], frames
+    assert requests_seen(log) == []
+    assert reader.errors == 1 and reader.last_error == "SSLCertVerificationError on /acme/0", (
+        reader.last_error
+    )
+    warning = "\n".join(r.getMessage() for r in caplog.records)
+    reason = {"untrusted": "unable to get local issuer certificate", "other_host": "IP address mismatch"}[pki]
+    assert "certificate did not verify" in warning and "no request was sent" in warning, warning
+    assert reason in warning, warning

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -381,14 +382,31 @@ class ShapedTcpRelay:
     server back as a slow link's full buffers would. What the client sends goes as it is.
     ``delivered_bytes`` and ``delivery_seconds`` (shaper's clock, first to last chunk)
     say what the client got.
+
+    With ``tls`` the relay speaks TLS to the server itself (its certificate checked for
+    ``host``, which is also sent as SNI) and plain bytes to its loopback client: a client
+    that would not verify the server (FFmpeg's ``rtsps``) gets a verified link. Nothing
+    the client sent is forwarded before the server is connected (and verified); why a
+    connection to the server failed is kept in ``upstream_error`` for the client to name.
     """
 
     _QUEUE_CHUNKS = 16
 
-    def __init__(self, shaper: Shaper, host: str, port: int, *, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        shaper: Shaper,
+        host: str,
+        port: int,
+        *,
+        connect_timeout_s: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._shaper = shaper
         self._upstream = (host, port)
         self._connect_timeout_s = connect_timeout_s
+        self._tls = tls
+        #: why the last connection to the server failed (None while none has).
+        self.upstream_error: OSError | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered_bytes = 0
@@ -427,7 +445,15 @@ class ShapedTcpRelay:
             await shaper._delay(shaper._latency(), deadline, "latency")
             if shaper._rng.random() < shaper.profile.loss:
                 await shaper._lose(deadline, self._connect_timeout_s)
-            upstream_r, upstream = await shaper._io(asyncio.open_connection(*self._upstream), deadline)
+            host, port = self._upstream
+            connecting = asyncio.open_connection(
+                host, port, ssl=self._tls, server_hostname=host if self._tls is not None else None
+            )
+            try:
+                upstream_r, upstream = await shaper._io(connecting, deadline)
+            except OSError as error:  # ssl's errors and TimeoutError included
+                self.upstream_error = error
+                raise
             upstream_w = upstream
             shaper._observe(rtt_s=shaper._clock() - start, size=0, transfer_s=0.0)
             queue: _Chunks = asyncio.Queue(self._QUEUE_CHUNKS)

@@ -11,17 +11,26 @@ shown now, not a backlog).
 The hub's network profile applies as on every path: FFmpeg connects to a loopback
 ``ShapedTcpRelay`` that carries the RTSP connection (requests, and the interleaved RTP
 the server sends back at the profile's bandwidth, latency and stalls) to the server; the
-URL keeps its userinfo and path, only its host and port point at the relay. ``rtsps``
-is not relayed (the server's certificate names its own host): under ``tc`` the kernel
-shapes it like any traffic of the pod. A refusal (401/403/404 from the server) is
-yielded as an empty frame with that status; a stream FFmpeg cannot decode as an empty
-200 frame with ``meta["problem"] == "undecodable_video"``.
+URL keeps its userinfo and path, only its host and port point at the relay.
+
+``rtsps`` (RTSP over TLS, port 322 by default) always goes through the relay, shaped or
+not: FFmpeg's own TLS checks no certificate, so the relay opens the TLS connection itself
+(the system's trust store, ``SSL_CERT_FILE`` honoured; the URL's host checked and sent as
+SNI) and FFmpeg speaks plain RTSP to it on loopback. The credentials stay in the RTSP
+session, sent only once the server has proved it is the URL's host; a server whose
+certificate does not verify is counted as an error naming the reason
+(``SSLCertVerificationError``) and logged, and never sees a request.
+
+A refusal (401/403/404 from the server) is yielded as an empty frame with that status; a
+stream FFmpeg cannot decode as an empty 200 frame with ``meta["problem"] == "undecodable_video"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import ssl
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +41,10 @@ from canarywatch.viewer.transports.live import LiveVideoReader
 from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, DecodedFrame, UndecodableVideo
 
 __all__ = ["RtspReader"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
 
 # Frames waiting for the event loop; beyond this the oldest is dropped.
 _QUEUE_FRAMES = 2
@@ -70,19 +83,28 @@ class RtspReader(LiveVideoReader):
     async def _connection(self) -> AsyncGenerator[ReceivedFrame, None]:
         """The frames of one connection, until it ends; its refusal or failure last."""
         parts = urlsplit(_userinfo_split(self.request.url))
-        if not self.shaper.profile.shapes_anything or parts.scheme != "rtsp" or not parts.hostname:
+        tls = parts.scheme == "rtsps"
+        relayed = tls or (self.shaper.profile.shapes_anything and parts.scheme == "rtsp")
+        if not relayed or not parts.hostname:
             async for frame in self._read(parts.geturl()):
                 yield frame
             return
-        link = self.link = ShapedTcpRelay(self.shaper, parts.hostname, parts.port or 554)
+        link = self.link = ShapedTcpRelay(
+            self.shaper,
+            parts.hostname,
+            parts.port or _DEFAULT_PORTS[parts.scheme],
+            tls=ssl.create_default_context() if tls else None,
+        )
         async with link as (host, port):
             userinfo = parts.netloc.rpartition("@")[0]
             netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
-            async for frame in self._read(urlunsplit(parts._replace(netloc=netloc))):
+            async for frame in self._read(urlunsplit(parts._replace(scheme="rtsp", netloc=netloc)), link):
                 yield frame
 
-    async def _read(self, url: str) -> AsyncIterator[ReceivedFrame]:
-        """FFmpeg reading ``url`` in a thread; its frames, then its refusal or failure."""
+    async def _read(self, url: str, link: ShapedTcpRelay | None = None) -> AsyncIterator[ReceivedFrame]:
+        """FFmpeg reading ``url`` (through ``link``) in a thread; its frames, then its
+        refusal or failure (the relay's, when it could not reach or verify the server:
+        FFmpeg only saw its connection end)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[DecodedFrame | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
@@ -121,6 +143,9 @@ class RtspReader(LiveVideoReader):
                 item = await queue.get()
                 if item is None:
                     return
+                if isinstance(item, BaseException) and link is not None and link.upstream_error is not None:
+                    self._record_upstream_error(link.upstream_error)
+                    return
                 if isinstance(item, UndecodableVideo) and not item.network:
                     yield self._refused(item)
                     return
@@ -138,6 +163,16 @@ class RtspReader(LiveVideoReader):
         finally:
             # FFmpeg returns within timeout_s at most (its read timeout) and the thread ends.
             stop.set()
+
+    def _record_upstream_error(self, error: OSError) -> None:
+        self._record_error(error, self.request.source)
+        if isinstance(error, ssl.SSLCertVerificationError):
+            # the reason only (no URL: it may carry the credentials); nothing was sent
+            logger.warning(
+                "%s: the RTSP server's certificate did not verify (%s); no request was sent to it",
+                self.request.source,
+                error.verify_message or error.reason,
+            )
 
     def _refused(self, error: UndecodableVideo) -> ReceivedFrame:
         status = error.status or 200
