@@ -41,7 +41,7 @@ from canarywatch.metrics import Metrics
 from canarywatch.viewer.http import RenderedRequest
 from canarywatch.viewer.judging import StreamJudge, ViewerStream
 from canarywatch.viewer.loop import judge_frames
-from canarywatch.viewer.network import NetworkProfile, Shaper
+from canarywatch.viewer.network import NetworkProfile, RedirectRefused, ShapedTcpRelay, Shaper
 from canarywatch.viewer.transports import ACCESS_GRANTED, AuthzProber, ReceivedFrame, RtspReader
 from streaming import Publisher, Rendition, require_binaries, run_monitor, running, spawn, wait_for_port
 
@@ -387,3 +387,98 @@ async def test_an_rtsps_server_whose_certificate_does_not_verify_gets_no_request
     reason = {"untrusted": "unable to get local issuer certificate", "other_host": "IP address mismatch"}[pki]
     assert "certificate did not verify" in warning and "no request was sent" in warning, warning
     assert reason in warning, warning
+
+
+# -- redirects: credentials never follow one -------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def redirecting_server(location: str) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """The attacker: an RTSP server on 127.0.0.1 that answers OPTIONS and then redirects
+    DESCRIBE to ``location`` (no userinfo: FFmpeg would keep the first URL's
+    credentials); yields its port and the request heads it read."""
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                heads.append(head)
+                cseq = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"cseq:")), b"")
+                if head.startswith(b"OPTIONS"):
+                    reply = (
+                        b"RTSP/1.0 200 OK\r\n" + cseq + b"\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY\r\n\r\n"
+                    )
+                else:
+                    reply = (
+                        b"RTSP/1.0 302 Found\r\n" + cseq + b"\r\nLocation: " + location.encode() + b"\r\n\r\n"
+                    )
+                writer.write(reply)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], heads
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+async def test_a_redirect_is_refused_and_the_other_host_gets_no_request(
+    tmp_path: Path, keyring: Keyring, auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hostile server redirects DESCRIBE to another host (the GStreamer server, which
+    acme may read and which logs what it reads). FFmpeg would follow the redirect past
+    the relay (and, libavformat 59, log in there with acme's credentials: see the next
+    test); the relay closes on the 302
+    before FFmpeg reads it, so the other host reads nothing and the viewer counts an
+    error that names the redirect (never the URL: it holds the credentials)."""
+    log = tmp_path / "requests.jsonl"
+    caplog.set_level(logging.DEBUG)
+    with serving(tmp_path, keyring, auth=auth, requests_log=str(log)) as port:
+        location = f"rtsp://127.0.0.1:{port}/acme/0"
+        async with redirecting_server(location) as (hostile, heads), client_session() as session:
+            request = probe_request(hostile, "acme", "acme")
+            shaper = Shaper(NetworkProfile("lan", latency_s=0.005))  # relayed as every shaped URL is
+            reader = RtspReader(session, request, shaper=shaper, timeout_s=10)
+            frames = await asyncio.wait_for(reader.first_frames(1), 60)
+    assert [h.split(b" ", 1)[0] for h in heads] == [b"OPTIONS", b"DESCRIBE"], heads
+    assert requests_seen(log) == [], requests_seen(log)
+    assert frames == [], frames
+    assert reader.errors == 1 and reader.last_error == "RedirectRefused on /acme/0", reader.last_error
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "redirected (302) to another location: refused, credentials never follow a redirect" in logged
+    assert TENANTS["acme"] not in logged, logged
+
+
+async def test_the_relay_keeps_an_ffmpeg_that_keeps_the_credentials_from_the_redirect(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    """Debian's ffmpeg (libavformat 59) keeps the first URL's credentials across a
+    redirect and logs in to the other host with them (PyAV's newer libavformat may not:
+    the relay does not rely on it). Through the relay, the other host reads nothing."""
+    log = tmp_path / "requests.jsonl"
+    with serving(tmp_path, keyring, auth="basic", requests_log=str(log)) as port:
+        async with redirecting_server(f"rtsp://127.0.0.1:{port}/acme/0") as (hostile, heads):
+            relay = ShapedTcpRelay(
+                Shaper(NetworkProfile("good")), "127.0.0.1", hostile, refuse_redirects=True
+            )
+            async with relay as (host, relay_port):
+                ffmpeg = await asyncio.create_subprocess_exec(
+                    *["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "5000000"],
+                    *["-i", f"rtsp://acme:{TENANTS['acme']}@{host}:{relay_port}/acme/0", "-frames:v", "1"],
+                    *["-f", "null", "-"],
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                try:
+                    await asyncio.wait_for(ffmpeg.wait(), 30)
+                finally:
+                    if ffmpeg.returncode is None:
+                        ffmpeg.kill()
+                        await ffmpeg.wait()
+    assert [h.split(b" ", 1)[0] for h in heads] == [b"OPTIONS", b"DESCRIBE"], heads
+    assert requests_seen(log) == [], requests_seen(log)
+    assert ffmpeg.returncode != 0
+    assert isinstance(relay.upstream_error, RedirectRefused) and relay.upstream_error.status == 302

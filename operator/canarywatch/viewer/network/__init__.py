@@ -14,7 +14,8 @@ the way a real client does:
   trips and throughput it gets and sends the Network Information client hints
   (``ECT``, ``Downlink``, ``RTT``, see ``hints``) derived from that measurement.
   ``ShapedTcpRelay`` carries what no HTTP client reads (RTSP over TCP, read by FFmpeg)
-  through the same profile, as a loopback relay the client connects to.
+  through the same profile, as a loopback relay the client connects to; for RTSP it
+  refuses redirects (``rtsp_redirects``), which the client would follow past it.
   Nothing is declared: a viewer on the ``poor`` profile is seen as slow because it is.
 - ``netem``: ``netem_commands`` renders the same profile as ``tc qdisc`` commands for
   privileged runs that want the kernel to do the impairment (a pod with ``NET_ADMIN``).
@@ -40,6 +41,7 @@ from canarywatch.viewer.network.hints import (
 )
 from canarywatch.viewer.network.netem import netem_commands
 from canarywatch.viewer.network.profiles import EXTREME, GOOD, POOR, PRESETS, NetworkProfile, ProfileError
+from canarywatch.viewer.network.rtsp_redirects import RedirectRefused
 from canarywatch.viewer.network.shaper import (
     STREAM_STALL_UNIT_BYTES,
     ShapedResponse,
@@ -58,6 +60,7 @@ __all__ = [
     "NetworkEstimate",
     "NetworkProfile",
     "ProfileError",
+    "RedirectRefused",
     "ShapedResponse",
     "ShapedStream",
     "ShapedTcpRelay",

@@ -30,6 +30,7 @@ from canarywatch.viewer.network.hints import (
     client_hints,
 )
 from canarywatch.viewer.network.profiles import NetworkProfile
+from canarywatch.viewer.network.rtsp_redirects import RedirectRefused, RedirectWatch
 
 if TYPE_CHECKING:  # this package is importable without aiohttp (the builders use its profiles)
     import aiohttp
@@ -388,6 +389,10 @@ class ShapedTcpRelay:
     that would not verify the server (FFmpeg's ``rtsps``) gets a verified link. Nothing
     the client sent is forwarded before the server is connected (and verified); why a
     connection to the server failed is kept in ``upstream_error`` for the client to name.
+
+    With ``refuse_redirects`` (RTSP) a server's ``3xx`` reply never reaches the client
+    (whose RTSP client would follow it past the relay, credentials included): both sides
+    are closed and ``upstream_error`` is a ``RedirectRefused``.
     """
 
     _QUEUE_CHUNKS = 16
@@ -400,11 +405,13 @@ class ShapedTcpRelay:
         *,
         connect_timeout_s: float = 10.0,
         tls: ssl.SSLContext | None = None,
+        refuse_redirects: bool = False,
     ) -> None:
         self._shaper = shaper
         self._upstream = (host, port)
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
+        self._refuse_redirects = refuse_redirects
         #: why the last connection to the server failed (None while none has).
         self.upstream_error: OSError | None = None
         self._server: asyncio.Server | None = None
@@ -478,8 +485,13 @@ class ShapedTcpRelay:
                     w.close()
 
     async def _receive(self, upstream: asyncio.StreamReader, queue: _Chunks) -> None:
-        """The server's bytes as they arrive, stamped; blocks while the link is backed up."""
+        """The server's bytes as they arrive, stamped; blocks while the link is backed up.
+        A redirect ends them (its chunk withheld): the client sees its connection end."""
+        watch = RedirectWatch() if self._refuse_redirects else None
         while chunk := await upstream.read(self._shaper._read_size()):
+            if watch is not None and (status := watch.feed(chunk)) is not None:
+                self.upstream_error = RedirectRefused(status)
+                break
             await queue.put((self._shaper._clock(), chunk))
         await queue.put((self._shaper._clock(), b""))
 

@@ -13,10 +13,17 @@ The hub's network profile applies as on every path: FFmpeg connects to a loopbac
 the server sends back at the profile's bandwidth, latency and stalls) to the server; the
 URL keeps its userinfo and path, only its host and port point at the relay.
 
-``rtsps`` (RTSP over TLS, port 322 by default) always goes through the relay, shaped or
-not: FFmpeg's own TLS checks no certificate, so the relay opens the TLS connection itself
-(the system's trust store, ``SSL_CERT_FILE`` honoured; the URL's host checked and sent as
-SNI) and FFmpeg speaks plain RTSP to it on loopback. The credentials stay in the RTSP
+The relay refuses redirects: FFmpeg follows a ``3xx`` reply's ``Location`` on a
+connection of its own, past the relay (its TLS verification, its shaping), and some
+FFmpeg versions (libavformat 59) send that other host the URL's credentials. A server
+that redirects is closed on before FFmpeg reads the reply; it is counted as an error
+(``RedirectRefused``) and logged as a warning with the status, never the URL. A plain
+``rtsp`` URL on an unshaped profile is not relayed (yet): FFmpeg reads it directly.
+
+For ``rtsps`` (RTSP over TLS, port 322 by default) FFmpeg's own TLS checks no
+certificate, so the relay opens the TLS connection itself (the system's trust store,
+``SSL_CERT_FILE`` honoured; the URL's host checked and sent as SNI) and FFmpeg speaks
+plain RTSP to it on loopback. The credentials stay in the RTSP
 session, sent only once the server has proved it is the URL's host; a server whose
 certificate does not verify is counted as an error naming the reason
 (``SSLCertVerificationError``) and logged, and never sees a request.
@@ -35,7 +42,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
-from canarywatch.viewer.network import ShapedTcpRelay
+from canarywatch.viewer.network import RedirectRefused, ShapedTcpRelay
 from canarywatch.viewer.transports.base import FrameKind, ReceivedFrame
 from canarywatch.viewer.transports.live import LiveVideoReader
 from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, DecodedFrame, UndecodableVideo
@@ -64,7 +71,7 @@ class RtspReader(LiveVideoReader):
     kind = FrameKind.RTSP
 
     default_sampling = DEFAULT_SAMPLING
-    #: the shaped relay of the current connection (None when the profile shapes nothing).
+    #: the relay of the current connection (None when the URL is not relayed).
     link: ShapedTcpRelay | None = None
 
     async def first_frames(self, count: int = 1) -> list[ReceivedFrame]:
@@ -94,6 +101,7 @@ class RtspReader(LiveVideoReader):
             parts.hostname,
             parts.port or _DEFAULT_PORTS[parts.scheme],
             tls=ssl.create_default_context() if tls else None,
+            refuse_redirects=True,
         )
         async with link as (host, port):
             userinfo = parts.netloc.rpartition("@")[0]
@@ -141,10 +149,15 @@ class RtspReader(LiveVideoReader):
         try:
             while True:
                 item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException) and link is not None and link.upstream_error is not None:
+                if (
+                    not isinstance(item, DecodedFrame)
+                    and link is not None
+                    and link.upstream_error is not None
+                ):
+                    # the relay's reason, not FFmpeg's "connection closed"
                     self._record_upstream_error(link.upstream_error)
+                    return
+                if item is None:
                     return
                 if isinstance(item, UndecodableVideo) and not item.network:
                     yield self._refused(item)
@@ -166,7 +179,9 @@ class RtspReader(LiveVideoReader):
 
     def _record_upstream_error(self, error: OSError) -> None:
         self._record_error(error, self.request.source)
-        if isinstance(error, ssl.SSLCertVerificationError):
+        if isinstance(error, RedirectRefused):
+            logger.warning("%s: %s", self.request.source, error)  # the status only: no URL
+        elif isinstance(error, ssl.SSLCertVerificationError):
             # the reason only (no URL: it may carry the credentials); nothing was sent
             logger.warning(
                 "%s: the RTSP server's certificate did not verify (%s); no request was sent to it",
