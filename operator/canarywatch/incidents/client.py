@@ -209,6 +209,9 @@ class PagerDutyClient:
         self._wake.set()
         task = self._run_task
         if task is not None and task is not asyncio.current_task():
+            # the attempt in flight ends within its own timeout and is struck from the
+            # outbox if delivered; run() stops before the next one
+            await asyncio.wait([task], timeout=self._timeout.total)
             task.cancel()
             await asyncio.wait([task])
         async with self._lock:
@@ -341,7 +344,8 @@ class PagerDutyClient:
     async def _sleep_unless_closing(self, seconds: float) -> None:
         """Sleep; ``_Closing`` if ``close()`` cut the sleep short."""
         try:
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
         except TimeoutError:
             return
         raise _Closing
