@@ -62,3 +62,24 @@ async def test_the_kill_switch_calls_go_out_while_bulk_calls_wait() -> None:
     finally:
         kube.close()
         await runner.cleanup()
+
+
+async def test_bulk_work_told_to_stop_as_the_kill_switch_finishes_stops() -> None:
+    """The operator stopping (say, its lease lost) as the last kill switch ends: the
+    waiting reconcile is cancelled, not run. ``asyncio.wait_for`` on Python 3.11 drops a
+    cancellation that lands in the loop pass where the awaited event is set."""
+    cancelled_while_waiting = 0
+    for passes in range(3):
+        urgency = Urgency()
+        async with urgency.urgent():
+            waiting = asyncio.create_task(urgency.unhurried())
+            await asyncio.sleep(0)
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        if waiting.done():  # it saw the kill end before the stop: nothing to check
+            continue
+        cancelled_while_waiting += 1
+        waiting.cancel()
+        await asyncio.wait([waiting])
+        assert waiting.cancelled(), f"the cancellation was dropped ({passes} loop passes after the kill)"
+    assert cancelled_while_waiting

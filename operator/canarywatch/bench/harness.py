@@ -157,7 +157,8 @@ class BenchPipeline(Pipeline):
         self.started.set()
         timeout = None if duration is None else max(0.0, duration - (time.monotonic() - started))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._stop.wait()
 
 
 @dataclass

@@ -108,7 +108,8 @@ async def _measure_leaks(leaks: int, *, profiles: Sequence[str], seed: int) -> L
             pipeline = BenchPipeline(config, keyring=keyring, out_dir=Path(out), on_event=lambda _: None)
             run = asyncio.create_task(pipeline.run(duration=None, linger_after_shutdown=None))
             try:
-                await asyncio.wait_for(pipeline.started.wait(), 10.0)
+                async with asyncio.timeout(10.0):
+                    await pipeline.started.wait()
                 async with client_session() as http:
                     injector = _LeakInjector(
                         pipeline,

@@ -166,7 +166,8 @@ async def _rows(mp4: bytes, decoder: Decoder, outcome: Outcome, keyframes: int) 
                 ),
             ):
                 started = time.process_time()
-                outcomes = await asyncio.wait_for(_watch(reader, decoder, outcome, until=keyframes), 600)
+                async with asyncio.timeout(600):
+                    outcomes = await _watch(reader, decoder, outcome, until=keyframes)
                 rows.append((label, outcomes, time.process_time() - started))
     finally:
         await runner.cleanup()

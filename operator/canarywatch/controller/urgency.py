@@ -45,4 +45,5 @@ class Urgency:
         """Return once no urgent work runs, or after ``hold_seconds`` of waiting."""
         if not self._calm.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._calm.wait(), self.hold_seconds)
+                async with asyncio.timeout(self.hold_seconds):
+                    await self._calm.wait()

@@ -149,7 +149,8 @@ class EventsReceiver:
     async def wait_for_events(self, count: int, *, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until ``count`` events were accepted; raises ``TimeoutError`` otherwise."""
         async with self._accepted:
-            await asyncio.wait_for(self._accepted.wait_for(lambda: len(self.events) >= count), timeout)
+            async with asyncio.timeout(timeout):
+                await self._accepted.wait_for(lambda: len(self.events) >= count)
         return list(self.events)
 
     async def start(self) -> None:
@@ -199,7 +200,8 @@ class EventsReceiver:
         if scripted == "timeout":
             self.requests.append(ReceivedRequest("timeout", body))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._hang_seconds)
+                async with asyncio.timeout(self._hang_seconds):
+                    await self._stopping.wait()
             return _error(504)
         if isinstance(scripted, int) and not 200 <= scripted < 300:
             self.requests.append(ReceivedRequest(scripted, body))

@@ -391,7 +391,8 @@ class CommandAction:
         except OSError as error:
             return ActionOutcome(False, f"cannot start {argv[0]!r}: {error.strerror or error}")
         try:
-            _, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                _, stderr = await process.communicate()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
