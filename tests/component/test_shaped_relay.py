@@ -93,3 +93,21 @@ async def test_a_lost_connection_never_reaches_the_server() -> None:
         async with relay as (host, relay_port):
             assert await fetch(host, relay_port) == b""
     assert requests == [] and relay.delivered_bytes == 0
+
+
+async def test_an_rtsp_relay_names_the_servers_url_in_the_requests_it_forwards() -> None:
+    """The client was pointed at the relay, so its Request-URI names the relay's port; the
+    server gets the URL the client was asked to read (one stream per camera for it, not
+    one per relay)."""
+    fake = FakeTime()
+    async with streaming_server() as (port, requests):
+        relay = ShapedTcpRelay(shaper(fake), "127.0.0.1", port, rtsp_origin="rtsp://cams.example")
+        async with relay as (host, relay_port):
+            reader, writer = await asyncio.open_connection(host, relay_port)
+            writer.write(f"DESCRIBE rtsp://{host}:{relay_port}/acme/0 RTSP/1.0\r\n".encode())
+            await writer.drain()
+            try:
+                assert await asyncio.wait_for(reader.read(), 30) == PAYLOAD
+            finally:
+                writer.close()
+    assert requests == [b"DESCRIBE rtsp://cams.example/acme/0 RTSP/1.0\r\n"]

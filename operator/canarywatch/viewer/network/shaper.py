@@ -31,6 +31,7 @@ from canarywatch.viewer.network.hints import (
 )
 from canarywatch.viewer.network.profiles import NetworkProfile
 from canarywatch.viewer.network.rtsp_redirects import RedirectRefused, RedirectWatch
+from canarywatch.viewer.network.rtsp_requests import RequestUriRewriter
 
 if TYPE_CHECKING:  # this package is importable without aiohttp (the builders use its profiles)
     import aiohttp
@@ -393,6 +394,11 @@ class ShapedTcpRelay:
     With ``refuse_redirects`` (RTSP) a server's ``3xx`` reply never reaches the client
     (whose RTSP client would follow it past the relay, credentials included): both sides
     are closed and ``upstream_error`` is a ``RedirectRefused``.
+
+    With ``rtsp_origin`` (RTSP: the ``scheme://host[:port]`` of the URL the client was
+    asked to read) the requests' URIs that name the relay name that origin again when
+    they reach the server (``RequestUriRewriter``: a server that keys its streams on the
+    URI must see one stream, not one per relay).
     """
 
     _QUEUE_CHUNKS = 16
@@ -406,12 +412,15 @@ class ShapedTcpRelay:
         connect_timeout_s: float = 10.0,
         tls: ssl.SSLContext | None = None,
         refuse_redirects: bool = False,
+        rtsp_origin: str | None = None,
     ) -> None:
         self._shaper = shaper
         self._upstream = (host, port)
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
         self._refuse_redirects = refuse_redirects
+        self._rtsp_origin = rtsp_origin
+        self._address = ("", 0)
         #: why the last connection to the server failed (None while none has).
         self.upstream_error: OSError | None = None
         self._server: asyncio.Server | None = None
@@ -429,7 +438,8 @@ class ShapedTcpRelay:
     async def __aenter__(self) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        self._address = (str(host), int(port))
+        return self._address
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._server is not None:
@@ -466,7 +476,7 @@ class ShapedTcpRelay:
             queue: _Chunks = asyncio.Queue(self._QUEUE_CHUNKS)
             receiving = asyncio.create_task(self._receive(upstream_r, queue))
             pumps = [
-                asyncio.create_task(_forward(client_r, upstream)),
+                asyncio.create_task(_forward(client_r, upstream, self._request_rewriter())),
                 asyncio.create_task(self._deliver(queue, client_w)),
             ]
             try:
@@ -483,6 +493,12 @@ class ShapedTcpRelay:
             for w in (client_w, upstream_w):
                 if w is not None:
                     w.close()
+
+    def _request_rewriter(self) -> RequestUriRewriter | None:
+        if self._rtsp_origin is None:
+            return None
+        host, port = self._address
+        return RequestUriRewriter(relay=f"rtsp://{host}:{port}", server=self._rtsp_origin)
 
     async def _receive(self, upstream: asyncio.StreamReader, queue: _Chunks) -> None:
         """The server's bytes as they arrive, stamped; blocks while the link is backed up.
@@ -521,9 +537,11 @@ class ShapedTcpRelay:
             self.delivered_bytes += len(chunk)
 
 
-async def _forward(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def _forward(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, rewriter: RequestUriRewriter | None
+) -> None:
     while chunk := await source.read(_MAX_READ_BYTES):
-        sink.write(chunk)
+        sink.write(chunk if rewriter is None else rewriter.feed(chunk))
         await sink.drain()
 
 

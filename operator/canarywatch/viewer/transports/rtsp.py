@@ -11,7 +11,9 @@ shown now, not a backlog).
 The hub's network profile applies as on every path: FFmpeg connects to a loopback
 ``ShapedTcpRelay`` that carries the RTSP connection (requests, and the interleaved RTP
 the server sends back at the profile's bandwidth, latency and stalls) to the server; the
-URL keeps its userinfo and path, only its host and port point at the relay.
+URL keeps its userinfo and path, only its host and port point at the relay, and the
+relay puts the URL's own scheme, host and port back in the requests it forwards (a
+server keys its streams on them: two viewers of a camera are one stream to it).
 
 The relay refuses redirects: FFmpeg follows a ``3xx`` reply's ``Location`` on a
 connection of its own, past the relay (its TLS verification, its shaping), and some
@@ -102,6 +104,7 @@ class RtspReader(LiveVideoReader):
             parts.port or _DEFAULT_PORTS[parts.scheme],
             tls=ssl.create_default_context() if tls else None,
             refuse_redirects=True,
+            rtsp_origin=f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}",
         )
         async with link as (host, port):
             userinfo = parts.netloc.rpartition("@")[0]

@@ -1,0 +1,75 @@
+"""``RequestUriRewriter``: the Request-URIs a client sends a relay name the server's URL
+again (the relay's own port would make a server see one stream per relay), and nothing
+else changes, however the bytes are chunked."""
+
+from __future__ import annotations
+
+import pytest
+
+from canarywatch.viewer.network.rtsp_requests import RequestUriRewriter
+
+RELAY = "rtsp://127.0.0.1:40123"
+SERVER = "rtsps://cams.example:322"
+DESCRIBE = (
+    b"DESCRIBE rtsp://127.0.0.1:40123/acme/0 RTSP/1.0\r\nCSeq: 2\r\n"
+    b'Authorization: Digest username="acme", uri="rtsp://127.0.0.1:40123/acme/0"\r\n\r\n'
+)
+# a body and an RTCP packet holding what would be a request line: passed as they are
+BODY = b"DESCRIBE rtsp://127.0.0.1:40123/x RTSP/1.0\r\n"
+SET_PARAMETER = b"SET_PARAMETER rtsp://127.0.0.1:40123/acme/0 RTSP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(BODY),
+    BODY,
+)
+RTCP_PAYLOAD = b"\nPLAY rtsp://127.0.0.1:40123/y RTSP/1.0\n" * 2
+RTCP = b"$\x01" + len(RTCP_PAYLOAD).to_bytes(2, "big") + RTCP_PAYLOAD
+
+
+def rewritten(stream: bytes, *, chunk: int | None = None) -> bytes:
+    rewriter = RequestUriRewriter(relay=RELAY, server=SERVER)
+    size = chunk or len(stream)
+    return b"".join(rewriter.feed(stream[at : at + size]) for at in range(0, len(stream), size))
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, 3, 5, 7, 64])
+def test_request_lines_name_the_server_and_nothing_else_changes_however_chunked(chunk: int | None) -> None:
+    stream = DESCRIBE + RTCP + SET_PARAMETER + RTCP + b"PLAY rtsp://127.0.0.1:40123/acme/0/ RTSP/1.0\n\n"
+    expected = (
+        DESCRIBE.replace(b"DESCRIBE " + RELAY.encode(), b"DESCRIBE " + SERVER.encode())
+        + RTCP
+        + SET_PARAMETER.replace(b"SET_PARAMETER " + RELAY.encode(), b"SET_PARAMETER " + SERVER.encode(), 1)
+        + RTCP
+        + b"PLAY rtsps://cams.example:322/acme/0/ RTSP/1.0\n\n"
+    )
+    assert rewritten(stream, chunk=chunk) == expected
+    # the Digest uri stays as the client hashed it; the body and the packets untouched
+    assert b'uri="rtsp://127.0.0.1:40123/acme/0"' in expected
+    assert BODY in expected and RTCP_PAYLOAD in expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"OPTIONS * RTSP/1.0\r\n",
+        b"SETUP rtsp://cams.example:322/acme/0/stream=0 RTSP/1.0\r\n",  # the server's own Content-Base
+        b"PLAY rtsp://127.0.0.1:401234/acme/0 RTSP/1.0\r\n",  # another port, same first digits
+        b"GET_PARAMETER rtsp://127.0.0.1:4012/acme/0 RTSP/1.0\r\n",
+    ],
+)
+def test_other_request_uris_are_left_alone(line: bytes) -> None:
+    request = line + b"CSeq: 3\r\n\r\n"
+    assert rewritten(request) == request
+
+
+def test_a_bare_relay_uri_names_the_bare_server() -> None:
+    assert rewritten(b"OPTIONS rtsp://127.0.0.1:40123 RTSP/1.0\r\n\r\n") == (
+        b"OPTIONS rtsps://cams.example:322 RTSP/1.0\r\n\r\n"
+    )
+
+
+def test_an_endless_line_is_passed_on_not_held() -> None:
+    rewriter = RequestUriRewriter(relay=RELAY, server=SERVER)
+    junk = b"x" * 5000
+    assert rewriter.feed(junk) == junk
+    # framing resumes after it: the next request is rewritten
+    out = rewriter.feed(b"\r\nCSeq: 1\r\n\r\n" + DESCRIBE)
+    assert out == b"\r\nCSeq: 1\r\n\r\n" + rewritten(DESCRIBE)
