@@ -266,15 +266,16 @@ class Metrics:
             coverage_labels,
             registry=r,
         )
-        # prometheus_client cannot list a metric's label sets: kept to remove a probe's.
-        self._coverage_series: set[tuple[str, str, str, str, str]] = set()
+        # prometheus_client cannot list a metric's label sets: each probe's are kept (by
+        # probe: a lookup per summary, not a scan of every probe's at 1,000 probes).
+        self._coverage_series: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
         self._camera_up = Gauge(
             "canarywatch_camera_up",
             "1 while the tenant's canary camera runs (publishes), 0 while it is known down.",
             ["namespace", "integration", "probe", "tenant"],
             registry=r,
         )
-        self._camera_series: set[tuple[str, str, str, str]] = set()
+        self._camera_series: dict[tuple[str, str, str], set[str]] = {}
 
         self._leaked_while_suspended = Counter(
             "canarywatch_leaked_frames_while_suspended",
@@ -437,7 +438,7 @@ class Metrics:
         ``targeted``: the probe sets a coverage target, so each path's shortfall is exported."""
         for row in rows:
             labels = (namespace, integration, probe, row.path, row.network_profile)
-            self._coverage_series.add(labels)
+            self._coverage_series.setdefault(labels[:3], set()).add(labels[3:])
             self._coverage_rate.labels(*labels).set(row.fetches_per_second)
             self._coverage_seconds.labels(*labels).set(row.seconds)
             self._coverage_probability.labels(*labels).set(row.probability)
@@ -450,22 +451,21 @@ class Metrics:
     def record_cameras(self, *, namespace: str, integration: str, probe: str, up: Mapping[str, bool]) -> None:
         """Whether each tenant's camera runs: the probe's whole picture (tenants left out,
         say of a paused probe, have no series: nothing is expected of them)."""
-        current = {(namespace, integration, probe, tenant) for tenant in up}
-        for labels in [k for k in self._camera_series if k[:3] == (namespace, integration, probe)]:
-            if labels not in current:
-                self._camera_series.discard(labels)
-                self._camera_up.remove(*labels)
+        key = (namespace, integration, probe)
+        for tenant in self._camera_series.pop(key, set()) - set(up):
+            self._camera_up.remove(*key, tenant)
+        if up:
+            self._camera_series[key] = set(up)
         for tenant, running in up.items():
-            self._camera_series.add((namespace, integration, probe, tenant))
-            self._camera_up.labels(namespace, integration, probe, tenant).set(1 if running else 0)
+            self._camera_up.labels(*key, tenant).set(1 if running else 0)
 
     def forget_probe(self, *, namespace: str, integration: str, probe: str) -> None:
         """Drop a deleted probe's series, so no alert waits for viewers that are gone on purpose."""
         for gauge in (self._viewers_expected, self._maintenance):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, integration, probe)
-        for labels in [k for k in self._coverage_series if k[:3] == (namespace, integration, probe)]:
-            self._coverage_series.discard(labels)
+        key = (namespace, integration, probe)
+        for labels in [(*key, *rest) for rest in self._coverage_series.pop(key, set())]:
             for gauge in (self._coverage_rate, self._coverage_seconds, self._coverage_probability):
                 gauge.remove(*labels)
             with contextlib.suppress(KeyError):
