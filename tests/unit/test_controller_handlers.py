@@ -6,12 +6,19 @@ LeakIncident's way to the kill switch."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from typing import Any
+from unittest.mock import ANY
 
 import kopf
 
 from canarywatch.controller.handlers import register
+from canarywatch.controller.indexes import awaits_response
+from canarywatch.controller.kube import Kube
+from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings
+from canarywatch.metrics import Metrics
 
 
 def _registered() -> list[tuple[str, object]]:
@@ -34,3 +41,74 @@ def test_every_index_and_handler_runs_on_the_event_loop() -> None:
     assert {"indexing integrations_by_name", "indexing probes_by_name"} <= names
     in_threads = [name for name, fn in registered if not inspect.iscoroutinefunction(fn)]
     assert in_threads == []
+
+
+def _index(name: str) -> Any:
+    return next(fn for found, fn in _registered() if found == f"indexing {name}")
+
+
+def _incident(**status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "canarywatch.io/v1alpha1",
+        "kind": "LeakIncident",
+        "metadata": {"name": "leak-1", "namespace": "ns", "uid": "u-1"},
+        "spec": {"integrationRef": {"name": "relay"}, "observed": {"verdict": "foreign"}},
+        "status": status,
+    }
+
+
+def _memo() -> Runtime:
+    return Runtime(settings=OperatorSettings(leader_election=False), kube=Kube(object()), metrics=Metrics())
+
+
+_PROBE = {
+    "kind": "CanaryProbe",
+    "metadata": {"name": "p", "namespace": "ns", "uid": "u-2", "generation": 1},
+    "spec": {},
+}
+
+
+async def test_kopf_handles_a_probes_events_after_the_kill_switch() -> None:
+    """The probes' and their Deployments' watch events wait in their index functions
+    (the first thing kopf runs for them) while a kill switch runs; the incidents' and
+    integrations' do not."""
+    memo = _memo()
+    try:
+        async with memo.kube.urgency.urgent():
+            probe = asyncio.create_task(_index("probes_by_name")(body=kopf.Body(_PROBE), memo=memo))
+            incident = await asyncio.wait_for(
+                _index("incidents_by_integration")(body=kopf.Body(_incident(decision="")), memo=memo), 5
+            )
+            await asyncio.sleep(0.05)
+            assert not probe.done(), "kopf handled a probe's event while the kill switch ran"
+        assert await asyncio.wait_for(probe, 5) == {("ns", "p"): ANY}
+        assert list(incident) == [("ns", "relay")]
+    finally:
+        memo.kube.close()
+
+
+async def test_a_leakincident_that_needs_a_response_holds_probe_events_from_when_it_is_seen() -> None:
+    memo = _memo()
+    incidents = _index("incidents_by_integration")
+    try:
+        await incidents(body=kopf.Body(_incident(decision="switched off", state="Open")), memo=memo)
+        await asyncio.wait_for(memo.kube.urgency.unhurried(), 1)  # decided: nothing to wait for
+        await incidents(body=kopf.Body(_incident()), memo=memo)
+        probe = asyncio.create_task(_index("probes_by_name")(body=kopf.Body(_PROBE), memo=memo))
+        await asyncio.sleep(0.05)
+        assert not probe.done(), "a probe's event went first while a new LeakIncident waited"
+        async with memo.kube.urgency.urgent():
+            pass  # its response ran
+        await asyncio.wait_for(probe, 5)
+    finally:
+        memo.kube.close()
+
+
+def test_which_leakincidents_await_a_response() -> None:
+    assert awaits_response(_incident())
+    assert awaits_response(_incident(state="Open", paged={"result": "Pending"}))
+    assert not awaits_response(_incident(decision="enforce: switched off", state="Open"))
+    assert not awaits_response(_incident(state="Untrusted"))
+    assert not awaits_response(_incident(state="Resolved"))
+    assert not awaits_response({**_incident(), "metadata": {"deletionTimestamp": "2026-12-08T00:00:00Z"}})
+    assert not awaits_response(_PROBE)

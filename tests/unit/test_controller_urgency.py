@@ -83,3 +83,26 @@ async def test_bulk_work_told_to_stop_as_the_kill_switch_finishes_stops() -> Non
         await asyncio.wait([waiting])
         assert waiting.cancelled(), f"the cancellation was dropped ({passes} loop passes after the kill)"
     assert cancelled_while_waiting
+
+
+async def test_a_leak_seen_holds_bulk_work_until_its_response_has_run() -> None:
+    """``expect``: from the moment a LeakIncident that needs a response is seen, before
+    its handler marks itself urgent, through to the end of that urgent work."""
+    urgency = Urgency(hold_seconds=60)
+    urgency.expect(seconds=60)
+    waiting = asyncio.create_task(urgency.unhurried())
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "bulk work ran while a seen LeakIncident waited for its handler"
+    async with urgency.urgent():
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_an_expectation_no_urgent_work_meets_lapses() -> None:
+    urgency = Urgency(hold_seconds=60)
+    urgency.expect(seconds=0.05)
+    await asyncio.wait_for(urgency.unhurried(), 5)
+    urgency.expect(seconds=0.05)
+    urgency.expect(seconds=0.05)  # seen twice: one expectation, it still lapses
+    await asyncio.wait_for(urgency.unhurried(), 5)

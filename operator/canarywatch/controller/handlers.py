@@ -60,6 +60,7 @@ from canarywatch.api import (
 )
 from canarywatch.controller.incidents import respond_to_incident
 from canarywatch.controller.indexes import (
+    awaits_response,
     deployments_by_probe,
     incidents_by_integration,
     integrations_by_name,
@@ -95,13 +96,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     on.login(registry=registry)(kopf.login_via_client)
     on.probe(id="canarywatch", registry=registry)(liveness)
     deployments = ("apps", "v1", "deployments")
-    for resource, labels, index in (
-        (deployments, MANAGED_BY, deployments_by_probe),
-        (_INTEGRATIONS, None, integrations_by_name),
-        (_INCIDENTS, None, incidents_by_integration),
-        (_PROBES, None, probes_by_name),
+    for resource, labels, index, bulk in (
+        (deployments, MANAGED_BY, deployments_by_probe, True),
+        (_INTEGRATIONS, None, integrations_by_name, False),
+        (_INCIDENTS, None, incidents_by_integration, False),
+        (_PROBES, None, probes_by_name, True),
     ):
-        kopf.index(*resource, id=index.__name__, labels=labels, registry=registry)(_on_the_loop(index))
+        indexed = _on_the_loop(index, bulk=bulk)
+        kopf.index(*resource, id=index.__name__, labels=labels, registry=registry)(indexed)
 
     for cause in (on.create, on.update, on.resume):
         cause(*_PROBES, registry=registry)(reconcile_probe)
@@ -133,12 +135,23 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     on.resume(*_INCIDENTS, registry=registry)(respond_to_incident)
 
 
-def _on_the_loop(index: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
+def _on_the_loop(
+    index: Callable[..., dict[Any, Any]], *, bulk: bool
+) -> Callable[..., Awaitable[dict[Any, Any]]]:
     """``index`` (a pure function of the body, microseconds) as a coroutine: kopf runs a
     plain function in its thread pool, a hop to a thread and back for every watch event
-    of every object (thousands at a cold start, and on a LeakIncident's way)."""
+    of every object (thousands at a cold start, and on a LeakIncident's way).
 
-    async def indexed(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    kopf runs an object's index functions first when handling its watch events; for
+    ``bulk`` kinds (probes and their Deployments) the handling waits there while a kill
+    switch is on its way (``controller.urgency``). A LeakIncident that needs a response
+    makes bulk work wait from the moment it is seen."""
+
+    async def indexed(body: kopf.Body, memo: Runtime, **_: Any) -> dict[Any, Any]:
+        if bulk:
+            await memo.kube.urgency.unhurried()
+        elif awaits_response(body):
+            memo.kube.urgency.expect()
         return index(body)
 
     return indexed

@@ -15,6 +15,7 @@ from canarywatch.controller.kube import LEAK_INCIDENTS
 from canarywatch.controller.runtime import IncidentState, PageResult, Runtime, creation_time
 
 __all__ = [
+    "awaits_response",
     "deployments_by_probe",
     "incident_views",
     "incidents_by_integration",
@@ -90,6 +91,18 @@ def incidents_by_integration(body: kopf.Body, **_: Any) -> dict[tuple[str, str],
     (the evidence, thumbnails included, stays out of memory)."""
     view = _incident_view(body)
     return {(view["namespace"], view["integration"]): view}
+
+
+def awaits_response(body: Mapping[str, Any]) -> bool:
+    """Whether ``body`` is a LeakIncident the operator has not yet decided on (its
+    response, kill switch included, is about to run)."""
+    if body.get("kind") != api.KIND_INCIDENT or body.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    status = body.get("status") or {}
+    return not status.get("decision") and status.get("state") not in (
+        IncidentState.RESOLVED,
+        IncidentState.UNTRUSTED,
+    )
 
 
 def _incident_view(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,15 @@ after another, so a LeakIncident waited seconds behind work that can wait. ``urg
 marks the kill switch's work; bulk calls not yet sent and reconciles not yet begun wait
 in ``unhurried()`` until it is done, but never longer than ``URGENT_HOLD_SECONDS``: a
 kill switch stuck on a slow webhook must not stop every probe's reconcile.
+
+Bulk work is more than the calls: kopf's handling of every watch event of a probe or
+of one of its Deployments takes the event loop too (several a second per probe at a
+cold start), and every step of the kill switch waits for the loop between its calls.
+So that handling waits as well (``controller.handlers`` gates those kinds' index
+functions, the first thing kopf runs for an event). And it waits from the moment a
+LeakIncident that needs a response is seen (``expect``): kopf's own steps before the
+handler starts were the longest wait of a kill switch during a cold start. An
+expectation ends when urgent work ends, or after ``EXPECTED_HOLD_SECONDS``.
 """
 
 from __future__ import annotations
@@ -15,9 +24,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-__all__ = ["URGENT_HOLD_SECONDS", "Urgency"]
+__all__ = ["EXPECTED_HOLD_SECONDS", "URGENT_HOLD_SECONDS", "Urgency"]
 
 URGENT_HOLD_SECONDS = 5.0
+#: Bounded: a LeakIncident seen while kopf is still indexing its other kinds (its start,
+#: a watch that lists again) waits for that indexing, which an expectation holds back.
+EXPECTED_HOLD_SECONDS = 1.0
 
 
 class Urgency:
@@ -26,8 +38,22 @@ class Urgency:
     def __init__(self, hold_seconds: float = URGENT_HOLD_SECONDS) -> None:
         self.hold_seconds = hold_seconds
         self._running = 0
+        self._expected: asyncio.TimerHandle | None = None
         self._calm = asyncio.Event()
         self._calm.set()
+
+    def expect(self, seconds: float = EXPECTED_HOLD_SECONDS) -> None:
+        """Urgent work is on its way: bulk work waits from now until urgent work has
+        run and ended, or for ``seconds`` if none starts."""
+        if self._expected is not None:
+            self._expected.cancel()
+        self._expected = asyncio.get_running_loop().call_later(seconds, self._expectation_over)
+        self._calm.clear()
+
+    def _expectation_over(self) -> None:
+        self._expected = None
+        if not self._running:
+            self._calm.set()
 
     @contextlib.asynccontextmanager
     async def urgent(self) -> AsyncIterator[None]:
@@ -39,6 +65,10 @@ class Urgency:
         finally:
             self._running -= 1
             if not self._running:
+                # What was expected has run (or runs now, and marks itself urgent).
+                if self._expected is not None:
+                    self._expected.cancel()
+                    self._expected = None
                 self._calm.set()
 
     async def unhurried(self) -> None:
