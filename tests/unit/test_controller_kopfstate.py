@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 import pytest
 
-from canarywatch.controller.kopfstate import KindDiffBaseStorage, essential
+from canarywatch.controller.kopfstate import KindDiffBaseStorage, KindProgressStorage, essential
 
 PREFIX = "canarywatch.io"
 
@@ -87,3 +87,29 @@ def test_the_original_is_left_untouched() -> None:
     body = _deployment()
     essential(kopf.Body(body))
     assert body == _deployment()
+
+
+def _essences() -> list[dict[str, Any]]:
+    """Essences as kopf builds them, and what it reads back from its stores."""
+    built = [KindDiffBaseStorage(prefix=PREFIX).build(body=kopf.Body(b)) for b in (_deployment(), _probe())]
+    return [
+        *[dict(e) for e in built],
+        {"spec": {"a": 1}, "status": {"kopf": {"progress": {"h": {"retries": 1}}}}},
+        {"spec": {}, "status": {"kopf": {"progress": {}, "other": 1}, "phase": "Active"}},
+        {"status": {"kopf": {"progress": {"h": {}}}}},
+        {"metadata": {"labels": {}, "annotations": {f"{PREFIX}/h": "{}"}}, "spec": {"x": [1, {"y": 2}]}},
+        {"metadata": {"annotations": {f"{PREFIX}/h": "{}", "team": "a"}, "labels": {"l": "v"}}},
+        {"metadata": {"annotations": {"other.io/h": "{}"}}, "status": {}},
+    ]
+
+
+@pytest.mark.parametrize("essence", _essences())
+def test_kopfs_state_is_cleared_as_kopfs_stores_clear_it(essence: dict[str, Any]) -> None:
+    """The same result as kopf's two stores in turn, without their deep copies, and
+    with the essence given left as it was."""
+    expected = kopf.AnnotationsProgressStorage(prefix=PREFIX).clear(
+        essence=kopf.StatusProgressStorage(field="status.kopf.progress").clear(essence=copy.deepcopy(essence))
+    )
+    given = copy.deepcopy(essence)
+    assert KindProgressStorage(prefix=PREFIX).clear(essence=given) == expected
+    assert given == essence

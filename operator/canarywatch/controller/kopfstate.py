@@ -14,7 +14,7 @@ and reconciles it once more, which is idempotent (and leaves the old annotation 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import kopf
@@ -28,11 +28,14 @@ def _in_status(body: Any) -> bool:
     return bool(body.get("kind") == KIND_PROBE)
 
 
+_PROGRESS_FIELD = ("status", "kopf", "progress")
+
+
 class KindProgressStorage(kopf.ProgressStorage):
     """kopf's handler progress: a probe's in its status, other objects' in annotations."""
 
     def __init__(self, prefix: str) -> None:
-        self.status = kopf.StatusProgressStorage(field="status.kopf.progress")
+        self.status = kopf.StatusProgressStorage(field=".".join(_PROGRESS_FIELD))
         self.annotations = kopf.AnnotationsProgressStorage(prefix=prefix)
 
     def _of(self, body: Any) -> kopf.ProgressStorage:
@@ -51,7 +54,28 @@ class KindProgressStorage(kopf.ProgressStorage):
         self._of(body).touch(body=body, patch=patch, value=value)
 
     def clear(self, *, essence: Any) -> Any:
-        return self.annotations.clear(essence=self.status.clear(essence=essence))
+        """The essence without kopf's state (progress in the status, annotations under
+        the prefix) and with no empty stanza: what kopf's two stores' ``clear`` give in
+        turn. Each of those deep-copies the whole essence, four copies per watch event
+        of every object (3 s of the event loop's time at a cold start of 1,000 probes);
+        here only the stanzas that change are copied, the essence is left as it is."""
+        slim = _removed(essence, _PROGRESS_FIELD)
+        metadata = slim.get("metadata")
+        if isinstance(metadata, dict):
+            metadata = dict(metadata)
+            annotations = metadata.get("annotations")
+            prefix = self.annotations.prefix
+            if isinstance(annotations, dict) and prefix:
+                mine = f"{prefix}/"
+                metadata["annotations"] = {k: v for k, v in annotations.items() if not k.startswith(mine)}
+            for stanza in ("annotations", "labels"):
+                if stanza in metadata and not metadata[stanza]:
+                    del metadata[stanza]
+            slim["metadata"] = metadata
+        for stanza in ("metadata", "status"):
+            if stanza in slim and not slim[stanza]:
+                del slim[stanza]
+        return slim
 
 
 class KindDiffBaseStorage(kopf.DiffBaseStorage):
@@ -84,6 +108,27 @@ def essential(body: Any, extra_fields: Iterable[Any] | None = None) -> kopf.Body
     if isinstance(metadata, dict) and "managedFields" in metadata and "metadata" not in wanted:
         slim["metadata"] = {key: value for key, value in metadata.items() if key != "managedFields"}
     return kopf.Body(cast(kopf.RawBody, slim))
+
+
+def _removed(tree: Mapping[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``tree`` without the field at ``path`` and without the parents that
+    leaves empty (as ``kopf``'s ``dicts.remove``), copying only the dicts along it."""
+    copy = dict(tree)
+    head, rest = path[0], path[1:]
+    if head not in copy:
+        return copy
+    if not rest:
+        del copy[head]
+        return copy
+    child = copy[head]
+    if not isinstance(child, Mapping):
+        return copy
+    child = _removed(child, rest)
+    if child == {}:
+        del copy[head]
+    else:
+        copy[head] = child
+    return copy
 
 
 def _root(field: Any) -> str:
