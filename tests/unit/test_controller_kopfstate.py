@@ -61,7 +61,14 @@ def _probe() -> dict[str, Any]:
 )
 @pytest.mark.parametrize(
     "extra_fields",
-    [None, ["spec.replicas"], ["status.ready"], [("status", "readyReplicas")], ["metadata.managedFields"]],
+    [
+        None,
+        ["spec.replicas"],
+        ["status.ready"],
+        [("status", "readyReplicas")],
+        ["metadata.managedFields"],
+        [("metadata", "annotations", "kill-switch.canarywatch.io/resume")],
+    ],
 )
 def test_the_essence_is_the_one_kopf_builds(
     body: dict[str, Any], kopf_storage: kopf.DiffBaseStorage, extra_fields: list[Any] | None
@@ -78,7 +85,7 @@ def test_the_essence_is_the_one_kopf_builds(
 def test_the_bulky_parts_are_left_out_before_copying() -> None:
     slim = essential(kopf.Body(_probe()))
     assert "status" not in slim
-    assert "managedFields" not in slim["metadata"]
+    assert set(slim["metadata"]) == {"labels", "annotations"} & set(_probe()["metadata"])
     assert slim["spec"] == _probe()["spec"]
     assert "status" in essential(kopf.Body(_probe()), ["status.ready"])
 

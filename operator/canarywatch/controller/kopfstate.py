@@ -100,13 +100,14 @@ class KindDiffBaseStorage(kopf.DiffBaseStorage):
 
 
 def essential(body: Any, extra_fields: Iterable[Any] | None = None) -> kopf.Body:
-    """``body`` (shallowly) without what kopf's essence drops anyway: the status (unless
-    a handler asks for a field of it) and the metadata's managed fields."""
+    """``body`` (shallowly) without what kopf's essence drops anyway (after deep-copying
+    it): the status (unless a handler asks for a field of it) and the metadata but its
+    labels and annotations (unless a handler asks for another field of it)."""
     wanted = {_root(field) for field in extra_fields or ()}
     slim = {key: value for key, value in body.items() if key != "status" or "status" in wanted}
     metadata = body.get("metadata")
-    if isinstance(metadata, dict) and "managedFields" in metadata and "metadata" not in wanted:
-        slim["metadata"] = {key: value for key, value in metadata.items() if key != "managedFields"}
+    if isinstance(metadata, dict) and "metadata" not in wanted:
+        slim["metadata"] = {key: metadata[key] for key in ("labels", "annotations") if key in metadata}
     return kopf.Body(cast(kopf.RawBody, slim))
 
 
