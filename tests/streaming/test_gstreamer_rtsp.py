@@ -424,9 +424,15 @@ async def redirecting_server(location: str) -> AsyncIterator[tuple[int, list[byt
         await server.wait_closed()
 
 
+@pytest.mark.parametrize(
+    "profile",
+    # shaped: relayed for its shaping; good: relayed because the URL carries credentials
+    [NetworkProfile("lan", latency_s=0.005), NetworkProfile("good")],
+    ids=lambda p: p.name,
+)
 @pytest.mark.parametrize("auth", ["basic", "digest"])
 async def test_a_redirect_is_refused_and_the_other_host_gets_no_request(
-    tmp_path: Path, keyring: Keyring, auth: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, keyring: Keyring, auth: str, profile: NetworkProfile, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hostile server redirects DESCRIBE to another host (the GStreamer server, which
     acme may read and which logs what it reads). FFmpeg would follow the redirect past
@@ -440,8 +446,7 @@ async def test_a_redirect_is_refused_and_the_other_host_gets_no_request(
         location = f"rtsp://127.0.0.1:{port}/acme/0"
         async with redirecting_server(location) as (hostile, heads), client_session() as session:
             request = probe_request(hostile, "acme", "acme")
-            shaper = Shaper(NetworkProfile("lan", latency_s=0.005))  # relayed as every shaped URL is
-            reader = RtspReader(session, request, shaper=shaper, timeout_s=10)
+            reader = RtspReader(session, request, shaper=Shaper(profile), timeout_s=10)
             frames = await asyncio.wait_for(reader.first_frames(1), 60)
     assert [h.split(b" ", 1)[0] for h in heads] == [b"OPTIONS", b"DESCRIBE"], heads
     assert requests_seen(log) == [], requests_seen(log)

@@ -19,8 +19,10 @@ The relay refuses redirects: FFmpeg follows a ``3xx`` reply's ``Location`` on a
 connection of its own, past the relay (its TLS verification, its shaping), and some
 FFmpeg versions (libavformat 59) send that other host the URL's credentials. A server
 that redirects is closed on before FFmpeg reads the reply; it is counted as an error
-(``RedirectRefused``) and logged as a warning with the status, never the URL. A plain
-``rtsp`` URL on an unshaped profile is not relayed (yet): FFmpeg reads it directly.
+(``RedirectRefused``) and logged as a warning with the status, never the URL. So every
+URL that carries credentials is relayed, on every profile; only a plain ``rtsp`` URL
+without credentials on an unshaped profile is read by FFmpeg directly (a redirect takes
+nothing of the viewer's with it).
 
 For ``rtsps`` (RTSP over TLS, port 322 by default) FFmpeg's own TLS checks no
 certificate, so the relay opens the TLS connection itself (the system's trust store,
@@ -93,7 +95,10 @@ class RtspReader(LiveVideoReader):
         """The frames of one connection, until it ends; its refusal or failure last."""
         parts = urlsplit(_userinfo_split(self.request.url))
         tls = parts.scheme == "rtsps"
-        relayed = tls or (self.shaper.profile.shapes_anything and parts.scheme == "rtsp")
+        # credentials: relayed on every profile, so that a redirect is refused for them
+        relayed = tls or (
+            parts.scheme == "rtsp" and (self.shaper.profile.shapes_anything or parts.username is not None)
+        )
         if not relayed or not parts.hostname:
             async for frame in self._read(parts.geturl()):
                 yield frame
