@@ -33,7 +33,7 @@ import pytest
 import yaml
 from availability import unavailable
 from controlplane import free_port
-from daemons import make_pki
+from tls_servers import throwaway_pkis
 
 from canarywatch.httpclient import client_session
 from canarywatch.markers import Decoder, Keyring, Status
@@ -310,22 +310,7 @@ async def test_an_rtsp_viewer_on_a_slow_network_is_served_at_its_profiles_bandwi
 
 @pytest.fixture
 def pkis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Three throwaway PKIs, each a CA and a server certificate: ``trusted`` (for
-    127.0.0.1), ``other_host`` (for 127.0.0.2 only) whose CAs the viewer trusts
-    (``SSL_CERT_FILE``), and ``untrusted`` (for 127.0.0.1) whose CA it does not."""
-    pkis = {name: tmp_path / f"pki-{name}" for name in ("trusted", "other_host", "untrusted")}
-    for name, directory in pkis.items():
-        ip = "127.0.0.2" if name == "other_host" else "127.0.0.1"
-        make_pki(
-            directory,
-            ca_name=f"canarywatch test {name}",
-            server_ips=[ip],
-            leaves={"server": ("/CN=rtsps", "server_ext")},
-        )
-    bundle = tmp_path / "trusted-cas.pem"
-    bundle.write_text("".join((pkis[name] / "ca.crt").read_text() for name in ("trusted", "other_host")))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    return pkis
+    return throwaway_pkis(tmp_path, monkeypatch)
 
 
 def tls_options(pki: Path, log: Path) -> dict[str, object]:
