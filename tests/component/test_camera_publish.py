@@ -22,9 +22,11 @@ import pytest
 from availability import unavailable
 from controlplane import free_port
 from standalone_configs import snapshot_watch
+from tls_servers import terminator_process, throwaway_pkis
 
+from canarywatch import tasks
 from canarywatch.camera import CameraFleet, CanaryCamera, PushTarget
-from canarywatch.camera.video import StreamProtocol, VideoPublisher, VideoTarget
+from canarywatch.camera.video import StreamProtocol, VideoPublisher, VideoTarget, ffmpeg_tls_verification
 from canarywatch.markers import Decoder, Keyring, Status
 from canarywatch.relay import RelayConfig, run_relay
 from canarywatch.retrying import Backoff
@@ -43,15 +45,19 @@ def listening_server(protocol: StreamProtocol, url: str, out: Path) -> subproces
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("protocol", list(StreamProtocol))
-async def test_a_camera_publishes_its_canary_as_h264(
-    protocol: StreamProtocol, keyring: Keyring, decoder: Decoder, tmp_path: Path
-) -> None:
-    port = free_port()
-    path = "live/acme-7-0" if protocol is StreamProtocol.RTMP else "acme-7/0"
-    url = f"{protocol.value}://127.0.0.1:{port}/{path}"
-    received = tmp_path / "received.ts"
-    server = listening_server(protocol, url, received)
+def ingest_urls(protocol: StreamProtocol, port: int) -> tuple[str, str]:
+    """The URL the ingest listens on, and the path (and stream key) a camera publishes to."""
+    if protocol is StreamProtocol.RTMP:
+        return f"rtmp://127.0.0.1:{port}/live/acme-7-0", "/live/acme-7-0?key=s3cret-key"
+    return f"rtsp://127.0.0.1:{port}/acme-7/0", "/acme-7/0"
+
+
+async def publish_until_received(
+    protocol: StreamProtocol, listen_url: str, url: str, keyring: Keyring, received: Path
+) -> tuple[CanaryCamera, VideoPublisher]:
+    """A camera publishing to ``url`` until the ingest listening on ``listen_url`` has
+    kept FRAMES frames in ``received``."""
+    server = listening_server(protocol, listen_url, received)
     camera = CanaryCamera("acme-7", 0, keyring.key("acme-7"), width=320, height=180)
     target = VideoTarget(url, protocol=protocol, keyframe_interval=0.5, bitrate=300_000)
     publisher = VideoPublisher(camera, target, fps=8, backoff=Backoff(base=0.2, cap=0.5))
@@ -71,6 +77,11 @@ async def test_a_camera_publishes_its_canary_as_h264(
             server.kill()
         _, stderr = server.communicate(timeout=10)
     assert received.exists(), stderr.decode(errors="replace")[-2000:]
+    return camera, publisher
+
+
+def assert_canaries_received(received: Path, camera: CanaryCamera, decoder: Decoder) -> None:
+    """What the ingest kept is the camera's own verified canary, in order."""
     pictures = []
     keyframes = 0
     with av.open(io.BytesIO(received.read_bytes())) as container:
@@ -86,6 +97,120 @@ async def test_a_camera_publishes_its_canary_as_h264(
         assert obs.payload is not None and obs.payload.camera == 0
         seqs.append(obs.payload.seq)
     assert seqs == sorted(seqs) and camera.published >= len(seqs)
+
+
+@pytest.mark.parametrize("protocol", list(StreamProtocol))
+async def test_a_camera_publishes_its_canary_as_h264(
+    protocol: StreamProtocol, keyring: Keyring, decoder: Decoder, tmp_path: Path
+) -> None:
+    listen_url, _ = ingest_urls(protocol, free_port())
+    received = tmp_path / "received.ts"
+    camera, _ = await publish_until_received(protocol, listen_url, listen_url, keyring, received)
+    assert_canaries_received(received, camera, decoder)
+
+
+# -- rtmps and rtsps: nothing goes to a server that does not prove it is the URL's host -----------
+
+
+@pytest.fixture
+def pkis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    return throwaway_pkis(tmp_path, monkeypatch)
+
+
+async def test_a_camera_publishes_over_rtmps_to_an_ingest_it_verifies(
+    keyring: Keyring, decoder: Decoder, tmp_path: Path, pkis: dict[str, Path]
+) -> None:
+    port = free_port()
+    listen_url, path = ingest_urls(StreamProtocol.RTMP, port)
+    received, seen = tmp_path / "received.ts", tmp_path / "seen.bin"
+    with terminator_process(pkis["trusted"], port, seen) as ingest:
+        url = f"rtmps://127.0.0.1:{ingest}{path}"
+        camera, _ = await publish_until_received(StreamProtocol.RTMP, listen_url, url, keyring, received)
+    assert_canaries_received(received, camera, decoder)
+    assert b"s3cret-key" in seen.read_bytes()  # the key went to the real ingest, inside TLS
+
+
+@pytest.mark.parametrize(
+    ("protocol", "pki"),
+    [
+        (StreamProtocol.RTMP, "untrusted"),
+        (StreamProtocol.RTMP, "other_host"),
+        # FFmpeg's RTSP muxer cannot be made to verify: rtsps is refused, even to a good server
+        (StreamProtocol.RTSP, "trusted"),
+    ],
+)
+async def test_a_camera_sends_nothing_to_an_ingest_it_cannot_verify(
+    protocol: StreamProtocol,
+    pki: str,
+    keyring: Keyring,
+    tmp_path: Path,
+    pkis: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The impostor passes what it gets on to the real ingest (a man in the middle): with
+    FFmpeg's own unverified TLS it read the requests, the path and RTMP's stream key."""
+    port = free_port()
+    listen_url, path = ingest_urls(protocol, port)
+    userinfo = "acme-7:s3cret@" if protocol is StreamProtocol.RTSP else ""
+    seen = tmp_path / "seen.bin"
+    server = listening_server(protocol, listen_url, tmp_path / "received.ts")
+    camera = CanaryCamera("acme-7", 0, keyring.key("acme-7"), width=320, height=180)
+    try:
+        with terminator_process(pkis[pki], port, seen) as impostor:
+            url = f"{protocol.value}s://{userinfo}127.0.0.1:{impostor}{path}"
+            target = VideoTarget(url, protocol=protocol, keyframe_interval=0.5, bitrate=300_000)
+            publisher = VideoPublisher(camera, target, fps=8, backoff=Backoff(base=0.1, cap=0.2))
+            task = asyncio.create_task(publisher.run())
+            try:
+                for _ in range(200):  # bounded: a few sessions, each refused before a byte is sent
+                    if camera.failed >= 2 or seen.exists():
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                publisher.stop()
+                await tasks.reap(task)
+    finally:
+        server.kill()
+        server.communicate(timeout=10)
+    assert not seen.exists(), seen.read_bytes()[:300]
+    assert camera.published == 0 and camera.failed >= 2
+    expected = "UnverifiableTls" if protocol is StreamProtocol.RTSP else "SSLCertVerificationError"
+    assert publisher.last_error is not None and publisher.last_error.startswith(expected), (
+        publisher.last_error
+    )
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    reason = {
+        "untrusted": "unable to get local issuer certificate",
+        "other_host": "IP address mismatch",
+        "trusted": "FFmpeg's RTSP muxer cannot verify",
+    }[pki]
+    assert "nothing sent to 127.0.0.1 over TLS" in warning and reason in warning, warning
+    assert "s3cret" not in caplog.text
+
+
+def open_output(url: str, options: dict[str, str]) -> None:
+    """Open ``url`` as a camera's FLV output: FFmpeg connects once the header is written."""
+    container = av.open(url, mode="w", format="flv", options=options, timeout=5)
+    try:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    finally:
+        container.close()
+
+
+@pytest.mark.parametrize("pki", ["untrusted", "other_host"])
+async def test_ffmpegs_own_rtmps_connection_verifies_the_ingest(
+    pki: str, tmp_path: Path, pkis: dict[str, Path]
+) -> None:
+    """Python's check before each session names why; FFmpeg's own connection, made
+    after it, must verify too (a server may answer the check and not the session)."""
+    seen = tmp_path / "seen.bin"
+    with terminator_process(pkis[pki], free_port(), seen) as impostor:
+        url = f"rtmps://127.0.0.1:{impostor}/live/acme-7-0?key=s3cret-key"
+        with pytest.raises(OSError):  # FFmpeg's bare EIO: its log has the reason
+            await asyncio.to_thread(open_output, url, ffmpeg_tls_verification())
+    assert not seen.exists(), seen.read_bytes()[:300]
 
 
 async def test_a_long_mjpeg_post_feeds_the_relay_frame_by_frame(keyring: Keyring, decoder: Decoder) -> None:

@@ -9,6 +9,16 @@ connection is counted and retried with backoff, the camera's sequence numbers go
 PyAV is the ``video`` extra, imported when the first stream opens: a fleet that only
 pushes JPEGs never loads it. The encoder runs in a thread (FFmpeg's network I/O blocks),
 one per camera; ``run()`` stops it when cancelled.
+
+Over TLS FFmpeg checks no certificate unless told to, so whoever answered would get the
+URL's credentials (RTMP's stream key, RTSP's userinfo). ``rtmps`` is told to: FFmpeg's
+TLS verifies the server against the trust store Python's ``ssl`` uses (its CA bundle
+file, ``SSL_CERT_FILE`` honoured) for the URL's host; each session first checks the
+certificate with Python's ``ssl`` too, so a refusal names why
+(``SSLCertVerificationError``: unknown issuer, wrong host) instead of FFmpeg's bare I/O
+error. ``rtsps`` is refused: FFmpeg's RTSP muxer passes no options to its TLS (it would
+verify nothing), and a loopback relay that verifies for it cannot run in this process
+(PyAV holds the GIL while FFmpeg opens the output, so the relay would never answer).
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +40,14 @@ from canarywatch.camera.fleet import CanaryCamera
 from canarywatch.camera.publishing import EncodedTarget, StreamPublisher
 from canarywatch.retrying import Backoff
 
-__all__ = ["StreamProtocol", "VideoPublisher", "VideoTarget", "live_h264_options"]
+__all__ = [
+    "StreamProtocol",
+    "UnverifiableTls",
+    "VideoPublisher",
+    "VideoTarget",
+    "ffmpeg_tls_verification",
+    "live_h264_options",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +55,11 @@ log = logging.getLogger(__name__)
 _TIME_BASE = Fraction(1, 1000)
 # How long a connect or a write may block before the session counts as failed.
 _IO_TIMEOUT_S = 5.0
+_RTMPS_DEFAULT_PORT = 443
+
+
+class UnverifiableTls(ssl.SSLError):
+    """A TLS URL whose server this camera cannot verify: nothing is sent to it."""
 
 
 def live_h264_options(fps: float, keyframe_interval: float) -> dict[str, str]:
@@ -112,6 +136,7 @@ class VideoPublisher(StreamPublisher):
         self._stop.set()
 
     def _publish(self) -> None:
+        camera = self.camera
         while not self._stop.is_set():
             self.sessions += 1
             try:
@@ -119,6 +144,14 @@ class VideoPublisher(StreamPublisher):
             except Exception as error:  # FFmpeg's errors, OSError: the session is over
                 sent = 0
                 self.session_failed(error)
+                if isinstance(error, ssl.SSLError):  # the host only: the URL may carry credentials
+                    log.warning(
+                        "camera %s/%s: nothing sent to %s over TLS: %s",
+                        camera.tenant,
+                        camera.camera,
+                        urlsplit(self.target.url).hostname,
+                        _reason(error),
+                    )
             delay = self.next_delay(sent)
             if not self._stop.is_set():
                 self._stop.wait(delay)
@@ -129,6 +162,7 @@ class VideoPublisher(StreamPublisher):
 
         target, camera = self.target, self.camera
         options = {"rtsp_transport": "tcp"} if target.protocol is StreamProtocol.RTSP else {}
+        options.update(_verified_tls_options(target.url))
         container: Any = av.open(
             target.url, mode="w", format=target.protocol.container, options=options, timeout=_IO_TIMEOUT_S
         )
@@ -160,3 +194,42 @@ class VideoPublisher(StreamPublisher):
             except Exception as error:  # closing a broken connection fails too; nothing to save
                 log.debug("closing %s: %s", target.where, type(error).__name__)
         return sent
+
+
+def _verified_tls_options(url: str) -> dict[str, str]:
+    """FFmpeg's options that make it verify ``url``'s TLS server (none for plain URLs),
+    once Python's ``ssl`` has verified the server's certificate for the URL's host.
+
+    Raises ``ssl.SSLCertVerificationError`` (or an ``OSError``) when it does not verify,
+    ``UnverifiableTls`` when FFmpeg could not be made to verify it."""
+    parts = urlsplit(url)
+    if parts.scheme == "rtsps":
+        raise UnverifiableTls("rtsps publishing is refused: FFmpeg's RTSP muxer cannot verify the server")
+    if parts.scheme != "rtmps" or not parts.hostname:
+        return {}
+    options = ffmpeg_tls_verification()
+    host, port = parts.hostname, parts.port or _RTMPS_DEFAULT_PORT
+    context = ssl.create_default_context()
+    with (
+        socket.create_connection((host, port), timeout=_IO_TIMEOUT_S) as raw,
+        context.wrap_socket(raw, server_hostname=host),
+    ):
+        pass  # the handshake is the check: nothing is sent inside it
+    return options
+
+
+def ffmpeg_tls_verification() -> dict[str, str]:
+    """The options that make FFmpeg's TLS protocol verify its server (certificate and
+    host) against the CA bundle Python's ``ssl`` reads (``SSL_CERT_FILE`` or the
+    system's): FFmpeg's TLS (GnuTLS in PyAV's wheels) has no trust store of its own here.
+    Only protocols that pass their options on to TLS take them (RTMP's does)."""
+    bundle = ssl.get_default_verify_paths().cafile
+    if bundle is None:
+        raise UnverifiableTls("no CA bundle file for FFmpeg's TLS: point SSL_CERT_FILE at one")
+    return {"tls_verify": "1", "ca_file": bundle}
+
+
+def _reason(error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"its certificate did not verify ({error.verify_message or error.reason})"
+    return str(error)
