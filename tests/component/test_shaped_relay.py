@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from faketime import FakeTime
+from tcp_stub import tcp_stub
 
 from canarywatch.viewer.network import NetworkProfile, ShapedTcpRelay, Shaper
 
@@ -31,12 +32,8 @@ async def streaming_server() -> AsyncIterator[tuple[int, list[bytes]]]:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], requests
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with tcp_stub(answer) as port:
+        yield port, requests
 
 
 def shaper(fake: FakeTime, **profile: float) -> Shaper:

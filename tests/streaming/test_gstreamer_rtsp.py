@@ -33,6 +33,7 @@ import pytest
 import yaml
 from availability import unavailable
 from controlplane import free_port
+from tcp_stub import tcp_stub
 from tls_servers import throwaway_pkis
 
 from canarywatch.httpclient import client_session
@@ -401,12 +402,8 @@ async def redirecting_server(location: str) -> AsyncIterator[tuple[int, list[byt
                 await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], heads
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with tcp_stub(answer) as port:
+        yield port, heads
 
 
 @pytest.mark.parametrize(
