@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -469,6 +471,91 @@ async def test_the_relay_keeps_an_ffmpeg_that_keeps_the_credentials_from_the_red
     assert requests_seen(log) == [], requests_seen(log)
     assert ffmpeg.returncode != 0
     assert isinstance(relay.upstream_error, RedirectRefused) and relay.upstream_error.status == 302
+
+
+# -- a camera strict about Digest: the relay signs again for the Request-URI it forwards ---------
+
+
+_DIGEST_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+
+
+def _digest_verdict(method: str, request_uri: str, authorization: str, nonce: str) -> str:
+    """What a strict camera makes of a Digest ``Authorization`` (RFC 7616 §3.4.6: the
+    ``uri`` must name the Request-URI; the response must verify for acme's password),
+    computed here, independently of the relay's code."""
+    params = {
+        m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _DIGEST_PARAM.finditer(authorization)
+    }
+    if params.get("uri") != request_uri:
+        return "uri is not the Request-URI"
+
+    def h(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    ha1 = h(f"acme:strict:{TENANTS['acme']}")
+    if params.get("algorithm", "MD5").lower() == "md5-sess":
+        ha1 = h(f"{ha1}:{nonce}:{params['cnonce']}")
+    ha2 = h(f"{method}:{request_uri}")
+    qop = params.get("qop")
+    middle = f"{params['nc']}:{params['cnonce']}:{qop}:" if qop else ""
+    return "ok" if params.get("response") == h(f"{ha1}:{nonce}:{middle}{ha2}") else "wrong response"
+
+
+@contextlib.asynccontextmanager
+async def strict_digest_server(challenge: str) -> AsyncIterator[tuple[int, list[tuple[str, str]]]]:
+    """A camera strict about Digest: every request without an ``Authorization`` that
+    passes ``_digest_verdict`` is answered 401 with the Digest ``challenge``; DESCRIBE
+    with one that passes gets 404 (no stream here: getting past the login is the
+    point). Yields its port and (method, verdict) for each request that tried to log in."""
+    verdicts: list[tuple[str, str]] = []
+    nonce = "0123456789abcdef"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode("latin-1").split("\r\n")
+                method, request_uri, _ = lines[0].split(" ", 2)
+                headers = {
+                    n.strip().lower(): v.strip() for n, _, v in (ln.partition(":") for ln in lines[1:])
+                }
+                verdict = "no Authorization"
+                if headers.get("authorization", "").startswith("Digest "):
+                    verdict = _digest_verdict(method, request_uri, headers["authorization"], nonce)
+                    verdicts.append((method, verdict))
+                cseq = f"CSeq: {headers.get('cseq', '0')}\r\n"
+                if verdict != "ok":
+                    challenged = f'WWW-Authenticate: Digest realm="strict", nonce="{nonce}"{challenge}'
+                    reply = f"RTSP/1.0 401 Unauthorized\r\n{cseq}{challenged}\r\n\r\n"
+                elif method == "OPTIONS":
+                    reply = f"RTSP/1.0 200 OK\r\n{cseq}Public: OPTIONS, DESCRIBE, SETUP, PLAY\r\n\r\n"
+                else:
+                    reply = f"RTSP/1.0 404 Not Found\r\n{cseq}\r\n"
+                writer.write(reply.encode())
+                await writer.drain()
+        writer.close()
+
+    async with tcp_stub(answer) as port:
+        yield port, verdicts
+
+
+@pytest.mark.parametrize(
+    "challenge", ["", ', qop="auth"', ', qop="auth", algorithm=MD5-sess'], ids=["rfc2069", "auth", "md5-sess"]
+)
+async def test_a_camera_strict_about_the_digest_uri_accepts_the_relayed_login(challenge: str) -> None:
+    """FFmpeg hashes the relay's URL (its loopback port) into its Digest; the relay gives
+    the camera its own URL in the request line, so a camera that checks the Digest's
+    ``uri`` against the Request-URI (as RFC 7616 says it should) refused every login:
+    the relay signs the header again for the camera's URL with the URL's credentials."""
+    async with strict_digest_server(challenge) as (port, verdicts), client_session() as session:
+        reader = RtspReader(
+            session, probe_request(port, "acme", "acme"), shaper=Shaper(NetworkProfile("good")), timeout_s=10
+        )
+        frames = await asyncio.wait_for(reader.first_frames(1), 60)
+    assert reader.link is not None, "not relayed"
+    assert verdicts and all(verdict == "ok" for _, verdict in verdicts), verdicts
+    assert "DESCRIBE" in [method for method, _ in verdicts], verdicts
+    # logged in (a refused login would be 401): the camera has no such stream
+    assert [f.status for f in frames] == [404], frames
 
 
 # -- several relayed readers at once ---------------------------------------------------------

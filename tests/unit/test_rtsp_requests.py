@@ -4,8 +4,11 @@ else changes, however the bytes are chunked."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from canarywatch.viewer.network.rtsp_digest import DigestCredentials
 from canarywatch.viewer.network.rtsp_requests import RequestUriRewriter
 
 RELAY = "rtsp://127.0.0.1:40123"
@@ -73,3 +76,38 @@ def test_an_endless_line_is_passed_on_not_held() -> None:
     # framing resumes after it: the next request is rewritten
     out = rewriter.feed(b"\r\nCSeq: 1\r\n\r\n" + DESCRIBE)
     assert out == b"\r\nCSeq: 1\r\n\r\n" + rewritten(DESCRIBE)
+
+
+def test_a_digest_signed_for_the_relay_is_signed_again_for_the_server_however_chunked() -> None:
+    """The client hashed the relay's URL into its Digest; a server that checks ``uri``
+    against the Request-URI gets its own URL in both, and a response computed over it."""
+    credentials = DigestCredentials("acme", "t-acme")
+    header = (
+        'Authorization: Digest username="acme", realm="cams", nonce="n0", '
+        'uri="rtsp://127.0.0.1:40123/acme/0", response="{response}"\r\n'
+    )
+    relayed = (
+        b"DESCRIBE rtsp://127.0.0.1:40123/acme/0 RTSP/1.0\r\nCSeq: 3\r\n"
+        + header.format(response="0" * 32).encode()
+        + b"\r\n"
+    )
+    ha1 = hashlib.md5(b"acme:cams:t-acme").hexdigest()
+    ha2 = hashlib.md5(b"DESCRIBE:rtsps://cams.example:322/acme/0").hexdigest()
+    expected = (
+        b"DESCRIBE rtsps://cams.example:322/acme/0 RTSP/1.0\r\nCSeq: 3\r\n"
+        + header.replace("rtsp://127.0.0.1:40123", SERVER)
+        .format(response=hashlib.md5(f"{ha1}:n0:{ha2}".encode()).hexdigest())
+        .encode()
+        + b"\r\n"
+    )
+    for chunk in (1, 7, len(relayed)):
+        rewriter = RequestUriRewriter(relay=RELAY, server=SERVER, credentials=credentials)
+        out = b"".join(rewriter.feed(relayed[at : at + chunk]) for at in range(0, len(relayed), chunk))
+        assert out == expected, chunk
+    # without credentials (or for a uri naming something else) the header is left as it is
+    assert rewritten(relayed) == expected.replace(
+        b'uri="rtsps://cams.example:322', b'uri="' + RELAY.encode()
+    ).replace(hashlib.md5(f"{ha1}:n0:{ha2}".encode()).hexdigest().encode(), b"0" * 32)
+    other = relayed.replace(b'uri="rtsp://127.0.0.1:40123', b'uri="rtsp://127.0.0.1:4012')
+    rewriter = RequestUriRewriter(relay=RELAY, server=SERVER, credentials=credentials)
+    assert b'uri="rtsp://127.0.0.1:4012/acme/0", response="' + b"0" * 32 in rewriter.feed(other)

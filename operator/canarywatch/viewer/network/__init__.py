@@ -15,7 +15,8 @@ the way a real client does:
   (``ECT``, ``Downlink``, ``RTT``, see ``hints``) derived from that measurement.
   ``ShapedTcpRelay`` carries what no HTTP client reads (RTSP over TCP, read by FFmpeg)
   through the same profile, as a loopback relay the client connects to; for RTSP it
-  refuses redirects (``rtsp_redirects``), which the client would follow past it.
+  refuses redirects (``rtsp_redirects``), which the client would follow past it, and
+  signs a Digest ``Authorization`` again for the server's URL (``rtsp_digest``).
   Nothing is declared: a viewer on the ``poor`` profile is seen as slow because it is.
 - ``netem``: ``netem_commands`` renders the same profile as ``tc qdisc`` commands for
   privileged runs that want the kernel to do the impairment (a pod with ``NET_ADMIN``).
@@ -41,6 +42,7 @@ from canarywatch.viewer.network.hints import (
 )
 from canarywatch.viewer.network.netem import netem_commands
 from canarywatch.viewer.network.profiles import EXTREME, GOOD, POOR, PRESETS, NetworkProfile, ProfileError
+from canarywatch.viewer.network.rtsp_digest import DigestCredentials
 from canarywatch.viewer.network.rtsp_redirects import RedirectRefused
 from canarywatch.viewer.network.shaper import (
     STREAM_STALL_UNIT_BYTES,
@@ -57,6 +59,7 @@ __all__ = [
     "POOR",
     "PRESETS",
     "STREAM_STALL_UNIT_BYTES",
+    "DigestCredentials",
     "NetworkEstimate",
     "NetworkProfile",
     "ProfileError",

@@ -30,6 +30,7 @@ from canarywatch.viewer.network.hints import (
     client_hints,
 )
 from canarywatch.viewer.network.profiles import NetworkProfile
+from canarywatch.viewer.network.rtsp_digest import DigestCredentials
 from canarywatch.viewer.network.rtsp_redirects import RedirectRefused, RedirectWatch
 from canarywatch.viewer.network.rtsp_requests import RequestUriRewriter
 
@@ -398,7 +399,9 @@ class ShapedTcpRelay:
     With ``rtsp_origin`` (RTSP: the ``scheme://host[:port]`` of the URL the client was
     asked to read) the requests' URIs that name the relay name that origin again when
     they reach the server (``RequestUriRewriter``: a server that keys its streams on the
-    URI must see one stream, not one per relay).
+    URI must see one stream, not one per relay); with ``rtsp_credentials`` too (the
+    URL's user and password, kept in memory) a Digest ``Authorization`` the client
+    signed for the relay's URL is signed again for the origin's.
     """
 
     _QUEUE_CHUNKS = 16
@@ -413,6 +416,7 @@ class ShapedTcpRelay:
         tls: ssl.SSLContext | None = None,
         refuse_redirects: bool = False,
         rtsp_origin: str | None = None,
+        rtsp_credentials: DigestCredentials | None = None,
     ) -> None:
         self._shaper = shaper
         self._upstream = (host, port)
@@ -420,6 +424,7 @@ class ShapedTcpRelay:
         self._tls = tls
         self._refuse_redirects = refuse_redirects
         self._rtsp_origin = rtsp_origin
+        self._rtsp_credentials = rtsp_credentials
         self._address = ("", 0)
         #: why the last connection to the server failed (None while none has).
         self.upstream_error: OSError | None = None
@@ -498,7 +503,9 @@ class ShapedTcpRelay:
         if self._rtsp_origin is None:
             return None
         host, port = self._address
-        return RequestUriRewriter(relay=f"rtsp://{host}:{port}", server=self._rtsp_origin)
+        return RequestUriRewriter(
+            relay=f"rtsp://{host}:{port}", server=self._rtsp_origin, credentials=self._rtsp_credentials
+        )
 
     async def _receive(self, upstream: asyncio.StreamReader, queue: _Chunks) -> None:
         """The server's bytes as they arrive, stamped; blocks while the link is backed up.

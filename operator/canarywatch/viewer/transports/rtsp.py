@@ -13,7 +13,10 @@ The hub's network profile applies as on every path: FFmpeg connects to a loopbac
 the server sends back at the profile's bandwidth, latency and stalls) to the server; the
 URL keeps its userinfo and path, only its host and port point at the relay, and the
 relay puts the URL's own scheme, host and port back in the requests it forwards (a
-server keys its streams on them: two viewers of a camera are one stream to it).
+server keys its streams on them: two viewers of a camera are one stream to it), and
+signs FFmpeg's Digest ``Authorization`` again for that URL with the URL's user and
+password (FFmpeg hashed the relay's URL into it; a strict server checks it against the
+Request-URI).
 
 The relay refuses redirects: FFmpeg follows a ``3xx`` reply's ``Location`` on a
 connection of its own, past the relay (its TLS verification, its shaping), and some
@@ -44,9 +47,9 @@ import logging
 import ssl
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from canarywatch.viewer.network import RedirectRefused, ShapedTcpRelay
+from canarywatch.viewer.network import DigestCredentials, RedirectRefused, ShapedTcpRelay
 from canarywatch.viewer.transports.base import FrameKind, ReceivedFrame
 from canarywatch.viewer.transports.live import LiveVideoReader
 from canarywatch.viewer.transports.video import DEFAULT_SAMPLING, DecodedFrame, UndecodableVideo
@@ -110,6 +113,7 @@ class RtspReader(LiveVideoReader):
             tls=ssl.create_default_context() if tls else None,
             refuse_redirects=True,
             rtsp_origin=f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}",
+            rtsp_credentials=_credentials(parts.username, parts.password),
         )
         async with link as (host, port):
             userinfo = parts.netloc.rpartition("@")[0]
@@ -201,6 +205,13 @@ class RtspReader(LiveVideoReader):
         status = error.status or 200
         meta = {} if error.status else {"problem": "undecodable_video", "undecodable": str(error)[:200]}
         return ReceivedFrame(b"", self._wall_clock(), self.kind, self.request.source, status, meta)
+
+
+def _credentials(username: str | None, password: str | None) -> DigestCredentials | None:
+    """The URL's user and password as FFmpeg sends them (percent-decoded)."""
+    if username is None or password is None:
+        return None
+    return DigestCredentials(unquote(username), unquote(password))
 
 
 def _userinfo_split(url: str) -> str:
