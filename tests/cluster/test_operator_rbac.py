@@ -45,6 +45,7 @@ from canarywatch.controller.kube import (
     CANARY_PROBES,
     DEPLOYMENTS,
     LEAK_INCIDENTS,
+    ROLES,
     SECRETS,
 )
 from canarywatch.markers.keyring import Keyring
@@ -324,3 +325,8 @@ def test_a_probe_costs_at_most_five_api_requests_from_cold(
             "patch poddisruptionbudgets",
         ], name
     assert sorted(shared) == ["patch rolebindings", "patch roles", "patch serviceaccounts"]
+    # That one apply made every probe an owner (the watch had delivered only some of
+    # them when the first reconcile ran: the operator lists them once).
+    role = api.get(ROLES, manifests.VIEWER_ACCOUNT)
+    uids = {api.get(CANARY_PROBES, n)["metadata"]["uid"] for n in names}
+    assert {owner["uid"] for owner in role["metadata"]["ownerReferences"]} == uids

@@ -38,7 +38,7 @@ def test_every_index_and_handler_runs_on_the_event_loop() -> None:
     registered = _registered()
     names = {name for name, _ in registered}
     assert {"indexing deployments_by_probe", "indexing incidents_by_integration"} <= names
-    assert {"indexing integrations_by_name", "indexing probes_by_name"} <= names
+    assert {"indexing integrations_by_name", "watching follow_probe"} <= names
     in_threads = [name for name, fn in registered if not inspect.iscoroutinefunction(fn)]
     assert in_threads == []
 
@@ -57,6 +57,16 @@ def _incident(**status: Any) -> dict[str, Any]:
     }
 
 
+def test_the_probes_are_no_kopf_index() -> None:
+    """kopf holds every object of an indexed kind at the operator's start until all are
+    indexed, each waking all the others when it is: at 1,000 probes, seconds before the
+    first reconcile. The probes are followed by their events instead (``follow_probe``)."""
+    registry = kopf.OperatorRegistry()
+    register(registry, OperatorSettings(leader_election=False))
+    probes = kopf.Resource("canarywatch.io", "v1alpha1", "canaryprobes")
+    assert not registry._indexing.has_handlers(resource=probes)
+
+
 def _memo() -> Runtime:
     return Runtime(settings=OperatorSettings(leader_election=False), kube=Kube(object()), metrics=Metrics())
 
@@ -68,20 +78,46 @@ _PROBE = {
 }
 
 
+_DEPLOYMENT = {
+    "kind": "Deployment",
+    "metadata": {
+        "name": "p-camera",
+        "namespace": "ns",
+        "ownerReferences": [{"kind": "CanaryProbe", "uid": "u-2", "controller": True}],
+    },
+    "spec": {},
+    "status": {},
+}
+
+
+def _follow(memo: Runtime, body: dict[str, Any], type: str = "MODIFIED") -> Any:
+    return _handler("watching follow_probe")(body=kopf.Body(body), memo=memo, type=type)
+
+
+def _handler(name: str) -> Any:
+    return next(fn for found, fn in _registered() if found == name)
+
+
 async def test_kopf_handles_a_probes_events_after_the_kill_switch() -> None:
-    """The probes' and their Deployments' watch events wait in their index functions
-    (the first thing kopf runs for them) while a kill switch runs; the incidents' and
-    integrations' do not."""
+    """The probes' and their Deployments' watch events wait in the first function of
+    ours kopf runs for them while a kill switch runs; the incidents' and integrations'
+    do not."""
     memo = _memo()
     try:
         async with memo.kube.urgency.urgent():
-            probe = asyncio.create_task(_index("probes_by_name")(body=kopf.Body(_PROBE), memo=memo))
+            probe = asyncio.create_task(_follow(memo, _PROBE))
+            deployment = asyncio.create_task(
+                _index("deployments_by_probe")(body=kopf.Body(_DEPLOYMENT), memo=memo)
+            )
             incident = await asyncio.wait_for(
                 _index("incidents_by_integration")(body=kopf.Body(_incident(decision="")), memo=memo), 5
             )
             await asyncio.sleep(0.05)
             assert not probe.done(), "kopf handled a probe's event while the kill switch ran"
-        assert await asyncio.wait_for(probe, 5) == {("ns", "p"): ANY}
+            assert not deployment.done(), "kopf handled a Deployment's event while the kill switch ran"
+        await asyncio.wait_for(probe, 5)
+        assert memo.probes == {("ns", "p"): ANY}
+        assert await asyncio.wait_for(deployment, 5) == {("ns", "u-2"): ANY}
         assert list(incident) == [("ns", "relay")]
     finally:
         memo.kube.close()
@@ -94,12 +130,27 @@ async def test_a_leakincident_that_needs_a_response_holds_probe_events_from_when
         await incidents(body=kopf.Body(_incident(decision="switched off", state="Open")), memo=memo)
         await asyncio.wait_for(memo.kube.urgency.unhurried(), 1)  # decided: nothing to wait for
         await incidents(body=kopf.Body(_incident()), memo=memo)
-        probe = asyncio.create_task(_index("probes_by_name")(body=kopf.Body(_PROBE), memo=memo))
+        probe = asyncio.create_task(_follow(memo, _PROBE))
         await asyncio.sleep(0.05)
         assert not probe.done(), "a probe's event went first while a new LeakIncident waited"
         async with memo.kube.urgency.urgent():
             pass  # its response ran
         await asyncio.wait_for(probe, 5)
+    finally:
+        memo.kube.close()
+
+
+async def test_the_probes_are_followed_by_their_events() -> None:
+    memo = _memo()
+    other = {**_PROBE, "metadata": {**_PROBE["metadata"], "name": "q", "uid": "u-3"}}
+    try:
+        await _follow(memo, _PROBE, "ADDED")
+        await _follow(memo, other, "ADDED")
+        changed = {**_PROBE, "status": {"ready": 2, "kopf": {"progress": {}}}}
+        await _follow(memo, changed)
+        assert memo.probes[("ns", "p")]["status"] == {"ready": 2}  # kopf's own state left out
+        await _follow(memo, _PROBE, "DELETED")
+        assert list(memo.probes) == [("ns", "q")]
     finally:
         memo.kube.close()
 

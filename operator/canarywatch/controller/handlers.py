@@ -8,11 +8,13 @@ switch (``controller.actions``), and writes status through ``controller.kube``.
     CanaryProbe        create/update/resume  keyring Secret (each key generated once),
                                              the namespace's viewer RBAC, camera/viewer
                                              Deployments, stale ones removed
-                       startup: one loop     status summaries of every probe (probes and
-                                             workloads from indexes, verdict counts and
-                                             coverage scraped from ready viewers)
-                       event DELETED         its gauges forgotten (no finalizer: owner
-                                             references remove its objects)
+                       startup: one loop     status summaries of every probe (probes from
+                                             their events, workloads from an index,
+                                             verdict counts and coverage scraped from
+                                             ready viewers)
+                       any event             the probe as the summaries read it; on
+                                             DELETED its gauges forgotten (no finalizer:
+                                             owner references remove its objects)
     CameraIntegration  create/update/resume  policy and kill-switch validation: phase
                                              Active or Degraded, the Degraded condition
                        spec.suspended        true by hand: engage; false: resume what it
@@ -64,7 +66,6 @@ from canarywatch.controller.indexes import (
     deployments_by_probe,
     incidents_by_integration,
     integrations_by_name,
-    probes_by_name,
 )
 from canarywatch.controller.integrations import (
     configure_integration,
@@ -73,7 +74,7 @@ from canarywatch.controller.integrations import (
     suspend_or_resume,
     suspend_or_resume_on_event,
 )
-from canarywatch.controller.probes import forget_probe, reconcile_probe, reroll_probes, summarize_probes
+from canarywatch.controller.probes import follow_probe, reconcile_probe, reroll_probes, summarize_probes
 from canarywatch.controller.runtime import Runtime
 from canarywatch.controller.settings import OperatorSettings
 
@@ -100,7 +101,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         (deployments, MANAGED_BY, deployments_by_probe, True),
         (_INTEGRATIONS, None, integrations_by_name, False),
         (_INCIDENTS, None, incidents_by_integration, False),
-        (_PROBES, None, probes_by_name, True),
     ):
         indexed = _on_the_loop(index, bulk=bulk)
         kopf.index(*resource, id=index.__name__, labels=labels, registry=registry)(indexed)
@@ -108,9 +108,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for cause in (on.create, on.update, on.resume):
         cause(*_PROBES, registry=registry)(reconcile_probe)
     on.startup(registry=registry)(start_summaries)
-    # On the watch's DELETED event, not on.delete: that would need a finalizer (a patch
-    # per probe, and no deletion while the operator is down).
-    on.event(*_PROBES, registry=registry)(forget_probe)
+    # Every event (not an index: see follow_probe); a deletion on the watch's DELETED
+    # event, not on.delete: that would need a finalizer (a patch per probe, and no
+    # deletion while the operator is down).
+    on.event(*_PROBES, registry=registry)(follow_probe)
 
     for cause in (on.create, on.update, on.resume):
         cause(*_INTEGRATIONS, registry=registry)(configure_integration)
@@ -160,7 +161,7 @@ def _on_the_loop(
 async def start_summaries(memo: Runtime, **kwargs: Any) -> None:
     """Start the probes' status summaries (``probes.summarize_probes``) over kopf's
     indexes (live views: filled as the watches deliver); they stop with the operator."""
-    indexes = (kwargs["probes_by_name"], kwargs["deployments_by_probe"], kwargs["integrations_by_name"])
+    indexes = (kwargs["deployments_by_probe"], kwargs["integrations_by_name"])
     memo.background(summarize_probes(memo, *indexes), "the probes' status summaries")
 
 

@@ -76,6 +76,7 @@ __all__ = [
     "NETWORK_POLICIES",
     "PODS",
     "POD_DISRUPTION_BUDGETS",
+    "ROLES",
     "SECRETS",
     "STATEFUL_SETS",
     "Conflict",
@@ -99,6 +100,7 @@ _REQUEST_TIMEOUT = 30.0
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_ATTEMPTS = 4  # then the error is the caller's: within seconds (0.5 + 1 + 2 at most)
 _BACKOFF = Backoff(0.5, 10.0)  # a Retry-After of up to 10 s is honoured
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 class KubeError(Exception):
@@ -298,6 +300,7 @@ class Kube:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         """One API call; the JSON answer, or ``KubeError``. ``verb``/``what`` label the count."""
         if _BULK.get():
@@ -305,7 +308,7 @@ class Kube:
         self.requests[f"{verb} {what}"] += 1
         url = path + (f"?{urlencode(query)}" if query else "")
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._call_blocking, method, url, body, content_type)
+        call = functools.partial(self._call_blocking, method, url, body, content_type, accept)
         executor = self._bulk if _BULK.get() else self._executor
 
         async def attempt(number: int) -> tuple[int, bytes]:
@@ -334,12 +337,12 @@ class Kube:
         return json.loads(data) if data else None
 
     def _call_blocking(
-        self, method: str, url: str, body: Any, content_type: str
+        self, method: str, url: str, body: Any, content_type: str, accept: str
     ) -> tuple[int, bytes, float | None]:
         serialized = self._api.param_serialize(
             method,
             url,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -382,6 +385,14 @@ class Kube:
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)
         return items
+
+    async def list_metadata(self, resource: Resource, namespace: str) -> list[dict[str, Any]]:
+        """The metadata of the objects of ``resource`` in ``namespace`` (a fraction of
+        what a full list costs the API server to send and this process to read)."""
+        answer = await self.request(
+            "GET", resource.path(namespace), verb="list", what=resource.plural, accept=_METADATA_LIST
+        )
+        return [dict(item) for item in answer.get("items") or []]
 
     async def create(self, obj: Mapping[str, Any], *, resource: Resource | None = None) -> Any:
         resource = resource or resource_of(obj)

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from canarywatch.api import CONFIG_HASH_ANNOTATION, LABEL_ROLE, AgentRole
 from canarywatch.controller import manifests
 from canarywatch.controller.cameras import observe_cameras
-from canarywatch.controller.indexes import lookup
+from canarywatch.controller.indexes import lookup, probes_by_name
 from canarywatch.controller.kube import (
     CAMERA_INTEGRATIONS,
     CANARY_PROBES,
@@ -54,7 +54,7 @@ from canarywatch.httpclient import client_session
 from canarywatch.spec import ProbeSpec
 from canarywatch.verdicts import Verdict
 
-__all__ = ["forget_probe", "reconcile_probe", "reroll_probes", "summarize_probe", "summarize_probes"]
+__all__ = ["follow_probe", "reconcile_probe", "reroll_probes", "summarize_probe", "summarize_probes"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ async def reconcile_probe(
                     old_spec=(old or {}).get("spec") if reason == "update" else None,
                     known_keyrings=memo.keyring_tenants,
                     fresh=reason == "create",
-                    probes=kwargs.get("probes_by_name"),
                 )
     except KubeError as error:
         # The API server refused one of its objects (RBAC, a quota, an admission webhook):
@@ -109,15 +108,13 @@ async def _reconcile_probe(
     old_spec: Mapping[str, Any] | None = None,
     known_keyrings: Iterable[str] = (),
     fresh: bool = False,
-    probes: Any = None,
 ) -> tuple[dict[str, Any], set[str]]:
     """Bring the probe's objects in line with its spec; its new status and keyring tenants.
 
     ``existing`` are the live Deployments it owns (from the index): one whose config hash
     matches what the builders produce now is left alone. ``fresh`` (a creation) skips
     nothing; otherwise Services and the budget are re-applied only if some Deployment
-    changed. The keyring is written before any Deployment that mounts it. ``probes`` is
-    kopf's index of CanaryProbes: the owners of the namespace's viewer RBAC.
+    changed. The keyring is written before any Deployment that mounts it.
     """
     namespace, name = probe["metadata"]["namespace"], probe["metadata"]["name"]
     problems: list[str] = []
@@ -160,7 +157,7 @@ async def _reconcile_probe(
             known |= set(spec.tenant_ids)
         keyrings = await _ensure_keyring(rt, probe, spec.tenant_ids, known)
         if fresh or stale_deployments:
-            await _ensure_viewer_rbac(rt, probe, probes)
+            await _ensure_viewer_rbac(rt, probe)
             others = [obj for obj in workloads if obj["kind"] in ("Service", "PodDisruptionBudget")]
             for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others + stale_deployments)):
                 if applied.get("kind") == "Deployment":
@@ -221,46 +218,51 @@ async def _ensure_keyring(
     return set(tenants)
 
 
-async def _ensure_viewer_rbac(rt: Runtime, probe: Mapping[str, Any], probes: Any) -> None:
+async def _ensure_viewer_rbac(rt: Runtime, probe: Mapping[str, Any]) -> None:
     """The namespace's viewer ServiceAccount, Role and RoleBinding, owned by each of its
-    probes: applied when this probe is not yet among the owners this process applied
-    (with every probe the index knows there, so at a cold start one apply serves them
-    all); probes arriving meanwhile wait for that apply."""
+    probes: applied when this probe is not yet among the owners this process applied,
+    with every probe known there (``Runtime.probes``; the first time in a process, every
+    probe the API server lists there too: at a cold start the watch has delivered only
+    some, and one apply serves them all); probes arriving meanwhile wait for that apply."""
     namespace, uid = str(probe["metadata"]["namespace"]), str(probe["metadata"]["uid"])
     while True:
         applying = rt.viewer_rbac.get(namespace)
-        if applying is not None and uid in applying.owners:
+        if applying is not None and applying.owns(uid):
             await asyncio.shield(applying.done)
             return
         if applying is not None and not applying.done.done():
             await asyncio.wait([applying.done])  # then see whether it made this probe an owner
             continue
-        owners = {(str(probe["metadata"]["name"]), uid)} | _probes_in(probes, namespace)
-        done = asyncio.ensure_future(_apply_viewer_rbac(rt, namespace, owners))
-        rt.viewer_rbac[namespace] = ViewerRbac(frozenset(o[1] for o in owners), done)
+        owners = {(str(probe["metadata"]["name"]), uid)} | _probes_in(rt.probes, namespace)
+        done = asyncio.ensure_future(_apply_viewer_rbac(rt, namespace, owners, listing=applying is None))
+        apply = rt.viewer_rbac[namespace] = ViewerRbac(owners, done)
         try:
-            await asyncio.shield(done)
+            await asyncio.shield(apply.done)
         except KubeError:
-            if rt.viewer_rbac.get(namespace) is not None and rt.viewer_rbac[namespace].done is done:
+            if rt.viewer_rbac.get(namespace) is apply:
                 del rt.viewer_rbac[namespace]  # the next reconcile tries again
             raise
         return
 
 
-async def _apply_viewer_rbac(rt: Runtime, namespace: str, owners: set[tuple[str, str]]) -> None:
+async def _apply_viewer_rbac(
+    rt: Runtime, namespace: str, owners: set[tuple[str, str]], *, listing: bool
+) -> None:
+    """Apply the RBAC owned by ``owners`` and, with ``listing``, by every probe the API
+    server lists there (names and uids only), added to ``owners`` first."""
+    if listing:
+        listed = await rt.kube.list_metadata(CANARY_PROBES, namespace)
+        owners |= {(str(p["metadata"]["name"]), str(p["metadata"]["uid"])) for p in listed}
     for obj in manifests.build_viewer_rbac(namespace, owners):  # in order: the binding names the Role
         await rt.kube.apply(obj)
 
 
-def _probes_in(probes: Any, namespace: str) -> set[tuple[str, str]]:
-    """(name, uid) of every CanaryProbe of ``namespace`` in kopf's index (empty without one)."""
-    if probes is None:
-        return set()
+def _probes_in(probes: Mapping[tuple[str, str], Mapping[str, Any]], namespace: str) -> set[tuple[str, str]]:
+    """(name, uid) of every CanaryProbe of ``namespace`` among ``probes``."""
     return {
         (str(p["metadata"]["name"]), str(p["metadata"]["uid"]))
-        for key in list(probes)
-        if key[0] == namespace
-        for p in probes.get(key, ())
+        for (ns, _), p in list(probes.items())
+        if ns == namespace
     }
 
 
@@ -310,32 +312,30 @@ def _has_problem_condition(status: Mapping[str, Any], problems: Sequence[str]) -
 
 
 async def summarize_probes(
-    memo: Runtime,
-    probes: kopf.Index[Any, Any],
-    deployments: kopf.Index[Any, Any],
-    integrations: kopf.Index[Any, Any],
+    memo: Runtime, deployments: kopf.Index[Any, Any], integrations: kopf.Index[Any, Any]
 ) -> None:
     """Every ``status_interval_seconds``, each probe's status summary (``summarize_probe``).
 
     One loop for all probes rather than a kopf timer per probe: kopf puts a finalizer on
     every object with a timer (one more patch per probe, and a probe that cannot be
     deleted while the operator is down) and keeps a task per timer. The probes are read
-    from kopf's index, so a summary costs no read; a probe's failure is logged and the
-    others go on."""
+    from ``Runtime.probes`` (their watch events), so a summary costs no read; a probe's
+    failure is logged and the others go on."""
     interval = memo.settings.status_interval_seconds
     while True:
         await asyncio.sleep(interval)
-        for key in list(probes):
-            for probe in list(probes.get(key, ())):
-                try:
-                    await _summarize_one(memo, probe, deployments, integrations)
-                except NotFound:
-                    pass  # deleted meanwhile
-                except Exception as error:
-                    log.warning("status summary of CanaryProbe %s/%s failed: %s", key[0], key[1], error)
-                # A summary that writes nothing never awaits: without this, 1,000 of them
-                # would hold the event loop for seconds, a LeakIncident's handler waiting.
-                await asyncio.sleep(0)
+        for key, probe in list(memo.probes.items()):
+            if memo.probes.get(key) is not probe:
+                continue  # deleted (or changed: summarized next time) meanwhile
+            try:
+                await _summarize_one(memo, probe, deployments, integrations)
+            except NotFound:
+                pass  # deleted meanwhile
+            except Exception as error:
+                log.warning("status summary of CanaryProbe %s/%s failed: %s", key[0], key[1], error)
+            # A summary that writes nothing never awaits: without this, 1,000 of them
+            # would hold the event loop for seconds, a LeakIncident's handler waiting.
+            await asyncio.sleep(0)
 
 
 async def _summarize_one(
@@ -542,12 +542,21 @@ def _coverage(
     return status | {"conditions": [*kept, condition]}
 
 
-async def forget_probe(body: kopf.Body, memo: Runtime, type: str | None = None, **_: Any) -> None:
-    """A deleted probe's gauges go with it: no alert waits for viewers removed on purpose
-    (the watch's event; nothing to do for the others)."""
-    if type != "DELETED":
-        return
+async def follow_probe(body: kopf.Body, memo: Runtime, type: str | None = None, **_: Any) -> None:
+    """Every watch event of a probe: ``Runtime.probes`` follows it (what the status
+    summaries and the viewer RBAC's owners read), and a deleted probe's gauges go with
+    it (no alert waits for viewers removed on purpose).
+
+    Not a kopf index: kopf holds every object of an indexed kind at an operator's start
+    until all of them are indexed, each waking all the others as it is (a second per
+    hundred probes at a cold start before the first reconcile). Bulk work: it waits
+    while a kill switch is on its way, and what kopf does next for the event with it."""
+    await memo.kube.urgency.unhurried()
     meta = body["metadata"]
+    if type != "DELETED":
+        memo.probes.update(probes_by_name(body))
+        return
+    memo.probes.pop((meta["namespace"], meta["name"]), None)
     integration = str((body.get("spec", {}).get("integrationRef") or {}).get("name", ""))
     memo.metrics.forget_probe(namespace=meta["namespace"], integration=integration, probe=meta["name"])
     memo.coverage.forget(str(meta.get("uid") or f"{meta['namespace']}/{meta['name']}"))
@@ -571,9 +580,7 @@ async def reroll_probes(body: kopf.Body, reason: str, memo: Runtime, **kwargs: A
         try:
             async with memo.reconciles:
                 with bulk():
-                    status, _keyrings = await _reconcile_probe(
-                        memo, probe, integration, existing, probes=kwargs.get("probes_by_name")
-                    )
+                    status, _keyrings = await _reconcile_probe(memo, probe, integration, existing)
         except KubeError as error:
             refused.append(probe["metadata"]["name"])
             status = _broken_probe_status(probe, f"cannot write the probe's objects: {error}")

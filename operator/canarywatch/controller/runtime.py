@@ -85,10 +85,14 @@ class PageResult(StrEnum):
 
 @dataclass(frozen=True)
 class ViewerRbac:
-    """An apply of a namespace's viewer RBAC: the uids of the probes it makes owners."""
+    """An apply of a namespace's viewer RBAC: the (name, uid) of the probes it makes
+    owners (the apply adds those it lists to the set before it applies)."""
 
-    owners: frozenset[str]
+    owners: set[tuple[str, str]]
     done: asyncio.Future[None]
+
+    def owns(self, uid: str) -> bool:
+        return any(owner[1] == uid for owner in self.owners)
 
 
 @dataclass
@@ -109,6 +113,9 @@ class Runtime:
     written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     #: Tenants of this probe whose keyring item is known to exist.
     keyring_tenants: frozenset[str] = frozenset()
+    #: Every CanaryProbe, as ``indexes.probes_by_name`` trims it, by (namespace, name):
+    #: followed on its watch events (``probes.follow_probe``), shared.
+    probes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: Namespace -> the last apply of its viewer RBAC (``probes._ensure_viewer_rbac``), shared.
     viewer_rbac: dict[str, ViewerRbac] = field(default_factory=dict)
     #: Re-assertion pacing of each engaged kill switch (memory only: after a restart the
