@@ -152,22 +152,24 @@ grant different (group, resource, verb)s. The reasons are commented there.
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
 # The agents' objects are server-side applied (PATCH); an apply that creates the object
-# is also authorized as `create` by the API server, hence create with every patch.
+# is also authorized as `create` by the API server, hence create with every patch. A new
+# probe's Service, Deployments and budget are created (POST), and read (get) before
+# their first apply, to hand what the create set over to it.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["patch", "create"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["patch", "create"]
+  verbs: ["get", "patch", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["patch", "create"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "patch", "delete", "create"]
+  verbs: ["get", "list", "watch", "patch", "delete", "create"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

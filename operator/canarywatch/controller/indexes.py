@@ -12,6 +12,7 @@ import kopf
 
 from canarywatch import api
 from canarywatch.controller.kube import LEAK_INCIDENTS
+from canarywatch.controller.ownership import HANDOVER, pending_handover
 from canarywatch.controller.runtime import IncidentState, PageResult, Runtime, creation_time
 
 __all__ = [
@@ -27,7 +28,8 @@ __all__ = [
 
 
 def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    """The Deployments a CanaryProbe owns, trimmed to what its status needs."""
+    """The Deployments a CanaryProbe owns, trimmed to what its status needs (and
+    whether its next apply must first hand over what a create set: ``ownership``)."""
     meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
     owner = next(
         (
@@ -63,6 +65,8 @@ def deployments_by_probe(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dic
             )
         }
         | {"conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Progressing"]},
+        # Created with a POST and not applied since: its next apply hands it over first.
+        HANDOVER: pending_handover(meta),
     }
     return {(str(meta.get("namespace")), str(owner.get("uid"))): trimmed}
 

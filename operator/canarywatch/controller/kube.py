@@ -398,7 +398,12 @@ class Kube:
         resource = resource or resource_of(obj)
         namespace = obj.get("metadata", {}).get("namespace")
         return await self.request(
-            "POST", resource.path(namespace), verb="create", what=resource.plural, body=dict(obj)
+            "POST",
+            resource.path(namespace),
+            verb="create",
+            what=resource.plural,
+            query={"fieldManager": self._field_manager},
+            body=dict(obj),
         )
 
     async def create_if_absent(self, obj: Mapping[str, Any]) -> bool:

@@ -68,22 +68,28 @@ NAMESPACE_RULES: tuple[Rule, ...] = (
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     # Server-side apply of the agents' objects (the namespace's viewer account, a
     # probe's camera Service): a PATCH, which RBAC also checks as a create when the
-    # object does not exist yet.
+    # object does not exist yet. A new probe's Service, Deployments and budget are
+    # created (POST), and read before their first apply to hand what the create set
+    # over to it (``controller.ownership``).
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["roles", "rolebindings"],
         "verbs": ["create", "patch"],
     },
-    # The probes' Deployments: indexed (list+watch), applied, deleted when stale.
+    # The probes' Deployments: indexed (list+watch), created, applied, deleted when stale.
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
-        "verbs": ["list", "watch", "create", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
-    # The agents' PodDisruptionBudgets: applied; deleted when they are turned off.
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch", "delete"]},
+    # The agents' PodDisruptionBudgets: created, applied; deleted when they are turned off.
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
     # Ready viewer pods, whose /metrics feed the probe's verdict counts.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -124,6 +130,12 @@ GRANTED_NOT_CALLED: Mapping[tuple[str, str, str], str] = {
         "poddisruptionbudgets",
         "delete",
     ): "only when the agents' PodDisruptionBudgets are turned off (CANARYWATCH_AGENT_MAX_UNAVAILABLE=off)",
+    (
+        "apps",
+        "deployments",
+        "get",
+    ): "only when a probe's creation finds its Deployment there already (the operator restarted mid-way)"
+    " or the index is behind the Deployment's managed fields (controller.ownership)",
 }
 
 

@@ -5,11 +5,14 @@ reconciled from the pure builders, stale ones removed; the periodic status summa
 when its endpoints or verdict rules change.
 
 What a reconcile costs the API server, since 1,000 probes start at once after an
-upgrade or a restore: a new probe is one create of its Secret, one apply of each
-Deployment (two, without ``tc`` profiles) and of its PodDisruptionBudget, and one
-status patch (kopf keeps its own state in that same patch: ``main.kopf_settings``). A
-probe whose Deployments carry the config hash the builders produce now costs nothing
-but, when it changed, its status patch."""
+upgrade or a restore: a new probe is one create of its Secret, one create (POST, half
+the API server's CPU of a server-side apply) of each Deployment (two, without ``tc``
+profiles) and of its PodDisruptionBudget, and one status patch (kopf keeps its own
+state in that same patch: ``main.kopf_settings``). A probe whose Deployments carry the
+config hash the builders produce now costs nothing but, when it changed, its status
+patch; a changed one, one apply of each changed Deployment and of its budget, and, the
+first time after its creation, the handover of each to the apply (one patch per
+Deployment, a read and a patch of the budget: ``controller.ownership``)."""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from canarywatch.controller.kube import (
     NotFound,
     bulk,
 )
+from canarywatch.controller.ownership import write_objects
 from canarywatch.controller.runtime import (
     RETRY_DELAY,
     Runtime,
@@ -113,8 +117,9 @@ async def _reconcile_probe(
 
     ``existing`` are the live Deployments it owns (from the index): one whose config hash
     matches what the builders produce now is left alone. ``fresh`` (a creation) skips
-    nothing; otherwise Services and the budget are re-applied only if some Deployment
-    changed. The keyring is written before any Deployment that mounts it.
+    nothing, and creates the objects when none exists yet; otherwise Services and the
+    budget are re-applied only if some Deployment changed. The keyring is written before
+    any Deployment that mounts it.
     """
     namespace, name = probe["metadata"]["namespace"], probe["metadata"]["name"]
     problems: list[str] = []
@@ -159,9 +164,14 @@ async def _reconcile_probe(
         if fresh or stale_deployments:
             await _ensure_viewer_rbac(rt, probe)
             others = [obj for obj in workloads if obj["kind"] in ("Service", "PodDisruptionBudget")]
-            for applied in await asyncio.gather(*(rt.kube.apply(obj) for obj in others + stale_deployments)):
-                if applied.get("kind") == "Deployment":
-                    live[str(applied["metadata"]["name"])] = applied
+            # Nothing of the probe exists yet: created, which costs the API server half
+            # of an apply (``controller.ownership``).
+            written = await write_objects(
+                rt.kube, others + stale_deployments, create=fresh and not live, live=live
+            )
+            for obj in written:
+                if obj.get("kind") == "Deployment":
+                    live[str(obj["metadata"]["name"])] = obj
             if rt.settings.agent_pod_options.max_unavailable is None and not fresh:
                 # Budgets off: remove any made while they were on (turning them off
                 # changes every Deployment's annotation, so this runs then).
