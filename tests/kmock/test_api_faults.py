@@ -194,7 +194,16 @@ async def test_a_probe_deployment_rbac_refuses_degrades_the_probe_naming_it(
     probe = example("CanaryProbe")
     name = probe["metadata"]["name"]
     camera = camera_name(name)
+    # A new probe's Deployments are created (RBAC names no object when it refuses a
+    # create), applied when its reconcile is retried with some of them there.
+    status, reason, message = forbidden("create", DEPLOYMENTS, camera)
     refused = apiserver.fail(
+        apiserver["create", DEPLOYMENTS, kmock.data({"metadata": {"name": camera}})],
+        status,
+        reason,
+        message.replace(f' "{camera}"', ""),
+    )
+    apiserver.fail(
         apiserver["patch", DEPLOYMENTS, kmock.name(camera)], *forbidden("patch", DEPLOYMENTS, camera)
     )
     relay = probe["spec"]["integrationRef"]["name"]

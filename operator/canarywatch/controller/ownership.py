@@ -31,6 +31,7 @@ from canarywatch.controller.kube import (
     Conflict,
     Invalid,
     Kube,
+    KubeError,
     resource_of,
 )
 
@@ -137,7 +138,10 @@ async def hand_over(kube: Kube, obj: Mapping[str, Any], known: Handover | None =
 async def _create_or_apply(kube: Kube, obj: Mapping[str, Any]) -> Any:
     try:
         return await kube.create(obj)
-    except Conflict:
+    except KubeError as error:
+        if not isinstance(error, Conflict):  # a create's path names no object: the error does
+            what = f"{obj['kind']} {obj['metadata']['name']}"
+            raise type(error)(error.status, error.reason, f"{what}: {error.message}") from error
         # There already (a restart re-running the probe's creation, a leftover): the
         # apply of today, its fields first handed over in case a create of ours set them.
         await hand_over(kube, obj)
