@@ -396,15 +396,9 @@ class Kube:
 
     async def create(self, obj: Mapping[str, Any], *, resource: Resource | None = None) -> Any:
         resource = resource or resource_of(obj)
-        namespace = obj.get("metadata", {}).get("namespace")
-        return await self.request(
-            "POST",
-            resource.path(namespace),
-            verb="create",
-            what=resource.plural,
-            query={"fieldManager": self._field_manager},
-            body=dict(obj),
-        )
+        path, body = resource.path(obj.get("metadata", {}).get("namespace")), dict(obj)
+        query = {"fieldManager": self._field_manager}
+        return await self.request("POST", path, verb="create", what=resource.plural, query=query, body=body)
 
     async def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
         """Create ``obj``; False if an object of that name exists already (kept as is)."""
