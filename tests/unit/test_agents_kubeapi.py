@@ -5,12 +5,12 @@ building the creator loads no Kubernetes client library (a fresh interpreter cou
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from daemons import make_pki
 
 from canarywatch.agents.env import EnvError
 from canarywatch.agents.viewer import kubernetes_creator
@@ -18,12 +18,10 @@ from canarywatch.agents.viewer import kubernetes_creator
 _ENV = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
 
 
-def _system_ca() -> Path:
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("no CA bundle on this machine")
+def _throwaway_ca(directory: Path) -> Path:
+    """A CA certificate of its own (a machine without a system CA bundle runs these too)."""
+    make_pki(directory, ca_name="canarywatch kubeapi test", server_ips=["127.0.0.1"], leaves={})
+    return directory / "ca.crt"
 
 
 def _account(tmp_path: Path, *, token: str | None = "t0ken", ca: str | None = None) -> Path:
@@ -34,7 +32,7 @@ def _account(tmp_path: Path, *, token: str | None = "t0ken", ca: str | None = No
     if ca is not None:
         (account / "ca.crt").write_text(ca)
     else:
-        (account / "ca.crt").write_bytes(_system_ca().read_bytes())
+        (account / "ca.crt").write_bytes(_throwaway_ca(tmp_path / "pki").read_bytes())
     return account
 
 
