@@ -144,7 +144,7 @@ def _on_the_loop(
     of every object (thousands at a cold start, and on a LeakIncident's way).
 
     kopf runs an object's index functions first when handling its watch events; for
-    ``bulk`` kinds (probes and their Deployments) the handling waits there while a kill
+    ``bulk`` kinds (the probes' Deployments) the handling waits there while a kill
     switch is on its way (``controller.urgency``). A LeakIncident that needs a response
     makes bulk work wait from the moment it is seen."""
 

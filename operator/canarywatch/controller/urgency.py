@@ -11,11 +11,12 @@ kill switch stuck on a slow webhook must not stop every probe's reconcile.
 Bulk work is more than the calls: kopf's handling of every watch event of a probe or
 of one of its Deployments takes the event loop too (several a second per probe at a
 cold start), and every step of the kill switch waits for the loop between its calls.
-So that handling waits as well (``controller.handlers`` gates those kinds' index
-functions, the first thing kopf runs for an event). And it waits from the moment a
-LeakIncident that needs a response is seen (``expect``): kopf's own steps before the
-handler starts were the longest wait of a kill switch during a cold start. An
-expectation ends when urgent work ends, or after ``EXPECTED_HOLD_SECONDS``.
+So that handling waits as well, in the first function of ours kopf runs for such an
+event (the Deployments' index, ``controller.handlers``; ``probes.follow_probe``). And
+it waits from the moment a LeakIncident that needs a response is seen (``expect``):
+kopf's own steps before the handler starts were the longest wait of a kill switch
+during a cold start. An expectation ends when urgent work ends, or after
+``EXPECTED_HOLD_SECONDS``.
 """
 
 from __future__ import annotations
